@@ -71,3 +71,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
     3
 }
+
+/// The message `main` prints: the whole cause chain on one line, or for a
+/// script parse error, that line followed by the source line and a caret.
+pub fn render(err: &anyhow::Error) -> String {
+    for cause in err.chain() {
+        if let Some(p) = cause.downcast_ref::<crate::strategy::ParseError>() {
+            return p.render();
+        }
+    }
+    format!("{err:#}")
+}

@@ -23,6 +23,16 @@ pub struct ParseError {
     pub source_line: String,
 }
 
+impl ParseError {
+    pub fn render(&self) -> String {
+        format!("{self}")
+    }
+}
+
+pub fn description(_source: &str) -> String {
+    String::new()
+}
+
 /// Where a strategy came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -108,8 +118,7 @@ impl Session<'_> {
 pub async fn run_setup(
     _program: &Program,
     _conn: &mut PgConnection,
-    _product: i64,
-    _initial_stock: i64,
+    _products: &[(i64, i64)],
 ) -> anyhow::Result<()> {
     Ok(())
 }

@@ -1,0 +1,212 @@
+//! Command-line argument types (clap derive). No logic lives here: `plan`
+//! turns these into a validated run plan.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A race-condition lab and benchmark harness for PostgreSQL.
+///
+/// racelab seeds stock, releases concurrent buyers at the same instant
+/// against a purchase strategy, then audits the database: how many units were
+/// oversold, how much stock drifted, and how long purchases took.
+#[derive(Debug, Parser)]
+#[command(name = "racelab", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Race one strategy and audit the result.
+    Run(RunArgs),
+    /// Race several strategies on the same scenario, side by side.
+    Compare(CompareArgs),
+    /// List the built-in (and local) strategies and scenarios.
+    List,
+    /// Print a strategy script (a built-in name or a path).
+    Show {
+        /// Strategy name or path to a .sql file.
+        strategy: String,
+    },
+    /// Manage a kept PostgreSQL cluster that later runs reuse.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Strategy: a built-in name (see `racelab list`) or a path to a .sql file.
+    #[arg(short, long, default_value = "naive")]
+    pub strategy: String,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Comma-separated strategies (names or paths); default: every built-in.
+    #[arg(long, value_delimiter = ',')]
+    pub strategies: Vec<String>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Everything `run` and `compare` share.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Run each strategy this many times (races are probabilistic).
+    #[arg(long, default_value_t = 1, value_name = "R")]
+    pub repeat: u32,
+
+    /// Fail (exit 1) unless every run has this verdict.
+    #[arg(long, value_enum)]
+    pub expect: Option<Expect>,
+}
+
+/// Scenario selection and per-field overrides.
+#[derive(Debug, Args, Default)]
+pub struct ScenarioArgs {
+    /// Scenario: a built-in name (see `racelab list`) or a path to a .toml file.
+    #[arg(long, default_value = "default")]
+    pub scenario: String,
+
+    /// Number of concurrent buyers.
+    #[arg(short, long)]
+    pub buyers: Option<u32>,
+
+    /// Initial stock of each product.
+    #[arg(long)]
+    pub stock: Option<i64>,
+
+    /// Attempts each buyer makes (not with --duration).
+    #[arg(short, long)]
+    pub attempts: Option<u32>,
+
+    /// Units each attempt tries to buy.
+    #[arg(short, long)]
+    pub quantity: Option<i64>,
+
+    /// Think time in milliseconds (the script's :think).
+    #[arg(long, value_name = "MS")]
+    pub think_ms: Option<u64>,
+
+    /// Number of products buyers choose from.
+    #[arg(long)]
+    pub products: Option<u32>,
+
+    /// Zipf skew of product choice (0 = uniform).
+    #[arg(long)]
+    pub skew: Option<f64>,
+
+    /// Share a pool of N connections between buyers (0: one per buyer).
+    #[arg(short, long, value_name = "N")]
+    pub connections: Option<u32>,
+
+    /// Loop buyers for this many seconds instead of a fixed number of attempts.
+    #[arg(short, long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+
+    /// Tries per attempt for serialization failures, deadlocks and \retry (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_tries: Option<u32>,
+
+    /// Seed for think-time jitter and random choices (default: random, recorded in the result).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Per-statement time limit in milliseconds (statement_timeout and lock_timeout); 0 = none.
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
+}
+
+/// Where the server comes from.
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// Use this PostgreSQL server instead of an embedded throwaway cluster.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory holding the PostgreSQL server binaries (initdb, postgres).
+    #[arg(long, env = "RACELAB_PG_BIN", value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+
+    /// The schema racelab owns and works in.
+    #[arg(long, default_value = "racelab")]
+    pub schema: String,
+
+    /// Keep durability on in the embedded cluster (fsync, synchronous_commit).
+    #[arg(long)]
+    pub durable: bool,
+
+    /// Seconds to wait for a connection to the server.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub connect_timeout: f64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Print the result as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Directory the result files are written to.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Do not write result files.
+    #[arg(long)]
+    pub no_save: bool,
+
+    /// Print nothing but the result.
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Expect {
+    /// Every run is safe: no oversell, no drift.
+    Safe,
+    /// Every run oversold (proves the harness catches a broken strategy).
+    Oversold,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Start a kept cluster and print its URL; later runs use it.
+    Start {
+        /// Directory holding the PostgreSQL server binaries.
+        #[arg(long, env = "RACELAB_PG_BIN", value_name = "DIR")]
+        pg_bin: Option<PathBuf>,
+        /// Keep durability on.
+        #[arg(long)]
+        durable: bool,
+        /// The server's max_connections.
+        #[arg(long, default_value_t = 1000)]
+        max_connections: u32,
+    },
+    /// Say whether a kept cluster is running.
+    Status,
+    /// Print the kept cluster's URL.
+    Url,
+    /// Stop the kept cluster and delete its data.
+    Stop,
+}

@@ -1,0 +1,208 @@
+//! The side-by-side table of `compare` (and of `--repeat`): one row per
+//! strategy, in the order they ran, repetitions folded together: the
+//! verdict is the worst of its runs, latency percentiles come from the merged
+//! histograms.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Attribute, Cell, CellAlignment, Table};
+
+use super::result::{RunResult, Summary};
+use super::table::{headline, verdict_color};
+use super::{fmt_count, fmt_us};
+use crate::db::Verdict;
+
+/// One strategy over all its runs.
+#[derive(Debug, Clone)]
+pub struct StrategySummary {
+    pub name: String,
+    pub runs: usize,
+    pub unsafe_runs: usize,
+    pub oversold_runs: usize,
+    pub unaudited_runs: usize,
+    pub max_oversold: i64,
+    pub total_oversold: i64,
+    pub total_drift: i64,
+    pub units_sold: i64,
+    pub stock: i64,
+    pub sold_out: u64,
+    pub rejected: u64,
+    pub retries: u64,
+    pub gave_up: u64,
+    pub errors: u64,
+    pub unknown: u64,
+    pub attempts: u64,
+    pub wall_seconds: f64,
+    pub latency: Summary,
+    /// The worst verdict of its runs (None: some run was not audited).
+    pub verdict: Option<Verdict>,
+}
+
+impl StrategySummary {
+    pub fn attempts_per_sec(&self) -> f64 {
+        if self.wall_seconds > 0.0 {
+            self.attempts as f64 / self.wall_seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Fold results per strategy, in the order the strategies first ran.
+pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
+    crate::app::strategy_names(results)
+        .into_iter()
+        .map(|name| {
+            let runs: Vec<&RunResult> = results.iter().filter(|r| r.strategy.name == name).collect();
+            let mut s = StrategySummary {
+                name,
+                runs: runs.len(),
+                unsafe_runs: 0,
+                oversold_runs: 0,
+                unaudited_runs: 0,
+                max_oversold: 0,
+                total_oversold: 0,
+                total_drift: 0,
+                units_sold: 0,
+                stock: 0,
+                sold_out: 0,
+                rejected: 0,
+                retries: 0,
+                gave_up: 0,
+                errors: 0,
+                unknown: 0,
+                attempts: 0,
+                wall_seconds: 0.0,
+                latency: Summary::default(),
+                verdict: Some(Verdict::Safe),
+            };
+            let mut merged = crate::engine::tally::new_histogram();
+            for r in &runs {
+                let o = &r.outcomes;
+                s.sold_out += o.sold_out;
+                s.rejected += o.rejected;
+                s.retries += o.retries;
+                s.gave_up += o.gave_up;
+                s.errors += o.errors;
+                s.unknown += o.unknown;
+                s.attempts += o.attempts;
+                s.wall_seconds += r.throughput.wall_seconds;
+                if let Ok(h) = r.latency_us.histogram() {
+                    let _ = merged.add(&h);
+                }
+                match &r.audit {
+                    Some(a) => {
+                        s.units_sold += a.units_sold;
+                        s.stock += a.initial_stock;
+                        s.total_oversold += a.oversold_units;
+                        s.max_oversold = s.max_oversold.max(a.oversold_units);
+                        s.total_drift += a.stock_drift;
+                        if a.oversold_units > 0 {
+                            s.oversold_runs += 1;
+                        }
+                    }
+                    None => s.unaudited_runs += 1,
+                }
+                if !r.is_safe() {
+                    s.unsafe_runs += 1;
+                }
+                s.verdict = worse(s.verdict, r.verdict);
+            }
+            s.latency = Summary::of(&merged);
+            s
+        })
+        .collect()
+}
+
+fn rank(v: Option<Verdict>) -> u8 {
+    match v {
+        Some(Verdict::Safe) => 0,
+        Some(Verdict::Inconsistent) => 1,
+        Some(Verdict::Oversold) => 2,
+        None => 3,
+    }
+}
+
+fn worse(a: Option<Verdict>, b: Option<Verdict>) -> Option<Verdict> {
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// The verdict column: a word either way, so it survives without colour.
+pub fn verdict_word(s: &StrategySummary) -> String {
+    let word = match s.verdict {
+        Some(Verdict::Safe) => "safe",
+        Some(Verdict::Oversold) => "OVERSOLD",
+        Some(Verdict::Inconsistent) => "INCONSISTENT",
+        None => "NOT AUDITED",
+    };
+    if s.runs > 1 && s.verdict != Some(Verdict::Safe) {
+        format!("{word} ({}/{} runs)", s.unsafe_runs, s.runs)
+    } else {
+        word.to_string()
+    }
+}
+
+/// The compare table, with the scenario headline above it.
+pub fn render(results: &[RunResult], color: bool) -> String {
+    let Some(first) = results.first() else {
+        return "no runs finished\n".to_string();
+    };
+    let summaries = summarize(results);
+    let repeated = summaries.iter().any(|s| s.runs > 1);
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut header = vec!["strategy", "verdict", "sold / stock", "oversold", "drift"];
+    if repeated {
+        header.extend(["oversold runs", "max oversold"]);
+    }
+    header.extend(["sold out", "rejected", "retries", "gave up", "errors", "p50", "p99", "attempts/s"]);
+    t.set_header(header);
+    for s in &summaries {
+        let right = |v: String| Cell::new(v).set_alignment(CellAlignment::Right);
+        let mut verdict = Cell::new(verdict_word(s));
+        if color {
+            verdict = verdict.fg(verdict_color(s.verdict));
+            if s.verdict != Some(Verdict::Safe) {
+                verdict = verdict.add_attribute(Attribute::Bold);
+            }
+        }
+        let mut row = vec![
+            Cell::new(&s.name),
+            verdict,
+            right(format!("{} / {}", s.units_sold, s.stock)),
+            right(s.total_oversold.to_string()),
+            right(s.total_drift.to_string()),
+        ];
+        if repeated {
+            row.push(right(format!("{}/{}", s.oversold_runs, s.runs)));
+            row.push(right(s.max_oversold.to_string()));
+        }
+        row.extend([
+            right(fmt_count(s.sold_out)),
+            right(fmt_count(s.rejected)),
+            right(fmt_count(s.retries)),
+            right(fmt_count(s.gave_up)),
+            right(fmt_count(s.errors + s.unknown)),
+            right(fmt_us(s.latency.p50)),
+            right(fmt_us(s.latency.p99)),
+            right(fmt_count(s.attempts_per_sec().round() as u64)),
+        ]);
+        t.add_row(row);
+    }
+    let first_line = headline(first).replacen(&format!("strategy {} on ", first.strategy.name), "", 1);
+    let mut out = format!("{first_line}\n{t}\n");
+    let bad: Vec<&str> = summaries
+        .iter()
+        .filter(|s| s.verdict != Some(Verdict::Safe))
+        .map(|s| s.name.as_str())
+        .collect();
+    if bad.is_empty() {
+        out.push_str("every strategy was safe\n");
+    } else {
+        out.push_str(&format!("not safe: {}\n", bad.join(", ")));
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! The result contract (DESIGN §7) as serde structs. `docs/result.schema.json`
+//! describes the same shape and a test validates real output against it:
+//! change both together, with the README.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{Audit, DbKind, Verdict};
+use crate::engine::Latency;
+use crate::outcome::Outcome;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    pub racelab_version: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub scenario: ScenarioInfo,
+    pub strategy: StrategyInfo,
+    pub database: DatabaseInfo,
+    /// 1-based index of this run among `--repeat` runs of its strategy.
+    pub repetition: u32,
+    pub outcomes: Outcomes,
+    /// The first distinct error messages, with counts.
+    pub error_messages: Vec<ErrorCount>,
+    /// What the buyers believed: units in attempts that reported success.
+    pub believed_units_sold: i64,
+    /// The database's truth; null when the audit could not run.
+    pub audit: Option<Audit>,
+    /// `safe`, `oversold` or `inconsistent`; null without an audit.
+    pub verdict: Option<Verdict>,
+    pub status: Status,
+    /// Why the run was interrupted or aborted.
+    pub status_reason: Option<String>,
+    pub latency_us: LatencyInfo,
+    pub throughput: Throughput,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Completed,
+    Interrupted,
+    Aborted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub description: String,
+    pub stock: i64,
+    pub buyers: u32,
+    pub attempts_per_buyer: u32,
+    pub quantity: i64,
+    pub think_ms: u64,
+    pub think_jitter_ms: u64,
+    pub products: u32,
+    pub product_skew: f64,
+    pub connections: u32,
+    pub duration_s: f64,
+    pub max_tries: u32,
+    pub seed: u64,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StrategyInfo {
+    pub name: String,
+    /// `builtin` or the path of the script file.
+    pub source: String,
+    /// SHA-256 of the script text, hex.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub kind: DbKind,
+    pub server_version: String,
+    pub durable: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Outcomes {
+    pub attempts: u64,
+    pub succeeded: u64,
+    pub sold_out: u64,
+    pub rejected: u64,
+    pub gave_up: u64,
+    pub errors: u64,
+    /// Attempts whose fate is unknown (connection lost while committing).
+    pub unknown: u64,
+    /// Tries beyond the first, summed over attempts.
+    pub retries: u64,
+    /// Attempts abandoned in flight when the run was stopped.
+    pub in_flight: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorCount {
+    pub message: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LatencyInfo {
+    pub attempt: Summary,
+    /// Keyed by outcome (`succeeded`, `sold_out`, ...); only outcomes seen.
+    pub by_outcome: BTreeMap<String, Summary>,
+    /// The attempt histogram, HdrHistogram V2 + DEFLATE, base64: runs can be
+    /// merged exactly.
+    pub hdr: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Throughput {
+    pub wall_seconds: f64,
+    pub attempts_per_sec: f64,
+    pub successes_per_sec: f64,
+}
+
+impl Summary {
+    pub fn of(h: &Histogram<u64>) -> Summary {
+        if h.is_empty() {
+            return Summary::default();
+        }
+        Summary {
+            count: h.len(),
+            min: h.min(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+impl LatencyInfo {
+    pub fn of(latency: &Latency) -> LatencyInfo {
+        let by_outcome = Outcome::ALL
+            .iter()
+            .filter_map(|o| {
+                let h = latency.by_outcome[o.index()].as_ref()?;
+                Some((o.as_str().to_string(), Summary::of(h)))
+            })
+            .collect();
+        LatencyInfo { attempt: Summary::of(&latency.all), by_outcome, hdr: encode_histogram(&latency.all) }
+    }
+
+    /// The attempt histogram back from `hdr`.
+    pub fn histogram(&self) -> anyhow::Result<Histogram<u64>> {
+        decode_histogram(&self.hdr)
+    }
+}
+
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serializing into memory cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text)?;
+    let h: Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice())?;
+    Ok(h)
+}
+
+impl RunResult {
+    pub fn is_oversold(&self) -> bool {
+        self.audit.as_ref().is_some_and(|a| a.oversold_units > 0)
+    }
+
+    /// Safe means audited and clean; anything unaudited is not safe.
+    pub fn is_safe(&self) -> bool {
+        self.verdict == Some(Verdict::Safe)
+    }
+
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        let o = &self.outcomes;
+        match outcome {
+            Outcome::Succeeded => o.succeeded,
+            Outcome::SoldOut => o.sold_out,
+            Outcome::Rejected => o.rejected,
+            Outcome::GaveUp => o.gave_up,
+            Outcome::Error => o.errors,
+            Outcome::Unknown => o.unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_round_trip_through_base64() {
+        let mut h = crate::engine::tally::new_histogram();
+        for v in [1u64, 10, 100, 1000, 123_456] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back.len(), 5);
+        assert_eq!(back.max(), h.max());
+        assert_eq!(Summary::of(&back), Summary::of(&h));
+    }
+}

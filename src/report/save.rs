@@ -1,0 +1,70 @@
+//! Result files: one JSON file per run under `results/` (or `--out`),
+//! written atomically (temp file + rename) as soon as the run is audited, so
+//! a later failure or an interrupt never loses it or leaves half a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::RunResult;
+
+/// Check before the race that results can be written there.
+pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    let fail = |e: std::io::Error| {
+        crate::error::bad_input(format!(
+            "cannot write results to {}: {e}; pass --out DIR with a writable directory, or --no-save",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".racelab-probe-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(fail)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The file name of a run: time, scenario, strategy, repetition.
+pub fn file_name(r: &RunResult) -> String {
+    let stamp: String = r
+        .started_at
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .collect();
+    let rep = if r.repetition > 1 { format!("-r{}", r.repetition) } else { String::new() };
+    format!("{stamp}-{}-{}{rep}.json", slug(&r.scenario.name), slug(&r.strategy.name))
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// Write `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("could not write {}", path.display()))
+}
+
+/// Save one run's JSON in `dir`; returns the path written.
+pub fn save(dir: &Path, r: &RunResult) -> anyhow::Result<PathBuf> {
+    let path = dir.join(file_name(r));
+    let json = serde_json::to_vec_pretty(r).context("serializing the result")?;
+    write_atomic(&path, &json)?;
+    Ok(path)
+}

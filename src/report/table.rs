@@ -1,0 +1,148 @@
+//! The human report of one run: what was raced, the outcomes beside the
+//! audit, latency overall and by outcome, throughput, and the verdict.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, CellAlignment, Color, Table};
+
+use super::result::Summary;
+use super::{fmt_count, fmt_us, verdict_sentence, RunResult};
+use crate::db::{DbKind, Verdict};
+use crate::outcome::Outcome;
+
+/// Render one run for a terminal (`color` adds ANSI colours to the verdict).
+pub fn render_run(r: &RunResult, color: bool) -> String {
+    let mut out = String::new();
+    out.push_str(&headline(r));
+    out.push('\n');
+
+    let a = r.audit.as_ref();
+    let num = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["outcome", "attempts", "", "audit (database)", "value"]);
+    let o = &r.outcomes;
+    let rows: [(&str, String, &str, String); 6] = [
+        ("succeeded", fmt_count(o.succeeded), "initial stock", num(a.map(|a| a.initial_stock))),
+        ("sold out", fmt_count(o.sold_out), "units sold", num(a.map(|a| a.units_sold))),
+        ("rejected", fmt_count(o.rejected), "final stock", num(a.map(|a| a.final_stock))),
+        ("gave up", fmt_count(o.gave_up), "oversold units", num(a.map(|a| a.oversold_units))),
+        ("errors", fmt_count(o.errors), "stock drift", num(a.map(|a| a.stock_drift))),
+        (
+            "unknown",
+            fmt_count(o.unknown),
+            "believed sold",
+            r.believed_units_sold.to_string(),
+        ),
+    ];
+    for (name, count, audit_name, audit_value) in rows {
+        t.add_row(vec![
+            Cell::new(name),
+            Cell::new(count).set_alignment(CellAlignment::Right),
+            Cell::new(""),
+            Cell::new(audit_name),
+            Cell::new(audit_value).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    t.add_row(vec![
+        Cell::new("total"),
+        Cell::new(fmt_count(o.attempts)).set_alignment(CellAlignment::Right),
+        Cell::new(""),
+        Cell::new("retries"),
+        Cell::new(fmt_count(o.retries)).set_alignment(CellAlignment::Right),
+    ]);
+    out.push_str(&t.to_string());
+    out.push('\n');
+
+    let mut lat = Table::new();
+    lat.load_preset(UTF8_FULL_CONDENSED);
+    lat.set_header(vec!["latency", "count", "mean", "p50", "p90", "p99", "p99.9", "max"]);
+    let mut add = |name: &str, s: &Summary| {
+        let mut row = vec![Cell::new(name), Cell::new(fmt_count(s.count)).set_alignment(CellAlignment::Right)];
+        for v in [s.mean.round() as u64, s.p50, s.p90, s.p99, s.p999, s.max] {
+            row.push(Cell::new(fmt_us(v)).set_alignment(CellAlignment::Right));
+        }
+        lat.add_row(row);
+    };
+    add("all attempts", &r.latency_us.attempt);
+    for outcome in Outcome::ALL {
+        if let Some(s) = r.latency_us.by_outcome.get(outcome.as_str()) {
+            add(outcome.as_str(), s);
+        }
+    }
+    out.push_str(&lat.to_string());
+    out.push('\n');
+
+    let tp = &r.throughput;
+    out.push_str(&format!(
+        "throughput: {} attempts in {:.3} s = {} attempts/s, {} successes/s\n",
+        fmt_count(o.attempts),
+        tp.wall_seconds,
+        fmt_count(tp.attempts_per_sec.round() as u64),
+        fmt_count(tp.successes_per_sec.round() as u64),
+    ));
+    for e in &r.error_messages {
+        out.push_str(&format!("error ({}x): {}\n", e.count, e.message));
+    }
+    out.push_str(&paint(&verdict_sentence(r), r.verdict, color));
+    out.push('\n');
+    out
+}
+
+/// "naive on default: 100 buyers x 1 attempt, stock 10, ..." and the server.
+pub fn headline(r: &RunResult) -> String {
+    let s = &r.scenario;
+    let work = if s.duration_s > 0.0 {
+        format!("{} buyers for {} s", s.buyers, s.duration_s)
+    } else {
+        format!(
+            "{} buyers x {} attempt{}",
+            s.buyers,
+            s.attempts_per_buyer,
+            if s.attempts_per_buyer == 1 { "" } else { "s" }
+        )
+    };
+    let products = if s.products > 1 { format!(" across {} products", s.products) } else { String::new() };
+    let pool = if s.connections > 0 { format!(", pool of {} connections", s.connections) } else { String::new() };
+    let db = &r.database;
+    let kind = match db.kind {
+        DbKind::Embedded => "embedded",
+        DbKind::Kept => "kept",
+        DbKind::External => "external",
+    };
+    let durability = if db.durable { "durable" } else { "fsync off" };
+    format!(
+        "strategy {} on scenario {}: {work}, stock {}{products}, quantity {}, think {} ms{pool}\n\
+         PostgreSQL {} ({kind}, {durability}), seed {}",
+        r.strategy.name,
+        s.name,
+        s.stock,
+        s.quantity,
+        s.think_ms,
+        db.server_version,
+        s.seed
+    )
+}
+
+/// Colour a verdict for a terminal.
+pub fn paint(text: &str, verdict: Option<Verdict>, color: bool) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match verdict {
+        Some(Verdict::Safe) => "32",
+        Some(Verdict::Oversold) => "1;31",
+        Some(Verdict::Inconsistent) => "33",
+        None => "35",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// Table cell colour for a verdict (used by the compare table).
+pub fn verdict_color(v: Option<Verdict>) -> Color {
+    match v {
+        Some(Verdict::Safe) => Color::Green,
+        Some(Verdict::Oversold) => Color::Red,
+        Some(Verdict::Inconsistent) => Color::Yellow,
+        None => Color::Magenta,
+    }
+}
