@@ -348,6 +348,18 @@ impl Lexer {
                             self.open = (line, i + 1);
                             self.push(c);
                         }
+                        '$' if !prev.is_some_and(is_ident_char)
+                            && next.is_some_and(|d| d.is_ascii_digit()) =>
+                        {
+                            // Our `:name` placeholders are numbered `$1`..;
+                            // a literal one would silently take their values.
+                            return Err(err(
+                                line,
+                                i + 1,
+                                "positional parameters like `$1` are not allowed: \
+                                 use variables (`:name`), which are sent as parameters",
+                            ));
+                        }
                         '$' if !prev.is_some_and(is_ident_char) => {
                             if let Some(end) = dollar_tag(chars, i) {
                                 self.tag = chars[i..=end].to_vec();

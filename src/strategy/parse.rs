@@ -832,12 +832,15 @@ pub(crate) mod tests {
 
     #[test]
     fn variables_dollar_params_and_colon_oddities() {
-        let prog = p("SELECT a[1:2], :'x', $1, x:=1, foo$bar FROM t;");
+        let prog = p("SELECT a[1:2], :'x', x:=1, foo$bar, foo$1 FROM t;");
         assert!(prog.stmts[0].params.is_empty(), "{}", prog.stmts[0].sql);
         assert_eq!(
             prog.stmts[0].sql,
-            "SELECT a[1:2], :'x', $1, x:=1, foo$bar FROM t"
+            "SELECT a[1:2], :'x', x:=1, foo$bar, foo$1 FROM t"
         );
+        let (l, c, m) = e("SELECT :qty,\n  $1;\n");
+        assert_eq!((l, c), (2, 3));
+        assert!(m.contains("`:name`"), "{m}");
     }
 
     #[test]
