@@ -3,34 +3,63 @@
 //! attempt on one connection. The built-in strategies live in `strategies/`
 //! and are compiled in.
 //!
-//! INTERFACE PLACEHOLDER: replaced by the real implementation.
+//! - `lex`: splits a script into SQL statements and meta-command lines.
+//! - `parse`: builds the `Program` and does every load-time check.
+//! - `expr`: the integer expressions of `\set`, `\if`, `\sleep`.
+//! - `interp`: runs one attempt (`Session::attempt`) and `\setup`.
+//! - `builtin`: the embedded strategies and `load`.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use sqlx::PgConnection;
+mod builtin;
+mod expr;
+mod interp;
+mod lex;
+mod parse;
+#[cfg(test)]
+mod tests_live;
 
-use crate::outcome::AttemptReport;
+pub use builtin::{builtins, load};
+pub use interp::{run_setup, Session};
+pub use parse::{parse, Program};
+
+use crate::outcome::Outcome;
 
 /// A parse or load error: file, line, column, the line itself and a caret.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{col}: {message}")]
 pub struct ParseError {
     pub file: String,
+    /// 1-based.
     pub line: usize,
+    /// 1-based, in characters.
     pub col: usize,
     pub message: String,
     pub source_line: String,
 }
 
 impl ParseError {
+    /// The one-line message, then the offending line and a caret under the
+    /// column, rustc-style (no trailing newline):
+    ///
+    /// ```text
+    /// my.sql:2:1: unknown meta-command `\sett`; did you mean `\set`?
+    /// 2 | \sett x 1
+    ///   | ^
+    /// ```
     pub fn render(&self) -> String {
-        format!("{self}")
+        let num = self.line.to_string();
+        let pad = " ".repeat(num.len());
+        // Keep tabs so the caret lines up however the terminal expands them.
+        let indent: String = self
+            .source_line
+            .chars()
+            .take(self.col.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        format!("{self}\n{num} | {}\n{pad} | {indent}^", self.source_line)
     }
-}
-
-pub fn description(_source: &str) -> String {
-    String::new()
 }
 
 /// Where a strategy came from.
@@ -50,19 +79,22 @@ pub struct Strategy {
     pub program: Program,
 }
 
-/// A parsed script.
-#[derive(Debug, Clone)]
-pub struct Program {}
-
-/// The built-in strategies: (name, source), in a stable order.
-pub fn builtins() -> &'static [(&'static str, &'static str)] {
-    &[]
-}
-
-/// Load a strategy by built-in name or by path (anything containing a `/`
-/// or ending in `.sql`).
-pub fn load(_spec: &str) -> anyhow::Result<Strategy> {
-    unimplemented!()
+/// The strategy's description: its leading `--` comment lines, without the
+/// `--` and one following space, joined with newlines.
+pub fn description(source: &str) -> String {
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let mut lines = Vec::new();
+    for line in source.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("--") else {
+            break;
+        };
+        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        lines.push(rest.trim_end());
+    }
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    lines.join("\n")
 }
 
 /// The values an attempt starts with.
@@ -77,48 +109,155 @@ pub struct AttemptCtx {
     pub max_tries: u32,
 }
 
+/// What a trace event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceKind {
+    /// A SQL statement of the script.
+    Sql,
+    /// `\set`: `values` holds the name and the new value.
+    Set,
+    /// `\sleep`.
+    Sleep,
+    /// `\sold_out` or `\retry`.
+    Meta,
+    /// A ROLLBACK the interpreter sent (after an error, a conflict, `\retry`,
+    /// `\sold_out` or a script ending inside a transaction).
+    Rollback,
+    /// The pause between a conflict and the next try.
+    Backoff,
+    /// The attempt's outcome; always the last event.
+    Outcome,
+}
+
 /// One event of a traced attempt (`--trace`).
 #[derive(Debug, Clone)]
 pub struct TraceEvent {
     pub start: Instant,
     pub end: Instant,
+    /// The try (1-based) the event belongs to.
     pub try_no: u32,
+    /// The script line (0 for events with no line, like a backoff).
     pub line: usize,
+    pub kind: TraceKind,
+    /// The first line of the SQL as written, the meta-command, or for
+    /// `Outcome` the outcome's name.
     pub what: String,
+    /// Rows affected (SQL events).
+    pub rows: Option<u64>,
+    /// Values read by `\gset` or set by `\set`: (variable, value).
+    pub values: Vec<(String, String)>,
+    /// The error, if the step failed (for `Outcome`: the report's message).
+    pub error: Option<String>,
+    /// Set on the `Outcome` event.
+    pub outcome: Option<Outcome>,
 }
 
-/// Per-buyer interpreter state: variables, rng, scratch buffers; reused for
-/// every attempt so the hot path does not allocate.
-pub struct Session<'p> {
-    _p: &'p Program,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{prop, prop_assert, proptest, ProptestConfig};
+    use proptest::strategy::Strategy as _;
 
-impl Program {
-    pub fn session(&self, _seed: u64) -> Session<'_> {
-        unimplemented!()
+    #[test]
+    fn description_is_the_leading_comment_block() {
+        assert_eq!(
+            description("-- one\n--two\n  --   three  \n--\nSELECT 1;\n-- not this\n"),
+            "one\ntwo\n  three"
+        );
+        assert_eq!(description("SELECT 1;\n-- late\n"), "");
+        assert_eq!(description("\u{feff}-- x\r\n-- y\r\n"), "x\ny");
+        assert_eq!(description("-- a\n\n-- b\n"), "a");
     }
 
-    pub fn has_setup(&self) -> bool {
-        false
+    #[test]
+    fn render_handles_odd_positions() {
+        let e = ParseError {
+            file: "f".into(),
+            line: 10,
+            col: 3,
+            message: "m".into(),
+            source_line: "ab".into(),
+        };
+        assert_eq!(e.render(), "f:10:3: m\n10 | ab\n   |   ^");
     }
-}
 
-impl Session<'_> {
-    pub async fn attempt(
-        &mut self,
-        _conn: &mut PgConnection,
-        _ctx: &AttemptCtx,
-        _trace: Option<&mut Vec<TraceEvent>>,
-    ) -> AttemptReport {
-        unimplemented!()
+    /// Fragments that exercise every lexer state and meta-command.
+    fn soup() -> impl proptest::strategy::Strategy<Value = String> {
+        let atoms = prop::sample::select(vec![
+            "SELECT",
+            "stock",
+            "FROM",
+            "products",
+            " ",
+            " ",
+            "\n",
+            "\n",
+            ";",
+            ";\n",
+            ":x",
+            ":product",
+            "::int",
+            ":",
+            "'",
+            "''",
+            "E'",
+            "\\'",
+            "\"",
+            "$$",
+            "$t$",
+            "$1",
+            "--",
+            "/*",
+            "*/",
+            "(",
+            ")",
+            ",",
+            "AS",
+            "\\gset",
+            "\\set x 1",
+            "\\if :x > 1",
+            "\\elif 0",
+            "\\else",
+            "\\endif",
+            "\\sleep :think ms",
+            "\\sold_out",
+            "\\retry",
+            "\\setup",
+            "\\endsetup",
+            "\\bogus",
+            "RETURNING",
+            "BEGIN",
+            "COMMIT",
+            "\\",
+            "\t",
+            "\r\n",
+            "é",
+        ]);
+        prop::collection::vec(atoms, 0..60).prop_map(|v| v.concat())
     }
-}
 
-/// Run the `\setup` block for one product on the fresh lab.
-pub async fn run_setup(
-    _program: &Program,
-    _conn: &mut PgConnection,
-    _products: &[(i64, i64)],
-) -> anyhow::Result<()> {
-    Ok(())
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn parse_never_panics_on_arbitrary_text(s in "\\PC{0,200}") {
+            if let Err(e) = parse("p.sql", &s) {
+                let _ = e.render();
+            }
+            let _ = description(&s);
+        }
+
+        #[test]
+        fn parse_never_panics_on_token_soup(s in soup()) {
+            match parse("p.sql", &s) {
+                Err(e) => {
+                    prop_assert!(e.line >= 1 && e.col >= 1, "{e}");
+                    let _ = e.render();
+                }
+                Ok(p) => {
+                    let _ = p.session(1);
+                }
+            }
+        }
+    }
 }

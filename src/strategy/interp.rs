@@ -1,0 +1,722 @@
+//! Interpreting a `Program`: one attempt of one buyer on one connection
+//! (`Session::attempt`), with automatic retries of conflicts, and the
+//! `\setup` block (`run_setup`).
+//!
+//! This is the hot path. Variables live in a `Vec` of slots resolved at
+//! parse time; SQL strings were built at parse time, so the connection's
+//! prepared-statement cache parses each once; text values reuse their
+//! `String`; tracing costs one `is_some` check per step when it is off.
+//! Anything that formats a message happens only on a failure path.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sqlx::postgres::{PgRow, Postgres};
+use sqlx::{
+    Column as _, Executor as _, PgConnection, Row as _, Type, TypeInfo as _, ValueRef as _,
+};
+
+use super::expr::EvalError;
+use super::parse::{
+    Gset, Instr, Program, SetupParam, Stmt, TxKind, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY,
+    ROWS, THINK, TRY,
+};
+use super::{AttemptCtx, TraceEvent, TraceKind};
+use crate::outcome::{AttemptReport, Outcome};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Not assigned on this try's path yet.
+    Unset,
+    Null,
+    Int,
+    Text,
+}
+
+/// One variable. `text` keeps its capacity across attempts.
+#[derive(Debug, Clone)]
+struct Slot {
+    kind: Kind,
+    int: i64,
+    text: String,
+}
+
+/// Per-buyer interpreter state: variables, rng, scratch buffers; reused for
+/// every attempt so the hot path does not allocate.
+pub struct Session<'p> {
+    program: &'p Program,
+    slots: Vec<Slot>,
+    rng: SmallRng,
+}
+
+impl Program {
+    /// A session for one buyer. `seed` drives `random()` and the retry
+    /// jitter, so a run can be replayed.
+    pub fn session(&self, seed: u64) -> Session<'_> {
+        let slot = Slot {
+            kind: Kind::Unset,
+            int: 0,
+            text: String::new(),
+        };
+        Session {
+            program: self,
+            slots: vec![slot; self.vars.len()],
+            rng: SmallRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Whether the script has a `\setup` block with statements in it.
+    pub fn has_setup(&self) -> bool {
+        !self.setup.is_empty()
+    }
+
+    /// The slot of variable `{prefix}{name}`, without building the string.
+    fn lookup(&self, prefix: &str, name: &str) -> Option<usize> {
+        self.vars.iter().position(|v| {
+            v.len() == prefix.len() + name.len() && v.starts_with(prefix) && v.ends_with(name)
+        })
+    }
+}
+
+/// How a failed step ends the try.
+enum Fail {
+    /// 40001 / 40P01: roll back and try again.
+    Conflict(String),
+    /// Class 23 / 55P03: a safe refusal.
+    Rejected(String),
+    /// Anything else; the connection is still usable.
+    Error(String),
+    /// The connection is unusable.
+    Lost(String),
+}
+
+enum TryEnd {
+    Done {
+        outcome: Outcome,
+        message: Option<String>,
+        lost: bool,
+        line: usize,
+    },
+    Conflict {
+        message: String,
+        line: usize,
+    },
+}
+
+impl TryEnd {
+    fn done(outcome: Outcome, message: Option<String>, line: usize) -> TryEnd {
+        TryEnd::Done {
+            outcome,
+            message,
+            lost: false,
+            line,
+        }
+    }
+}
+
+/// Sort a database error into what it means for the attempt.
+fn classify(e: &sqlx::Error, line: usize) -> Fail {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let msg = format!("{code}: {} (line {line})", db.message());
+            if code == "40001" || code == "40P01" {
+                Fail::Conflict(msg)
+            } else if code.starts_with("23") || code == "55P03" {
+                Fail::Rejected(msg)
+            } else if code.starts_with("08") || code.starts_with("57P") {
+                // Connection exceptions and server shutdown: the server
+                // closes the connection after sending these.
+                Fail::Lost(msg)
+            } else {
+                Fail::Error(msg)
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::PoolTimedOut => Fail::Lost(format!("connection lost: {e} (line {line})")),
+        _ => Fail::Error(format!("{e} (line {line})")),
+    }
+}
+
+fn event(kind: TraceKind, try_no: u32, line: usize, what: String, start: Instant) -> TraceEvent {
+    TraceEvent {
+        start,
+        end: Instant::now(),
+        try_no,
+        line,
+        kind,
+        what,
+        rows: None,
+        values: Vec::new(),
+        error: None,
+        outcome: None,
+    }
+}
+
+/// The backoff before try `next`: jittered, up to min(100µs·2^tries, 10ms).
+fn backoff_cap_us(tries: u32) -> u64 {
+    if tries >= 7 {
+        10_000
+    } else {
+        (100u64 << tries).min(10_000)
+    }
+}
+
+impl Session<'_> {
+    /// Run one attempt: the script from the top, retried on conflicts up to
+    /// `ctx.max_tries` tries. Never returns an error: failures are outcomes.
+    /// With `trace`, every step is recorded (see `TraceEvent`).
+    pub async fn attempt(
+        &mut self,
+        conn: &mut PgConnection,
+        ctx: &AttemptCtx,
+        mut trace: Option<&mut Vec<TraceEvent>>,
+    ) -> AttemptReport {
+        let mut try_no: u32 = 1;
+        loop {
+            self.reset(ctx, try_no);
+            let end = self.run_try(conn, try_no, trace.as_deref_mut()).await;
+            let (outcome, message, lost, line) = match end {
+                TryEnd::Done {
+                    outcome,
+                    message,
+                    lost,
+                    line,
+                } => (outcome, message, lost, line),
+                TryEnd::Conflict { message, line } => {
+                    if ctx.max_tries != 0 && try_no >= ctx.max_tries {
+                        (Outcome::GaveUp, Some(message), false, line)
+                    } else {
+                        self.backoff(try_no, trace.as_deref_mut()).await;
+                        try_no = try_no.saturating_add(1);
+                        continue;
+                    }
+                }
+            };
+            if let Some(t) = trace {
+                let now = Instant::now();
+                let mut ev = event(
+                    TraceKind::Outcome,
+                    try_no,
+                    line,
+                    outcome.as_str().into(),
+                    now,
+                );
+                ev.error = message.clone();
+                ev.outcome = Some(outcome);
+                t.push(ev);
+            }
+            return AttemptReport {
+                outcome,
+                tries: try_no,
+                message,
+                connection_lost: lost,
+            };
+        }
+    }
+
+    fn set_int(&mut self, slot: usize, v: i64) {
+        let s = &mut self.slots[slot];
+        s.kind = Kind::Int;
+        s.int = v;
+    }
+
+    /// Every try starts from the built-ins alone: a value left by an earlier
+    /// try must not hide a "no value yet" on this one.
+    fn reset(&mut self, ctx: &AttemptCtx, try_no: u32) {
+        for s in &mut self.slots[BUILTIN_VARS.len()..] {
+            s.kind = Kind::Unset;
+        }
+        self.set_int(PRODUCT, ctx.product);
+        self.set_int(QTY, ctx.qty);
+        self.set_int(BUYER, ctx.buyer);
+        self.set_int(ATTEMPT, ctx.attempt);
+        self.set_int(TRY, i64::from(try_no));
+        self.set_int(THINK, ctx.think_ms);
+        self.set_int(ROWS, 0);
+    }
+
+    async fn backoff(&mut self, tries: u32, trace: Option<&mut Vec<TraceEvent>>) {
+        let start = trace.is_some().then(Instant::now);
+        let us = self.rng.gen_range(0..=backoff_cap_us(tries));
+        tokio::time::sleep(Duration::from_micros(us)).await;
+        if let (Some(t), Some(start)) = (trace, start) {
+            t.push(event(
+                TraceKind::Backoff,
+                tries,
+                0,
+                format!("backoff {us}us"),
+                start,
+            ));
+        }
+    }
+
+    fn eval(&mut self, expr: &super::expr::Expr, line: usize) -> Result<i64, Fail> {
+        let slots = &self.slots;
+        let get = |s: usize| {
+            let slot = &slots[s];
+            match slot.kind {
+                Kind::Int => Ok(slot.int),
+                Kind::Text => slot
+                    .text
+                    .trim()
+                    .parse()
+                    .map_err(|_| EvalError::NotInteger(s)),
+                Kind::Null => Err(EvalError::Null(s)),
+                Kind::Unset => Err(EvalError::Unset(s)),
+            }
+        };
+        expr.eval(&get, &mut self.rng)
+            .map_err(|e| Fail::Error(format!("{} (line {line})", e.describe(&self.program.vars))))
+    }
+
+    async fn run_try(
+        &mut self,
+        conn: &mut PgConnection,
+        try_no: u32,
+        mut trace: Option<&mut Vec<TraceEvent>>,
+    ) -> TryEnd {
+        let prog = self.program;
+        let mut pc = 0;
+        // The line of the statement that opened the current transaction.
+        let mut tx: Option<usize> = None;
+        while let Some(instr) = prog.instrs.get(pc) {
+            pc += 1;
+            let step = match instr {
+                Instr::Sql(i) => {
+                    let st = &prog.stmts[*i];
+                    let was_open = tx.is_some();
+                    let r = self.exec(conn, st, try_no, trace.as_deref_mut()).await;
+                    match st.kind {
+                        TxKind::Begin | TxKind::CommitChain if r.is_ok() => tx = Some(st.line),
+                        // A failed COMMIT ends the transaction too.
+                        TxKind::Commit | TxKind::Rollback => tx = None,
+                        _ => {}
+                    }
+                    r.map_err(|f| {
+                        let maybe_committed =
+                            matches!(st.kind, TxKind::Commit | TxKind::CommitChain)
+                                || (!was_open && st.kind == TxKind::Other);
+                        (f, st.line, maybe_committed)
+                    })
+                }
+                Instr::Set { line, slot, expr } => {
+                    let start = trace.is_some().then(Instant::now);
+                    match self.eval(expr, *line) {
+                        Ok(v) => {
+                            self.set_int(*slot, v);
+                            if let (Some(t), Some(start)) = (trace.as_deref_mut(), start) {
+                                let name = &prog.vars[*slot];
+                                let mut ev = event(
+                                    TraceKind::Set,
+                                    try_no,
+                                    *line,
+                                    format!("\\set {name}"),
+                                    start,
+                                );
+                                ev.values.push((name.clone(), v.to_string()));
+                                t.push(ev);
+                            }
+                            Ok(())
+                        }
+                        Err(f) => Err((f, *line, false)),
+                    }
+                }
+                Instr::JumpUnless { line, cond, target } => match self.eval(cond, *line) {
+                    Ok(0) => {
+                        pc = *target;
+                        Ok(())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(f) => Err((f, *line, false)),
+                },
+                Instr::Jump(target) => {
+                    pc = *target;
+                    Ok(())
+                }
+                Instr::Sleep {
+                    line,
+                    expr,
+                    unit_us,
+                } => match self.eval(expr, *line) {
+                    Ok(v) => {
+                        let us = v.saturating_mul(*unit_us);
+                        if us > 0 {
+                            let start = trace.is_some().then(Instant::now);
+                            tokio::time::sleep(Duration::from_micros(us as u64)).await;
+                            if let (Some(t), Some(start)) = (trace.as_deref_mut(), start) {
+                                t.push(event(
+                                    TraceKind::Sleep,
+                                    try_no,
+                                    *line,
+                                    format!("\\sleep {us}us"),
+                                    start,
+                                ));
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(f) => Err((f, *line, false)),
+                },
+                Instr::SoldOut { line } | Instr::Retry { line } => {
+                    let retry = matches!(instr, Instr::Retry { .. });
+                    if let Some(t) = trace.as_deref_mut() {
+                        let what = if retry { "\\retry" } else { "\\sold_out" };
+                        t.push(event(
+                            TraceKind::Meta,
+                            try_no,
+                            *line,
+                            what.into(),
+                            Instant::now(),
+                        ));
+                    }
+                    if tx.is_some() {
+                        if let Err(m) = rollback(conn, *line, try_no, trace.as_deref_mut()).await {
+                            return lost(m, false, *line);
+                        }
+                    }
+                    return if retry {
+                        TryEnd::Conflict {
+                            message: format!("\\retry (line {line})"),
+                            line: *line,
+                        }
+                    } else {
+                        TryEnd::done(Outcome::SoldOut, None, *line)
+                    };
+                }
+            };
+            if let Err((fail, line, maybe_committed)) = step {
+                return self
+                    .fail(conn, fail, line, tx, maybe_committed, try_no, trace)
+                    .await;
+            }
+        }
+        match tx {
+            None => TryEnd::done(Outcome::Succeeded, None, 0),
+            Some(open) => {
+                let last = prog.instrs.last().map_or(0, |i| i.line(prog));
+                if let Err(m) = rollback(conn, last, try_no, trace).await {
+                    return lost(m, false, last);
+                }
+                let msg = format!(
+                    "script ended inside an open transaction (opened at line {open}): add COMMIT"
+                );
+                TryEnd::done(Outcome::Error, Some(msg), last)
+            }
+        }
+    }
+
+    /// End the try after a failed step: roll back if a transaction is open
+    /// (unless the connection is gone) and turn the failure into an ending.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail(
+        &mut self,
+        conn: &mut PgConnection,
+        fail: Fail,
+        line: usize,
+        tx: Option<usize>,
+        maybe_committed: bool,
+        try_no: u32,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> TryEnd {
+        if let Fail::Lost(m) = fail {
+            return lost(m, maybe_committed, line);
+        }
+        if tx.is_some() {
+            if let Err(m) = rollback(conn, line, try_no, trace).await {
+                return lost(m, false, line);
+            }
+        }
+        match fail {
+            Fail::Conflict(message) => TryEnd::Conflict { message, line },
+            Fail::Rejected(_) => TryEnd::done(Outcome::Rejected, None, line),
+            Fail::Error(m) => TryEnd::done(Outcome::Error, Some(m), line),
+            Fail::Lost(_) => unreachable!("handled above"),
+        }
+    }
+
+    /// Run one statement: bind its slots, execute, store `:rows` and any
+    /// `\gset` values.
+    async fn exec(
+        &mut self,
+        conn: &mut PgConnection,
+        st: &Stmt,
+        try_no: u32,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> Result<(), Fail> {
+        for &s in &st.params {
+            let problem = match self.slots[s].kind {
+                Kind::Int | Kind::Text => continue,
+                Kind::Unset => "has no value yet",
+                Kind::Null => "is NULL",
+            };
+            let name = &self.program.vars[s];
+            return Err(Fail::Error(format!(
+                "variable :{name} {problem} (line {})",
+                st.line
+            )));
+        }
+        let start = trace.is_some().then(Instant::now);
+        let mut q = sqlx::query(st.sql.as_str());
+        for &s in &st.params {
+            let slot = &self.slots[s];
+            q = if slot.kind == Kind::Int {
+                q.bind(slot.int)
+            } else {
+                q.bind(slot.text.as_str())
+            };
+        }
+        let (result, rows) = match &st.gset {
+            None => match conn.execute(q).await {
+                Ok(done) => (Ok(()), done.rows_affected()),
+                Err(e) => (Err(classify(&e, st.line)), 0),
+            },
+            Some(g) => match conn.fetch_all(q).await {
+                Ok(found) => {
+                    let mut values = start.map(|_| Vec::new());
+                    let r = self.store_gset(st, g, &found, values.as_mut());
+                    if let (Some(t), Some(start)) = (trace, start) {
+                        let mut ev =
+                            event(TraceKind::Sql, try_no, st.line, st.display.clone(), start);
+                        ev.rows = Some(found.len() as u64);
+                        ev.values = values.unwrap_or_default();
+                        ev.error = r.as_ref().err().map(fail_message);
+                        t.push(ev);
+                    }
+                    self.set_int(ROWS, 1);
+                    return r;
+                }
+                Err(e) => (Err(classify(&e, st.line)), 0),
+            },
+        };
+        if let (Some(t), Some(start)) = (trace, start) {
+            let mut ev = event(TraceKind::Sql, try_no, st.line, st.display.clone(), start);
+            ev.rows = result.is_ok().then_some(rows);
+            ev.error = result.as_ref().err().map(fail_message);
+            t.push(ev);
+        }
+        if result.is_ok() {
+            self.set_int(ROWS, i64::try_from(rows).unwrap_or(i64::MAX));
+        }
+        result
+    }
+
+    /// Store the single row of a `\gset` query into its variables.
+    fn store_gset(
+        &mut self,
+        st: &Stmt,
+        g: &Gset,
+        rows: &[PgRow],
+        mut values: Option<&mut Vec<(String, String)>>,
+    ) -> Result<(), Fail> {
+        let line = st.line;
+        let row = match rows {
+            [row] => row,
+            _ => {
+                let n = rows.len();
+                let what = if n == 0 {
+                    "no rows".to_string()
+                } else {
+                    format!("{n} rows")
+                };
+                return Err(Fail::Error(format!(
+                    "\\gset needs exactly one row, the query returned {what} (line {line})"
+                )));
+            }
+        };
+        for (i, col) in row.columns().iter().enumerate() {
+            let name = col.name();
+            let slot = match g.cols.as_ref().and_then(|c| c.get(i)) {
+                Some((n, s)) if n == name => Some(*s),
+                // Unreadable at load time, or read differently: by name.
+                _ => self.program.lookup(&g.prefix, name),
+            };
+            // No variable of that name is used anywhere: nothing to store.
+            let Some(slot) = slot else { continue };
+            let decode =
+                |e: sqlx::Error| Fail::Error(format!("\\gset column `{name}`: {e} (line {line})"));
+            let raw = row.try_get_raw(i).map_err(decode)?;
+            let ty = col.type_info();
+            let s = &mut self.slots[slot];
+            if raw.is_null() {
+                s.kind = Kind::Null;
+            } else if <i64 as Type<Postgres>>::compatible(ty) {
+                s.int = row.try_get::<i64, _>(i).map_err(decode)?;
+                s.kind = Kind::Int;
+            } else if <i32 as Type<Postgres>>::compatible(ty) {
+                s.int = row.try_get::<i32, _>(i).map_err(decode)?.into();
+                s.kind = Kind::Int;
+            } else if <i16 as Type<Postgres>>::compatible(ty) {
+                s.int = row.try_get::<i16, _>(i).map_err(decode)?.into();
+                s.kind = Kind::Int;
+            } else if <bool as Type<Postgres>>::compatible(ty) {
+                s.int = row.try_get::<bool, _>(i).map_err(decode)?.into();
+                s.kind = Kind::Int;
+            } else if <&str as Type<Postgres>>::compatible(ty) {
+                let v: &str = row.try_get(i).map_err(decode)?;
+                s.text.clear();
+                s.text.push_str(v);
+                s.kind = Kind::Text;
+            } else if <f64 as Type<Postgres>>::compatible(ty) {
+                s.text = row.try_get::<f64, _>(i).map_err(decode)?.to_string();
+                s.kind = Kind::Text;
+            } else if <f32 as Type<Postgres>>::compatible(ty) {
+                s.text = row.try_get::<f32, _>(i).map_err(decode)?.to_string();
+                s.kind = Kind::Text;
+            } else {
+                return Err(Fail::Error(format!(
+                    "\\gset cannot read column `{name}` of type {}: cast it with ::text or ::bigint (line {line})",
+                    ty.name()
+                )));
+            }
+            if let Some(v) = values.as_deref_mut() {
+                let shown = match s.kind {
+                    Kind::Int => s.int.to_string(),
+                    Kind::Text => s.text.clone(),
+                    _ => "NULL".to_string(),
+                };
+                v.push((self.program.vars[slot].clone(), shown));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fail_message(f: &Fail) -> String {
+    match f {
+        Fail::Conflict(m) | Fail::Rejected(m) | Fail::Error(m) | Fail::Lost(m) => m.clone(),
+    }
+}
+
+fn lost(message: String, maybe_committed: bool, line: usize) -> TryEnd {
+    TryEnd::Done {
+        outcome: if maybe_committed {
+            Outcome::Unknown
+        } else {
+            Outcome::Error
+        },
+        message: Some(message),
+        lost: true,
+        line,
+    }
+}
+
+/// Roll back the open transaction. `Err` only when the connection is gone.
+async fn rollback(
+    conn: &mut PgConnection,
+    line: usize,
+    try_no: u32,
+    trace: Option<&mut Vec<TraceEvent>>,
+) -> Result<(), String> {
+    let start = trace.is_some().then(Instant::now);
+    let r = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+    let fail = r.as_ref().err().map(|e| classify(e, line));
+    if let (Some(t), Some(start)) = (trace, start) {
+        let mut ev = event(TraceKind::Rollback, try_no, line, "ROLLBACK".into(), start);
+        ev.error = fail.as_ref().map(fail_message);
+        t.push(ev);
+    }
+    match fail {
+        Some(Fail::Lost(m)) => Err(m),
+        // Any other failure of a ROLLBACK leaves no transaction open.
+        _ => Ok(()),
+    }
+}
+
+/// Run the `\setup` block on the fresh lab: a statement that uses neither
+/// `:product` nor `:initial_stock` runs once (so `ALTER TABLE ... ADD
+/// CONSTRAINT` is not repeated); one that uses either runs once per product,
+/// given as `(id, initial_stock)`. Statements run in script order, each in
+/// its own implicit transaction.
+pub async fn run_setup(
+    program: &Program,
+    conn: &mut PgConnection,
+    products: &[(i64, i64)],
+) -> anyhow::Result<()> {
+    for st in &program.setup {
+        let ctx = || format!("strategy \\setup failed at line {}", st.line);
+        if st.params.is_empty() {
+            conn.execute(sqlx::raw_sql(&st.sql))
+                .await
+                .with_context(ctx)?;
+            continue;
+        }
+        for &(id, initial_stock) in products {
+            let mut q = sqlx::query(&st.sql).persistent(false);
+            for p in &st.params {
+                q = q.bind(match p {
+                    SetupParam::Product => id,
+                    SetupParam::InitialStock => initial_stock,
+                });
+            }
+            conn.execute(q)
+                .await
+                .with_context(|| format!("{} (product {id})", ctx()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(backoff_cap_us(1), 200);
+        assert_eq!(backoff_cap_us(6), 6_400);
+        assert_eq!(backoff_cap_us(7), 10_000);
+        assert_eq!(backoff_cap_us(u32::MAX), 10_000);
+    }
+
+    /// The engine spawns buyers with `tokio::spawn`: the attempt and setup
+    /// futures must be `Send + 'static` when they own program and connection.
+    /// (Calling `Query::execute(&mut *conn)` instead of `conn.execute(q)`
+    /// breaks this with a "not general enough" error.)
+    #[test]
+    fn futures_are_spawnable() {
+        fn assert_send<T: Send + 'static>(_: T) {}
+        let prog = std::sync::Arc::new(super::super::parse("t.sql", "SELECT 1;").unwrap());
+        let ctx = AttemptCtx {
+            product: 1,
+            qty: 1,
+            buyer: 1,
+            attempt: 1,
+            think_ms: 0,
+            max_tries: 1,
+        };
+        assert_send(async move {
+            let mut conn: Option<PgConnection> = None;
+            if let Some(c) = conn.as_mut() {
+                prog.session(1).attempt(c, &ctx, None).await;
+                let _ = run_setup(&prog, c, &[]).await;
+            }
+        });
+    }
+
+    #[test]
+    fn sessions_reset_variables_between_tries() {
+        let prog = super::super::parse("t.sql", "\\set a 1\nSELECT :a;").unwrap();
+        let mut s = prog.session(1);
+        let slot = prog.vars.iter().position(|v| v == "a").unwrap();
+        s.set_int(slot, 5);
+        let ctx = AttemptCtx {
+            product: 7,
+            qty: 2,
+            buyer: 3,
+            attempt: 4,
+            think_ms: 5,
+            max_tries: 1,
+        };
+        s.reset(&ctx, 2);
+        assert_eq!(s.slots[slot].kind, Kind::Unset);
+        let ints: Vec<i64> = s.slots[..7].iter().map(|s| s.int).collect();
+        assert_eq!(ints, [7, 2, 3, 4, 2, 5, 0]);
+    }
+}
