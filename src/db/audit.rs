@@ -106,7 +106,11 @@ pub async fn query(conn: &mut PgConnection, succeeded_attempts: &[i64]) -> anyho
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| anyhow::anyhow!("could not compare the lab's orders with the buyers' successes: {e}"))?;
-    Ok(Audit::from_tallies(&tallies, row.try_get(0)?, row.try_get(1)?))
+    Ok(Audit::from_tallies(
+        &tallies,
+        row.try_get(0)?,
+        row.try_get(1)?,
+    ))
 }
 
 #[cfg(test)]
@@ -165,8 +169,14 @@ mod tests {
 
     #[test]
     fn client_and_database_disagreeing_is_inconsistent() {
-        assert_eq!(Audit::from_tallies(&[t(3, 1, 2)], 1, 0).verdict(), Verdict::Inconsistent);
-        assert_eq!(Audit::from_tallies(&[t(3, 1, 2)], 0, 2).verdict(), Verdict::Inconsistent);
+        assert_eq!(
+            Audit::from_tallies(&[t(3, 1, 2)], 1, 0).verdict(),
+            Verdict::Inconsistent
+        );
+        assert_eq!(
+            Audit::from_tallies(&[t(3, 1, 2)], 0, 2).verdict(),
+            Verdict::Inconsistent
+        );
     }
 
     #[test]

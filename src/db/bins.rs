@@ -55,7 +55,8 @@ fn parse_version_output(text: &str) -> Option<String> {
         .map(|_| v.to_string())
 }
 
-const INSTALL_HINT: &str = "install the PostgreSQL server (Debian/Ubuntu: `apt-get install postgresql`), \
+const INSTALL_HINT: &str =
+    "install the PostgreSQL server (Debian/Ubuntu: `apt-get install postgresql`), \
      pass --pg-bin DIR (or set RACELAB_PG_BIN) to where `initdb` and `postgres` are, \
      or pass --database-url to use an existing server";
 

@@ -161,7 +161,11 @@ impl Cluster {
     }
 
     /// Start a cluster in `dir` (created here; it must not exist).
-    pub(crate) fn start_in(opts: &ClusterOptions, dir: PathBuf, mode: Mode) -> anyhow::Result<Cluster> {
+    pub(crate) fn start_in(
+        opts: &ClusterOptions,
+        dir: PathBuf,
+        mode: Mode,
+    ) -> anyhow::Result<Cluster> {
         fs::DirBuilder::new()
             .mode(0o711)
             .create(&dir)
@@ -182,7 +186,8 @@ impl Cluster {
         let mut marker = None;
         if mode == Mode::Owned {
             let m = OwnerMarker::current()?;
-            m.write(&cluster.dir).context("could not write the cluster owner marker")?;
+            m.write(&cluster.dir)
+                .context("could not write the cluster owner marker")?;
             marker = Some(m);
         }
         cluster.version = opts.bins.version()?;
@@ -202,7 +207,8 @@ impl Cluster {
         cluster.url = format!("postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres");
         if let Some(mut m) = marker {
             m.postmaster_pid = Some(pid);
-            m.write(&cluster.dir).context("could not update the cluster owner marker")?;
+            m.write(&cluster.dir)
+                .context("could not update the cluster owner marker")?;
         }
         Ok(cluster)
     }
@@ -277,7 +283,10 @@ impl Cluster {
         if let Err(e) = remove_dir_all_quiet(&self.dir) {
             if result.is_ok() {
                 result = Err(e).with_context(|| {
-                    format!("could not delete the cluster directory {}", self.dir.display())
+                    format!(
+                        "could not delete the cluster directory {}",
+                        self.dir.display()
+                    )
                 });
             }
         }
@@ -326,7 +335,15 @@ impl Cluster {
         let mut cmd = Command::new(&opts.bins.initdb);
         cmd.arg("-D")
             .arg(&self.data_dir)
-            .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ])
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -493,7 +510,12 @@ enum Startup {
 }
 
 /// Poll `postmaster.pid` (status line "ready") and the socket every ~1 ms.
-fn wait_ready(child: &mut Child, data_dir: &Path, socket: &Path, log: &Path) -> Result<(), Startup> {
+fn wait_ready(
+    child: &mut Child,
+    data_dir: &Path,
+    socket: &Path,
+    log: &Path,
+) -> Result<(), Startup> {
     let pidfile = data_dir.join("postmaster.pid");
     let started = Instant::now();
     let mut buf = String::new();
@@ -544,7 +566,8 @@ fn stop_child(child: &mut Child) -> anyhow::Result<()> {
         if child.try_wait()?.is_some() {
             return Ok(());
         }
-        proc::signal(pid, sig).with_context(|| format!("could not signal the server (pid {pid})"))?;
+        proc::signal(pid, sig)
+            .with_context(|| format!("could not signal the server (pid {pid})"))?;
         let deadline = Instant::now() + wait;
         let mut nap = Duration::from_micros(200);
         while Instant::now() < deadline {
@@ -630,7 +653,11 @@ fn log_tail(path: &Path, n: usize) -> Option<String> {
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).ok()?;
     let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     Some(lines[lines.len().saturating_sub(n)..].join(" | "))
 }
 
@@ -647,8 +674,7 @@ pub(crate) fn is_postmaster_of(pid: u32, data_dir: &Path) -> bool {
     if proc::comm(pid).as_deref() != Some("postgres") {
         return false;
     }
-    let by_cmdline = proc::cmdline(pid)
-        .is_some_and(|c| c.contains(&*data_dir.to_string_lossy()));
+    let by_cmdline = proc::cmdline(pid).is_some_and(|c| c.contains(&*data_dir.to_string_lossy()));
     let by_cwd = match (
         fs::read_link(format!("/proc/{pid}/cwd")),
         fs::canonicalize(data_dir),
@@ -672,7 +698,11 @@ pub(crate) fn pid_from_pidfile(data_dir: &Path) -> Option<u32> {
 
 /// Stop the postmaster of `data_dir` (if it is really running) and delete
 /// `dir`. Used for stale clusters and for kept clusters.
-pub(crate) fn kill_and_remove(dir: &Path, data_dir: &Path, pid_hint: Option<u32>) -> anyhow::Result<()> {
+pub(crate) fn kill_and_remove(
+    dir: &Path,
+    data_dir: &Path,
+    pid_hint: Option<u32>,
+) -> anyhow::Result<()> {
     for pid in pid_hint.into_iter().chain(pid_from_pidfile(data_dir)) {
         if proc::alive(pid) && is_postmaster_of(pid, data_dir) {
             proc::stop_postmaster_pid(pid, STOP_GRACE);
@@ -766,6 +796,8 @@ mod tests {
         assert!(s.contains(&"fsync=off".to_string()));
         assert!(s.contains(&"max_connections=42".to_string()));
         opts.durable = true;
-        assert!(!server_settings(&opts).iter().any(|s| s.starts_with("fsync")));
+        assert!(!server_settings(&opts)
+            .iter()
+            .any(|s| s.starts_with("fsync")));
     }
 }

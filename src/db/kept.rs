@@ -86,8 +86,12 @@ struct StateLock(fs::File);
 
 impl StateLock {
     fn acquire(state_dir: &Path) -> anyhow::Result<StateLock> {
-        fs::create_dir_all(state_dir)
-            .with_context(|| format!("could not create the state directory {}", state_dir.display()))?;
+        fs::create_dir_all(state_dir).with_context(|| {
+            format!(
+                "could not create the state directory {}",
+                state_dir.display()
+            )
+        })?;
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -128,7 +132,9 @@ fn clear_stale(state_dir: &Path, info: Option<&KeptInfo>) -> anyhow::Result<()> 
         cluster::kill_and_remove(&info.cluster_dir, &info.data_dir, None)?;
     }
     match fs::remove_file(state_path(state_dir)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).context("could not remove the stale state file"),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).context("could not remove the stale state file")
+        }
         _ => Ok(()),
     }
 }

@@ -271,7 +271,11 @@ async fn version_of(conn: &mut PgConnection) -> anyhow::Result<String> {
         .fetch_one(&mut *conn)
         .await
         .context("could not read the server version")?;
-    Ok(full.split_whitespace().next().unwrap_or_default().to_string())
+    Ok(full
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// Parse a `--database-url`: only `postgres://` and `postgresql://`.
@@ -301,7 +305,9 @@ pub fn redact_url(url: &str) -> String {
     if u.password().is_some() {
         let _ = u.set_password(Some("***"));
     }
-    if u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+    if u.query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+    {
         let pairs: Vec<(String, String)> = u
             .query_pairs()
             .map(|(k, v)| {
@@ -343,7 +349,10 @@ mod tests {
         let err = parse_external_url("mysql://u:pw@h/db").unwrap_err();
         assert!(err.is::<crate::error::BadInput>());
         let msg = err.to_string();
-        assert!(msg.contains("--database-url") && msg.contains("mysql://"), "{msg}");
+        assert!(
+            msg.contains("--database-url") && msg.contains("mysql://"),
+            "{msg}"
+        );
         assert!(!msg.contains("pw"), "{msg}");
         assert!(parse_external_url("localhost:5432")
             .unwrap_err()

@@ -142,7 +142,10 @@ LIMIT 5
     .fetch_all(&mut *conn)
     .await?;
     rows.iter()
-        .map(|r| r.try_get::<Option<String>, _>(0).map(Option::unwrap_or_default))
+        .map(|r| {
+            r.try_get::<Option<String>, _>(0)
+                .map(Option::unwrap_or_default)
+        })
         .collect::<Result<_, _>>()
         .map_err(Into::into)
 }
@@ -170,10 +173,9 @@ async fn run_migrations(conn: &mut PgConnection, schema: &str) -> anyhow::Result
     sqlx::raw_sql(&format!("SET LOCAL search_path TO {}", quote_ident(schema)))
         .execute(&mut *conn)
         .await?;
-    migrator()
-        .run_direct(conn)
-        .await
-        .map_err(|e| anyhow::anyhow!("could not apply racelab's migrations in schema \"{schema}\": {e}"))
+    migrator().run_direct(conn).await.map_err(|e| {
+        anyhow::anyhow!("could not apply racelab's migrations in schema \"{schema}\": {e}")
+    })
 }
 
 /// Create the lab schema if absent (with the marker) and apply any pending
@@ -183,7 +185,12 @@ pub async fn migrate(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()
     let mut tx = conn.begin().await?;
     lock_schema(&mut tx, schema).await?;
     match ownership(&mut tx, schema).await? {
-        Ownership::Foreign => return Err(SchemaError::NotOurs { schema: schema.into() }.into()),
+        Ownership::Foreign => {
+            return Err(SchemaError::NotOurs {
+                schema: schema.into(),
+            }
+            .into())
+        }
         Ownership::Absent => create_marked(&mut tx, schema).await?,
         Ownership::Ours(_) => {}
     }
@@ -207,7 +214,12 @@ pub async fn prepare(
         .await?;
     lock_schema(&mut tx, schema).await?;
     match ownership(&mut tx, schema).await? {
-        Ownership::Foreign => return Err(SchemaError::NotOurs { schema: schema.into() }.into()),
+        Ownership::Foreign => {
+            return Err(SchemaError::NotOurs {
+                schema: schema.into(),
+            }
+            .into())
+        }
         Ownership::Absent => {}
         Ownership::Ours(oid) => {
             let foreign = foreign_dependents(&mut tx, oid).await?;
@@ -257,7 +269,17 @@ mod tests {
         for ok in ["racelab", "_x", "t_abc_123"] {
             validate_name(ok).unwrap();
         }
-        for bad in ["", "Racelab", "1x", "a-b", "a b", "x\"y", "public", "pg_temp", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Racelab",
+            "1x",
+            "a-b",
+            "a b",
+            "x\"y",
+            "public",
+            "pg_temp",
+            &"a".repeat(64),
+        ] {
             let err = validate_name(bad).unwrap_err();
             assert!(err.is::<crate::error::BadInput>(), "{bad}");
             assert!(err.to_string().contains("--schema"), "{err}");
