@@ -29,8 +29,28 @@ pub struct PgBins {
 }
 
 impl PgBins {
-    /// The server version from `postgres --version`, e.g. `15.18`.
+    /// The server version from `postgres --version`, e.g. `15.18`
+    /// (remembered per binary for the life of the process).
     pub fn version(&self) -> anyhow::Result<String> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        static SEEN: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+        let seen = SEEN.get_or_init(Default::default);
+        if let Some(v) = seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.postgres)
+        {
+            return Ok(v.clone());
+        }
+        let v = self.version_uncached()?;
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.postgres.clone(), v.clone());
+        Ok(v)
+    }
+
+    fn version_uncached(&self) -> anyhow::Result<String> {
         let out = Command::new(&self.postgres)
             .arg("--version")
             .output()
