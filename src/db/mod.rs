@@ -31,7 +31,9 @@ pub use paths::Dirs;
 
 use crate::error::bad_input;
 
-#[derive(Debug, Clone)]
+/// Where the server comes from and how the lab is set up. `Debug` shows
+/// `database_url` with its password redacted.
+#[derive(Clone)]
 pub struct DbOptions {
     pub database_url: Option<String>,
     pub pg_bin: Option<PathBuf>,
@@ -39,6 +41,22 @@ pub struct DbOptions {
     pub durable: bool,
     pub connect_timeout: Duration,
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for DbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbOptions")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("pg_bin", &self.pg_bin)
+            .field("schema", &self.schema)
+            .field("durable", &self.durable)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 impl Default for DbOptions {
@@ -339,6 +357,19 @@ mod tests {
         assert!(r.contains("sslmode=require"), "{r}");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact_url("postgres://a:s3cret@[bad"), "<the database URL>");
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let o = DbOptions {
+            database_url: Some("postgres://u:s3cret@h/db".into()),
+            ..DbOptions::default()
+        };
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("u:***@h"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -427,7 +427,40 @@ fn lab_with_foreign_dependents_kept() -> anyhow::Result<()> {
         sqlx::raw_sql("DROP VIEW public.t_dep_view")
             .execute(&mut conn)
             .await?;
+        // A foreign key from a user's table is a dependent too.
+        sqlx::raw_sql("CREATE TABLE public.t_dep_fk (pid bigint REFERENCES t_dep.products (id))")
+            .execute(&mut conn)
+            .await?;
+        let msg = format!("{:#}", db.prepare_lab(&seeds(&[5])).await.unwrap_err());
+        ensure!(msg.contains("t_dep_fk"), "{msg}");
+        sqlx::raw_sql("DROP TABLE public.t_dep_fk")
+            .execute(&mut conn)
+            .await?;
+        // What a strategy's \setup may add inside the lab is not foreign.
+        sqlx::raw_sql(
+            "SET search_path TO t_dep;
+             ALTER TABLE products ADD CONSTRAINT nonneg CHECK (stock >= 0);
+             CREATE INDEX ON orders (attempt_id);
+             CREATE STATISTICS st ON id, stock FROM products;
+             CREATE VIEW v AS SELECT * FROM products;
+             CREATE TABLE tickets (id bigserial PRIMARY KEY, product_id bigint REFERENCES products (id));
+             CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN NEW.version := NEW.version + 1; RETURN NEW; END $$;
+             CREATE TRIGGER t BEFORE UPDATE ON products FOR EACH ROW EXECUTE FUNCTION bump();
+             CREATE TYPE mood AS ENUM ('ok');
+             ALTER TABLE orders ADD COLUMN m mood;
+             CREATE POLICY p ON products USING (true);
+             RESET search_path;",
+        )
+        .execute(&mut conn)
+        .await?;
         db.prepare_lab(&seeds(&[5])).await?;
+        let extra: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 't_dep'::regnamespace AND relname IN ('v', 'tickets')",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        ensure!(extra == 0, "the reset kept \\setup objects");
         conn.close().await?;
         Ok(())
     })
