@@ -2,19 +2,38 @@
 //! an external URL), connections, the lab schema (migrations, ownership
 //! marker, reset, seed) and the post-run audit.
 //!
-//! INTERFACE PLACEHOLDER: replaced by the real implementation.
+//! `Database::open` picks the source: `database_url` if given; else a kept
+//! cluster (`racelab db start`) if one is up; else an embedded cluster that
+//! lives exactly as long as the `Database`. Submodules: `bins` finds the
+//! server binaries, `cluster` is the throwaway-cluster guard, `kept` the
+//! `racelab db` cluster, `schema` the lab, `audit` the post-run truth.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use anyhow::Context;
+use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 pub mod audit;
-pub use audit::{Audit, Verdict};
+pub mod bins;
+pub mod cluster;
+pub mod kept;
+pub mod paths;
+pub mod proc;
+pub mod schema;
 
-#[derive(Debug, Clone)]
+pub use audit::{Audit, Verdict};
+pub use cluster::{Cluster, ClusterOptions};
+pub use paths::Dirs;
+
+use crate::error::bad_input;
+
+/// Where the server comes from and how the lab is set up. `Debug` shows
+/// `database_url` with its password redacted.
+#[derive(Clone)]
 pub struct DbOptions {
     pub database_url: Option<String>,
     pub pg_bin: Option<PathBuf>,
@@ -24,7 +43,36 @@ pub struct DbOptions {
     pub max_connections: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+impl std::fmt::Debug for DbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbOptions")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("pg_bin", &self.pg_bin)
+            .field("schema", &self.schema)
+            .field("durable", &self.durable)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            database_url: None,
+            pg_bin: None,
+            schema: "racelab".into(),
+            durable: false,
+            connect_timeout: Duration::from_secs(10),
+            max_connections: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DbKind {
     Embedded,
@@ -39,34 +87,306 @@ pub struct ProductSeed {
     pub stock: i64,
 }
 
-pub struct Database {}
+/// A ready server and the lab schema's name. Holds the embedded cluster,
+/// if any: `shutdown()` (or dropping the `Database`) stops it.
+pub struct Database {
+    kind: DbKind,
+    server_version: String,
+    durable: bool,
+    schema: String,
+    connect_timeout: Duration,
+    /// Connection options without racelab's search_path/application_name.
+    base: PgConnectOptions,
+    /// What to call the server in messages (never with a password).
+    shown_as: String,
+    cluster: Option<Cluster>,
+}
 
 impl Database {
-    pub async fn open(_opts: &DbOptions) -> anyhow::Result<Database> {
-        unimplemented!()
+    /// Open the database for a run (see the module docs for the order),
+    /// with racelab's directories from the environment.
+    pub async fn open(opts: &DbOptions) -> anyhow::Result<Database> {
+        schema::validate_name(&opts.schema)?;
+        if opts.database_url.is_some() {
+            // An external server needs none of racelab's directories (and
+            // must work where HOME is unset).
+            return Database::open_external(opts).await;
+        }
+        Database::open_with(opts, &Dirs::from_env()?).await
     }
+
+    /// `open`, with the state, temp and cache directories given.
+    pub async fn open_with(opts: &DbOptions, dirs: &Dirs) -> anyhow::Result<Database> {
+        schema::validate_name(&opts.schema)?;
+        if opts.database_url.is_some() {
+            return Database::open_external(opts).await;
+        }
+        let probe = opts.connect_timeout.min(Duration::from_secs(2));
+        if let Some(info) = kept::find_live(&dirs.state_dir, probe).await {
+            let mut db = Database {
+                kind: DbKind::Kept,
+                server_version: info.server_version.clone(),
+                durable: info.durable,
+                schema: opts.schema.clone(),
+                connect_timeout: opts.connect_timeout,
+                base: info.connect_options(),
+                shown_as: format!("the kept cluster at {}", info.url),
+                cluster: None,
+            };
+            db.server_version = db.query_version().await?;
+            return Ok(db);
+        }
+        Database::open_embedded(opts, dirs).await
+    }
+
+    async fn open_embedded(opts: &DbOptions, dirs: &Dirs) -> anyhow::Result<Database> {
+        let bins = bins::find_server_bins(opts.pg_bin.as_deref())?;
+        let mut copts = ClusterOptions::new(bins, dirs)?;
+        copts.durable = opts.durable;
+        copts.max_connections = opts.max_connections.saturating_add(10).max(20);
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start(&copts))
+            .await
+            .context("the cluster start task failed")?
+            .context("could not start the embedded PostgreSQL cluster")?;
+        Ok(Database {
+            kind: DbKind::Embedded,
+            server_version: cluster.version().to_string(),
+            durable: opts.durable,
+            schema: opts.schema.clone(),
+            connect_timeout: opts.connect_timeout,
+            base: cluster.connect_options(),
+            shown_as: format!("the embedded cluster in {}", cluster.dir().display()),
+            cluster: Some(cluster),
+        })
+    }
+
+    async fn open_external(opts: &DbOptions) -> anyhow::Result<Database> {
+        let url = opts.database_url.as_deref().unwrap_or_default();
+        let base = parse_external_url(url)?;
+        let mut db = Database {
+            kind: DbKind::External,
+            server_version: String::new(),
+            durable: true,
+            schema: opts.schema.clone(),
+            connect_timeout: opts.connect_timeout,
+            base,
+            shown_as: redact_url(url),
+            cluster: None,
+        };
+        let mut conn = db.connect().await?;
+        db.server_version = version_of(&mut conn).await?;
+        // Report what the server really does; a Postgres-wire server
+        // without these settings is taken as durable.
+        db.durable = sqlx::query_scalar::<_, bool>(
+            "SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(true);
+        let _ = conn.close().await;
+        Ok(db)
+    }
+
+    async fn query_version(&self) -> anyhow::Result<String> {
+        let mut conn = self.connect().await?;
+        let v = version_of(&mut conn).await;
+        let _ = conn.close().await;
+        v
+    }
+
     pub fn kind(&self) -> DbKind {
-        unimplemented!()
+        self.kind
     }
+
+    /// The server version, e.g. `15.18`.
     pub fn server_version(&self) -> &str {
-        unimplemented!()
+        &self.server_version
     }
+
     pub fn durable(&self) -> bool {
-        unimplemented!()
+        self.durable
     }
+
+    /// The lab schema's name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The embedded cluster, if this database owns one.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Options for a racelab connection: search_path = the lab schema,
+    /// application_name = racelab.
     pub fn connect_options(&self) -> PgConnectOptions {
-        unimplemented!()
+        self.base
+            .clone()
+            .application_name("racelab")
+            .options([("search_path", self.schema.as_str())])
     }
+
+    /// One connection, within `connect_timeout`.
     pub async fn connect(&self) -> anyhow::Result<PgConnection> {
-        unimplemented!()
+        let hint = match self.kind {
+            DbKind::External => {
+                "check that the server is running and the URL (--database-url / DATABASE_URL) is right, \
+                 or omit it to use an embedded cluster"
+            }
+            DbKind::Kept => "check it with `racelab db status`, or stop it with `racelab db stop`",
+            DbKind::Embedded => "see the server log in the cluster directory",
+        };
+        let secs = self.connect_timeout.as_secs_f64();
+        match tokio::time::timeout(
+            self.connect_timeout,
+            PgConnection::connect_with(&self.connect_options()),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(anyhow::anyhow!(
+                "could not connect to {}: {e}; {hint}",
+                self.shown_as
+            )),
+            Err(_) => Err(anyhow::anyhow!(
+                "could not connect to {} within {secs}s (--connect-timeout); {hint}",
+                self.shown_as
+            )),
+        }
     }
-    pub async fn prepare_lab(&self, _products: &[ProductSeed]) -> anyhow::Result<()> {
-        unimplemented!()
+
+    /// A fresh lab for one run: the schema dropped and recreated (only if it
+    /// carries racelab's marker), migrated, seeded with `stock = initial_stock`.
+    pub async fn prepare_lab(&self, products: &[ProductSeed]) -> anyhow::Result<()> {
+        let mut conn = self.connect().await?;
+        let result = schema::prepare(&mut conn, &self.schema, products).await;
+        let _ = conn.close().await;
+        result.with_context(|| format!("could not prepare the lab schema \"{}\"", self.schema))
     }
-    pub async fn audit(&self, _succeeded_attempts: &[i64]) -> anyhow::Result<Audit> {
-        unimplemented!()
+
+    /// Audit the lab after a run.
+    pub async fn audit(&self, succeeded_attempts: &[i64]) -> anyhow::Result<Audit> {
+        let mut conn = self.connect().await?;
+        let result = audit::query(&mut conn, succeeded_attempts).await;
+        let _ = conn.close().await;
+        result
     }
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        unimplemented!()
+
+    /// Stop an embedded cluster and remove its directory (no-op otherwise).
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        match self.cluster.take() {
+            Some(cluster) => tokio::task::spawn_blocking(move || cluster.shutdown())
+                .await
+                .context("the cluster stop task failed")?
+                .context("could not stop the embedded PostgreSQL cluster"),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn version_of(conn: &mut PgConnection) -> anyhow::Result<String> {
+    let full: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut *conn)
+        .await
+        .context("could not read the server version")?;
+    Ok(full
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Parse a `--database-url`: only `postgres://` and `postgresql://`.
+pub fn parse_external_url(url: &str) -> anyhow::Result<PgConnectOptions> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        return Err(bad_input(if scheme.is_empty() {
+            "--database-url must be a URL starting with postgres:// or postgresql://".to_string()
+        } else {
+            format!("--database-url must start with postgres:// or postgresql:// (not {scheme}://)")
+        }));
+    }
+    PgConnectOptions::from_str(url).map_err(|e| {
+        bad_input(format!(
+            "--database-url {} is not a valid PostgreSQL URL: {e}",
+            redact_url(url)
+        ))
+    })
+}
+
+/// A URL fit to print: any password (in the user info or a `password`
+/// query parameter) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "<the database URL>".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://bob:s3cret@db.example:5432/app"),
+            "postgres://bob:***@db.example:5432/app"
+        );
+        let r = redact_url("postgresql://bob@h/app?sslmode=require&password=s3cret");
+        assert!(!r.contains("s3cret"), "{r}");
+        assert!(r.contains("sslmode=require"), "{r}");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_url("postgres://a:s3cret@[bad"), "<the database URL>");
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let o = DbOptions {
+            database_url: Some("postgres://u:s3cret@h/db".into()),
+            ..DbOptions::default()
+        };
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("u:***@h"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn url_schemes() {
+        for ok in ["postgres://u@h/db", "postgresql://u:p@h:5/db"] {
+            parse_external_url(ok).unwrap();
+        }
+        let err = parse_external_url("mysql://u:pw@h/db").unwrap_err();
+        assert!(err.is::<crate::error::BadInput>());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--database-url") && msg.contains("mysql://"),
+            "{msg}"
+        );
+        assert!(!msg.contains("pw"), "{msg}");
+        assert!(parse_external_url("localhost:5432")
+            .unwrap_err()
+            .is::<crate::error::BadInput>());
     }
 }

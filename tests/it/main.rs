@@ -1,1 +1,58 @@
-fn main(){}
+//! The one integration-test binary (`harness = false`, libtest-mimic).
+//!
+//! It starts ONE embedded PostgreSQL cluster for the whole binary, exposes
+//! its URL through `common::server_url()`, runs every module's trials (each
+//! test uses its own schema on that server), stops the cluster, and checks
+//! that nothing the suite started is left running or on disk.
+//!
+//! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
+
+mod common;
+mod db;
+
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Trial};
+
+fn main() -> ExitCode {
+    // Some tests re-run this binary as a helper process (e.g. one that holds
+    // a cluster until it is killed); that mode runs no trials.
+    if let Some(code) = common::run_helper_if_asked() {
+        return code;
+    }
+    let args = Arguments::from_args();
+    // Servers orphaned by a killed helper process become our children, so
+    // the tests reap them instead of leaving zombies for init to collect.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+
+    let mut trials: Vec<Trial> = Vec::new();
+    trials.extend(db::tests());
+    // trials.extend(strategy::tests());
+    // trials.extend(run::tests());
+
+    if args.list {
+        return libtest_mimic::run(&args, trials).exit_code();
+    }
+
+    let server = match common::start_shared_server() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: could not start the shared test server: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let conclusion = libtest_mimic::run(&args, trials);
+    let stopped = server.shutdown();
+    if let Err(e) = &stopped {
+        eprintln!("error: could not stop the shared test server: {e:#}");
+    }
+    let leftovers = common::leftovers();
+    for l in &leftovers {
+        eprintln!("error: the suite left behind {l}");
+    }
+    if stopped.is_err() || !leftovers.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    conclusion.exit_code()
+}

@@ -1,0 +1,120 @@
+//! Where racelab keeps its files: the per-user temp area for throwaway
+//! clusters, the cache of pristine data-directory templates, and the state
+//! directory of a kept cluster. Each has an environment override; APIs take
+//! the directories explicitly so tests (and parallel callers) never have to
+//! change the process-global environment.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::proc;
+
+/// The three directories racelab uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dirs {
+    /// `$TMPDIR/racelab-<uid>`: one `cluster-<pid>-<rand>/` per embedded run.
+    pub temp_root: PathBuf,
+    /// `$RACELAB_CACHE_DIR`, else `$XDG_CACHE_HOME/racelab`, else
+    /// `~/.cache/racelab`: pristine `initdb` templates, one per version.
+    pub cache_dir: PathBuf,
+    /// `$RACELAB_STATE_DIR`, else `$XDG_STATE_HOME/racelab`, else
+    /// `~/.local/state/racelab`: the kept cluster's state file.
+    pub state_dir: PathBuf,
+}
+
+impl Dirs {
+    /// The directories from the environment (see the field docs).
+    pub fn from_env() -> anyhow::Result<Dirs> {
+        Ok(Dirs {
+            temp_root: default_temp_root(),
+            cache_dir: default_cache_dir()?,
+            state_dir: default_state_dir()?,
+        })
+    }
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn home() -> anyhow::Result<PathBuf> {
+    env_path("HOME").context("HOME is not set; set RACELAB_CACHE_DIR and RACELAB_STATE_DIR")
+}
+
+/// `$TMPDIR/racelab-<euid>`.
+pub fn default_temp_root() -> PathBuf {
+    std::env::temp_dir().join(format!("racelab-{}", proc::euid()))
+}
+
+/// The template cache directory from the environment.
+pub fn default_cache_dir() -> anyhow::Result<PathBuf> {
+    if let Some(p) = env_path("RACELAB_CACHE_DIR") {
+        return Ok(p);
+    }
+    if let Some(p) = env_path("XDG_CACHE_HOME") {
+        return Ok(p.join("racelab"));
+    }
+    Ok(home()?.join(".cache").join("racelab"))
+}
+
+/// The kept-cluster state directory from the environment.
+pub fn default_state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(p) = env_path("RACELAB_STATE_DIR") {
+        return Ok(p);
+    }
+    if let Some(p) = env_path("XDG_STATE_HOME") {
+        return Ok(p.join("racelab"));
+    }
+    Ok(home()?.join(".local").join("state").join("racelab"))
+}
+
+/// Create (if needed) and check a private directory that other users may
+/// traverse but not list (mode 0711), owned by us. It may live in a shared
+/// place like /tmp, so a directory someone else created (or a symlink) is
+/// refused rather than used.
+pub fn ensure_private_dir(path: &Path) -> anyhow::Result<()> {
+    match fs::DirBuilder::new().mode(0o711).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))
+                .with_context(|| format!("could not create {}", path.display()))?;
+            return ensure_private_dir(path);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("could not create {}", path.display()));
+        }
+    }
+    let meta = fs::symlink_metadata(path)
+        .with_context(|| format!("could not inspect {}", path.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "{} exists but is not a directory; remove it or set TMPDIR elsewhere",
+            path.display()
+        );
+    }
+    if meta.uid() != proc::euid() {
+        bail!(
+            "{} belongs to another user (uid {}); remove it or set TMPDIR elsewhere",
+            path.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("could not restrict {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A short random hex string for unique directory names.
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    format!("{:08x}", rand::thread_rng().gen::<u32>())
+}
