@@ -1,6 +1,8 @@
-//! Rebuild when the built-in strategies change: they are compiled in with
-//! `include_str!`, and a new file must be noticed too.
+//! Rebuild when the built-ins change: strategies, scenarios and migrations
+//! are compiled in, and a new file must be noticed too.
 
 fn main() {
     println!("cargo:rerun-if-changed=strategies");
+    println!("cargo:rerun-if-changed=scenarios");
+    println!("cargo:rerun-if-changed=migrations");
 }

@@ -91,7 +91,10 @@ fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<
 /// reported and saved, and every guard gets to clean up.
 async fn watch_signals(control: Arc<Control>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     let sig = tokio::select! {
@@ -116,14 +119,20 @@ pub fn check_expectation(expect: Expect, results: &[RunResult]) -> anyhow::Resul
         if bad > 0 {
             let what = match expect {
                 Expect::Safe => {
-                    let max = runs.iter().filter_map(|r| r.audit.as_ref()).map(|a| a.oversold_units).max();
+                    let max = runs
+                        .iter()
+                        .filter_map(|r| r.audit.as_ref())
+                        .map(|a| a.oversold_units)
+                        .max();
                     format!(
                         "{name} was not safe in {bad} of {} runs (max oversold units {})",
                         runs.len(),
                         max.unwrap_or(0)
                     )
                 }
-                Expect::Oversold => format!("{name} did not oversell in {bad} of {} runs", runs.len()),
+                Expect::Oversold => {
+                    format!("{name} did not oversell in {bad} of {} runs", runs.len())
+                }
             };
             failed.push(what);
         }

@@ -12,9 +12,15 @@ use crate::strategy;
 pub fn list() -> String {
     let mut out = String::from("Strategies (racelab run --strategy NAME):\n");
     for (name, source) in strategy::builtins() {
-        let _ = writeln!(out, "  {name:<18} {}", first_sentence(&strategy::description(source)));
+        let _ = writeln!(
+            out,
+            "  {name:<18} {}",
+            first_sentence(&strategy::description(source))
+        );
     }
-    let local = local_files("strategies", "sql", |stem| strategy::builtins().iter().any(|(n, _)| *n == stem));
+    let local = local_files("strategies", "sql", |stem| {
+        strategy::builtins().iter().any(|(n, _)| *n == stem)
+    });
     if !local.is_empty() {
         out.push_str("\nLocal strategies (./strategies):\n");
         for (_, path) in local {
@@ -26,10 +32,14 @@ pub fn list() -> String {
     }
     out.push_str("\nScenarios (racelab run --scenario NAME):\n");
     for (name, _) in scenario::builtins() {
-        let desc = Scenario::load(name).map(|s| s.description).unwrap_or_default();
+        let desc = Scenario::load(name)
+            .map(|s| s.description)
+            .unwrap_or_default();
         let _ = writeln!(out, "  {name:<18} {desc}");
     }
-    let local = local_files("scenarios", "toml", |stem| scenario::builtins().iter().any(|(n, _)| *n == stem));
+    let local = local_files("scenarios", "toml", |stem| {
+        scenario::builtins().iter().any(|(n, _)| *n == stem)
+    });
     if !local.is_empty() {
         out.push_str("\nLocal scenarios (./scenarios):\n");
         for (_, path) in local {
@@ -45,7 +55,11 @@ pub fn list() -> String {
 }
 
 /// `(stem, path)` of `dir/*.ext` whose stem is not a built-in.
-fn local_files(dir: &str, ext: &str, builtin: impl Fn(&str) -> bool) -> Vec<(String, std::path::PathBuf)> {
+fn local_files(
+    dir: &str,
+    ext: &str,
+    builtin: impl Fn(&str) -> bool,
+) -> Vec<(String, std::path::PathBuf)> {
     let Ok(entries) = std::fs::read_dir(Path::new(dir)) else {
         return Vec::new();
     };
@@ -103,7 +117,9 @@ fn color_vars(line: &str, resume: &str) -> String {
     while i < chars.len() {
         let c = chars[i];
         let prev_colon = i > 0 && chars[i - 1] == ':';
-        let next_ident = chars.get(i + 1).is_some_and(|n| n.is_ascii_alphabetic() || *n == '_');
+        let next_ident = chars
+            .get(i + 1)
+            .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_');
         if c == ':' && !prev_colon && next_ident {
             let start = i;
             i += 1;

@@ -42,14 +42,27 @@ pub struct Output {
 
 impl Plan {
     /// Validate `run` / `compare` arguments into a plan.
-    pub fn build(strategy_specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<Plan> {
+    pub fn build(
+        strategy_specs: &[String],
+        common: &CommonArgs,
+        compare: bool,
+    ) -> anyhow::Result<Plan> {
         let specs: Vec<String> = if strategy_specs.is_empty() {
-            strategy::builtins().iter().map(|(n, _)| n.to_string()).collect()
+            strategy::builtins()
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect()
         } else {
-            strategy_specs.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+            strategy_specs
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
         };
         if specs.is_empty() {
-            return Err(bad_input("--strategies is empty: name at least one strategy (see `racelab list`)"));
+            return Err(bad_input(
+                "--strategies is empty: name at least one strategy (see `racelab list`)",
+            ));
         }
         let mut strategies = Vec::with_capacity(specs.len());
         for spec in &specs {
@@ -70,7 +83,10 @@ impl Plan {
             )));
         }
         let db = &common.db;
-        if !(db.connect_timeout.is_finite() && db.connect_timeout > 0.0 && db.connect_timeout <= 3600.0) {
+        if !(db.connect_timeout.is_finite()
+            && db.connect_timeout > 0.0
+            && db.connect_timeout <= 3600.0)
+        {
             return Err(bad_input(format!(
                 "--connect-timeout must be between 0 and 3600 seconds, got {}",
                 db.connect_timeout
@@ -113,7 +129,12 @@ impl Plan {
                 max_connections: scenario.connections_needed() + 5,
             },
             scenario,
-            output: Output { json: out.json, save_dir, quiet: out.quiet, junit: out.junit.clone() },
+            output: Output {
+                json: out.json,
+                save_dir,
+                quiet: out.quiet,
+                junit: out.junit.clone(),
+            },
             compare,
         })
     }

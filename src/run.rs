@@ -40,19 +40,30 @@ pub async fn execute(plan: &Plan, control: Arc<Control>) -> anyhow::Result<Vec<R
     Ok(results)
 }
 
-async fn execute_on(db: &Database, plan: &Plan, control: &Arc<Control>) -> anyhow::Result<Vec<RunResult>> {
+async fn execute_on(
+    db: &Database,
+    plan: &Plan,
+    control: &Arc<Control>,
+) -> anyhow::Result<Vec<RunResult>> {
     let sc = &plan.scenario;
     let picker = ProductPicker::new(sc.products, sc.product_skew);
     let seeds: Vec<ProductSeed> = picker
         .ids()
         .iter()
-        .map(|&id| ProductSeed { id, name: format!("product {id}"), stock: sc.stock })
+        .map(|&id| ProductSeed {
+            id,
+            name: format!("product {id}"),
+            stock: sc.stock,
+        })
         .collect();
     let setup_products: Vec<(i64, i64)> = seeds.iter().map(|p| (p.id, p.stock)).collect();
     let mut connect = db.connect_options();
     if plan.timeout_ms > 0 {
         let ms = plan.timeout_ms.to_string();
-        connect = connect.options([("statement_timeout", ms.as_str()), ("lock_timeout", ms.as_str())]);
+        connect = connect.options([
+            ("statement_timeout", ms.as_str()),
+            ("lock_timeout", ms.as_str()),
+        ]);
     }
 
     let mut results = Vec::new();
@@ -67,7 +78,9 @@ async fn execute_on(db: &Database, plan: &Plan, control: &Arc<Control>) -> anyho
                 let mut conn = db.connect().await?;
                 strategy::run_setup(&strategy.program, &mut conn, &setup_products)
                     .await
-                    .with_context(|| format!("running the \\setup block of strategy `{}`", strategy.name))?;
+                    .with_context(|| {
+                        format!("running the \\setup block of strategy `{}`", strategy.name)
+                    })?;
             }
             let config = RaceConfig {
                 buyers: sc.buyers,
@@ -87,16 +100,25 @@ async fn execute_on(db: &Database, plan: &Plan, control: &Arc<Control>) -> anyho
             } else {
                 strategy.name.clone()
             };
-            let total = sc.demand().map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
+            let total = sc
+                .demand()
+                .map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
             let progress = Progress::start(!plan.output.quiet, &label, total, control.clone());
-            let raced = engine::race(Arc::new(strategy.program.clone()), connect.clone(), config, control.clone()).await;
+            let raced = engine::race(
+                Arc::new(strategy.program.clone()),
+                connect.clone(),
+                config,
+                control.clone(),
+            )
+            .await;
             progress.finish();
             let race = match raced {
                 Ok(race) => race,
                 Err(e) if e.is::<Interrupted>() => break 'strategies,
                 Err(e) => return Err(e),
             };
-            let result = finish_run(db, plan, strategy, repetition, started_at, race, control).await?;
+            let result =
+                finish_run(db, plan, strategy, repetition, started_at, race, control).await?;
             if let Some(dir) = &plan.output.save_dir {
                 let path = save::save(dir, &result)?;
                 note(plan, &format!("saved {}", path.display()));
@@ -124,9 +146,10 @@ async fn finish_run(
 ) -> anyhow::Result<RunResult> {
     let (status, mut status_reason) = match control.reason() {
         None => (Status::Completed, None),
-        Some(Stop::Interrupted(sig)) => {
-            (Status::Interrupted, Some(Interrupted { signal: sig }.to_string()))
-        }
+        Some(Stop::Interrupted(sig)) => (
+            Status::Interrupted,
+            Some(Interrupted { signal: sig }.to_string()),
+        ),
         Some(Stop::Aborted(why)) => (Status::Aborted, Some(why)),
     };
     let audit = match db.audit(&race.tally.succeeded_attempts).await {
@@ -196,7 +219,10 @@ async fn finish_run(
             .tally
             .errors
             .iter()
-            .map(|(message, count)| ErrorCount { message: message.clone(), count: *count })
+            .map(|(message, count)| ErrorCount {
+                message: message.clone(),
+                count: *count,
+            })
             .collect(),
         believed_units_sold: (outcomes.succeeded as i64).saturating_mul(sc.quantity),
         verdict: audit.as_ref().map(|a| a.verdict()),
@@ -223,7 +249,8 @@ pub fn now_rfc3339() -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    now.format(&format).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&format)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// Whether stdout wants colour.

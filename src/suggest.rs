@@ -28,7 +28,10 @@ fn levenshtein(a: &str, b: &str) -> usize {
 mod tests {
     #[test]
     fn finds_typos_only() {
-        assert_eq!(super::closest("for-updte", ["naive", "for-update"]), Some("for-update"));
+        assert_eq!(
+            super::closest("for-updte", ["naive", "for-update"]),
+            Some("for-update")
+        );
         assert_eq!(super::closest("zzzzzz", ["naive", "for-update"]), None);
     }
 }

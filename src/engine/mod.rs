@@ -142,8 +142,12 @@ pub async fn race(
 
     let mut set = JoinSet::new();
     for (buyer, lane) in (1..=config.buyers).zip(lanes) {
-        let (program, config, control, barrier) =
-            (program.clone(), config.clone(), control.clone(), barrier.clone());
+        let (program, config, control, barrier) = (
+            program.clone(),
+            config.clone(),
+            control.clone(),
+            barrier.clone(),
+        );
         set.spawn(async move {
             let mut out = BuyerOutput::default();
             barrier.wait().await;
@@ -168,7 +172,12 @@ pub async fn race(
     }
     let wall = released_at.elapsed();
     traces.sort_by_key(|t| t.events.first().map(|e| e.start));
-    Ok(RaceOutput { tally, wall, released_at, traces })
+    Ok(RaceOutput {
+        tally,
+        wall,
+        released_at,
+        traces,
+    })
 }
 
 /// Where a buyer gets its connection from.
@@ -233,7 +242,9 @@ async fn buyer_loop(
                     &mut pooled
                 }
                 Err(e) => {
-                    control.stop(Stop::Aborted(format!("could not get a pooled connection: {e}")));
+                    control.stop(Stop::Aborted(format!(
+                        "could not get a pooled connection: {e}"
+                    )));
                     break;
                 }
             },
@@ -253,7 +264,9 @@ async fn buyer_loop(
         }
         if report.connection_lost {
             let msg = report.message.as_deref().unwrap_or("connection lost");
-            control.stop(Stop::Aborted(format!("lost the connection to the server: {msg}")));
+            control.stop(Stop::Aborted(format!(
+                "lost the connection to the server: {msg}"
+            )));
             break;
         }
         if deadline.is_some() && report.outcome == Outcome::SoldOut {

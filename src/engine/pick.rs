@@ -69,6 +69,9 @@ mod tests {
         for _ in 0..8_000 {
             hits[(p.pick(&mut rng) - 1) as usize] += 1;
         }
-        assert!(hits.iter().all(|&h| (1_700..2_300).contains(&h)), "{hits:?}");
+        assert!(
+            hits.iter().all(|&h| (1_700..2_300).contains(&h)),
+            "{hits:?}"
+        );
     }
 }

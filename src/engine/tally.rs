@@ -27,12 +27,16 @@ pub struct Latency {
 }
 
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGFIG).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGFIG)
+        .expect("static histogram bounds are valid")
 }
 
 impl Default for Latency {
     fn default() -> Self {
-        Latency { all: new_histogram(), by_outcome: Default::default() }
+        Latency {
+            all: new_histogram(),
+            by_outcome: Default::default(),
+        }
     }
 }
 
@@ -49,7 +53,9 @@ impl Latency {
         self.all.add(&other.all).expect("same bounds");
         for (mine, theirs) in self.by_outcome.iter_mut().zip(&other.by_outcome) {
             if let Some(theirs) = theirs {
-                mine.get_or_insert_with(new_histogram).add(theirs).expect("same bounds");
+                mine.get_or_insert_with(new_histogram)
+                    .add(theirs)
+                    .expect("same bounds");
             }
         }
     }
@@ -84,12 +90,15 @@ impl Tally {
         // Pack outcome and latency into one u32: 29 bits of microseconds
         // (~9 minutes); longer attempts go straight to the histograms.
         if us < (1 << (32 - OUTCOME_BITS)) {
-            self.samples.push(((us as u32) << OUTCOME_BITS) | report.outcome.index() as u32);
+            self.samples
+                .push(((us as u32) << OUTCOME_BITS) | report.outcome.index() as u32);
             if self.samples.len() >= FLUSH_AT {
                 self.flush();
             }
         } else {
-            self.latency.get_or_insert_with(Default::default).record(report.outcome, us);
+            self.latency
+                .get_or_insert_with(Default::default)
+                .record(report.outcome, us);
         }
     }
 
@@ -127,7 +136,8 @@ impl Tally {
         }
         self.tries += other.tries;
         self.in_flight += other.in_flight;
-        self.succeeded_attempts.append(&mut other.succeeded_attempts);
+        self.succeeded_attempts
+            .append(&mut other.succeeded_attempts);
         for (msg, n) in &other.errors {
             self.note_error(msg, *n);
         }
@@ -158,7 +168,12 @@ mod tests {
     use super::*;
 
     fn report(outcome: Outcome, tries: u32) -> AttemptReport {
-        AttemptReport { outcome, tries, message: None, connection_lost: false }
+        AttemptReport {
+            outcome,
+            tries,
+            message: None,
+            connection_lost: false,
+        }
     }
 
     #[test]
@@ -174,7 +189,13 @@ mod tests {
         assert_eq!(a.succeeded_attempts, vec![1, 3]);
         let lat = a.latency();
         assert_eq!(lat.all.len(), 3);
-        assert_eq!(lat.by_outcome[Outcome::Succeeded.index()].as_ref().unwrap().len(), 2);
+        assert_eq!(
+            lat.by_outcome[Outcome::Succeeded.index()]
+                .as_ref()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(lat.all.max(), lat.all.highest_equivalent(MAX_LATENCY_US));
         assert!(lat.all.min() <= 100);
     }

@@ -52,7 +52,8 @@ pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
     crate::app::strategy_names(results)
         .into_iter()
         .map(|name| {
-            let runs: Vec<&RunResult> = results.iter().filter(|r| r.strategy.name == name).collect();
+            let runs: Vec<&RunResult> =
+                results.iter().filter(|r| r.strategy.name == name).collect();
             let mut s = StrategySummary {
                 name,
                 runs: runs.len(),
@@ -158,7 +159,16 @@ pub fn render(results: &[RunResult], color: bool) -> String {
     if repeated {
         header.extend(["oversold runs", "max oversold"]);
     }
-    header.extend(["sold out", "rejected", "retries", "gave up", "errors", "p50", "p99", "attempts/s"]);
+    header.extend([
+        "sold out",
+        "rejected",
+        "retries",
+        "gave up",
+        "errors",
+        "p50",
+        "p99",
+        "attempts/s",
+    ]);
     t.set_header(header);
     for s in &summaries {
         let right = |v: String| Cell::new(v).set_alignment(CellAlignment::Right);
@@ -192,7 +202,8 @@ pub fn render(results: &[RunResult], color: bool) -> String {
         ]);
         t.add_row(row);
     }
-    let first_line = headline(first).replacen(&format!("strategy {} on ", first.strategy.name), "", 1);
+    let first_line =
+        headline(first).replacen(&format!("strategy {} on ", first.strategy.name), "", 1);
     let mut out = format!("{first_line}\n{t}\n");
     let bad: Vec<&str> = summaries
         .iter()

@@ -16,7 +16,9 @@ pub fn render(results: &[RunResult], expect: Option<Expect>) -> String {
     };
     let failures = results.iter().filter(|r| failed(r)).count();
     let total_time: f64 = results.iter().map(|r| r.throughput.wall_seconds).sum();
-    let suite = results.first().map_or("racelab".to_string(), |r| format!("racelab.{}", r.scenario.name));
+    let suite = results.first().map_or("racelab".to_string(), |r| {
+        format!("racelab.{}", r.scenario.name)
+    });
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
@@ -30,7 +32,11 @@ pub fn render(results: &[RunResult], expect: Option<Expect>) -> String {
         results.len()
     );
     for r in results {
-        let repeated = results.iter().filter(|o| o.strategy.name == r.strategy.name).count() > 1;
+        let repeated = results
+            .iter()
+            .filter(|o| o.strategy.name == r.strategy.name)
+            .count()
+            > 1;
         let name = if repeated {
             format!("{} #{}", r.strategy.name, r.repetition)
         } else {
@@ -68,7 +74,8 @@ pub fn render(results: &[RunResult], expect: Option<Expect>) -> String {
                 r.outcomes.errors,
                 r.outcomes.unknown,
             );
-            let _ = write!(
+            let _ =
+                write!(
                 x,
                 ">\n      <failure message=\"{}: {}\" type=\"{}\">{}</failure>\n    </testcase>\n",
                 expected,

@@ -45,7 +45,13 @@ pub fn verdict_sentence(r: &RunResult) -> String {
             None => "NOT AUDITED".to_string(),
         };
     };
-    let units = |n: i64| if n == 1 { "1 unit".to_string() } else { format!("{n} units") };
+    let units = |n: i64| {
+        if n == 1 {
+            "1 unit".to_string()
+        } else {
+            format!("{n} units")
+        }
+    };
     let mut s = match r.verdict {
         Some(Verdict::Oversold) => format!(
             "OVERSOLD: {} sold of {} in stock ({} oversold)",
@@ -79,10 +85,16 @@ pub fn verdict_sentence(r: &RunResult) -> String {
         notes.push("final stock is negative".to_string());
     }
     if a.successes_without_order > 0 {
-        notes.push(format!("{} successes left no order", a.successes_without_order));
+        notes.push(format!(
+            "{} successes left no order",
+            a.successes_without_order
+        ));
     }
     if a.orders_without_success > 0 {
-        notes.push(format!("{} orders exist for attempts not reported as successes", a.orders_without_success));
+        notes.push(format!(
+            "{} orders exist for attempts not reported as successes",
+            a.orders_without_success
+        ));
     }
     if !notes.is_empty() {
         s.push_str("; ");
@@ -95,7 +107,10 @@ pub fn verdict_sentence(r: &RunResult) -> String {
                 Status::Interrupted => "interrupted",
                 _ => "aborted",
             },
-            r.status_reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default()
+            r.status_reason
+                .as_deref()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default()
         ));
     }
     s

@@ -17,18 +17,31 @@ pub struct Progress {
 
 impl Progress {
     /// Start showing progress of a race of `total` attempts (None: timed).
-    pub fn start(enabled: bool, label: &str, total: Option<u64>, control: Arc<Control>) -> Progress {
+    pub fn start(
+        enabled: bool,
+        label: &str,
+        total: Option<u64>,
+        control: Arc<Control>,
+    ) -> Progress {
         if !enabled || !std::io::stderr().is_terminal() {
-            return Progress { bar: None, task: None };
+            return Progress {
+                bar: None,
+                task: None,
+            };
         }
         let bar = match total {
-            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{prefix:>14} {bar:30} {pos}/{len} attempts {per_sec}")
+            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr())
+                .with_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>14} {bar:30} {pos}/{len} attempts {per_sec}",
+                    )
                     .expect("valid template"),
-            ),
+                ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{prefix:>14} {spinner} {pos} attempts {per_sec} {elapsed}")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "{prefix:>14} {spinner} {pos} attempts {per_sec} {elapsed}",
+                )
+                .expect("valid template"),
             ),
         };
         bar.set_prefix(label.to_string());
@@ -40,7 +53,10 @@ impl Progress {
                 b.set_position(control.done.load(Ordering::Relaxed));
             }
         });
-        Progress { bar: Some(bar), task: Some(task) }
+        Progress {
+            bar: Some(bar),
+            task: Some(task),
+        }
     }
 
     pub fn finish(self) {

@@ -160,7 +160,11 @@ impl LatencyInfo {
                 Some((o.as_str().to_string(), Summary::of(h)))
             })
             .collect();
-        LatencyInfo { attempt: Summary::of(&latency.all), by_outcome, hdr: encode_histogram(&latency.all) }
+        LatencyInfo {
+            attempt: Summary::of(&latency.all),
+            by_outcome,
+            hdr: encode_histogram(&latency.all),
+        }
     }
 
     /// The attempt histogram back from `hdr`.

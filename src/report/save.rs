@@ -31,19 +31,36 @@ pub fn file_name(r: &RunResult) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
         .collect();
-    let rep = if r.repetition > 1 { format!("-r{}", r.repetition) } else { String::new() };
-    format!("{stamp}-{}-{}{rep}.json", slug(&r.scenario.name), slug(&r.strategy.name))
+    let rep = if r.repetition > 1 {
+        format!("-r{}", r.repetition)
+    } else {
+        String::new()
+    };
+    format!(
+        "{stamp}-{}-{}{rep}.json",
+        slug(&r.scenario.name),
+        slug(&r.strategy.name)
+    )
 }
 
 fn slug(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 /// Write `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),

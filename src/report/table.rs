@@ -22,11 +22,36 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
     t.set_header(vec!["outcome", "attempts", "", "audit (database)", "value"]);
     let o = &r.outcomes;
     let rows: [(&str, String, &str, String); 6] = [
-        ("succeeded", fmt_count(o.succeeded), "initial stock", num(a.map(|a| a.initial_stock))),
-        ("sold out", fmt_count(o.sold_out), "units sold", num(a.map(|a| a.units_sold))),
-        ("rejected", fmt_count(o.rejected), "final stock", num(a.map(|a| a.final_stock))),
-        ("gave up", fmt_count(o.gave_up), "oversold units", num(a.map(|a| a.oversold_units))),
-        ("errors", fmt_count(o.errors), "stock drift", num(a.map(|a| a.stock_drift))),
+        (
+            "succeeded",
+            fmt_count(o.succeeded),
+            "initial stock",
+            num(a.map(|a| a.initial_stock)),
+        ),
+        (
+            "sold out",
+            fmt_count(o.sold_out),
+            "units sold",
+            num(a.map(|a| a.units_sold)),
+        ),
+        (
+            "rejected",
+            fmt_count(o.rejected),
+            "final stock",
+            num(a.map(|a| a.final_stock)),
+        ),
+        (
+            "gave up",
+            fmt_count(o.gave_up),
+            "oversold units",
+            num(a.map(|a| a.oversold_units)),
+        ),
+        (
+            "errors",
+            fmt_count(o.errors),
+            "stock drift",
+            num(a.map(|a| a.stock_drift)),
+        ),
         (
             "unknown",
             fmt_count(o.unknown),
@@ -55,9 +80,14 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
 
     let mut lat = Table::new();
     lat.load_preset(UTF8_FULL_CONDENSED);
-    lat.set_header(vec!["latency", "count", "mean", "p50", "p90", "p99", "p99.9", "max"]);
+    lat.set_header(vec![
+        "latency", "count", "mean", "p50", "p90", "p99", "p99.9", "max",
+    ]);
     let mut add = |name: &str, s: &Summary| {
-        let mut row = vec![Cell::new(name), Cell::new(fmt_count(s.count)).set_alignment(CellAlignment::Right)];
+        let mut row = vec![
+            Cell::new(name),
+            Cell::new(fmt_count(s.count)).set_alignment(CellAlignment::Right),
+        ];
         for v in [s.mean.round() as u64, s.p50, s.p90, s.p99, s.p999, s.max] {
             row.push(Cell::new(fmt_us(v)).set_alignment(CellAlignment::Right));
         }
@@ -101,8 +131,16 @@ pub fn headline(r: &RunResult) -> String {
             if s.attempts_per_buyer == 1 { "" } else { "s" }
         )
     };
-    let products = if s.products > 1 { format!(" across {} products", s.products) } else { String::new() };
-    let pool = if s.connections > 0 { format!(", pool of {} connections", s.connections) } else { String::new() };
+    let products = if s.products > 1 {
+        format!(" across {} products", s.products)
+    } else {
+        String::new()
+    };
+    let pool = if s.connections > 0 {
+        format!(", pool of {} connections", s.connections)
+    } else {
+        String::new()
+    };
     let db = &r.database;
     let kind = match db.kind {
         DbKind::Embedded => "embedded",
@@ -113,13 +151,7 @@ pub fn headline(r: &RunResult) -> String {
     format!(
         "strategy {} on scenario {}: {work}, stock {}{products}, quantity {}, think {} ms{pool}\n\
          PostgreSQL {} ({kind}, {durability}), seed {}",
-        r.strategy.name,
-        s.name,
-        s.stock,
-        s.quantity,
-        s.think_ms,
-        db.server_version,
-        s.seed
+        r.strategy.name, s.name, s.stock, s.quantity, s.think_ms, db.server_version, s.seed
     )
 }
 

@@ -35,8 +35,14 @@ pub fn builtins() -> &'static [(&'static str, &'static str)] {
     &[
         ("default", include_str!("../../scenarios/default.toml")),
         ("last-item", include_str!("../../scenarios/last-item.toml")),
-        ("flash-sale", include_str!("../../scenarios/flash-sale.toml")),
-        ("bulk-orders", include_str!("../../scenarios/bulk-orders.toml")),
+        (
+            "flash-sale",
+            include_str!("../../scenarios/flash-sale.toml"),
+        ),
+        (
+            "bulk-orders",
+            include_str!("../../scenarios/bulk-orders.toml"),
+        ),
         ("hot-row", include_str!("../../scenarios/hot-row.toml")),
         ("catalog", include_str!("../../scenarios/catalog.toml")),
     ]
@@ -114,10 +120,7 @@ impl Scenario {
     /// Parse and validate scenario TOML. `file` names it in errors.
     pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, ScenarioError> {
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             let msg = e.message().trim().replace('\n', " ");
             let key = e
                 .span()
@@ -129,9 +132,22 @@ impl Scenario {
         let s = Scenario {
             name: raw.name.unwrap_or_else(|| default_name.to_string()),
             description: raw.description.unwrap_or_default(),
-            stock: raw.stock.ok_or_else(|| err(format!("{file}: missing key `stock` (initial stock per product)")))?,
-            buyers: to_u32(file, "buyers", raw.buyers.ok_or_else(|| err(format!("{file}: missing key `buyers`")))?)?,
-            attempts_per_buyer: to_u32(file, "attempts_per_buyer", raw.attempts_per_buyer.unwrap_or(1))?,
+            stock: raw.stock.ok_or_else(|| {
+                err(format!(
+                    "{file}: missing key `stock` (initial stock per product)"
+                ))
+            })?,
+            buyers: to_u32(
+                file,
+                "buyers",
+                raw.buyers
+                    .ok_or_else(|| err(format!("{file}: missing key `buyers`")))?,
+            )?,
+            attempts_per_buyer: to_u32(
+                file,
+                "attempts_per_buyer",
+                raw.attempts_per_buyer.unwrap_or(1),
+            )?,
             quantity: raw.quantity.unwrap_or(1),
             think_ms: to_u64(file, "think_ms", raw.think_ms.unwrap_or(0))?,
             think_jitter_ms: to_u64(file, "think_jitter_ms", raw.think_jitter_ms.unwrap_or(0))?,
@@ -212,12 +228,18 @@ impl Scenario {
         check(
             (1..=MAX_QUANTITY).contains(&self.quantity),
             "quantity",
-            format!("must be between 1 and {MAX_QUANTITY}, got {}", self.quantity),
+            format!(
+                "must be between 1 and {MAX_QUANTITY}, got {}",
+                self.quantity
+            ),
         )?;
         check(
             self.duration_s > 0.0 || (1..=MAX_ATTEMPTS).contains(&self.attempts_per_buyer),
             "attempts_per_buyer",
-            format!("must be between 1 and {MAX_ATTEMPTS}, got {}", self.attempts_per_buyer),
+            format!(
+                "must be between 1 and {MAX_ATTEMPTS}, got {}",
+                self.attempts_per_buyer
+            ),
         )?;
         check(
             self.think_ms <= MAX_THINK_MS,
@@ -235,22 +257,34 @@ impl Scenario {
         check(
             (1..=MAX_PRODUCTS).contains(&self.products),
             "products",
-            format!("must be between 1 and {MAX_PRODUCTS}, got {}", self.products),
+            format!(
+                "must be between 1 and {MAX_PRODUCTS}, got {}",
+                self.products
+            ),
         )?;
         check(
             self.product_skew.is_finite() && (0.0..=MAX_SKEW).contains(&self.product_skew),
             "product_skew",
-            format!("must be between 0 and {MAX_SKEW}, got {}", self.product_skew),
+            format!(
+                "must be between 0 and {MAX_SKEW}, got {}",
+                self.product_skew
+            ),
         )?;
         check(
             self.connections <= MAX_CONNECTIONS,
             "connections",
-            format!("must be at most {MAX_CONNECTIONS}, got {}", self.connections),
+            format!(
+                "must be at most {MAX_CONNECTIONS}, got {}",
+                self.connections
+            ),
         )?;
         check(
             self.duration_s.is_finite() && (0.0..=MAX_DURATION_S).contains(&self.duration_s),
             "duration_s",
-            format!("must be between 0 and {MAX_DURATION_S} seconds, got {}", self.duration_s),
+            format!(
+                "must be between 0 and {MAX_DURATION_S} seconds, got {}",
+                self.duration_s
+            ),
         )?;
         Ok(())
     }
@@ -266,9 +300,8 @@ impl Scenario {
 
     /// Total units demanded when every attempt succeeds (fixed-attempt runs).
     pub fn demand(&self) -> Option<i64> {
-        (self.duration_s == 0.0).then(|| {
-            i64::from(self.buyers) * i64::from(self.attempts_per_buyer) * self.quantity
-        })
+        (self.duration_s == 0.0)
+            .then(|| i64::from(self.buyers) * i64::from(self.attempts_per_buyer) * self.quantity)
     }
 }
 
@@ -284,19 +317,31 @@ fn flag_for(key: &str) -> &str {
 }
 
 fn to_u32(file: &str, key: &str, v: i64) -> Result<u32, ScenarioError> {
-    u32::try_from(v).map_err(|_| err(format!("{file}: key `{key}`: must be a whole number from 0 to {}, got {v}", u32::MAX)))
+    u32::try_from(v).map_err(|_| {
+        err(format!(
+            "{file}: key `{key}`: must be a whole number from 0 to {}, got {v}",
+            u32::MAX
+        ))
+    })
 }
 
 fn to_u64(file: &str, key: &str, v: i64) -> Result<u64, ScenarioError> {
-    u64::try_from(v).map_err(|_| err(format!("{file}: key `{key}`: must not be negative, got {v}")))
+    u64::try_from(v).map_err(|_| {
+        err(format!(
+            "{file}: key `{key}`: must not be negative, got {v}"
+        ))
+    })
 }
 
 fn read_file(path: &Path) -> Result<String, ScenarioError> {
     let shown = path.display();
     if path.is_dir() {
-        return Err(err(format!("{shown} is a directory; pass a scenario .toml file")));
+        return Err(err(format!(
+            "{shown} is a directory; pass a scenario .toml file"
+        )));
     }
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read scenario {shown}: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| err(format!("cannot read scenario {shown}: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
         err(format!(
             "{shown}: not UTF-8 text (invalid byte at offset {}); save the file as UTF-8",
@@ -315,11 +360,14 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// The `key = ...` on the line holding `offset`, if that line is an assignment.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[start..].lines().next()?;
     let (key, _) = line.split_once('=')?;
     let key = key.trim();
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then(|| key.to_string())
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then(|| key.to_string())
 }
 
 #[cfg(test)]
@@ -373,14 +421,29 @@ mod tests {
     #[test]
     fn overrides_apply_and_are_validated() {
         let base = Scenario::load("default").unwrap();
-        let args = ScenarioArgs { buyers: Some(100), stock: Some(3), ..Default::default() };
+        let args = ScenarioArgs {
+            buyers: Some(100),
+            stock: Some(3),
+            ..Default::default()
+        };
         let s = base.clone().with_overrides(&args).unwrap();
         assert_eq!((s.buyers, s.stock), (100, 3));
-        let bad = ScenarioArgs { buyers: Some(0), ..Default::default() };
+        let bad = ScenarioArgs {
+            buyers: Some(0),
+            ..Default::default()
+        };
         let e = base.clone().with_overrides(&bad).unwrap_err();
         assert!(e.0.starts_with("--buyers:"), "{e}");
-        let conflict = ScenarioArgs { duration: Some(1.0), attempts: Some(2), ..Default::default() };
-        assert!(base.with_overrides(&conflict).unwrap_err().0.contains("conflict"));
+        let conflict = ScenarioArgs {
+            duration: Some(1.0),
+            attempts: Some(2),
+            ..Default::default()
+        };
+        assert!(base
+            .with_overrides(&conflict)
+            .unwrap_err()
+            .0
+            .contains("conflict"));
     }
 
     #[test]

@@ -16,8 +16,8 @@ static SERVER_URL: OnceLock<String> = OnceLock::new();
 pub fn start_shared_server() -> anyhow::Result<Cluster> {
     let bins = bins::find_server_bins(None)?;
     let mut opts = ClusterOptions::new(bins, &Dirs::from_env()?)?;
-    // Room for other modules' races with many buyers.
-    opts.max_connections = 400;
+    // Room for a 500-buyer race beside other tests running at once.
+    opts.max_connections = 1200;
     let cluster = Cluster::start(&opts)?;
     let _ = SERVER_URL.set(cluster.url().to_string());
     Ok(cluster)

@@ -7,8 +7,11 @@
 //!
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
+mod cli;
 mod common;
 mod db;
+mod run;
+mod strategy;
 
 use std::process::ExitCode;
 
@@ -28,8 +31,8 @@ fn main() -> ExitCode {
 
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(db::tests());
-    // trials.extend(strategy::tests());
-    // trials.extend(run::tests());
+    trials.extend(strategy::tests());
+    trials.extend(run::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -1,0 +1,473 @@
+//! `racelab run` and `compare` end to end against a real server: the race
+//! shows up for naive, never for the safe strategies, the audit agrees with
+//! the tables, the JSON follows its schema, and exit codes follow DESIGN §8.
+
+use libtest_mimic::{Failed, Trial};
+use serde_json::Value;
+
+use crate::cli::*;
+
+pub fn tests() -> Vec<Trial> {
+    vec![
+        Trial::test(
+            "run::naive_oversells_and_audit_matches_tables",
+            naive_oversells,
+        ),
+        Trial::test("run::safe_strategies_never_oversell_at_100", safe_at_100),
+        Trial::test("run::safe_strategies_never_oversell_at_500", safe_at_500),
+        Trial::test(
+            "run::retrying_strategies_sell_exactly_the_stock_with_unlimited_tries",
+            unlimited_tries,
+        ),
+        Trial::test("run::pool_mode_is_as_safe", pool_mode),
+        Trial::test("run::json_follows_the_schema", json_schema),
+        Trial::test("run::expect_sets_the_exit_code", expect_exit_codes),
+        Trial::test("run::user_script_by_path", user_script),
+        Trial::test("run::timed_run_loops_until_the_deadline", timed_run),
+        Trial::test("compare::all_builtins_in_one_table", compare_all),
+        Trial::test("compare::junit_has_a_case_per_strategy", junit),
+    ]
+}
+
+const SAFE: &str = "for-update,conditional,optimistic,advisory,serializable,repeatable-read,check-constraint,skip-locked";
+const BLOCKING: [&str; 4] = ["for-update", "conditional", "advisory", "check-constraint"];
+
+fn naive_oversells() -> Result<(), Failed> {
+    let schema = "t_naive_oversells";
+    let (out, v) = json_on(
+        schema,
+        &[
+            "compare",
+            "--strategies",
+            "naive",
+            "--buyers",
+            "100",
+            "--repeat",
+            "20",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = runs(&v);
+    assert_eq!(runs.len(), 20);
+    let oversold = runs
+        .iter()
+        .filter(|r| int(r, "audit.oversold_units") > 0)
+        .count();
+    assert!(
+        oversold >= 19,
+        "naive oversold in only {oversold} of 20 runs"
+    );
+    for r in &runs {
+        if int(r, "audit.oversold_units") > 0 {
+            assert_eq!(text(r, "verdict"), "oversold");
+        }
+        // What the buyers believed: every success is an order.
+        assert_eq!(int(r, "audit.successes_without_order"), 0);
+        assert_eq!(int(r, "believed_units_sold"), int(r, "outcomes.succeeded"));
+    }
+    // The last run's lab is still there: check the audit against the tables.
+    let last = runs.last().unwrap();
+    let sold: i64 = query_one(&format!(
+        "SELECT coalesce(sum(qty), 0)::bigint FROM {schema}.orders"
+    ))
+    .unwrap()
+    .parse()?;
+    let stock: i64 = query_one(&format!("SELECT stock FROM {schema}.products WHERE id = 1"))
+        .unwrap()
+        .parse()?;
+    assert_eq!(int(last, "audit.units_sold"), sold);
+    assert_eq!(int(last, "audit.final_stock"), stock);
+    assert_eq!(int(last, "audit.oversold_units"), (sold - 10).max(0));
+    assert_eq!(int(last, "audit.stock_drift"), 10 - sold - stock);
+    Ok(())
+}
+
+/// Every run of every safe strategy: no oversell, no drift; the blocking
+/// ones sell exactly min(stock, demand).
+fn check_safe(runs: &[Value], demand: i64) {
+    for r in runs {
+        let name = text(r, "strategy.name");
+        assert_eq!(text(r, "verdict"), "safe", "{name}: {r}");
+        assert_eq!(int(r, "audit.oversold_units"), 0, "{name}");
+        assert_eq!(int(r, "audit.stock_drift"), 0, "{name}");
+        assert_eq!(
+            int(r, "outcomes.errors"),
+            0,
+            "{name}: {}",
+            r["error_messages"]
+        );
+        let stock = int(r, "audit.initial_stock");
+        if BLOCKING.contains(&name.as_str()) {
+            assert_eq!(
+                int(r, "audit.units_sold"),
+                stock.min(demand),
+                "{name} sold the wrong amount"
+            );
+        }
+        let gave_up = int(r, "outcomes.gave_up");
+        let accounted = int(r, "outcomes.succeeded")
+            + int(r, "outcomes.sold_out")
+            + int(r, "outcomes.rejected")
+            + gave_up;
+        assert_eq!(
+            accounted,
+            int(r, "outcomes.attempts"),
+            "{name}: every attempt has one outcome"
+        );
+    }
+}
+
+fn safe_at_100() -> Result<(), Failed> {
+    let (out, v) = json_on(
+        "t_safe_100",
+        &[
+            "compare",
+            "--strategies",
+            SAFE,
+            "--buyers",
+            "100",
+            "--repeat",
+            "10",
+            "--expect",
+            "safe",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = runs(&v);
+    assert_eq!(runs.len(), 80);
+    check_safe(&runs, 100);
+    Ok(())
+}
+
+fn safe_at_500() -> Result<(), Failed> {
+    let (out, v) = json_on(
+        "t_safe_500",
+        &[
+            "compare",
+            "--strategies",
+            SAFE,
+            "--buyers",
+            "500",
+            "--stock",
+            "50",
+            "--think-ms",
+            "1",
+            "--expect",
+            "safe",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    check_safe(&runs(&v), 500);
+    Ok(())
+}
+
+fn unlimited_tries() -> Result<(), Failed> {
+    let (out, v) = json_on(
+        "t_unlimited",
+        &[
+            "compare",
+            "--strategies",
+            "optimistic,serializable,repeatable-read",
+            "--buyers",
+            "100",
+            "--max-tries",
+            "0",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for r in runs(&v) {
+        let name = text(&r, "strategy.name");
+        assert_eq!(
+            int(&r, "audit.units_sold"),
+            10,
+            "{name} with unlimited tries sells exactly the stock"
+        );
+        assert_eq!(int(&r, "outcomes.gave_up"), 0, "{name}");
+        assert!(
+            int(&r, "outcomes.retries") > 0,
+            "{name} should have retried under contention"
+        );
+    }
+    Ok(())
+}
+
+fn pool_mode() -> Result<(), Failed> {
+    let (out, v) = json_on(
+        "t_pool",
+        &[
+            "compare",
+            "--strategies",
+            &format!("naive,{SAFE}"),
+            "--buyers",
+            "200",
+            "--connections",
+            "10",
+            "--stock",
+            "50",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = runs(&v);
+    let (naive, safe): (Vec<Value>, Vec<Value>) = runs
+        .into_iter()
+        .partition(|r| text(r, "strategy.name") == "naive");
+    check_safe(&safe, 200);
+    assert_eq!(int(&naive[0], "scenario.connections"), 10);
+    Ok(())
+}
+
+fn json_schema() -> Result<(), Failed> {
+    let schema: Value = serde_json::from_str(include_str!("../../docs/result.schema.json"))?;
+    let validator = jsonschema::validator_for(&schema).map_err(|e| format!("schema: {e}"))?;
+    let (out, v) = json_on(
+        "t_json",
+        &["run", "--strategy", "for-update", "--buyers", "20"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out2, many) = json_on(
+        "t_json",
+        &[
+            "compare",
+            "--strategies",
+            "naive,serializable",
+            "--buyers",
+            "20",
+            "--max-tries",
+            "2",
+        ],
+    );
+    assert!(out2.status.success(), "{}", stderr(&out2));
+    let mut all = vec![v.clone()];
+    all.extend(runs(&many));
+    for r in &all {
+        let errors: Vec<String> = validator
+            .iter_errors(r)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "result does not follow docs/result.schema.json: {errors:?}"
+        );
+    }
+    // A schema that accepted anything would make this test useless.
+    let mut broken = v.clone();
+    broken["audit"]["oversold_units"] = Value::from("many");
+    assert!(!validator.is_valid(&broken));
+    assert_eq!(text(&v, "status"), "completed");
+    assert_eq!(text(&v, "database.kind"), "external");
+    assert_eq!(int(&v, "outcomes.attempts"), 20);
+    assert_eq!(int(&v, "latency_us.attempt.count"), 20);
+    Ok(())
+}
+
+fn expect_exit_codes() -> Result<(), Failed> {
+    let s = "t_expect";
+    let out = racelab_on(
+        s,
+        &[
+            "compare",
+            "--strategies",
+            "for-update,naive",
+            "--buyers",
+            "100",
+            "--expect",
+            "safe",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("naive"),
+        "names the unsafe strategy: {}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("for-update was"), "{}", stderr(&out));
+    let out = racelab_on(
+        s,
+        &[
+            "run",
+            "--strategy",
+            "conditional",
+            "--buyers",
+            "100",
+            "--expect",
+            "safe",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = racelab_on(
+        s,
+        &[
+            "compare",
+            "--strategies",
+            "naive",
+            "--repeat",
+            "5",
+            "--buyers",
+            "100",
+            "--expect",
+            "oversold",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = racelab_on(
+        s,
+        &[
+            "run",
+            "--strategy",
+            "for-update",
+            "--buyers",
+            "50",
+            "--expect",
+            "oversold",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    Ok(())
+}
+
+fn user_script() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let path = script(
+        dir.path(),
+        "blind.sql",
+        "-- blind: decrement without looking.\nBEGIN;\nUPDATE products SET stock = stock - :qty WHERE id = :product;\n\
+         INSERT INTO orders (product_id, buyer_id, attempt_id, qty) VALUES (:product, :buyer, :attempt, :qty);\nCOMMIT;\n",
+    );
+    let (out, v) = json_on(
+        "t_user_script",
+        &["run", "--strategy", &path, "--buyers", "5", "--stock", "1"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(text(&v, "strategy.name"), "blind");
+    assert_eq!(text(&v, "strategy.source"), path);
+    // No CHECK on stock in the base schema: a blind decrement goes negative.
+    assert_eq!(int(&v, "audit.final_stock"), -4);
+    assert_eq!(int(&v, "audit.oversold_units"), 4);
+    assert_eq!(v["audit"]["negative_stock"], Value::Bool(true));
+    Ok(())
+}
+
+fn timed_run() -> Result<(), Failed> {
+    let (out, v) = json_on(
+        "t_timed",
+        &[
+            "run",
+            "--strategy",
+            "conditional",
+            "--scenario",
+            "hot-row",
+            "--duration",
+            "1",
+            "--buyers",
+            "4",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let wall = v["throughput"]["wall_seconds"].as_f64().unwrap();
+    assert!((0.9..5.0).contains(&wall), "wall {wall}");
+    assert!(
+        int(&v, "outcomes.attempts") > 100,
+        "a second of a hot row is many attempts"
+    );
+    assert_eq!(int(&v, "outcomes.attempts"), int(&v, "outcomes.succeeded"));
+    assert_eq!(int(&v, "audit.units_sold"), int(&v, "outcomes.succeeded"));
+    assert_eq!(text(&v, "verdict"), "safe");
+    Ok(())
+}
+
+fn compare_all() -> Result<(), Failed> {
+    let s = "t_compare_all";
+    let out = racelab_on(s, &["compare", "--buyers", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    for name in SAFE.split(',').chain(["naive"]) {
+        let line = table
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{table}"));
+        if name == "naive" {
+            assert!(line.contains("OVERSOLD"), "{line}");
+        } else {
+            assert!(line.contains("safe"), "{line}");
+        }
+    }
+    let (out, v) = json_on(s, &["compare", "--buyers", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = runs(&v);
+    assert_eq!(runs.len(), crate::cli::builtin_count());
+    for r in &runs {
+        let want = if text(r, "strategy.name") == "naive" {
+            "oversold"
+        } else {
+            "safe"
+        };
+        assert_eq!(text(r, "verdict"), want, "{}", text(r, "strategy.name"));
+    }
+    Ok(())
+}
+
+fn junit() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("report.xml");
+    let out = racelab_on(
+        "t_junit",
+        &[
+            "compare",
+            "--strategies",
+            "naive,for-update",
+            "--buyers",
+            "100",
+            "--expect",
+            "safe",
+            "--junit",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let xml = std::fs::read_to_string(&file)?;
+    let doc = roxmltree::Document::parse(&xml)?;
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 2);
+    let failed: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
+        .map(|c| c.attribute("name").unwrap())
+        .collect();
+    assert_eq!(failed, ["naive"]);
+    let failure = cases[0]
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert!(
+        failure.text().unwrap_or("").contains("oversold_units="),
+        "{xml}"
+    );
+    // Repetitions become one case each.
+    let out = racelab_on(
+        "t_junit",
+        &[
+            "compare",
+            "--strategies",
+            "for-update",
+            "--repeat",
+            "3",
+            "--buyers",
+            "10",
+            "--junit",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let xml = std::fs::read_to_string(&file)?;
+    let doc = roxmltree::Document::parse(&xml)?;
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .count(),
+        3
+    );
+    Ok(())
+}
