@@ -17,7 +17,7 @@ pub fn racelab_on(schema: &str, args: &[&str]) -> Output {
         .args(args)
         .args([
             "--database-url",
-            &crate::common::server_url(),
+            crate::common::server_url(),
             "--schema",
             schema,
             "--no-save",
@@ -94,7 +94,7 @@ pub fn query_one(sql: &str) -> Option<String> {
         .unwrap();
     rt.block_on(async {
         use sqlx::{Connection, Row};
-        let mut conn = sqlx::PgConnection::connect(&crate::common::server_url())
+        let mut conn = sqlx::PgConnection::connect(crate::common::server_url())
             .await
             .unwrap();
         let row = sqlx::query(sql).fetch_optional(&mut conn).await.unwrap();
