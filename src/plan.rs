@@ -93,7 +93,7 @@ impl Plan {
             )));
         }
         if let Some(url) = &db.database_url {
-            check_url(url)?;
+            crate::db::parse_external_url(url)?;
         }
         let out = &common.output;
         let save_dir = (!out.no_save).then(|| out.out.clone());
@@ -137,33 +137,5 @@ impl Plan {
             },
             compare,
         })
-    }
-}
-
-/// A database URL must at least look like one; the server judges the rest.
-pub fn check_url(url: &str) -> anyhow::Result<()> {
-    let parsed = url::Url::parse(url).map_err(|e| {
-        bad_input(format!(
-            "--database-url is not a URL ({e}): expected postgres://user:password@host:port/dbname"
-        ))
-    })?;
-    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-        return Err(bad_input(format!(
-            "--database-url must start with postgres:// or postgresql://, got {}://",
-            parsed.scheme()
-        )));
-    }
-    Ok(())
-}
-
-/// A URL with its password replaced by `***`, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparseable URL>".to_string(),
     }
 }

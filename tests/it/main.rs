@@ -10,6 +10,7 @@
 mod cli;
 mod common;
 mod db;
+mod interp;
 mod run;
 mod strategy;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
 
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(db::tests());
+    trials.extend(interp::tests());
     trials.extend(strategy::tests());
     trials.extend(run::tests());
 
