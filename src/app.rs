@@ -66,6 +66,19 @@ fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<
             print!("{}", report::table::render_run(r, color));
         }
     }
+    let deltas = if plan.baseline.is_empty() {
+        Vec::new()
+    } else {
+        report::baseline::compare(&plan.baseline, &results, plan.max_regression)
+    };
+    if !deltas.is_empty() {
+        let table = report::baseline::render(&deltas, plan.max_regression, color);
+        if plan.output.json {
+            eprint!("{table}");
+        } else {
+            print!("{table}");
+        }
+    }
     if let Some(path) = &plan.output.junit {
         let xml = report::junit::render(&results, plan.expect);
         report::save::write_atomic(path, xml.as_bytes())?;
@@ -83,6 +96,19 @@ fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<
     }
     if let Some(expect) = plan.expect {
         check_expectation(expect, &results)?;
+    }
+    let regressed: Vec<String> = deltas
+        .iter()
+        .filter(|d| !d.regressions.is_empty())
+        .map(|d| format!("{}: {}", d.name, d.regressions.join(", ")))
+        .collect();
+    if !regressed.is_empty() {
+        return Err(ExpectationFailed(format!(
+            "slower than the baseline by more than {}%: {}",
+            plan.max_regression,
+            regressed.join("; ")
+        ))
+        .into());
     }
     Ok(())
 }

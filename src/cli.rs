@@ -76,6 +76,16 @@ pub struct CommonArgs {
     /// Fail (exit 1) unless every run has this verdict.
     #[arg(long, value_enum)]
     pub expect: Option<Expect>,
+
+    /// Compare latency and throughput with saved results (files from results/
+    /// or `--json` output); repeat the flag for several files.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Vec<PathBuf>,
+
+    /// With --baseline: fail (exit 1) when p50 or p99 grows by more than this
+    /// percentage, or the baseline's attempts/s beat the current by more.
+    #[arg(long, default_value_t = 25.0, value_name = "PCT")]
+    pub max_regression: f64,
 }
 
 /// Scenario selection and per-field overrides.

@@ -25,6 +25,9 @@ pub struct Plan {
     pub timeout_ms: u64,
     pub repeat: u32,
     pub expect: Option<Expect>,
+    /// Saved runs to compare latency and throughput with (`--baseline`).
+    pub baseline: Vec<crate::report::RunResult>,
+    pub max_regression: f64,
     pub db: DbOptions,
     pub output: Output,
     /// `compare`: always print the side-by-side table.
@@ -95,6 +98,17 @@ impl Plan {
         if let Some(url) = &db.database_url {
             crate::db::parse_external_url(url)?;
         }
+        if !(common.max_regression.is_finite() && common.max_regression >= 0.0) {
+            return Err(bad_input(format!(
+                "--max-regression must be a percentage of 0 or more, got {}",
+                common.max_regression
+            )));
+        }
+        let baseline = if common.baseline.is_empty() {
+            Vec::new()
+        } else {
+            crate::report::baseline::load(&common.baseline)?
+        };
         let out = &common.output;
         let save_dir = (!out.no_save).then(|| out.out.clone());
         if let Some(dir) = &save_dir {
@@ -120,6 +134,8 @@ impl Plan {
             timeout_ms: sargs.timeout.unwrap_or(0),
             repeat: common.repeat,
             expect: common.expect,
+            baseline,
+            max_regression: common.max_regression,
             db: DbOptions {
                 database_url: db.database_url.clone(),
                 pg_bin: db.pg_bin.clone(),

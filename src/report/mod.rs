@@ -3,6 +3,7 @@
 //! Rendering functions return strings so they can be tested; only `main`
 //! and the progress bar write to the terminal.
 
+pub mod baseline;
 pub mod compare;
 pub mod junit;
 pub mod progress;
