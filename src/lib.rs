@@ -20,3 +20,4 @@ pub mod run;
 pub mod scenario;
 pub mod strategy;
 pub mod suggest;
+pub mod timings;

@@ -20,6 +20,7 @@ use crate::report::result::{
 };
 use crate::report::{save, RunResult, Status};
 use crate::strategy::{self, Origin, Strategy};
+use crate::timings;
 
 /// Messages for stderr, silenced by `--quiet`.
 pub fn note(plan: &Plan, msg: &str) {
@@ -32,9 +33,21 @@ pub fn note(plan: &Plan, msg: &str) {
 /// a stop (signal, server failure) ends the loop early with the partial
 /// result of the race it interrupted.
 pub async fn execute(plan: &Plan, control: Arc<Control>) -> anyhow::Result<Vec<RunResult>> {
-    let db = Database::open(&plan.db).await?;
+    let db = timings::time("open the database", Database::open(&plan.db)).await?;
+    if let Some(t) = db.cluster().map(|c| c.start_timings()) {
+        timings::record("  cluster: dirs and version", t.setup);
+        timings::record(
+            if t.cold {
+                "  cluster: initdb"
+            } else {
+                "  cluster: copy template"
+            },
+            t.data_dir,
+        );
+        timings::record("  cluster: postmaster ready", t.ready);
+    }
     let outcome = execute_on(&db, plan, &control).await;
-    let stopped = db.shutdown().await;
+    let stopped = timings::time("stop the database", db.shutdown()).await;
     let results = outcome?;
     stopped.context("stopping the database")?;
     Ok(results)
@@ -73,7 +86,9 @@ async fn execute_on(
                 break 'strategies;
             }
             let started_at = now_rfc3339();
-            db.prepare_lab(&seeds).await.context("preparing the lab")?;
+            timings::time("prepare the lab", db.prepare_lab(&seeds))
+                .await
+                .context("preparing the lab")?;
             if strategy.program.has_setup() {
                 let mut conn = db.connect().await?;
                 strategy::run_setup(&strategy.program, &mut conn, &setup_products)
@@ -117,8 +132,10 @@ async fn execute_on(
                 Err(e) if e.is::<Interrupted>() => break 'strategies,
                 Err(e) => return Err(e),
             };
-            let result =
-                finish_run(db, plan, strategy, repetition, started_at, race, control).await?;
+            timings::record("open buyer connections", race.connect);
+            timings::record("race", race.wall);
+            let finish = finish_run(db, plan, strategy, repetition, started_at, race, control);
+            let result = timings::time("audit and result", finish).await?;
             if let Some(dir) = &plan.output.save_dir {
                 let path = save::save(dir, &result)?;
                 note(plan, &format!("saved {}", path.display()));

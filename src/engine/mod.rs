@@ -124,6 +124,8 @@ pub struct RaceOutput {
     pub wall: Duration,
     /// When the buyers were released (trace times are relative to it).
     pub released_at: Instant,
+    /// How long opening the buyers' connections (or filling the pool) took.
+    pub connect: Duration,
     pub traces: Vec<AttemptTrace>,
 }
 
@@ -137,7 +139,9 @@ pub async fn race(
 ) -> anyhow::Result<RaceOutput> {
     control.begin_race();
     let config = Arc::new(config);
+    let connecting = Instant::now();
     let lanes = open_lanes(&connect, &config, &control).await?;
+    let connect_took = connecting.elapsed();
     let barrier = Arc::new(Barrier::new(config.buyers as usize + 1));
 
     let mut set = JoinSet::new();
@@ -176,6 +180,7 @@ pub async fn race(
         tally,
         wall,
         released_at,
+        connect: connect_took,
         traces,
     })
 }
