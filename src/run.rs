@@ -93,7 +93,7 @@ async fn execute_on(
                 connections: sc.connections,
                 max_tries: plan.max_tries,
                 seed: plan.seed.wrapping_add(u64::from(repetition) - 1),
-                trace: false,
+                trace: plan.output.trace,
             };
             let label = if plan.repeat > 1 {
                 format!("{} {}/{}", strategy.name, repetition, plan.repeat)
@@ -103,6 +103,10 @@ async fn execute_on(
             let total = sc
                 .demand()
                 .map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
+            let watcher = match plan.watch_ms {
+                Some(ms) => Some(crate::watch::start(db, ms).await?),
+                None => None,
+            };
             let progress = Progress::start(!plan.output.quiet, &label, total, control.clone());
             let raced = engine::race(
                 Arc::new(strategy.program.clone()),
@@ -117,8 +121,26 @@ async fn execute_on(
                 Err(e) if e.is::<Interrupted>() => break 'strategies,
                 Err(e) => return Err(e),
             };
-            let result =
+            let watch = match watcher {
+                Some(w) => {
+                    let initial = sc.stock.saturating_mul(i64::from(sc.products));
+                    Some(w.finish(race.released_at, initial).await?)
+                }
+                None => None,
+            };
+            let timeline = plan.output.trace.then(|| {
+                crate::trace::analyze(
+                    &strategy.name,
+                    &strategy.program,
+                    &race.traces,
+                    race.released_at,
+                    sc.quantity,
+                )
+            });
+            let mut result =
                 finish_run(db, plan, strategy, repetition, started_at, race, control).await?;
+            result.watch = watch;
+            result.timeline = timeline;
             if let Some(dir) = &plan.output.save_dir {
                 let path = save::save(dir, &result)?;
                 note(plan, &format!("saved {}", path.display()));
@@ -232,6 +254,8 @@ async fn finish_run(
         latency_us: LatencyInfo::of(&latency),
         throughput,
         outcomes,
+        watch: None,
+        timeline: None,
     })
 }
 

@@ -4,11 +4,14 @@
 //! and the progress bar write to the terminal.
 
 pub mod compare;
+pub mod histogram;
+pub mod html;
 pub mod junit;
 pub mod progress;
 pub mod result;
 pub mod save;
 pub mod table;
+pub mod timeline;
 
 pub use result::{RunResult, Status};
 
