@@ -154,17 +154,32 @@ fn chart_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e:?}")
 }
 
-fn oversell_chart(bars: &[(String, i64)]) -> anyhow::Result<String> {
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// One SVG chart: a white canvas of `size` that `draw` paints on.
+fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> anyhow::Result<()>) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(chart_err)?;
+        draw(&root)?;
+        root.present().map_err(chart_err)?;
+    }
+    Ok(svg)
+}
+
+/// The margins every chart shares.
+fn builder<'a, 'b>(root: &'a Area<'b>) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.margin(15).x_label_area_size(40).y_label_area_size(50);
+    b
+}
+
+fn oversell_chart(bars: &[(String, i64)]) -> anyhow::Result<String> {
+    svg((900, 360), |root| {
         let top = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) + 1;
         let n = bars.len().max(1) as i32;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+        let mut chart = builder(root)
             .build_cartesian_2d((0..n - 1).into_segmented(), 0i64..top)
             .map_err(chart_err)?;
         let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
@@ -194,9 +209,8 @@ fn oversell_chart(bars: &[(String, i64)]) -> anyhow::Result<String> {
                 r
             }))
             .map_err(chart_err)?;
-        root.present().map_err(chart_err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 fn cdf_chart(results: &[RunResult]) -> anyhow::Result<String> {
@@ -229,14 +243,8 @@ fn cdf_chart(results: &[RunResult]) -> anyhow::Result<String> {
         .flat_map(|s| s.1.iter().map(|p| p.0))
         .fold(1.0, f64::max);
     let (lo, hi) = ((lo * 0.8).max(1.0), hi * 1.25);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+    svg((900, 420), |root| {
+        let mut chart = builder(root)
             .build_cartesian_2d((lo..hi).log_scale(), 0f64..1f64)
             .map_err(chart_err)?;
         chart
@@ -247,26 +255,13 @@ fn cdf_chart(results: &[RunResult]) -> anyhow::Result<String> {
             .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
             .draw()
             .map_err(chart_err)?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-                .map_err(chart_err)?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(chart_err)?;
-        root.present().map_err(chart_err)?;
-    }
-    Ok(svg)
+        let lines = series
+            .iter()
+            .enumerate()
+            .map(|(i, (name, pts))| (name.clone(), Palette99::pick(i).to_rgba(), pts.clone()))
+            .collect();
+        draw_lines(&mut chart, lines, SeriesLabelPosition::LowerRight)
+    })
 }
 
 fn stock_chart(r: &RunResult) -> anyhow::Result<String> {
@@ -281,14 +276,8 @@ fn stock_chart(r: &RunResult) -> anyhow::Result<String> {
         .unwrap_or(0)
         .max(w.initial_stock)
         + 1;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+    svg((900, 360), |root| {
+        let mut chart = builder(root)
             .build_cartesian_2d(0f64..t_max, v_min..v_max)
             .map_err(chart_err)?;
         chart
@@ -297,9 +286,9 @@ fn stock_chart(r: &RunResult) -> anyhow::Result<String> {
             .y_desc("units")
             .draw()
             .map_err(chart_err)?;
-        let lines = [
+        let lines = vec![
             (
-                "stock",
+                "stock".to_string(),
                 BLUE.to_rgba(),
                 w.samples
                     .iter()
@@ -307,32 +296,49 @@ fn stock_chart(r: &RunResult) -> anyhow::Result<String> {
                     .collect::<Vec<_>>(),
             ),
             (
-                "units sold",
+                "units sold".to_string(),
                 RED.to_rgba(),
                 w.samples.iter().map(|s| (s.t_ms, s.units_sold)).collect(),
             ),
             (
-                "initial stock",
+                "initial stock".to_string(),
                 BLACK.mix(0.4),
                 vec![(0.0, w.initial_stock), (t_max, w.initial_stock)],
             ),
         ];
-        for (label, color, pts) in lines {
-            chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                .map_err(chart_err)?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
+        draw_lines(&mut chart, lines, SeriesLabelPosition::MiddleRight)
+    })
+}
+
+/// A labelled line: its name, colour and points.
+type Line<X, Y> = (String, RGBAColor, Vec<(X, Y)>);
+
+/// Labelled lines and their legend, the same in every line chart.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: Vec<Line<X::ValueType, Y::ValueType>>,
+    at: SeriesLabelPosition,
+) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged,
+    Y::ValueType: Clone + 'static,
+{
+    for (label, color, pts) in lines {
         chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(chart_err)?;
-        root.present().map_err(chart_err)?;
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(chart_err)?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
-    Ok(svg)
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(at)
+        .draw()
+        .map_err(chart_err)?;
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod common;
 mod db;
 mod run;
 mod strategy;
+mod teach;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     trials.extend(db::tests());
     trials.extend(strategy::tests());
     trials.extend(run::tests());
+    trials.extend(teach::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
