@@ -125,6 +125,8 @@ pub struct Anomaly {
     pub attempt: i64,
     pub read_value: i64,
     pub read_us: u64,
+    /// When the COMMIT (or the autocommit write) was sent; like every time
+    /// here, in µs since the release and as the timeline shows it.
     pub commit_us: u64,
     /// What this buyer committed, e.g. `stock := 0`.
     pub committed: Option<String>,
@@ -353,7 +355,7 @@ pub fn analyze(
                     && steps[*oc].end_us <= commit_end
                     && *oc != c
             })
-            .map(|(oc, o)| (o.buyer, steps[*oc].end_us, committed_stock(&steps, *oc)))
+            .map(|(oc, o)| (o.buyer, steps[*oc].start_us, committed_stock(&steps, *oc)))
             .collect();
         let mut overtaken_by = overtaken_by;
         overtaken_by.sort_by_key(|o| o.1);
@@ -377,7 +379,7 @@ pub fn analyze(
             attempt: t.attempt,
             read_value,
             read_us: steps[r].start_us,
-            commit_us: commit_end,
+            commit_us: steps[c].start_us,
             committed: committed_stock(&steps, c),
             overtaken_by,
         });

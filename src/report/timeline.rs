@@ -80,11 +80,9 @@ pub fn render(t: &Timeline) -> String {
             describe(s)
         );
         if matches!(s.role, Role::Commit { .. } | Role::Write { .. }) {
-            for a in t
-                .anomalies
-                .iter()
-                .filter(|a| a.buyer == s.buyer && a.attempt == s.attempt && a.commit_us == s.end_us)
-            {
+            for a in t.anomalies.iter().filter(|a| {
+                a.buyer == s.buyer && a.attempt == s.attempt && a.commit_us == s.start_us
+            }) {
                 let whom: Vec<String> = a
                     .overtaken_by
                     .iter()
