@@ -25,6 +25,15 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::catalog::show(&strategy, run::stdout_color())?);
             Ok(())
         }
+        Command::Explain { strategy } => {
+            print!("{}", crate::explain::explain(&strategy)?);
+            Ok(())
+        }
+        Command::Report(args) => {
+            let n = report::html::write(&args.files, &args.output)?;
+            println!("wrote {} ({n} runs)", args.output.display());
+            Ok(())
+        }
         Command::Db { command } => crate::dbcmd::main(command),
     }
 }
@@ -65,6 +74,22 @@ fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<
         for r in &results {
             print!("{}", report::table::render_run(r, color));
         }
+    }
+    if !plan.output.json {
+        for t in results.iter().filter_map(|r| r.timeline.as_ref()) {
+            print!("{}", report::timeline::render(t));
+        }
+        if plan.output.histogram {
+            print!("{}", report::histogram::render_runs(&results));
+        }
+    }
+    if let Some(path) = &plan.output.trace_file {
+        let runs: Vec<_> = results
+            .iter()
+            .filter_map(|r| Some((r.timeline.as_ref()?, r.repetition)))
+            .collect();
+        crate::trace::write_jsonl(path, &runs)?;
+        run::note(&plan, &format!("wrote the trace to {}", path.display()));
     }
     let deltas = if plan.baseline.is_empty() {
         Vec::new()

@@ -30,6 +30,13 @@ pub enum Command {
         /// Strategy name or path to a .sql file.
         strategy: String,
     },
+    /// Explain a strategy: its script annotated with locks, waits and isolation.
+    Explain {
+        /// Strategy name or path to a .sql file.
+        strategy: String,
+    },
+    /// Turn saved result files into one self-contained HTML report with charts.
+    Report(ReportArgs),
     /// Manage a kept PostgreSQL cluster that later runs reuse.
     Db {
         #[command(subcommand)]
@@ -86,6 +93,22 @@ pub struct CommonArgs {
     /// percentage, or the baseline's attempts/s beat the current by more.
     #[arg(long, default_value_t = 25.0, value_name = "PCT")]
     pub max_regression: f64,
+
+    /// Sample stock and units sold every MS milliseconds on a separate connection during the race.
+    #[arg(long, value_name = "MS")]
+    pub watch: Option<u64>,
+}
+
+/// `racelab report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result files written by `run` or `compare` (e.g. results/*.json).
+    #[arg(required = true, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+
+    /// The HTML file to write.
+    #[arg(short, long, default_value = "report.html", value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 /// Scenario selection and per-field overrides.
@@ -189,6 +212,14 @@ pub struct OutputArgs {
     /// Write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+
+    /// Record every statement (at most 50 buyers) and print the interleaving and its anomalies; with FILE also write the events as JSON lines.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    pub trace: Option<Option<PathBuf>>,
+
+    /// Draw the latency distribution per outcome as a terminal bar chart.
+    #[arg(long)]
+    pub histogram: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -32,6 +32,8 @@ pub struct Plan {
     pub output: Output,
     /// `compare`: always print the side-by-side table.
     pub compare: bool,
+    /// `--watch MS`: sample stock and units sold every MS milliseconds.
+    pub watch_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,12 @@ pub struct Output {
     pub save_dir: Option<PathBuf>,
     pub quiet: bool,
     pub junit: Option<PathBuf>,
+    /// `--trace`: record every statement and print the timeline.
+    pub trace: bool,
+    /// `--trace FILE`: also write the events as JSON lines.
+    pub trace_file: Option<PathBuf>,
+    /// `--histogram`: latency bar charts in the terminal.
+    pub histogram: bool,
 }
 
 impl Plan {
@@ -127,6 +135,8 @@ impl Plan {
             }
         }
 
+        crate::trace::check_options(common, &scenario)?;
+
         Ok(Plan {
             strategies,
             max_tries: sargs.max_tries.unwrap_or(DEFAULT_MAX_TRIES),
@@ -150,8 +160,12 @@ impl Plan {
                 save_dir,
                 quiet: out.quiet,
                 junit: out.junit.clone(),
+                trace: out.trace.is_some(),
+                trace_file: out.trace.clone().flatten(),
+                histogram: out.histogram,
             },
             compare,
+            watch_ms: common.watch,
         })
     }
 }

@@ -108,7 +108,7 @@ async fn execute_on(
                 connections: sc.connections,
                 max_tries: plan.max_tries,
                 seed: plan.seed.wrapping_add(u64::from(repetition) - 1),
-                trace: false,
+                trace: plan.output.trace,
             };
             let label = if plan.repeat > 1 {
                 format!("{} {}/{}", strategy.name, repetition, plan.repeat)
@@ -118,6 +118,10 @@ async fn execute_on(
             let total = sc
                 .demand()
                 .map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
+            let watcher = match plan.watch_ms {
+                Some(ms) => Some(crate::watch::start(db, ms).await?),
+                None => None,
+            };
             let progress = Progress::start(!plan.output.quiet, &label, total, control.clone());
             let raced = engine::race(
                 Arc::new(strategy.program.clone()),
@@ -132,10 +136,28 @@ async fn execute_on(
                 Err(e) if e.is::<Interrupted>() => break 'strategies,
                 Err(e) => return Err(e),
             };
+            let watch = match watcher {
+                Some(w) => {
+                    let initial = sc.stock.saturating_mul(i64::from(sc.products));
+                    Some(w.finish(race.released_at, initial).await?)
+                }
+                None => None,
+            };
+            let timeline = plan.output.trace.then(|| {
+                crate::trace::analyze(
+                    &strategy.name,
+                    &strategy.program,
+                    &race.traces,
+                    race.released_at,
+                    sc.quantity,
+                )
+            });
             timings::record("open buyer connections", race.connect);
             timings::record("race", race.wall);
             let finish = finish_run(db, plan, strategy, repetition, started_at, race, control);
-            let result = timings::time("audit and result", finish).await?;
+            let mut result = timings::time("audit and result", finish).await?;
+            result.watch = watch;
+            result.timeline = timeline;
             if let Some(dir) = &plan.output.save_dir {
                 let path = save::save(dir, &result)?;
                 note(plan, &format!("saved {}", path.display()));
@@ -249,6 +271,8 @@ async fn finish_run(
         latency_us: LatencyInfo::of(&latency),
         throughput,
         outcomes,
+        watch: None,
+        timeline: None,
     })
 }
 

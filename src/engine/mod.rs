@@ -112,6 +112,8 @@ impl Control {
 pub struct AttemptTrace {
     pub buyer: u32,
     pub attempt: i64,
+    /// The product the attempt tried to buy (the script's `:product`).
+    pub product: i64,
     pub outcome: Outcome,
     pub events: Vec<TraceEvent>,
 }
@@ -263,6 +265,7 @@ async fn buyer_loop(
             out.traces.push(AttemptTrace {
                 buyer,
                 attempt,
+                product: ctx.product,
                 outcome: report.outcome,
                 events: std::mem::take(&mut events),
             });

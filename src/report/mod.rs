@@ -5,11 +5,14 @@
 
 pub mod baseline;
 pub mod compare;
+pub mod histogram;
+pub mod html;
 pub mod junit;
 pub mod progress;
 pub mod result;
 pub mod save;
 pub mod table;
+pub mod timeline;
 
 pub use result::{RunResult, Status};
 

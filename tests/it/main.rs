@@ -13,6 +13,7 @@ mod db;
 mod interp;
 mod run;
 mod strategy;
+mod teach;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     trials.extend(interp::tests());
     trials.extend(strategy::tests());
     trials.extend(run::tests());
+    trials.extend(teach::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
