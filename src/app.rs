@@ -26,6 +26,8 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Db { command } => crate::dbcmd::main(command),
+        Command::Http(args) => crate::http::main(&args),
+        Command::Serve(args) => crate::serve::main(&args),
     }
 }
 
@@ -41,35 +43,59 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<()> {
     let plan = Plan::build(specs, common, compare)?;
-    let rt = runtime()?;
     let control = Control::new();
-    let results = rt.block_on(async {
+    let results = until_signal(&control, run::execute(&plan, control.clone()))?;
+    let grouped = compare || plan.repeat > 1;
+    finish(&results, &plan.output, plan.expect, grouped, &control)
+}
+
+/// Run `work` on racelab's runtime while SIGINT/SIGTERM stop `control`.
+pub fn until_signal<T>(
+    control: &Arc<Control>,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let rt = runtime()?;
+    let out = rt.block_on(async {
         let signals = tokio::spawn(watch_signals(control.clone()));
-        let r = run::execute(&plan, control.clone()).await;
+        let r = work.await;
         signals.abort();
         r
-    })?;
+    });
     drop(rt);
+    out
+}
 
+/// Print finished runs (table, side-by-side table when `grouped`, or
+/// JSON), write the JUnit report, and turn an interrupt, an abort or a
+/// broken `--expect` into the error `main` maps to an exit code.
+pub fn finish(
+    results: &[RunResult],
+    output: &crate::plan::Output,
+    expect: Option<Expect>,
+    grouped: bool,
+    control: &Control,
+) -> anyhow::Result<()> {
     let color = run::stdout_color();
-    if plan.output.json {
-        let json = if results.len() == 1 && !compare && plan.repeat == 1 {
+    if output.json {
+        let json = if results.len() == 1 && !grouped {
             serde_json::to_string_pretty(&results[0])?
         } else {
             serde_json::to_string_pretty(&serde_json::json!({ "runs": results }))?
         };
         println!("{json}");
-    } else if compare || plan.repeat > 1 {
-        print!("{}", report::compare::render(&results, color));
+    } else if grouped {
+        print!("{}", report::compare::render(results, color));
     } else {
-        for r in &results {
+        for r in results {
             print!("{}", report::table::render_run(r, color));
         }
     }
-    if let Some(path) = &plan.output.junit {
-        let xml = report::junit::render(&results, plan.expect);
+    if let Some(path) = &output.junit {
+        let xml = report::junit::render(results, expect);
         report::save::write_atomic(path, xml.as_bytes())?;
-        run::note(&plan, &format!("wrote JUnit report {}", path.display()));
+        if !output.quiet {
+            eprintln!("wrote JUnit report {}", path.display());
+        }
     }
 
     if let Some(Stop::Interrupted(signal)) = control.reason() {
@@ -81,8 +107,8 @@ fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<
             r.status_reason.as_deref().unwrap_or("unknown reason")
         );
     }
-    if let Some(expect) = plan.expect {
-        check_expectation(expect, &results)?;
+    if let Some(expect) = expect {
+        check_expectation(expect, results)?;
     }
     Ok(())
 }
@@ -108,7 +134,7 @@ async fn watch_signals(control: Arc<Control>) {
 pub fn check_expectation(expect: Expect, results: &[RunResult]) -> anyhow::Result<()> {
     let mut failed: Vec<String> = Vec::new();
     for name in strategy_names(results) {
-        let runs: Vec<&RunResult> = results.iter().filter(|r| r.strategy.name == name).collect();
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.name() == name).collect();
         let bad = runs
             .iter()
             .filter(|r| match expect {
@@ -151,8 +177,8 @@ pub fn check_expectation(expect: Expect, results: &[RunResult]) -> anyhow::Resul
 pub fn strategy_names(results: &[RunResult]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for r in results {
-        if !names.contains(&r.strategy.name) {
-            names.push(r.strategy.name.clone());
+        if !names.iter().any(|n| n == r.name()) {
+            names.push(r.name().to_string());
         }
     }
     names

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CommonArgs, Expect};
+use crate::cli::{CommonArgs, Expect, OutputArgs};
 use crate::db::DbOptions;
 use crate::error::bad_input;
 use crate::scenario::Scenario;
@@ -95,23 +95,7 @@ impl Plan {
         if let Some(url) = &db.database_url {
             check_url(url)?;
         }
-        let out = &common.output;
-        let save_dir = (!out.no_save).then(|| out.out.clone());
-        if let Some(dir) = &save_dir {
-            crate::report::save::check_writable(dir)?;
-        }
-        if let Some(junit) = &out.junit {
-            let parent = junit.parent().filter(|p| !p.as_os_str().is_empty());
-            if let Some(parent) = parent {
-                if !parent.is_dir() {
-                    return Err(bad_input(format!(
-                        "--junit {}: directory {} does not exist",
-                        junit.display(),
-                        parent.display()
-                    )));
-                }
-            }
-        }
+        let output = Output::from_args(&common.output)?;
 
         Ok(Plan {
             strategies,
@@ -129,13 +113,37 @@ impl Plan {
                 max_connections: scenario.connections_needed() + 5,
             },
             scenario,
-            output: Output {
-                json: out.json,
-                save_dir,
-                quiet: out.quiet,
-                junit: out.junit.clone(),
-            },
+            output,
             compare,
+        })
+    }
+}
+
+impl Output {
+    /// Validate the output flags: the results directory is writable and
+    /// the JUnit file's directory exists.
+    pub fn from_args(out: &OutputArgs) -> anyhow::Result<Output> {
+        let save_dir = (!out.no_save).then(|| out.out.clone());
+        if let Some(dir) = &save_dir {
+            crate::report::save::check_writable(dir)?;
+        }
+        if let Some(junit) = &out.junit {
+            let parent = junit.parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(parent) = parent {
+                if !parent.is_dir() {
+                    return Err(bad_input(format!(
+                        "--junit {}: directory {} does not exist",
+                        junit.display(),
+                        parent.display()
+                    )));
+                }
+            }
+        }
+        Ok(Output {
+            json: out.json,
+            save_dir,
+            quiet: out.quiet,
+            junit: out.junit.clone(),
         })
     }
 }

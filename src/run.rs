@@ -201,19 +201,20 @@ async fn finish_run(
             seed: plan.seed.wrapping_add(u64::from(repetition) - 1),
             timeout_ms: plan.timeout_ms,
         },
-        strategy: StrategyInfo {
+        strategy: Some(StrategyInfo {
             name: strategy.name.clone(),
             source: match &strategy.origin {
                 Origin::Builtin => "builtin".to_string(),
                 Origin::File(p) => p.display().to_string(),
             },
             sha256: hex(&Sha256::digest(strategy.source.as_bytes())),
-        },
-        database: DatabaseInfo {
+        }),
+        target: None,
+        database: Some(DatabaseInfo {
             kind: db.kind(),
             server_version: db.server_version().to_string(),
             durable: db.durable(),
-        },
+        }),
         repetition,
         error_messages: race
             .tally

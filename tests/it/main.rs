@@ -10,6 +10,7 @@
 mod cli;
 mod common;
 mod db;
+mod http;
 mod run;
 mod strategy;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     trials.extend(db::tests());
     trials.extend(strategy::tests());
     trials.extend(run::tests());
+    trials.extend(http::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
