@@ -408,7 +408,18 @@ async fn open_lanes(
         let opts = connect.clone();
         set.spawn(async move { opts.connect().await });
     }
-    let mut lanes = Vec::with_capacity(buyers);
+    join_unless_stopped(set, control, |r| Ok(Lane::Own(r.map_err(connect_error)?))).await
+}
+
+/// Join every task of `set` through `each` (whose first error ends the
+/// wait), unless the run is stopped first: then abort the rest and return
+/// `Interrupted`. For the set-up before the barrier (connecting, warming).
+pub async fn join_unless_stopped<T: 'static, U>(
+    mut set: JoinSet<T>,
+    control: &Control,
+    mut each: impl FnMut(T) -> anyhow::Result<U>,
+) -> anyhow::Result<Vec<U>> {
+    let mut out = Vec::with_capacity(set.len());
     let stopped = control.stopped();
     tokio::pin!(stopped);
     loop {
@@ -420,14 +431,11 @@ async fn open_lanes(
             }
             joined = set.join_next() => match joined {
                 None => break,
-                Some(r) => {
-                    let conn = r.context("connect task panicked")?.map_err(connect_error)?;
-                    lanes.push(Lane::Own(conn));
-                }
+                Some(r) => out.push(each(r.context("a set-up task panicked")?)?),
             }
         }
     }
-    Ok(lanes)
+    Ok(out)
 }
 
 fn stop_signal(control: &Control) -> i32 {

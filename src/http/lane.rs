@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, Method, Url};
 use tokio::task::JoinSet;
 
 use super::template::{Template, Values};
-use crate::engine::{tally, Attempt, Control, Lanes, RaceConfig};
+use crate::engine::{join_unless_stopped, tally, Attempt, Control, Lanes, RaceConfig};
 use crate::outcome::{AttemptReport, Outcome};
 use crate::strategy::{AttemptCtx, TraceEvent};
 
@@ -92,34 +91,15 @@ impl Lanes for HttpLanes {
             }
             set.spawn(req.send());
         }
-        let stopped = control.stopped();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut stopped => {
-                    set.abort_all();
-                    let signal = match control.reason() {
-                        Some(crate::engine::Stop::Interrupted(sig)) => sig,
-                        _ => libc::SIGINT,
-                    };
-                    anyhow::bail!(crate::error::Interrupted { signal });
-                }
-                joined = set.join_next() => match joined {
-                    None => break,
-                    Some(r) => {
-                        if let Err(e) = r.context("a warm-up task panicked")? {
-                            anyhow::bail!(
-                                "could not reach the target {}: {}; is the service running?",
-                                self.url,
-                                chain(&e)
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        Ok((0..config.buyers).map(|_| HttpLane::default()).collect())
+        join_unless_stopped(set, control, |r| match r {
+            Ok(_) => Ok(HttpLane::default()),
+            Err(e) => Err(anyhow::anyhow!(
+                "could not reach the target {}: {}; is the service running?",
+                self.url,
+                chain(&e)
+            )),
+        })
+        .await
     }
 
     fn buyer<'a>(&'a self, lane: &'a mut HttpLane, _seed: u64) -> HttpBuyer<'a> {

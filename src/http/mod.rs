@@ -24,7 +24,6 @@ use reqwest::{Method, Url};
 use crate::cli::{Expect, ScenarioArgs};
 use crate::engine::{self, Control, ProductPicker, RaceConfig, Stop};
 use crate::error::{bad_input, Interrupted};
-use crate::outcome::Outcome;
 use crate::plan::{Output, MAX_REPEAT};
 use crate::report::result::{
     DatabaseInfo, ErrorCount, LatencyInfo, Outcomes, ScenarioInfo, Summary, TargetInfo, Throughput,
@@ -403,27 +402,10 @@ fn assemble(
     database: &Option<DatabaseInfo>,
     control: &Control,
 ) -> RunResult {
-    let (mut status, mut status_reason) = match control.reason() {
-        None => (Status::Completed, None),
-        Some(Stop::Interrupted(sig)) => (
-            Status::Interrupted,
-            Some(Interrupted { signal: sig }.to_string()),
-        ),
-        Some(Stop::Aborted(why)) => (Status::Aborted, Some(why)),
-    };
+    let (mut status, mut status_reason) = crate::run::status_of(control);
     let t = &race.tally;
     let sc = &plan.scenario;
-    let outcomes = Outcomes {
-        attempts: t.attempts(),
-        succeeded: t.count(Outcome::Succeeded),
-        sold_out: t.count(Outcome::SoldOut),
-        rejected: t.count(Outcome::Rejected),
-        gave_up: t.count(Outcome::GaveUp),
-        errors: t.count(Outcome::Error),
-        unknown: t.count(Outcome::Unknown),
-        retries: 0,
-        in_flight: t.in_flight,
-    };
+    let outcomes = Outcomes::of(t);
     // A service that answered nothing usefully tells nothing about its
     // safety: that is a failed run (exit 3), not a clean one.
     let answered = outcomes.succeeded + outcomes.sold_out + outcomes.rejected;
@@ -455,13 +437,7 @@ fn assemble(
             None
         }
     };
-    let wall = race.wall.as_secs_f64().max(1e-9);
-    let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
-    let throughput = Throughput {
-        wall_seconds: round3(race.wall.as_secs_f64()),
-        attempts_per_sec: round3(outcomes.attempts as f64 / wall),
-        successes_per_sec: round3(outcomes.succeeded as f64 / wall),
-    };
+    let throughput = Throughput::of(&outcomes, race.wall);
     let latency = race.tally.latency();
     let l = &plan.lanes;
     RunResult {
@@ -500,15 +476,7 @@ fn assemble(
         }),
         database: database.clone(),
         repetition,
-        error_messages: race
-            .tally
-            .errors
-            .iter()
-            .map(|(message, count)| ErrorCount {
-                message: message.clone(),
-                count: *count,
-            })
-            .collect(),
+        error_messages: ErrorCount::list(&race.tally),
         believed_units_sold: (outcomes.succeeded as i64).saturating_mul(sc.quantity),
         verdict: audit.as_ref().map(|a| a.verdict()),
         audit,

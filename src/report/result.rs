@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Audit, DbKind, Verdict};
-use crate::engine::Latency;
+use crate::engine::{Latency, Tally};
 use crate::outcome::Outcome;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -182,6 +182,47 @@ impl Summary {
             p999: h.value_at_quantile(0.999),
             max: h.max(),
         }
+    }
+}
+
+impl Outcomes {
+    pub fn of(t: &Tally) -> Outcomes {
+        Outcomes {
+            attempts: t.attempts(),
+            succeeded: t.count(Outcome::Succeeded),
+            sold_out: t.count(Outcome::SoldOut),
+            rejected: t.count(Outcome::Rejected),
+            gave_up: t.count(Outcome::GaveUp),
+            errors: t.count(Outcome::Error),
+            unknown: t.count(Outcome::Unknown),
+            retries: t.tries.saturating_sub(t.attempts()),
+            in_flight: t.in_flight,
+        }
+    }
+}
+
+impl Throughput {
+    pub fn of(o: &Outcomes, wall: std::time::Duration) -> Throughput {
+        let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        let secs = wall.as_secs_f64().max(1e-9);
+        Throughput {
+            wall_seconds: round3(wall.as_secs_f64()),
+            attempts_per_sec: round3(o.attempts as f64 / secs),
+            successes_per_sec: round3(o.succeeded as f64 / secs),
+        }
+    }
+}
+
+impl ErrorCount {
+    /// The distinct error messages a tally kept.
+    pub fn list(t: &Tally) -> Vec<ErrorCount> {
+        t.errors
+            .iter()
+            .map(|(message, count)| ErrorCount {
+                message: message.clone(),
+                count: *count,
+            })
+            .collect()
     }
 }
 

@@ -167,14 +167,18 @@ fn verify_sql(schema: &str) -> String {
 
 const BODY: &str = r#"{"buyer": {{buyer}}, "attempt": {{attempt}}, "qty": {{qty}}}"#;
 
-fn naive_verify_sql() -> Result<(), Failed> {
-    let schema = "t_http_naive_sql";
-    let serve = Serve::start(schema, "naive", 1);
-    let dir = tempfile::tempdir()?;
-    let junit = dir.path().join("http.xml");
+/// 100 buyers against `serve`, audited with --verify-sql, reset before
+/// each of `repeat` rounds, `--expect safe`, JUnit into `junit`.
+fn race_verified(
+    serve: &Serve,
+    schema: &str,
+    repeat: u32,
+    junit: &std::path::Path,
+) -> (Output, Value) {
     let sql = verify_sql(schema);
     let (purchase, reset) = (serve.url("/purchase"), serve.url("/reset"));
-    let (out, v) = http_json(&[
+    let repeat = repeat.to_string();
+    http_json(&[
         &purchase,
         "--buyers",
         "100",
@@ -187,12 +191,20 @@ fn naive_verify_sql() -> Result<(), Failed> {
         "--reset-url",
         &reset,
         "--repeat",
-        "3",
+        &repeat,
         "--expect",
         "safe",
         "--junit",
         junit.to_str().unwrap(),
-    ]);
+    ])
+}
+
+fn naive_verify_sql() -> Result<(), Failed> {
+    let schema = "t_http_naive_sql";
+    let serve = Serve::start(schema, "naive", 1);
+    let dir = tempfile::tempdir()?;
+    let junit = dir.path().join("report.xml");
+    let (out, v) = race_verified(&serve, schema, 3, &junit);
     let runs = runs(&v);
     assert_eq!(runs.len(), 3, "{}", stderr(&out));
     let oversold = runs
@@ -297,28 +309,8 @@ fn for_update() -> Result<(), Failed> {
     let schema = "t_http_for_update";
     let serve = Serve::start(schema, "for-update", 5);
     let dir = tempfile::tempdir()?;
-    let junit = dir.path().join("safe.xml");
-    let sql = verify_sql(schema);
-    let (purchase, reset) = (serve.url("/purchase"), serve.url("/reset"));
-    let (out, v) = http_json(&[
-        &purchase,
-        "--buyers",
-        "100",
-        "--body",
-        BODY,
-        "--verify-sql",
-        &sql,
-        "--database-url",
-        crate::common::server_url(),
-        "--reset-url",
-        &reset,
-        "--repeat",
-        "2",
-        "--expect",
-        "safe",
-        "--junit",
-        junit.to_str().unwrap(),
-    ]);
+    let junit = dir.path().join("report.xml");
+    let (out, v) = race_verified(&serve, schema, 2, &junit);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for r in runs(&v) {
         assert_eq!(text(&r, "verdict"), "safe");
