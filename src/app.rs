@@ -25,6 +25,15 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::catalog::show(&strategy, run::stdout_color())?);
             Ok(())
         }
+        Command::Explain { strategy } => {
+            print!("{}", crate::explain::explain(&strategy)?);
+            Ok(())
+        }
+        Command::Report(args) => {
+            let n = report::html::write(&args.files, &args.output)?;
+            println!("wrote {} ({n} runs)", args.output.display());
+            Ok(())
+        }
         Command::Db { command } => crate::dbcmd::main(command),
         Command::Http(args) => crate::http::main(&args),
         Command::Serve(args) => crate::serve::main(&args),
@@ -45,8 +54,45 @@ fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<
     let plan = Plan::build(specs, common, compare)?;
     let control = Control::new();
     let results = until_signal(&control, run::execute(&plan, control.clone()))?;
-    let grouped = compare || plan.repeat > 1;
-    finish(&results, &plan.output, plan.expect, grouped, &control)
+
+    let color = run::stdout_color();
+    print_results(&results, &plan.output, compare || plan.repeat > 1);
+    if let Some(path) = &plan.output.trace_file {
+        let runs: Vec<_> = results
+            .iter()
+            .filter_map(|r| Some((r.timeline.as_ref()?, r.repetition)))
+            .collect();
+        crate::trace::write_jsonl(path, &runs)?;
+        run::note(&plan, &format!("wrote the trace to {}", path.display()));
+    }
+    let deltas = if plan.baseline.is_empty() {
+        Vec::new()
+    } else {
+        report::baseline::compare(&plan.baseline, &results, plan.max_regression)
+    };
+    if !deltas.is_empty() {
+        let table = report::baseline::render(&deltas, plan.max_regression, color);
+        if plan.output.json {
+            eprint!("{table}");
+        } else {
+            print!("{table}");
+        }
+    }
+    conclude(&results, &plan.output, plan.expect, &control)?;
+    let regressed: Vec<String> = deltas
+        .iter()
+        .filter(|d| !d.regressions.is_empty())
+        .map(|d| format!("{}: {}", d.name, d.regressions.join(", ")))
+        .collect();
+    if !regressed.is_empty() {
+        return Err(ExpectationFailed(format!(
+            "slower than the baseline by more than {}%: {}",
+            plan.max_regression,
+            regressed.join("; ")
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Run `work` on racelab's runtime while SIGINT/SIGTERM stop `control`.
@@ -65,31 +111,42 @@ pub fn until_signal<T>(
     out
 }
 
-/// Print finished runs (table, side-by-side table when `grouped`, or
-/// JSON), write the JUnit report, and turn an interrupt, an abort or a
-/// broken `--expect` into the error `main` maps to an exit code.
-pub fn finish(
-    results: &[RunResult],
-    output: &crate::plan::Output,
-    expect: Option<Expect>,
-    grouped: bool,
-    control: &Control,
-) -> anyhow::Result<()> {
+/// Print finished runs on stdout: JSON, or the table (the side-by-side one
+/// when `grouped`) with any timelines and `--histogram` charts.
+pub fn print_results(results: &[RunResult], output: &crate::plan::Output, grouped: bool) {
     let color = run::stdout_color();
     if output.json {
         let json = if results.len() == 1 && !grouped {
-            serde_json::to_string_pretty(&results[0])?
+            serde_json::to_string_pretty(&results[0])
         } else {
-            serde_json::to_string_pretty(&serde_json::json!({ "runs": results }))?
+            serde_json::to_string_pretty(&serde_json::json!({ "runs": results }))
         };
-        println!("{json}");
-    } else if grouped {
+        println!("{}", json.expect("results serialize"));
+        return;
+    }
+    if grouped {
         print!("{}", report::compare::render(results, color));
     } else {
         for r in results {
             print!("{}", report::table::render_run(r, color));
         }
     }
+    for t in results.iter().filter_map(|r| r.timeline.as_ref()) {
+        print!("{}", report::timeline::render(t));
+    }
+    if output.histogram {
+        print!("{}", report::histogram::render_runs(results));
+    }
+}
+
+/// Write the JUnit report, then turn an interrupt, an abort or a broken
+/// `--expect` into the error `main` maps to an exit code.
+pub fn conclude(
+    results: &[RunResult],
+    output: &crate::plan::Output,
+    expect: Option<Expect>,
+    control: &Control,
+) -> anyhow::Result<()> {
     if let Some(path) = &output.junit {
         let xml = report::junit::render(results, expect);
         report::save::write_atomic(path, xml.as_bytes())?;
@@ -97,7 +154,6 @@ pub fn finish(
             eprintln!("wrote JUnit report {}", path.display());
         }
     }
-
     if let Some(Stop::Interrupted(signal)) = control.reason() {
         return Err(Interrupted { signal }.into());
     }

@@ -30,6 +30,13 @@ pub enum Command {
         /// Strategy name or path to a .sql file.
         strategy: String,
     },
+    /// Explain a strategy: its script annotated with locks, waits and isolation.
+    Explain {
+        /// Strategy name or path to a .sql file.
+        strategy: String,
+    },
+    /// Turn saved result files into one self-contained HTML report with charts.
+    Report(ReportArgs),
     /// Race concurrent purchase requests against an HTTP service and audit it.
     Http(crate::http::args::HttpArgs),
     /// Serve a small shop over HTTP that runs a strategy per purchase.
@@ -80,6 +87,32 @@ pub struct CommonArgs {
     /// Fail (exit 1) unless every run has this verdict.
     #[arg(long, value_enum)]
     pub expect: Option<Expect>,
+
+    /// Compare latency and throughput with saved results (files from results/
+    /// or `--json` output); repeat the flag for several files.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Vec<PathBuf>,
+
+    /// With --baseline: fail (exit 1) when p50 or p99 grows by more than this
+    /// percentage, or the baseline's attempts/s beat the current by more.
+    #[arg(long, default_value_t = 25.0, value_name = "PCT")]
+    pub max_regression: f64,
+
+    /// Sample stock and units sold every MS milliseconds on a separate connection during the race.
+    #[arg(long, value_name = "MS")]
+    pub watch: Option<u64>,
+}
+
+/// `racelab report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result files written by `run` or `compare` (e.g. results/*.json).
+    #[arg(required = true, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+
+    /// The HTML file to write.
+    #[arg(short, long, default_value = "report.html", value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 /// Scenario selection and per-field overrides.
@@ -183,6 +216,14 @@ pub struct OutputArgs {
     /// Write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+
+    /// Record every statement (at most 50 buyers) and print the interleaving and its anomalies; with FILE also write the events as JSON lines.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    pub trace: Option<Option<PathBuf>>,
+
+    /// Draw the latency distribution per outcome as a terminal bar chart.
+    #[arg(long)]
+    pub histogram: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let cli = racelab::cli::Cli::parse();
-    match racelab::app::main(cli) {
+    let outcome = racelab::app::main(cli);
+    racelab::timings::report(started);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = racelab::error::exit_code(&err);

@@ -25,10 +25,15 @@ pub struct Plan {
     pub timeout_ms: u64,
     pub repeat: u32,
     pub expect: Option<Expect>,
+    /// Saved runs to compare latency and throughput with (`--baseline`).
+    pub baseline: Vec<crate::report::RunResult>,
+    pub max_regression: f64,
     pub db: DbOptions,
     pub output: Output,
     /// `compare`: always print the side-by-side table.
     pub compare: bool,
+    /// `--watch MS`: sample stock and units sold every MS milliseconds.
+    pub watch_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +43,12 @@ pub struct Output {
     pub save_dir: Option<PathBuf>,
     pub quiet: bool,
     pub junit: Option<PathBuf>,
+    /// `--trace`: record every statement and print the timeline.
+    pub trace: bool,
+    /// `--trace FILE`: also write the events as JSON lines.
+    pub trace_file: Option<PathBuf>,
+    /// `--histogram`: latency bar charts in the terminal.
+    pub histogram: bool,
 }
 
 impl Plan {
@@ -93,9 +104,22 @@ impl Plan {
             )));
         }
         if let Some(url) = &db.database_url {
-            check_url(url)?;
+            crate::db::parse_external_url(url)?;
         }
+        if !(common.max_regression.is_finite() && common.max_regression >= 0.0) {
+            return Err(bad_input(format!(
+                "--max-regression must be a percentage of 0 or more, got {}",
+                common.max_regression
+            )));
+        }
+        let baseline = if common.baseline.is_empty() {
+            Vec::new()
+        } else {
+            crate::report::baseline::load(&common.baseline)?
+        };
         let output = Output::from_args(&common.output)?;
+
+        crate::trace::check_options(common, &scenario)?;
 
         Ok(Plan {
             strategies,
@@ -104,6 +128,8 @@ impl Plan {
             timeout_ms: sargs.timeout.unwrap_or(0),
             repeat: common.repeat,
             expect: common.expect,
+            baseline,
+            max_regression: common.max_regression,
             db: DbOptions {
                 database_url: db.database_url.clone(),
                 pg_bin: db.pg_bin.clone(),
@@ -115,6 +141,7 @@ impl Plan {
             scenario,
             output,
             compare,
+            watch_ms: common.watch,
         })
     }
 }
@@ -144,34 +171,9 @@ impl Output {
             save_dir,
             quiet: out.quiet,
             junit: out.junit.clone(),
+            trace: out.trace.is_some(),
+            trace_file: out.trace.clone().flatten(),
+            histogram: out.histogram,
         })
-    }
-}
-
-/// A database URL must at least look like one; the server judges the rest.
-pub fn check_url(url: &str) -> anyhow::Result<()> {
-    let parsed = url::Url::parse(url).map_err(|e| {
-        bad_input(format!(
-            "--database-url is not a URL ({e}): expected postgres://user:password@host:port/dbname"
-        ))
-    })?;
-    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-        return Err(bad_input(format!(
-            "--database-url must start with postgres:// or postgresql://, got {}://",
-            parsed.scheme()
-        )));
-    }
-    Ok(())
-}
-
-/// A URL with its password replaced by `***`, for messages.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparseable URL>".to_string(),
     }
 }

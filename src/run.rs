@@ -19,6 +19,7 @@ use crate::report::result::{
 };
 use crate::report::{save, RunResult, Status};
 use crate::strategy::{self, Origin, Strategy};
+use crate::timings;
 
 /// Messages for stderr, silenced by `--quiet`.
 pub fn note(plan: &Plan, msg: &str) {
@@ -31,9 +32,21 @@ pub fn note(plan: &Plan, msg: &str) {
 /// a stop (signal, server failure) ends the loop early with the partial
 /// result of the race it interrupted.
 pub async fn execute(plan: &Plan, control: Arc<Control>) -> anyhow::Result<Vec<RunResult>> {
-    let db = Database::open(&plan.db).await?;
+    let db = timings::time("open the database", Database::open(&plan.db)).await?;
+    if let Some(t) = db.cluster().map(|c| c.start_timings()) {
+        timings::record("  cluster: dirs and version", t.setup);
+        timings::record(
+            if t.cold {
+                "  cluster: initdb"
+            } else {
+                "  cluster: copy template"
+            },
+            t.data_dir,
+        );
+        timings::record("  cluster: postmaster ready", t.ready);
+    }
     let outcome = execute_on(&db, plan, &control).await;
-    let stopped = db.shutdown().await;
+    let stopped = timings::time("stop the database", db.shutdown()).await;
     let results = outcome?;
     stopped.context("stopping the database")?;
     Ok(results)
@@ -72,7 +85,9 @@ async fn execute_on(
                 break 'strategies;
             }
             let started_at = now_rfc3339();
-            db.prepare_lab(&seeds).await.context("preparing the lab")?;
+            timings::time("prepare the lab", db.prepare_lab(&seeds))
+                .await
+                .context("preparing the lab")?;
             if strategy.program.has_setup() {
                 let mut conn = db.connect().await?;
                 strategy::run_setup(&strategy.program, &mut conn, &setup_products)
@@ -92,7 +107,7 @@ async fn execute_on(
                 connections: sc.connections,
                 max_tries: plan.max_tries,
                 seed: plan.seed.wrapping_add(u64::from(repetition) - 1),
-                trace: false,
+                trace: plan.output.trace,
             };
             let label = if plan.repeat > 1 {
                 format!("{} {}/{}", strategy.name, repetition, plan.repeat)
@@ -102,6 +117,10 @@ async fn execute_on(
             let total = sc
                 .demand()
                 .map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
+            let watcher = match plan.watch_ms {
+                Some(ms) => Some(crate::watch::start(db, ms).await?),
+                None => None,
+            };
             let progress = Progress::start(!plan.output.quiet, &label, total, control.clone());
             let raced = engine::race(
                 Arc::new(strategy.program.clone()),
@@ -116,8 +135,28 @@ async fn execute_on(
                 Err(e) if e.is::<Interrupted>() => break 'strategies,
                 Err(e) => return Err(e),
             };
-            let result =
-                finish_run(db, plan, strategy, repetition, started_at, race, control).await?;
+            let watch = match watcher {
+                Some(w) => {
+                    let initial = sc.stock.saturating_mul(i64::from(sc.products));
+                    Some(w.finish(race.released_at, initial).await?)
+                }
+                None => None,
+            };
+            let timeline = plan.output.trace.then(|| {
+                crate::trace::analyze(
+                    &strategy.name,
+                    &strategy.program,
+                    &race.traces,
+                    race.released_at,
+                    sc.quantity,
+                )
+            });
+            timings::record("open buyer connections", race.connect);
+            timings::record("race", race.wall);
+            let finish = finish_run(db, plan, strategy, repetition, started_at, race, control);
+            let mut result = timings::time("audit and result", finish).await?;
+            result.watch = watch;
+            result.timeline = timeline;
             if let Some(dir) = &plan.output.save_dir {
                 let path = save::save(dir, &result)?;
                 note(plan, &format!("saved {}", path.display()));
@@ -202,6 +241,8 @@ async fn finish_run(
         latency_us: LatencyInfo::of(&latency),
         throughput,
         outcomes,
+        watch: None,
+        timeline: None,
     })
 }
 

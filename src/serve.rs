@@ -66,7 +66,7 @@ impl ServePlan {
             )));
         }
         if let Some(url) = &a.db.database_url {
-            crate::plan::check_url(url)?;
+            crate::db::parse_external_url(url)?;
         }
         Ok(ServePlan {
             strategy,

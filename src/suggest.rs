@@ -1,12 +1,15 @@
 //! "Did you mean ...?": the closest known name by edit distance.
 
-/// The candidate closest to `word`, if it is close enough to be a typo.
+/// The candidate closest to `word`, if it is close enough to be a typo
+/// (at most a third of the word's characters off, and at least 2 allowed).
+/// Ties go to the alphabetically first candidate, so the hint is stable.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
     candidates
         .into_iter()
         .map(|c| (levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
+        .filter(|(d, _)| *d <= limit)
+        .min()
         .map(|(_, c)| c)
 }
 
@@ -33,5 +36,8 @@ mod tests {
             Some("for-update")
         );
         assert_eq!(super::closest("zzzzzz", ["naive", "for-update"]), None);
+        assert_eq!(super::closest("x", ["abcdef"]), None);
+        assert_eq!(super::levenshtein("kitten", "sitting"), 3);
+        assert_eq!(super::levenshtein("", "abc"), 3);
     }
 }

@@ -113,6 +113,8 @@ impl Control {
 pub struct AttemptTrace {
     pub buyer: u32,
     pub attempt: i64,
+    /// The product the attempt tried to buy (the script's `:product`).
+    pub product: i64,
     pub outcome: Outcome,
     pub events: Vec<TraceEvent>,
 }
@@ -125,6 +127,8 @@ pub struct RaceOutput {
     pub wall: Duration,
     /// When the buyers were released (trace times are relative to it).
     pub released_at: Instant,
+    /// How long opening the buyers' connections (or filling the pool) took.
+    pub connect: Duration,
     pub traces: Vec<AttemptTrace>,
 }
 
@@ -188,7 +192,9 @@ pub async fn race_with<L: Lanes>(
 ) -> anyhow::Result<(RaceOutput, Vec<L::Lane>)> {
     control.begin_race();
     let config = Arc::new(config);
+    let connecting = Instant::now();
     let opened = lanes.open(&config, &control).await?;
+    let connect_took = connecting.elapsed();
     let barrier = Arc::new(Barrier::new(config.buyers as usize + 1));
 
     let mut set = JoinSet::new();
@@ -234,6 +240,7 @@ pub async fn race_with<L: Lanes>(
             tally,
             wall,
             released_at,
+            connect: connect_took,
             traces,
         },
         done,
@@ -355,6 +362,7 @@ async fn buyer_loop<A: Attempt>(
             out.traces.push(AttemptTrace {
                 buyer,
                 attempt,
+                product: ctx.product,
                 outcome: report.outcome,
                 events: std::mem::take(&mut events),
             });

@@ -55,13 +55,8 @@ pub fn main(args: &HttpArgs) -> anyhow::Result<()> {
     let plan = HttpPlan::build(args)?;
     let control = Control::new();
     let results = crate::app::until_signal(&control, execute(&plan, control.clone()))?;
-    crate::app::finish(
-        &results,
-        &plan.output,
-        plan.expect,
-        plan.repeat > 1,
-        &control,
-    )
+    crate::app::print_results(&results, &plan.output, plan.repeat > 1);
+    crate::app::conclude(&results, &plan.output, plan.expect, &control)
 }
 
 fn parse_url(flag: &str, text: &str) -> anyhow::Result<Url> {
@@ -224,6 +219,12 @@ impl HttpPlan {
             )));
         }
         let output = Output::from_args(&a.output)?;
+        if output.trace {
+            return Err(bad_input(
+                "--trace records the SQL statements of a strategy; racelab http sends requests \
+                 and has none (use --histogram for the latency charts)",
+            ));
+        }
 
         let timeout = (a.timeout > 0).then(|| Duration::from_millis(a.timeout));
         let mut client = reqwest::Client::builder()
@@ -485,5 +486,7 @@ fn assemble(
         latency_us: LatencyInfo::of(&latency),
         throughput,
         outcomes,
+        watch: None,
+        timeline: None,
     }
 }

@@ -3,12 +3,16 @@
 //! Rendering functions return strings so they can be tested; only `main`
 //! and the progress bar write to the terminal.
 
+pub mod baseline;
 pub mod compare;
+pub mod histogram;
+pub mod html;
 pub mod junit;
 pub mod progress;
 pub mod result;
 pub mod save;
 pub mod table;
+pub mod timeline;
 
 pub use result::{RunResult, Status};
 

@@ -43,6 +43,12 @@ pub struct RunResult {
     pub status_reason: Option<String>,
     pub latency_us: LatencyInfo,
     pub throughput: Throughput,
+    /// `--watch`: stock and units sold sampled during the race.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::watch::WatchInfo>,
+    /// `--trace`: the analysed timeline; printed, not part of the JSON.
+    #[serde(skip)]
+    pub timeline: Option<crate::trace::Timeline>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -158,6 +164,9 @@ pub struct LatencyInfo {
     /// The attempt histogram, HdrHistogram V2 + DEFLATE, base64: runs can be
     /// merged exactly.
     pub hdr: String,
+    /// The same, per outcome (only outcomes seen).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hdr_by_outcome: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -235,10 +244,18 @@ impl LatencyInfo {
                 Some((o.as_str().to_string(), Summary::of(h)))
             })
             .collect();
+        let hdr_by_outcome = Outcome::ALL
+            .iter()
+            .filter_map(|o| {
+                let h = latency.by_outcome[o.index()].as_ref()?;
+                Some((o.as_str().to_string(), encode_histogram(h)))
+            })
+            .collect();
         LatencyInfo {
             attempt: Summary::of(&latency.all),
             by_outcome,
             hdr: encode_histogram(&latency.all),
+            hdr_by_outcome,
         }
     }
 

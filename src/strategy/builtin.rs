@@ -118,24 +118,6 @@ fn build(name: &str, origin: Origin, source: &str, file: &str) -> anyhow::Result
     })
 }
 
-/// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diag = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diag + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(above + 1);
-            diag = above;
-        }
-    }
-    row[b.len()]
-}
-
 /// `"; did you mean `{prefix}{best}`?"` for the closest candidate, or `""`
 /// when none is close enough to be a plausible typo.
 pub(crate) fn did_you_mean<'a>(
@@ -143,13 +125,8 @@ pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> String {
-    let limit = (word.chars().count() / 3).max(2);
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min()
-        .map(|(_, c)| format!("; did you mean `{prefix}{c}`?"))
+    crate::suggest::closest(word, candidates)
+        .map(|c| format!("; did you mean `{prefix}{c}`?"))
         .unwrap_or_default()
 }
 
@@ -247,8 +224,6 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(
             did_you_mean("\\", "sleeep", ["set", "sleep"]),
             "; did you mean `\\sleep`?"

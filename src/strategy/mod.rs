@@ -17,8 +17,6 @@ mod expr;
 mod interp;
 mod lex;
 mod parse;
-#[cfg(test)]
-mod tests_live;
 
 pub use builtin::{builtins, load};
 pub use interp::{run_setup, Session};

@@ -11,8 +11,10 @@ mod cli;
 mod common;
 mod db;
 mod http;
+mod interp;
 mod run;
 mod strategy;
+mod teach;
 
 use std::process::ExitCode;
 
@@ -32,8 +34,10 @@ fn main() -> ExitCode {
 
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(db::tests());
+    trials.extend(interp::tests());
     trials.extend(strategy::tests());
     trials.extend(run::tests());
+    trials.extend(teach::tests());
     trials.extend(http::tests());
 
     if args.list {

@@ -26,6 +26,7 @@ pub fn tests() -> Vec<Trial> {
         Trial::test("run::timed_run_loops_until_the_deadline", timed_run),
         Trial::test("compare::all_builtins_in_one_table", compare_all),
         Trial::test("compare::junit_has_a_case_per_strategy", junit),
+        Trial::test("compare::baseline_regressions_fail", baseline),
     ]
 }
 
@@ -468,6 +469,84 @@ fn junit() -> Result<(), Failed> {
             .filter(|n| n.has_tag_name("testcase"))
             .count(),
         3
+    );
+    Ok(())
+}
+
+fn baseline() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let s = "t_baseline";
+    let args = [
+        "compare",
+        "--strategies",
+        "for-update,conditional",
+        "--buyers",
+        "20",
+        "--attempts",
+        "5",
+        "--think-ms",
+        "1",
+    ];
+    let (out, saved) = json_on(s, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let same = dir.path().join("same.json");
+    std::fs::write(&same, serde_json::to_vec(&saved)?)?;
+
+    // Like against like, with room for a busy machine: passes, deltas shown.
+    let mut with_same: Vec<&str> = args.to_vec();
+    with_same.extend([
+        "--baseline",
+        same.to_str().unwrap(),
+        "--max-regression",
+        "400",
+    ]);
+    let out = racelab_on(s, &with_same);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("against the baseline"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stdout(&out).matches(" ok ").count(), 2, "{}", stdout(&out));
+
+    // A doctored baseline: every attempt took 1 µs and the runs were 1000x
+    // shorter. Even a generous limit must call that a regression.
+    let mut fast = saved.clone();
+    for run in fast["runs"].as_array_mut().unwrap() {
+        let mut h = racelab::engine::tally::new_histogram();
+        h.record_n(1, run["outcomes"]["attempts"].as_u64().unwrap())?;
+        run["latency_us"]["hdr"] = Value::from(racelab::report::result::encode_histogram(&h));
+        let wall = run["throughput"]["wall_seconds"].as_f64().unwrap();
+        run["throughput"]["wall_seconds"] = Value::from(wall / 1000.0);
+    }
+    let doctored = dir.path().join("fast.json");
+    std::fs::write(&doctored, serde_json::to_vec(&fast)?)?;
+    let mut with_fast: Vec<&str> = args.to_vec();
+    with_fast.extend([
+        "--baseline",
+        doctored.to_str().unwrap(),
+        "--max-regression",
+        "400",
+    ]);
+    let out = racelab_on(s, &with_fast);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for want in ["for-update", "conditional", "p50", "attempts/s"] {
+        assert!(err.contains(want), "{want} missing: {err}");
+    }
+    assert!(stdout(&out).contains("REGRESSED"), "{}", stdout(&out));
+
+    // A file that is not a result is bad input.
+    let bogus = dir.path().join("bogus.json");
+    std::fs::write(&bogus, "{\"hello\": 1}")?;
+    let mut with_bogus: Vec<&str> = args.to_vec();
+    with_bogus.extend(["--baseline", bogus.to_str().unwrap()]);
+    let out = racelab_on(s, &with_bogus);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a racelab result"),
+        "{}",
+        stderr(&out)
     );
     Ok(())
 }

@@ -1,59 +1,78 @@
-//! Tests of the interpreter against a real PostgreSQL server, named by
-//! `RACELAB_TEST_URL` (skipped when it is unset). Each test works in its own
-//! schema holding the lab tables, so tests can run in parallel; buyers race
-//! on separate connections released together by a barrier.
+//! The interpreter driven directly against the shared test server: `\gset`
+//! types and row counts, every outcome path, lost connections, `\setup`
+//! scoping, and statement reuse. Each test works in its own lab schema,
+//! prepared by racelab's own `Database::prepare_lab`.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
+use libtest_mimic::{Failed, Trial};
+use racelab::db::{Database, DbOptions, ProductSeed};
+use racelab::outcome::{AttemptReport, Outcome};
+use racelab::strategy::{load, parse, run_setup, AttemptCtx, TraceEvent, TraceKind};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor, PgConnection, Row};
 
-use super::{load, parse, run_setup, AttemptCtx, TraceKind};
-use crate::outcome::{AttemptReport, Outcome};
+pub fn tests() -> Vec<Trial> {
+    vec![
+        Trial::test("interp::builtin_strategies_race", || {
+            block(builtin_strategies_race())
+        }),
+        Trial::test("interp::gset_types_and_row_counts", || {
+            block(gset_types_and_row_counts())
+        }),
+        Trial::test("interp::outcomes_and_transactions", || {
+            block(outcomes_and_transactions())
+        }),
+        Trial::test("interp::lost_connections", || block(lost_connections())),
+        Trial::test("interp::setup_runs_once_or_per_product", || {
+            block(setup_runs_once_or_per_product())
+        }),
+        Trial::test(
+            "interp::a_session_reuses_its_connection_and_statements",
+            || block(a_session_reuses_its_connection_and_statements()),
+        ),
+    ]
+}
+
+/// Run an async test on its own multi-threaded runtime (buyers race on
+/// several threads, like a busy client would).
+fn block(test: impl std::future::Future<Output = ()>) -> Result<(), Failed> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?
+        .block_on(test);
+    Ok(())
+}
 
 struct Lab {
+    db: Database,
     opts: PgConnectOptions,
+    seeds: Vec<ProductSeed>,
     products: Vec<(i64, i64)>,
 }
 
-/// A fresh lab schema `strategy_<name>`, or `None` (skip) without a server.
+/// A fresh lab schema `t_interp_<name>` on the shared server.
 async fn lab(name: &str, products: &[(i64, i64)]) -> Option<Lab> {
-    let Ok(url) = std::env::var("RACELAB_TEST_URL") else {
-        eprintln!("RACELAB_TEST_URL unset: skipping {name}");
-        return None;
+    let opts = DbOptions {
+        database_url: Some(crate::common::server_url().to_string()),
+        schema: format!("t_interp_{name}"),
+        ..DbOptions::default()
     };
-    let base = PgConnectOptions::from_str(&url).expect("RACELAB_TEST_URL");
-    let schema = format!("strategy_{name}");
-    let mut c = base.connect().await.expect("connect");
-    c.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}").as_str())
-        .await
-        .unwrap();
-    let opts = base.options([("search_path", schema.as_str())]);
-    let mut c = opts.connect().await.unwrap();
-    c.execute(
-        "CREATE TABLE products (id bigint PRIMARY KEY, name text NOT NULL, stock bigint NOT NULL,
-                                version bigint NOT NULL DEFAULT 0, initial_stock bigint NOT NULL);
-         CREATE TABLE orders (id bigserial PRIMARY KEY,
-                              product_id bigint NOT NULL REFERENCES products (id),
-                              buyer_id bigint NOT NULL, attempt_id bigint NOT NULL,
-                              qty bigint NOT NULL,
-                              created_at timestamptz NOT NULL DEFAULT clock_timestamp());",
-    )
-    .await
-    .unwrap();
-    for &(id, stock) in products {
-        sqlx::query(
-            "INSERT INTO products (id, name, stock, initial_stock) VALUES ($1, 'widget', $2, $2)",
-        )
-        .bind(id)
-        .bind(stock)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    }
+    let db = Database::open(&opts).await.expect("open the shared server");
+    let seeds: Vec<ProductSeed> = products
+        .iter()
+        .map(|&(id, stock)| ProductSeed {
+            id,
+            name: "widget".into(),
+            stock,
+        })
+        .collect();
+    db.prepare_lab(&seeds).await.expect("prepare the lab");
     Some(Lab {
-        opts,
+        opts: db.connect_options(),
+        db,
+        seeds,
         products: products.to_vec(),
     })
 }
@@ -63,16 +82,9 @@ impl Lab {
         self.opts.connect().await.unwrap()
     }
 
-    /// Reset stock and orders, and drop whatever a `\setup` added.
+    /// A fresh lab again: stock, orders, and whatever a `\setup` added.
     async fn reset(&self) {
-        let mut c = self.conn().await;
-        c.execute(
-            "TRUNCATE orders; UPDATE products SET stock = initial_stock, version = 0;
-             DROP TABLE IF EXISTS units;
-             ALTER TABLE products DROP CONSTRAINT IF EXISTS products_stock_not_negative;",
-        )
-        .await
-        .unwrap();
+        self.db.prepare_lab(&self.seeds).await.unwrap();
     }
 
     /// (stock, units sold, orders) of product 1.
@@ -147,12 +159,11 @@ fn count(reports: &[(i64, AttemptReport)], o: Outcome) -> usize {
     reports.iter().filter(|(_, r)| r.outcome == o).count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn builtin_strategies_race() {
     let Some(lab) = lab("race", &[(1, 5)]).await else {
         return;
     };
-    for (name, _) in super::builtins() {
+    for (name, _) in racelab::strategy::builtins() {
         let reports = race(&lab, name, 20, 5).await;
         let (stock, sold, orders) = lab.audit().await;
         let succeeded = count(&reports, Outcome::Succeeded);
@@ -207,7 +218,7 @@ async fn builtin_strategies_race() {
 }
 
 /// Run `src` once on one connection, with a trace.
-async fn once(lab: &Lab, src: &str, max_tries: u32) -> (AttemptReport, Vec<super::TraceEvent>) {
+async fn once(lab: &Lab, src: &str, max_tries: u32) -> (AttemptReport, Vec<TraceEvent>) {
     let prog = parse("t.sql", src).unwrap_or_else(|e| panic!("{}", e.render()));
     let mut conn = lab.conn().await;
     let mut trace = Vec::new();
@@ -232,7 +243,6 @@ fn msg(r: &AttemptReport) -> &str {
     r.message.as_deref().unwrap_or("")
 }
 
-#[tokio::test]
 async fn gset_types_and_row_counts() {
     let Some(lab) = lab("gset", &[(1, 5)]).await else {
         return;
@@ -321,7 +331,6 @@ async fn gset_types_and_row_counts() {
     assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
 }
 
-#[tokio::test]
 async fn outcomes_and_transactions() {
     let Some(lab) = lab("outcomes", &[(1, 5)]).await else {
         return;
@@ -447,7 +456,6 @@ async fn outcomes_and_transactions() {
     assert!(t.elapsed() >= std::time::Duration::from_millis(30));
 }
 
-#[tokio::test]
 async fn lost_connections() {
     let Some(lab) = lab("lost", &[(1, 5)]).await else {
         return;
@@ -474,7 +482,6 @@ async fn lost_connections() {
     assert!(msg(&r).ends_with("(line 2)"), "{r:?}");
 }
 
-#[tokio::test]
 async fn setup_runs_once_or_per_product() {
     let Some(lab) = lab("setup", &[(1, 3), (2, 4)]).await else {
         return;
@@ -512,7 +519,6 @@ async fn setup_runs_once_or_per_product() {
     assert_eq!(units, 7);
 }
 
-#[tokio::test]
 async fn a_session_reuses_its_connection_and_statements() {
     let Some(lab) = lab("reuse", &[(1, 100)]).await else {
         return;

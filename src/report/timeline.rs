@@ -1,0 +1,177 @@
+//! The `--trace` timeline in words: every recorded step in time order, the
+//! waits, and the anomalies the analysis (`crate::trace`) found, named in
+//! Adya/Hermitage terms with the weakest isolation level that prevents them.
+
+use std::fmt::Write as _;
+
+use crate::trace::{Role, Step, Timeline};
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(n - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+fn describe(s: &Step) -> String {
+    let what = short(s.what.trim(), 58);
+    let mut d = match (&s.role, s.kind) {
+        (Role::Read { value, locking }, _) => format!(
+            "reads stock = {value}{}   [line {}: {what}]",
+            if *locking { " (row locked)" } else { "" },
+            s.line
+        ),
+        (Role::Write { value: Some(v), .. }, _) => {
+            format!("writes stock := {v}   [line {}: {what}]", s.line)
+        }
+        (Role::Write { expr, .. }, _) => {
+            format!("writes stock := {expr}   [line {}: {what}]", s.line)
+        }
+        (Role::NoWrite, _) => format!("write matched no row   [line {}: {what}]", s.line),
+        (Role::Commit { stock: Some(w) }, _) if !w.is_empty() => format!("commits {w}"),
+        (Role::Commit { .. }, _) => "commits".to_string(),
+        (_, "outcome") => format!(
+            "→ {}",
+            s.outcome.map(|o| o.as_str()).unwrap_or(s.what.as_str())
+        ),
+        (_, "backoff") => "backs off before retrying".to_string(),
+        (_, "sleep") => format!("{what} (thinks)"),
+        _ => what,
+    };
+    if let Some(b) = s.waited_for {
+        let _ = write!(
+            d,
+            "   ⏳ waited {} ms, until buyer {b} released its lock",
+            ms(s.end_us - s.start_us)
+        );
+    }
+    if let Some(e) = &s.error {
+        if s.kind != "outcome" {
+            let _ = write!(d, "   ✗ {}", short(e, 90));
+        }
+    }
+    if s.try_no > 1 {
+        let _ = write!(d, "   (try {})", s.try_no);
+    }
+    d
+}
+
+/// The timeline of one traced run.
+pub fn render(t: &Timeline) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nTrace of {}: {} steps; ms since the buyers were released",
+        t.strategy,
+        t.steps.len()
+    );
+    // Mark the commits that overwrote someone, on their own line.
+    for s in &t.steps {
+        let mut line = format!(
+            "{:>10}  buyer {:<3} {}",
+            ms(s.start_us),
+            s.buyer,
+            describe(s)
+        );
+        if matches!(s.role, Role::Commit { .. } | Role::Write { .. }) {
+            for a in t.anomalies.iter().filter(|a| {
+                a.buyer == s.buyer && a.attempt == s.attempt && a.commit_us == s.start_us
+            }) {
+                let whom: Vec<String> = a
+                    .overtaken_by
+                    .iter()
+                    .map(|(b, _, _)| b.to_string())
+                    .collect();
+                let whose = match whom.as_slice() {
+                    [one] => format!("buyer {one}'s update"),
+                    many => format!("the updates of buyers {}", many.join(", ")),
+                };
+                let verb = if a.name.starts_with("P4") {
+                    "overwrote"
+                } else {
+                    "had not seen"
+                };
+                let _ = write!(line, "   ← {verb} {whose} ({})", a.name);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
+    let waits: Vec<&Step> = t.waits().collect();
+    if waits.is_empty() {
+        out.push_str("Waits: no statement waited on another buyer's lock.\n");
+    } else {
+        let longest = waits
+            .iter()
+            .map(|s| s.end_us - s.start_us)
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "Waits: {} statements waited for another buyer's COMMIT or ROLLBACK (longest {} ms).",
+            waits.len(),
+            ms(longest)
+        );
+    }
+    if t.anomalies.is_empty() {
+        out.push_str(
+            "Anomalies: none. No committed write or decision rested on a read that another buyer's commit had overtaken.\n",
+        );
+        return out;
+    }
+    let _ = writeln!(out, "Anomalies: {}", t.anomalies.len());
+    for a in &t.anomalies {
+        let others: Vec<String> = a
+            .overtaken_by
+            .iter()
+            .map(|(b, at, w)| match w {
+                Some(w) => format!("buyer {b}'s {w} committed at {} ms", ms(*at)),
+                None => format!("buyer {b}'s write committed at {} ms", ms(*at)),
+            })
+            .collect();
+        let committed = a
+            .committed
+            .as_deref()
+            .map(|c| format!(" and committed {c}"))
+            .unwrap_or_else(|| " and committed".to_string());
+        let _ = writeln!(
+            out,
+            "  {}: buyer {} (attempt {}, product {}) read stock = {} at {} ms{committed} at {} ms, after {}.",
+            a.name,
+            a.buyer,
+            a.attempt,
+            a.product,
+            a.read_value,
+            ms(a.read_us),
+            ms(a.commit_us),
+            others.join("; ")
+        );
+        let why = match a.name {
+            n if n.starts_with("P4") => {
+                "its write was computed from the stale read, so it overwrote that update"
+            }
+            n if n.starts_with("G-single") => {
+                "its decision rested on the stale read, though its write was relative"
+            }
+            _ => "it decided on the stale read and wrote other rows than the one it read",
+        };
+        let _ = writeln!(
+            out,
+            "    {why}. Prevented at {} in PostgreSQL{}.",
+            a.prevented_at,
+            if a.prevented_at == "REPEATABLE READ" {
+                " (the later writer fails with 40001 and retries), or by locking the read (SELECT ... FOR UPDATE)"
+            } else {
+                " (serializable snapshot isolation aborts one of the two)"
+            }
+        );
+    }
+    out
+}
