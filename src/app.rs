@@ -35,6 +35,8 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Db { command } => crate::dbcmd::main(command),
+        Command::Http(args) => crate::http::main(&args),
+        Command::Serve(args) => crate::serve::main(&args),
     }
 }
 
@@ -50,39 +52,11 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<()> {
     let plan = Plan::build(specs, common, compare)?;
-    let rt = runtime()?;
     let control = Control::new();
-    let results = rt.block_on(async {
-        let signals = tokio::spawn(watch_signals(control.clone()));
-        let r = run::execute(&plan, control.clone()).await;
-        signals.abort();
-        r
-    })?;
-    drop(rt);
+    let results = until_signal(&control, run::execute(&plan, control.clone()))?;
 
     let color = run::stdout_color();
-    if plan.output.json {
-        let json = if results.len() == 1 && !compare && plan.repeat == 1 {
-            serde_json::to_string_pretty(&results[0])?
-        } else {
-            serde_json::to_string_pretty(&serde_json::json!({ "runs": results }))?
-        };
-        println!("{json}");
-    } else if compare || plan.repeat > 1 {
-        print!("{}", report::compare::render(&results, color));
-    } else {
-        for r in &results {
-            print!("{}", report::table::render_run(r, color));
-        }
-    }
-    if !plan.output.json {
-        for t in results.iter().filter_map(|r| r.timeline.as_ref()) {
-            print!("{}", report::timeline::render(t));
-        }
-        if plan.output.histogram {
-            print!("{}", report::histogram::render_runs(&results));
-        }
-    }
+    print_results(&results, &plan.output, compare || plan.repeat > 1);
     if let Some(path) = &plan.output.trace_file {
         let runs: Vec<_> = results
             .iter()
@@ -104,24 +78,7 @@ fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<
             print!("{table}");
         }
     }
-    if let Some(path) = &plan.output.junit {
-        let xml = report::junit::render(&results, plan.expect);
-        report::save::write_atomic(path, xml.as_bytes())?;
-        run::note(&plan, &format!("wrote JUnit report {}", path.display()));
-    }
-
-    if let Some(Stop::Interrupted(signal)) = control.reason() {
-        return Err(Interrupted { signal }.into());
-    }
-    if let Some(r) = results.iter().find(|r| r.status == Status::Aborted) {
-        anyhow::bail!(
-            "the run was aborted: {} (partial result above)",
-            r.status_reason.as_deref().unwrap_or("unknown reason")
-        );
-    }
-    if let Some(expect) = plan.expect {
-        check_expectation(expect, &results)?;
-    }
+    conclude(&results, &plan.output, plan.expect, &control)?;
     let regressed: Vec<String> = deltas
         .iter()
         .filter(|d| !d.regressions.is_empty())
@@ -134,6 +91,80 @@ fn race(specs: &[String], common: &CommonArgs, compare: bool) -> anyhow::Result<
             regressed.join("; ")
         ))
         .into());
+    }
+    Ok(())
+}
+
+/// Run `work` on racelab's runtime while SIGINT/SIGTERM stop `control`.
+pub fn until_signal<T>(
+    control: &Arc<Control>,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let rt = runtime()?;
+    let out = rt.block_on(async {
+        let signals = tokio::spawn(watch_signals(control.clone()));
+        let r = work.await;
+        signals.abort();
+        r
+    });
+    drop(rt);
+    out
+}
+
+/// Print finished runs on stdout: JSON, or the table (the side-by-side one
+/// when `grouped`) with any timelines and `--histogram` charts.
+pub fn print_results(results: &[RunResult], output: &crate::plan::Output, grouped: bool) {
+    let color = run::stdout_color();
+    if output.json {
+        let json = if results.len() == 1 && !grouped {
+            serde_json::to_string_pretty(&results[0])
+        } else {
+            serde_json::to_string_pretty(&serde_json::json!({ "runs": results }))
+        };
+        println!("{}", json.expect("results serialize"));
+        return;
+    }
+    if grouped {
+        print!("{}", report::compare::render(results, color));
+    } else {
+        for r in results {
+            print!("{}", report::table::render_run(r, color));
+        }
+    }
+    for t in results.iter().filter_map(|r| r.timeline.as_ref()) {
+        print!("{}", report::timeline::render(t));
+    }
+    if output.histogram {
+        print!("{}", report::histogram::render_runs(results));
+    }
+}
+
+/// Write the JUnit report, then turn an interrupt, an abort or a broken
+/// `--expect` into the error `main` maps to an exit code.
+pub fn conclude(
+    results: &[RunResult],
+    output: &crate::plan::Output,
+    expect: Option<Expect>,
+    control: &Control,
+) -> anyhow::Result<()> {
+    if let Some(path) = &output.junit {
+        let xml = report::junit::render(results, expect);
+        report::save::write_atomic(path, xml.as_bytes())?;
+        if !output.quiet {
+            eprintln!("wrote JUnit report {}", path.display());
+        }
+    }
+    if let Some(Stop::Interrupted(signal)) = control.reason() {
+        return Err(Interrupted { signal }.into());
+    }
+    if let Some(r) = results.iter().find(|r| r.status == Status::Aborted) {
+        anyhow::bail!(
+            "the run was aborted: {} (partial result above)",
+            r.status_reason.as_deref().unwrap_or("unknown reason")
+        );
+    }
+    if let Some(expect) = expect {
+        check_expectation(expect, results)?;
     }
     Ok(())
 }
@@ -159,7 +190,7 @@ async fn watch_signals(control: Arc<Control>) {
 pub fn check_expectation(expect: Expect, results: &[RunResult]) -> anyhow::Result<()> {
     let mut failed: Vec<String> = Vec::new();
     for name in strategy_names(results) {
-        let runs: Vec<&RunResult> = results.iter().filter(|r| r.strategy.name == name).collect();
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.name() == name).collect();
         let bad = runs
             .iter()
             .filter(|r| match expect {
@@ -202,8 +233,8 @@ pub fn check_expectation(expect: Expect, results: &[RunResult]) -> anyhow::Resul
 pub fn strategy_names(results: &[RunResult]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for r in results {
-        if !names.contains(&r.strategy.name) {
-            names.push(r.strategy.name.clone());
+        if !names.iter().any(|n| n == r.name()) {
+            names.push(r.name().to_string());
         }
     }
     names

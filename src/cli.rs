@@ -37,6 +37,10 @@ pub enum Command {
     },
     /// Turn saved result files into one self-contained HTML report with charts.
     Report(ReportArgs),
+    /// Race concurrent purchase requests against an HTTP service and audit it.
+    Http(crate::http::args::HttpArgs),
+    /// Serve a small shop over HTTP that runs a strategy per purchase.
+    Serve(crate::http::args::ServeArgs),
     /// Manage a kept PostgreSQL cluster that later runs reuse.
     Db {
         #[command(subcommand)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CommonArgs, Expect};
+use crate::cli::{CommonArgs, Expect, OutputArgs};
 use crate::db::DbOptions;
 use crate::error::bad_input;
 use crate::scenario::Scenario;
@@ -117,23 +117,7 @@ impl Plan {
         } else {
             crate::report::baseline::load(&common.baseline)?
         };
-        let out = &common.output;
-        let save_dir = (!out.no_save).then(|| out.out.clone());
-        if let Some(dir) = &save_dir {
-            crate::report::save::check_writable(dir)?;
-        }
-        if let Some(junit) = &out.junit {
-            let parent = junit.parent().filter(|p| !p.as_os_str().is_empty());
-            if let Some(parent) = parent {
-                if !parent.is_dir() {
-                    return Err(bad_input(format!(
-                        "--junit {}: directory {} does not exist",
-                        junit.display(),
-                        parent.display()
-                    )));
-                }
-            }
-        }
+        let output = Output::from_args(&common.output)?;
 
         crate::trace::check_options(common, &scenario)?;
 
@@ -155,17 +139,41 @@ impl Plan {
                 max_connections: scenario.connections_needed() + 5,
             },
             scenario,
-            output: Output {
-                json: out.json,
-                save_dir,
-                quiet: out.quiet,
-                junit: out.junit.clone(),
-                trace: out.trace.is_some(),
-                trace_file: out.trace.clone().flatten(),
-                histogram: out.histogram,
-            },
+            output,
             compare,
             watch_ms: common.watch,
+        })
+    }
+}
+
+impl Output {
+    /// Validate the output flags: the results directory is writable and
+    /// the JUnit file's directory exists.
+    pub fn from_args(out: &OutputArgs) -> anyhow::Result<Output> {
+        let save_dir = (!out.no_save).then(|| out.out.clone());
+        if let Some(dir) = &save_dir {
+            crate::report::save::check_writable(dir)?;
+        }
+        if let Some(junit) = &out.junit {
+            let parent = junit.parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(parent) = parent {
+                if !parent.is_dir() {
+                    return Err(bad_input(format!(
+                        "--junit {}: directory {} does not exist",
+                        junit.display(),
+                        parent.display()
+                    )));
+                }
+            }
+        }
+        Ok(Output {
+            json: out.json,
+            save_dir,
+            quiet: out.quiet,
+            junit: out.junit.clone(),
+            trace: out.trace.is_some(),
+            trace_file: out.trace.clone().flatten(),
+            histogram: out.histogram,
         })
     }
 }

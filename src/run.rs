@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use crate::db::{Database, ProductSeed};
 use crate::engine::{self, Control, ProductPicker, RaceConfig, RaceOutput, Stop};
 use crate::error::Interrupted;
-use crate::outcome::Outcome;
 use crate::plan::Plan;
 use crate::report::progress::Progress;
 use crate::report::result::{
@@ -183,14 +182,7 @@ async fn finish_run(
     mut race: RaceOutput,
     control: &Control,
 ) -> anyhow::Result<RunResult> {
-    let (status, mut status_reason) = match control.reason() {
-        None => (Status::Completed, None),
-        Some(Stop::Interrupted(sig)) => (
-            Status::Interrupted,
-            Some(Interrupted { signal: sig }.to_string()),
-        ),
-        Some(Stop::Aborted(why)) => (Status::Aborted, Some(why)),
-    };
+    let (status, mut status_reason) = status_of(control);
     let audit = match db.audit(&race.tally.succeeded_attempts).await {
         Ok(a) => Some(a),
         Err(e) if status == Status::Completed => return Err(e.context("auditing the database")),
@@ -202,23 +194,8 @@ async fn finish_run(
     };
     let t = &race.tally;
     let sc = &plan.scenario;
-    let outcomes = Outcomes {
-        attempts: t.attempts(),
-        succeeded: t.count(Outcome::Succeeded),
-        sold_out: t.count(Outcome::SoldOut),
-        rejected: t.count(Outcome::Rejected),
-        gave_up: t.count(Outcome::GaveUp),
-        errors: t.count(Outcome::Error),
-        unknown: t.count(Outcome::Unknown),
-        retries: t.tries.saturating_sub(t.attempts()),
-        in_flight: t.in_flight,
-    };
-    let wall = race.wall.as_secs_f64().max(1e-9);
-    let throughput = Throughput {
-        wall_seconds: round3(race.wall.as_secs_f64()),
-        attempts_per_sec: round3(outcomes.attempts as f64 / wall),
-        successes_per_sec: round3(outcomes.succeeded as f64 / wall),
-    };
+    let outcomes = Outcomes::of(t);
+    let throughput = Throughput::of(&outcomes, race.wall);
     let latency = race.tally.latency();
     Ok(RunResult {
         racelab_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -240,29 +217,22 @@ async fn finish_run(
             seed: plan.seed.wrapping_add(u64::from(repetition) - 1),
             timeout_ms: plan.timeout_ms,
         },
-        strategy: StrategyInfo {
+        strategy: Some(StrategyInfo {
             name: strategy.name.clone(),
             source: match &strategy.origin {
                 Origin::Builtin => "builtin".to_string(),
                 Origin::File(p) => p.display().to_string(),
             },
             sha256: hex(&Sha256::digest(strategy.source.as_bytes())),
-        },
-        database: DatabaseInfo {
+        }),
+        target: None,
+        database: Some(DatabaseInfo {
             kind: db.kind(),
             server_version: db.server_version().to_string(),
             durable: db.durable(),
-        },
+        }),
         repetition,
-        error_messages: race
-            .tally
-            .errors
-            .iter()
-            .map(|(message, count)| ErrorCount {
-                message: message.clone(),
-                count: *count,
-            })
-            .collect(),
+        error_messages: ErrorCount::list(&race.tally),
         believed_units_sold: (outcomes.succeeded as i64).saturating_mul(sc.quantity),
         verdict: audit.as_ref().map(|a| a.verdict()),
         audit,
@@ -276,12 +246,20 @@ async fn finish_run(
     })
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a race ended, from its control: the result's `status` and `status_reason`.
+pub fn status_of(control: &Control) -> (Status, Option<String>) {
+    match control.reason() {
+        None => (Status::Completed, None),
+        Some(Stop::Interrupted(sig)) => (
+            Status::Interrupted,
+            Some(Interrupted { signal: sig }.to_string()),
+        ),
+        Some(Stop::Aborted(why)) => (Status::Aborted, Some(why)),
+    }
 }
 
 /// Now, RFC 3339 in UTC with milliseconds.

@@ -6,6 +6,7 @@
 pub mod pick;
 pub mod tally;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,8 +19,8 @@ use sqlx::{ConnectOptions, PgConnection, Postgres};
 use tokio::sync::{Barrier, Notify};
 use tokio::task::JoinSet;
 
-use crate::outcome::Outcome;
-use crate::strategy::{AttemptCtx, Program, TraceEvent};
+use crate::outcome::{AttemptReport, Outcome};
+use crate::strategy::{AttemptCtx, Program, Session, TraceEvent};
 pub use pick::ProductPicker;
 pub use tally::{Latency, Tally};
 
@@ -131,39 +132,93 @@ pub struct RaceOutput {
     pub traces: Vec<AttemptTrace>,
 }
 
-/// Run one race. Errors only when the race could not start (connections);
-/// failures during the race are outcomes, or a `Stop` recorded in `control`.
+/// Run one race of a strategy against the database. Errors only when the
+/// race could not start (connections); failures during the race are
+/// outcomes, or a `Stop` recorded in `control`.
 pub async fn race(
     program: Arc<Program>,
     connect: PgConnectOptions,
     config: RaceConfig,
     control: Arc<Control>,
 ) -> anyhow::Result<RaceOutput> {
+    let lanes = Arc::new(SqlLanes { program, connect });
+    Ok(race_with(lanes, config, control).await?.0)
+}
+
+/// What the buyers of a race run against: the SQL lab (`SqlLanes`) or an
+/// HTTP target (`crate::http`). The barrier, the attempt loop, the tallies
+/// and the timings are the engine's and the same for every kind; only the
+/// attempt itself differs. Generic rather than `dyn`, so nothing is boxed
+/// per attempt.
+pub trait Lanes: Send + Sync + 'static {
+    /// What one buyer holds for the whole race (a connection, its own
+    /// counters); handed back by `race_with` when the race is over.
+    type Lane: Send + 'static;
+    /// A buyer's working state, borrowing its lane.
+    type Buyer<'a>: Attempt + Send
+    where
+        Self: 'a;
+
+    /// Open every buyer's lane before the barrier, so that the race starts
+    /// with everyone connected.
+    fn open(
+        &self,
+        config: &RaceConfig,
+        control: &Control,
+    ) -> impl Future<Output = anyhow::Result<Vec<Self::Lane>>> + Send;
+
+    /// The buyer that runs on `lane`; `seed` is the buyer's own.
+    fn buyer<'a>(&'a self, lane: &'a mut Self::Lane, seed: u64) -> Self::Buyer<'a>;
+}
+
+/// What one buyer does for one attempt.
+pub trait Attempt {
+    /// Make one attempt: its report and its latency in microseconds (timed
+    /// by the lane, so that waiting for a pooled connection is not counted),
+    /// or why the race cannot go on.
+    fn attempt(
+        &mut self,
+        ctx: &AttemptCtx,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> impl Future<Output = Result<(AttemptReport, u64), String>> + Send;
+}
+
+/// Run one race on any kind of lanes; returns what the race produced and
+/// every buyer's lane (in buyer order is not promised).
+pub async fn race_with<L: Lanes>(
+    lanes: Arc<L>,
+    config: RaceConfig,
+    control: Arc<Control>,
+) -> anyhow::Result<(RaceOutput, Vec<L::Lane>)> {
     control.begin_race();
     let config = Arc::new(config);
     let connecting = Instant::now();
-    let lanes = open_lanes(&connect, &config, &control).await?;
+    let opened = lanes.open(&config, &control).await?;
     let connect_took = connecting.elapsed();
     let barrier = Arc::new(Barrier::new(config.buyers as usize + 1));
 
     let mut set = JoinSet::new();
-    for (buyer, lane) in (1..=config.buyers).zip(lanes) {
-        let (program, config, control, barrier) = (
-            program.clone(),
+    for (buyer, mut lane) in (1..=config.buyers).zip(opened) {
+        let (lanes, config, control, barrier) = (
+            lanes.clone(),
             config.clone(),
             control.clone(),
             barrier.clone(),
         );
         set.spawn(async move {
             let mut out = BuyerOutput::default();
-            barrier.wait().await;
-            let work = buyer_loop(buyer, lane, &program, &config, &control, &mut out);
-            tokio::select! {
-                biased;
-                _ = work => {}
-                _ = control.stopped() => { out.tally.in_flight += 1; }
+            let seed = splitmix(config.seed ^ u64::from(buyer).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            {
+                let mut worker = lanes.buyer(&mut lane, seed);
+                barrier.wait().await;
+                let work = buyer_loop(buyer, &mut worker, seed, &config, &control, &mut out);
+                tokio::select! {
+                    biased;
+                    _ = work => {}
+                    _ = control.stopped() => { out.tally.in_flight += 1; }
+                }
             }
-            out
+            (out, lane)
         });
     }
     barrier.wait().await;
@@ -171,20 +226,48 @@ pub async fn race(
 
     let mut tally = Tally::default();
     let mut traces = Vec::new();
+    let mut done = Vec::with_capacity(config.buyers as usize);
     while let Some(joined) = set.join_next().await {
-        let out = joined.context("a buyer task panicked")?;
+        let (out, lane) = joined.context("a buyer task panicked")?;
         tally.merge(out.tally);
         traces.extend(out.traces);
+        done.push(lane);
     }
     let wall = released_at.elapsed();
     traces.sort_by_key(|t| t.events.first().map(|e| e.start));
-    Ok(RaceOutput {
-        tally,
-        wall,
-        released_at,
-        connect: connect_took,
-        traces,
-    })
+    Ok((
+        RaceOutput {
+            tally,
+            wall,
+            released_at,
+            connect: connect_took,
+            traces,
+        },
+        done,
+    ))
+}
+
+/// The SQL lab: each buyer runs the strategy's script on its own
+/// connection or on one from a shared pool.
+struct SqlLanes {
+    program: Arc<Program>,
+    connect: PgConnectOptions,
+}
+
+impl Lanes for SqlLanes {
+    type Lane = Lane;
+    type Buyer<'a> = SqlBuyer<'a>;
+
+    async fn open(&self, config: &RaceConfig, control: &Control) -> anyhow::Result<Vec<Lane>> {
+        open_lanes(&self.connect, config, control).await
+    }
+
+    fn buyer<'a>(&'a self, lane: &'a mut Lane, seed: u64) -> SqlBuyer<'a> {
+        SqlBuyer {
+            session: self.program.session(seed),
+            lane,
+        }
+    }
 }
 
 /// Where a buyer gets its connection from.
@@ -193,23 +276,49 @@ enum Lane {
     Pool(PgPool),
 }
 
+struct SqlBuyer<'a> {
+    session: Session<'a>,
+    lane: &'a mut Lane,
+}
+
+impl Attempt for SqlBuyer<'_> {
+    async fn attempt(
+        &mut self,
+        ctx: &AttemptCtx,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> Result<(AttemptReport, u64), String> {
+        let mut pooled;
+        let conn: &mut PgConnection = match &mut *self.lane {
+            Lane::Own(conn) => conn,
+            Lane::Pool(pool) => match pool.acquire().await {
+                Ok(c) => {
+                    pooled = c;
+                    &mut pooled
+                }
+                Err(e) => return Err(format!("could not get a pooled connection: {e}")),
+            },
+        };
+        let started = Instant::now();
+        let report = self.session.attempt(conn, ctx, trace).await;
+        Ok((report, started.elapsed().as_micros() as u64))
+    }
+}
+
 #[derive(Default)]
 struct BuyerOutput {
     tally: Tally,
     traces: Vec<AttemptTrace>,
 }
 
-/// One buyer: the only attempt loop, for every mode.
-async fn buyer_loop(
+/// One buyer: the only attempt loop, for every mode and every kind of lane.
+async fn buyer_loop<A: Attempt>(
     buyer: u32,
-    mut lane: Lane,
-    program: &Program,
+    worker: &mut A,
+    seed: u64,
     config: &RaceConfig,
     control: &Control,
     out: &mut BuyerOutput,
 ) {
-    let seed = splitmix(config.seed ^ u64::from(buyer).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut session = program.session(seed);
     let mut rng = SmallRng::seed_from_u64(splitmix(seed));
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut made = 0u32;
@@ -240,25 +349,13 @@ async fn buyer_loop(
             max_tries: config.max_tries,
         };
         let trace = config.trace.then_some(&mut events);
-        let mut pooled;
-        let conn: &mut PgConnection = match &mut lane {
-            Lane::Own(conn) => conn,
-            Lane::Pool(pool) => match pool.acquire().await {
-                Ok(c) => {
-                    pooled = c;
-                    &mut pooled
-                }
-                Err(e) => {
-                    control.stop(Stop::Aborted(format!(
-                        "could not get a pooled connection: {e}"
-                    )));
-                    break;
-                }
-            },
+        let (report, us) = match worker.attempt(&ctx, trace).await {
+            Ok(done) => done,
+            Err(why) => {
+                control.stop(Stop::Aborted(why));
+                break;
+            }
         };
-        let started = Instant::now();
-        let report = session.attempt(conn, &ctx, trace).await;
-        let us = started.elapsed().as_micros() as u64;
         out.tally.record(&report, attempt, us);
         control.done.fetch_add(1, Ordering::Relaxed);
         if config.trace {
@@ -319,7 +416,18 @@ async fn open_lanes(
         let opts = connect.clone();
         set.spawn(async move { opts.connect().await });
     }
-    let mut lanes = Vec::with_capacity(buyers);
+    join_unless_stopped(set, control, |r| Ok(Lane::Own(r.map_err(connect_error)?))).await
+}
+
+/// Join every task of `set` through `each` (whose first error ends the
+/// wait), unless the run is stopped first: then abort the rest and return
+/// `Interrupted`. For the set-up before the barrier (connecting, warming).
+pub async fn join_unless_stopped<T: 'static, U>(
+    mut set: JoinSet<T>,
+    control: &Control,
+    mut each: impl FnMut(T) -> anyhow::Result<U>,
+) -> anyhow::Result<Vec<U>> {
+    let mut out = Vec::with_capacity(set.len());
     let stopped = control.stopped();
     tokio::pin!(stopped);
     loop {
@@ -331,14 +439,11 @@ async fn open_lanes(
             }
             joined = set.join_next() => match joined {
                 None => break,
-                Some(r) => {
-                    let conn = r.context("connect task panicked")?.map_err(connect_error)?;
-                    lanes.push(Lane::Own(conn));
-                }
+                Some(r) => out.push(each(r.context("a set-up task panicked")?)?),
             }
         }
     }
-    Ok(lanes)
+    Ok(out)
 }
 
 fn stop_signal(control: &Control) -> i32 {

@@ -52,8 +52,7 @@ pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
     crate::app::strategy_names(results)
         .into_iter()
         .map(|name| {
-            let runs: Vec<&RunResult> =
-                results.iter().filter(|r| r.strategy.name == name).collect();
+            let runs: Vec<&RunResult> = results.iter().filter(|r| r.name() == name).collect();
             let mut s = StrategySummary {
                 name,
                 runs: runs.len(),
@@ -202,8 +201,7 @@ pub fn render(results: &[RunResult], color: bool) -> String {
         ]);
         t.add_row(row);
     }
-    let first_line =
-        headline(first).replacen(&format!("strategy {} on ", first.strategy.name), "", 1);
+    let first_line = headline(first).replacen(&format!("strategy {} on ", first.name()), "", 1);
     let mut out = format!("{first_line}\n{t}\n");
     let bad: Vec<&str> = summaries
         .iter()

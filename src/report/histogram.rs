@@ -104,15 +104,10 @@ pub fn render_runs(results: &[RunResult]) -> String {
     let groups: Vec<Group> = results
         .iter()
         .map(|r| {
-            let label = if results
-                .iter()
-                .filter(|o| o.strategy.name == r.strategy.name)
-                .count()
-                > 1
-            {
-                format!("{} #{}", r.strategy.name, r.repetition)
+            let label = if results.iter().filter(|o| o.name() == r.name()).count() > 1 {
+                format!("{} #{}", r.name(), r.repetition)
             } else {
-                r.strategy.name.clone()
+                r.name().to_string()
             };
             (label, of_run(r))
         })

@@ -69,7 +69,10 @@ pub fn render(results: &[RunResult]) -> anyhow::Result<String> {
         esc(&first.scenario.name),
         first.scenario.buyers,
         first.scenario.stock,
-        esc(&first.database.server_version)
+        esc(first
+            .database
+            .as_ref()
+            .map_or("-", |d| d.server_version.as_str()))
     );
     h.push_str("<h2>Comparison</h2>\n<table><tr><th>strategy</th><th>runs</th><th>verdict</th><th>max oversold</th><th>drift</th><th>units sold</th><th>retries</th><th>p50</th><th>p99</th><th>attempts/s</th></tr>\n");
     let summaries = summarize(results);
@@ -128,7 +131,7 @@ pub fn render(results: &[RunResult]) -> anyhow::Result<String> {
             let _ = writeln!(
                 h,
                 "<figcaption>{} #{}: sampled every {} ms. {broke}</figcaption></figure>",
-                esc(&r.strategy.name),
+                esc(r.name()),
                 r.repetition,
                 w.interval_ms
             );
@@ -217,7 +220,7 @@ fn cdf_chart(results: &[RunResult]) -> anyhow::Result<String> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for name in crate::app::strategy_names(results) {
         let mut merged = crate::engine::tally::new_histogram();
-        for r in results.iter().filter(|r| r.strategy.name == name) {
+        for r in results.iter().filter(|r| r.name() == name) {
             if let Ok(h) = r.latency_us.histogram() {
                 merged.add(&h).map_err(chart_err)?;
             }

@@ -32,15 +32,11 @@ pub fn render(results: &[RunResult], expect: Option<Expect>) -> String {
         results.len()
     );
     for r in results {
-        let repeated = results
-            .iter()
-            .filter(|o| o.strategy.name == r.strategy.name)
-            .count()
-            > 1;
+        let repeated = results.iter().filter(|o| o.name() == r.name()).count() > 1;
         let name = if repeated {
-            format!("{} #{}", r.strategy.name, r.repetition)
+            format!("{} #{}", r.name(), r.repetition)
         } else {
-            r.strategy.name.clone()
+            r.name().to_string()
         };
         let _ = write!(
             x,

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Audit, DbKind, Verdict};
-use crate::engine::Latency;
+use crate::engine::{Latency, Tally};
 use crate::outcome::Outcome;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,8 +19,14 @@ pub struct RunResult {
     /// RFC 3339, UTC.
     pub started_at: String,
     pub scenario: ScenarioInfo,
-    pub strategy: StrategyInfo,
-    pub database: DatabaseInfo,
+    /// What was raced: a strategy (`run`, `compare`) or, for `racelab
+    /// http`, a target; exactly one of the two is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategyInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetInfo>,
+    /// The server the audit read; null for an HTTP run without `--verify-sql`.
+    pub database: Option<DatabaseInfo>,
     /// 1-based index of this run among `--repeat` runs of its strategy.
     pub repetition: u32,
     pub outcomes: Outcomes,
@@ -79,6 +85,34 @@ pub struct StrategyInfo {
     pub source: String,
     /// SHA-256 of the script text, hex.
     pub sha256: String,
+}
+
+/// The HTTP target of `racelab http`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetInfo {
+    /// The purchase URL (any password replaced by `***`).
+    pub url: String,
+    pub method: String,
+    /// Where the audit's numbers came from, most trusted first:
+    /// `verify_sql` (the service's database), `stock_url` (its stock
+    /// endpoint before and after), `client_belief` (`--stock N` and the
+    /// successes racelab counted).
+    pub truth: Truth,
+    /// Per-request time limit; 0 = none.
+    pub timeout_ms: u64,
+    pub success_statuses: Vec<u16>,
+    pub sold_out_statuses: Vec<u16>,
+    pub rejected_statuses: Vec<u16>,
+    /// Latency by HTTP status code (`none`: no response, e.g. a timeout).
+    pub by_status: BTreeMap<String, Summary>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Truth {
+    VerifySql,
+    StockUrl,
+    ClientBelief,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -160,6 +194,47 @@ impl Summary {
     }
 }
 
+impl Outcomes {
+    pub fn of(t: &Tally) -> Outcomes {
+        Outcomes {
+            attempts: t.attempts(),
+            succeeded: t.count(Outcome::Succeeded),
+            sold_out: t.count(Outcome::SoldOut),
+            rejected: t.count(Outcome::Rejected),
+            gave_up: t.count(Outcome::GaveUp),
+            errors: t.count(Outcome::Error),
+            unknown: t.count(Outcome::Unknown),
+            retries: t.tries.saturating_sub(t.attempts()),
+            in_flight: t.in_flight,
+        }
+    }
+}
+
+impl Throughput {
+    pub fn of(o: &Outcomes, wall: std::time::Duration) -> Throughput {
+        let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        let secs = wall.as_secs_f64().max(1e-9);
+        Throughput {
+            wall_seconds: round3(wall.as_secs_f64()),
+            attempts_per_sec: round3(o.attempts as f64 / secs),
+            successes_per_sec: round3(o.succeeded as f64 / secs),
+        }
+    }
+}
+
+impl ErrorCount {
+    /// The distinct error messages a tally kept.
+    pub fn list(t: &Tally) -> Vec<ErrorCount> {
+        t.errors
+            .iter()
+            .map(|(message, count)| ErrorCount {
+                message: message.clone(),
+                count: *count,
+            })
+            .collect()
+    }
+}
+
 impl LatencyInfo {
     pub fn of(latency: &Latency) -> LatencyInfo {
         let by_outcome = Outcome::ALL
@@ -205,6 +280,15 @@ pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
 }
 
 impl RunResult {
+    /// What was raced, by name: the strategy, or the target's URL.
+    pub fn name(&self) -> &str {
+        match (&self.strategy, &self.target) {
+            (Some(s), _) => &s.name,
+            (None, Some(t)) => &t.url,
+            (None, None) => "?",
+        }
+    }
+
     pub fn is_oversold(&self) -> bool {
         self.audit.as_ref().is_some_and(|a| a.oversold_units > 0)
     }

@@ -39,7 +39,7 @@ pub fn file_name(r: &RunResult) -> String {
     format!(
         "{stamp}-{}-{}{rep}.json",
         slug(&r.scenario.name),
-        slug(&r.strategy.name)
+        slug(r.name())
     )
 }
 

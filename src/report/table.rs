@@ -99,6 +99,11 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
             add(outcome.as_str(), s);
         }
     }
+    if let Some(target) = &r.target {
+        for (status, s) in &target.by_status {
+            add(&format!("HTTP {status}"), s);
+        }
+    }
     out.push_str(&lat.to_string());
     out.push('\n');
 
@@ -141,7 +146,9 @@ pub fn headline(r: &RunResult) -> String {
     } else {
         String::new()
     };
-    let db = &r.database;
+    let (Some(db), Some(strategy)) = (&r.database, &r.strategy) else {
+        return crate::http::report::headline(r, &work);
+    };
     let kind = match db.kind {
         DbKind::Embedded => "embedded",
         DbKind::Kept => "kept",
@@ -151,7 +158,7 @@ pub fn headline(r: &RunResult) -> String {
     format!(
         "strategy {} on scenario {}: {work}, stock {}{products}, quantity {}, think {} ms{pool}\n\
          PostgreSQL {} ({kind}, {durability}), seed {}",
-        r.strategy.name, s.name, s.stock, s.quantity, s.think_ms, db.server_version, s.seed
+        strategy.name, s.name, s.stock, s.quantity, s.think_ms, db.server_version, s.seed
     )
 }
 

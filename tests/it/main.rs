@@ -10,6 +10,7 @@
 mod cli;
 mod common;
 mod db;
+mod http;
 mod interp;
 mod run;
 mod strategy;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     trials.extend(strategy::tests());
     trials.extend(run::tests());
     trials.extend(teach::tests());
+    trials.extend(http::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -1,0 +1,641 @@
+//! `racelab http` and `racelab serve` against real servers on loopback:
+//! the served shop over the shared PostgreSQL server, and tiny axum servers
+//! started here for the misbehaving targets (down, 500s, hanging, echoing
+//! bodies). No mocks: every request crosses a real socket.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use libtest_mimic::{Failed, Trial};
+use serde_json::Value;
+
+use crate::cli::*;
+
+pub fn tests() -> Vec<Trial> {
+    vec![
+        Trial::test(
+            "http::naive_service_oversold_via_verify_sql",
+            naive_verify_sql,
+        ),
+        Trial::test(
+            "http::naive_service_oversold_via_stock_url",
+            naive_stock_url,
+        ),
+        Trial::test(
+            "http::for_update_service_sells_exactly_the_stock",
+            for_update,
+        ),
+        Trial::test("http::target_down_is_a_clear_exit_3", target_down),
+        Trial::test(
+            "http::target_answering_500_is_counted_and_fails",
+            target_500,
+        ),
+        Trial::test("http::hanging_target_is_unknown_not_a_hang", target_hangs),
+        Trial::test("http::body_template_escapes_the_buyer", body_escaping),
+        Trial::test("http::verify_sql_cannot_write", verify_sql_read_only),
+        Trial::test("http::json_follows_the_schema", json_schema),
+        Trial::test("http::serve_stops_its_embedded_cluster", serve_embedded),
+    ]
+}
+
+/// A `racelab serve` child; SIGTERM and wait on drop.
+struct Serve {
+    child: Child,
+    base: String,
+    database: Option<String>,
+}
+
+impl Serve {
+    /// Serve `strategy` with `stock` on the shared server, lab in `schema`.
+    fn start(schema: &str, strategy: &str, stock: u32) -> Serve {
+        let stock = stock.to_string();
+        Serve::spawn(&[
+            "--strategy",
+            strategy,
+            "--stock",
+            &stock,
+            "--database-url",
+            crate::common::server_url(),
+            "--schema",
+            schema,
+        ])
+    }
+
+    fn spawn(args: &[&str]) -> Serve {
+        let mut child = racelab()
+            .arg("serve")
+            .args(args)
+            .args(["--port", "0", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("racelab serve starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut base = None;
+        let mut database = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            if let Some(u) = line.strip_prefix("listening on ") {
+                base = Some(u.to_string());
+            } else if let Some(u) = line.strip_prefix("database: ") {
+                database = Some(u.to_string());
+            }
+            if base.is_some() && (database.is_some() || args.contains(&"--database-url")) {
+                break;
+            }
+        }
+        let Some(base) = base else {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("racelab serve did not start: {}", stderr(&out));
+        };
+        Serve {
+            child,
+            base,
+            database,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status (within 30 s).
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("racelab serve did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `racelab http <args> --no-save --quiet`.
+fn http(args: &[&str]) -> Output {
+    racelab()
+        .arg("http")
+        .args(args)
+        .args(["--no-save", "--quiet"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("racelab http runs")
+}
+
+fn http_json(args: &[&str]) -> (Output, Value) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = http(&all);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "racelab http {args:?} printed no JSON ({e}); exit {:?}\nstderr: {}",
+            out.status.code(),
+            stderr(&out)
+        )
+    });
+    (out, v)
+}
+
+fn verify_sql(schema: &str) -> String {
+    format!(
+        "SELECT sum(stock)::int8 AS stock, \
+         (SELECT coalesce(sum(qty), 0) FROM {schema}.orders)::int8 AS units_sold \
+         FROM {schema}.products"
+    )
+}
+
+const BODY: &str = r#"{"buyer": {{buyer}}, "attempt": {{attempt}}, "qty": {{qty}}}"#;
+
+/// 100 buyers against `serve`, audited with --verify-sql, reset before
+/// each of `repeat` rounds, `--expect safe`, JUnit into `junit`.
+fn race_verified(
+    serve: &Serve,
+    schema: &str,
+    repeat: u32,
+    junit: &std::path::Path,
+) -> (Output, Value) {
+    let sql = verify_sql(schema);
+    let (purchase, reset) = (serve.url("/purchase"), serve.url("/reset"));
+    let repeat = repeat.to_string();
+    http_json(&[
+        &purchase,
+        "--buyers",
+        "100",
+        "--body",
+        BODY,
+        "--verify-sql",
+        &sql,
+        "--database-url",
+        crate::common::server_url(),
+        "--reset-url",
+        &reset,
+        "--repeat",
+        &repeat,
+        "--expect",
+        "safe",
+        "--junit",
+        junit.to_str().unwrap(),
+    ])
+}
+
+fn naive_verify_sql() -> Result<(), Failed> {
+    let schema = "t_http_naive_sql";
+    let serve = Serve::start(schema, "naive", 1);
+    let dir = tempfile::tempdir()?;
+    let junit = dir.path().join("report.xml");
+    let (out, v) = race_verified(&serve, schema, 3, &junit);
+    let runs = runs(&v);
+    assert_eq!(runs.len(), 3, "{}", stderr(&out));
+    let oversold = runs
+        .iter()
+        .filter(|r| int(r, "audit.oversold_units") > 0)
+        .count();
+    assert!(oversold >= 1, "the naive service never oversold: {v}");
+    // --expect safe fails against the naive service.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("expected safe"), "{}", stderr(&out));
+    for r in &runs {
+        assert_eq!(text(r, "target.truth"), "verify_sql");
+        assert_eq!(text(r, "database.kind"), "external");
+        assert_eq!(int(r, "audit.initial_stock"), 1, "every round starts reset");
+        assert_eq!(int(r, "outcomes.attempts"), 100);
+        assert_eq!(
+            int(r, "outcomes.succeeded") + int(r, "outcomes.sold_out"),
+            100,
+            "{r}"
+        );
+        // The service said yes exactly as often as it recorded an order.
+        assert_eq!(int(r, "audit.units_sold"), int(r, "outcomes.succeeded"));
+    }
+    // The last round's numbers are the database's.
+    let last = runs.last().unwrap();
+    let orders: i64 = query_one(&format!("SELECT count(*) FROM {schema}.orders"))
+        .unwrap()
+        .parse()?;
+    assert_eq!(int(last, "audit.units_sold"), orders);
+    let xml = std::fs::read_to_string(&junit)?;
+    let doc = roxmltree::Document::parse(&xml)?;
+    let failures = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .count();
+    assert_eq!(
+        failures,
+        runs.iter().filter(|r| text(r, "verdict") != "safe").count()
+    );
+    assert!(failures >= 1, "{xml}");
+    assert!(serve.stop().success());
+    Ok(())
+}
+
+fn naive_stock_url() -> Result<(), Failed> {
+    let serve = Serve::start("t_http_naive_url", "naive", 1);
+    let (purchase, stock, reset) = (
+        serve.url("/purchase"),
+        serve.url("/stock"),
+        serve.url("/reset"),
+    );
+    let (out, v) = http_json(&[
+        &purchase,
+        "--buyers",
+        "100",
+        "--body",
+        BODY,
+        "--stock-url",
+        &stock,
+        "--stock-json-path",
+        ".stock",
+        "--reset-url",
+        &reset,
+        "--repeat",
+        "3",
+        "--expect",
+        "oversold",
+    ]);
+    let runs = runs(&v);
+    assert_eq!(runs.len(), 3);
+    for r in &runs {
+        assert_eq!(text(r, "target.truth"), "stock_url");
+        assert!(r["database"].is_null());
+        assert_eq!(int(r, "audit.initial_stock"), 1);
+        assert_eq!(int(r, "audit.final_stock"), 0, "the endpoint's stock after");
+        assert_eq!(
+            int(r, "audit.oversold_units"),
+            (int(r, "outcomes.succeeded") - 1).max(0)
+        );
+        assert_eq!(
+            int(r, "target.by_status.201.count"),
+            int(r, "outcomes.succeeded")
+        );
+    }
+    let oversold = runs
+        .iter()
+        .filter(|r| int(r, "audit.oversold_units") > 0)
+        .count();
+    // --expect oversold held exactly when every round oversold.
+    assert_eq!(
+        out.status.code(),
+        Some(if oversold == 3 { 0 } else { 1 }),
+        "{}",
+        stderr(&out)
+    );
+    assert!(oversold >= 1, "the naive service never oversold: {v}");
+    assert!(serve.stop().success());
+    Ok(())
+}
+
+fn for_update() -> Result<(), Failed> {
+    let schema = "t_http_for_update";
+    let serve = Serve::start(schema, "for-update", 5);
+    let dir = tempfile::tempdir()?;
+    let junit = dir.path().join("report.xml");
+    let (out, v) = race_verified(&serve, schema, 2, &junit);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for r in runs(&v) {
+        assert_eq!(text(&r, "verdict"), "safe");
+        assert_eq!(int(&r, "outcomes.succeeded"), 5, "{r}");
+        assert_eq!(int(&r, "outcomes.sold_out"), 95, "{r}");
+        assert_eq!(int(&r, "audit.units_sold"), 5);
+        assert_eq!(int(&r, "audit.final_stock"), 0);
+        assert_eq!(int(&r, "audit.oversold_units"), 0);
+    }
+    let xml = std::fs::read_to_string(&junit)?;
+    assert!(xml.contains("tests=\"2\" failures=\"0\""), "{xml}");
+    assert!(serve.stop().success());
+    Ok(())
+}
+
+/// A tiny axum server on 127.0.0.1 in its own thread; stops on drop.
+struct Tiny {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tiny {
+    fn start(app: Router) -> Tiny {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let server = axum::serve(listener, app);
+                // Not graceful: a hanging handler must not hold the test.
+                tokio::select! {
+                    _ = server => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Tiny {
+            url: format!("http://{addr}"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Tiny {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn target_down() -> Result<(), Failed> {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("http://127.0.0.1:{port}/purchase");
+    let started = Instant::now();
+    let out = http(&[&url, "--buyers", "10", "--stock", "1"]);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not reach the target") && err.contains(&port.to_string()),
+        "{err}"
+    );
+    Ok(())
+}
+
+fn target_500() -> Result<(), Failed> {
+    let tiny = Tiny::start(Router::new().route(
+        "/buy",
+        post(|| async {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "boom: the database is on fire",
+            )
+        }),
+    ));
+    let url = format!("{}/buy", tiny.url);
+    let (out, v) = http_json(&[&url, "--buyers", "20", "--attempts", "2", "--stock", "5"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("answered none of 40 requests"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(text(&v, "status"), "aborted");
+    assert_eq!(int(&v, "outcomes.errors"), 40);
+    assert_eq!(int(&v, "target.by_status.500.count"), 40);
+    assert_eq!(text(&v, "target.truth"), "client_belief");
+    let first = &v["error_messages"][0];
+    assert_eq!(
+        first["message"], "HTTP 500: boom: the database is on fire",
+        "{v}"
+    );
+    assert_eq!(first["count"], 40);
+    Ok(())
+}
+
+fn target_hangs() -> Result<(), Failed> {
+    let tiny = Tiny::start(Router::new().route(
+        "/buy",
+        post(|| async {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            StatusCode::CREATED
+        }),
+    ));
+    let url = format!("{}/buy", tiny.url);
+    let started = Instant::now();
+    let (out, v) = http_json(&[&url, "--buyers", "5", "--stock", "1", "--timeout", "300"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(int(&v, "outcomes.unknown"), 5);
+    assert_eq!(int(&v, "outcomes.succeeded"), 0);
+    assert_eq!(int(&v, "target.by_status.none.count"), 5);
+    assert!(
+        text(&v["error_messages"][0], "message").contains("may or may not have happened"),
+        "{v}"
+    );
+    // Each request waited for its timeout, not for the server.
+    assert!(int(&v, "latency_us.attempt.min") >= 300_000, "{v}");
+    Ok(())
+}
+
+fn body_escaping() -> Result<(), Failed> {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let tiny = Tiny::start(Router::new().route(
+        "/buy",
+        post(move |body: String| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(body);
+                StatusCode::CREATED
+            }
+        }),
+    ));
+    let url = format!("{}/buy", tiny.url);
+    let out = http(&[
+        &url,
+        "--buyers",
+        "3",
+        "--stock",
+        "10",
+        "--buyer-name",
+        r#"O"Brien \ {n}"#,
+        "--body",
+        r#"{"name": "{{buyer}}", "attempt": {{attempt}}, "qty": {{qty}}}"#,
+        "--header",
+        "X-Test: yes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("SAFE: 3 units sold of 10"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("CLIENT-SIDE BELIEF"),
+        "{}",
+        stdout(&out)
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 3);
+    let mut names: Vec<String> = bodies
+        .iter()
+        .map(|b| {
+            let v: Value = serde_json::from_str(b).unwrap_or_else(|e| panic!("{b}: {e}"));
+            assert_eq!(v["qty"], 1);
+            v["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [r#"O"Brien \ 1"#, r#"O"Brien \ 2"#, r#"O"Brien \ 3"#]
+    );
+    // A template naming an unknown placeholder is bad input.
+    let bad = http(&[&url, "--stock", "1", "--body", "{{buyr}}"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("unknown placeholder {{buyr}}"),
+        "{}",
+        stderr(&bad)
+    );
+    Ok(())
+}
+
+fn verify_sql_read_only() -> Result<(), Failed> {
+    query_one("DROP SCHEMA IF EXISTS t_http_ro CASCADE");
+    query_one("CREATE SCHEMA t_http_ro");
+    query_one("CREATE TABLE t_http_ro.things AS SELECT g AS stock FROM generate_series(1, 3) g");
+    let out = http(&[
+        "http://127.0.0.1:9/purchase",
+        "--verify-sql",
+        "DELETE FROM t_http_ro.things RETURNING stock",
+        "--database-url",
+        crate::common::server_url(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("read-only transaction"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        query_one("SELECT count(*) FROM t_http_ro.things").as_deref(),
+        Some("3")
+    );
+    // No truth at all is bad input too, named with its fixes.
+    let none = http(&["http://127.0.0.1:9/purchase"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("--stock-url"), "{}", stderr(&none));
+    query_one("DROP SCHEMA t_http_ro CASCADE");
+    Ok(())
+}
+
+fn json_schema() -> Result<(), Failed> {
+    let schema: Value = serde_json::from_str(include_str!("../../docs/result.schema.json"))?;
+    let validator = jsonschema::validator_for(&schema).map_err(|e| format!("schema: {e}"))?;
+    let serve = Serve::start("t_http_json", "conditional", 3);
+    let (purchase, stock) = (serve.url("/purchase"), serve.url("/stock"));
+    let (out, v) = http_json(&[&purchase, "--buyers", "10", "--stock-url", &stock]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let errors: Vec<String> = validator
+        .iter_errors(&v)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(v.get("strategy").is_none());
+    // Both a strategy and a target, or neither, is not a result.
+    let mut both = v.clone();
+    both["strategy"] =
+        serde_json::json!({"name": "x", "source": "builtin", "sha256": "0".repeat(64)});
+    assert!(!validator.is_valid(&both));
+    let mut neither = v.clone();
+    neither.as_object_mut().unwrap().remove("target");
+    assert!(!validator.is_valid(&neither));
+    assert!(serve.stop().success());
+    Ok(())
+}
+
+fn serve_embedded() -> Result<(), Failed> {
+    // A private state directory: a developer's kept cluster must not be used.
+    let state = tempfile::tempdir()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_racelab"));
+    child.env("RACELAB_STATE_DIR", state.path());
+    let serve = {
+        // Serve::spawn with the environment above.
+        let mut c = child
+            .args([
+                "serve",
+                "--strategy",
+                "conditional",
+                "--stock",
+                "2",
+                "--port",
+                "0",
+                "--quiet",
+            ])
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+        let base = lines.next().unwrap()?;
+        let db = lines.next().unwrap()?;
+        Serve {
+            child: c,
+            base: base.strip_prefix("listening on ").unwrap().to_string(),
+            database: Some(db.strip_prefix("database: ").unwrap().to_string()),
+        }
+    };
+    let health = http_get(&serve.url("/health"))?;
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    let (purchase, stock) = (serve.url("/purchase"), serve.url("/stock"));
+    let (out, v) = http_json(&[&purchase, "--buyers", "5", "--stock-url", &stock]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(int(&v, "outcomes.succeeded"), 2);
+    let url = serve.database.clone().unwrap();
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()?;
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(serve.stop().success());
+    // The embedded cluster stopped with the server.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the embedded cluster still listens on {port}"
+    );
+    Ok(())
+}
+
+/// A plain GET over a raw socket (no client library between us and it).
+fn http_get(url: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(host)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
