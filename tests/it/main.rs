@@ -7,6 +7,7 @@
 //!
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
+mod badinput;
 mod cli;
 mod common;
 mod db;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     trials.extend(db::tests());
     trials.extend(strategy::tests());
     trials.extend(run::tests());
+    trials.extend(badinput::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
