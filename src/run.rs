@@ -66,6 +66,9 @@ async fn execute_on(
         ]);
     }
 
+    // Before the lab is touched: never a half-started race.
+    db.check_room(sc.connections_needed(), sc.buyers).await?;
+
     let mut results = Vec::new();
     'strategies: for strategy in &plan.strategies {
         for repetition in 1..=plan.repeat {
@@ -152,7 +155,10 @@ async fn finish_run(
         ),
         Some(Stop::Aborted(why)) => (Status::Aborted, Some(why)),
     };
-    let audit = match db.audit(&race.tally.succeeded_attempts).await {
+    let audit = match db
+        .audit_with_unknown(&race.tally.succeeded_attempts, &race.tally.unknown_attempts)
+        .await
+    {
         Ok(a) => Some(a),
         Err(e) if status == Status::Completed => return Err(e.context("auditing the database")),
         Err(e) => {

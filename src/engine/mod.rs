@@ -155,7 +155,14 @@ pub async fn race(
             tokio::select! {
                 biased;
                 _ = work => {}
-                _ = control.stopped() => { out.tally.in_flight += 1; }
+                _ = control.stopped() => {
+                    // Dropped mid-attempt: its COMMIT may have reached the
+                    // server, so the audit must look it up.
+                    if let Some(attempt) = out.current.take() {
+                        out.tally.in_flight += 1;
+                        out.tally.unknown_attempts.push(attempt);
+                    }
+                }
             }
             out
         });
@@ -190,6 +197,8 @@ enum Lane {
 struct BuyerOutput {
     tally: Tally,
     traces: Vec<AttemptTrace>,
+    /// The attempt running now, if any (so a stop can name it).
+    current: Option<i64>,
 }
 
 /// One buyer: the only attempt loop, for every mode.
@@ -250,8 +259,10 @@ async fn buyer_loop(
             },
         };
         let started = Instant::now();
+        out.current = Some(attempt);
         let report = session.attempt(conn, &ctx, trace).await;
         let us = started.elapsed().as_micros() as u64;
+        out.current = None;
         out.tally.record(&report, attempt, us);
         control.done.fetch_add(1, Ordering::Relaxed);
         if config.trace {
