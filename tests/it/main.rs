@@ -11,6 +11,7 @@ mod badinput;
 mod cli;
 mod common;
 mod db;
+mod faults;
 mod run;
 mod strategy;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     trials.extend(strategy::tests());
     trials.extend(run::tests());
     trials.extend(badinput::tests());
+    trials.extend(faults::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
