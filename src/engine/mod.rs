@@ -4,6 +4,7 @@
 //! tallies and timings; knows nothing about printing.
 
 pub mod pick;
+pub mod pool;
 pub mod tally;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -12,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
-use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool};
-use sqlx::{ConnectOptions, PgConnection, Postgres};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
 use tokio::sync::{Barrier, Notify};
 use tokio::task::JoinSet;
 
@@ -190,7 +190,7 @@ pub async fn race(
 /// Where a buyer gets its connection from.
 enum Lane {
     Own(PgConnection),
-    Pool(PgPool),
+    Pool(Arc<pool::SharedPool>),
 }
 
 #[derive(Default)]
@@ -204,7 +204,7 @@ struct BuyerOutput {
 /// One buyer: the only attempt loop, for every mode.
 async fn buyer_loop(
     buyer: u32,
-    mut lane: Lane,
+    lane: Lane,
     program: &Program,
     config: &RaceConfig,
     control: &Control,
@@ -215,6 +215,10 @@ async fn buyer_loop(
     let mut rng = SmallRng::seed_from_u64(splitmix(seed));
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut made = 0u32;
+    let (mut own, shared) = match lane {
+        Lane::Own(conn) => (Some(conn), None),
+        Lane::Pool(pool) => (None, Some(pool)),
+    };
     let mut events = Vec::new();
     loop {
         if control.is_stopped() {
@@ -242,18 +246,16 @@ async fn buyer_loop(
             max_tries: config.max_tries,
         };
         let trace = config.trace.then_some(&mut events);
-        let mut pooled;
-        let conn: &mut PgConnection = match &mut lane {
-            Lane::Own(conn) => conn,
-            Lane::Pool(pool) => match pool.acquire().await {
-                Ok(c) => {
-                    pooled = c;
-                    &mut pooled
-                }
-                Err(e) => {
-                    control.stop(Stop::Aborted(format!(
-                        "could not get a pooled connection: {e}"
-                    )));
+        let mut lease = None;
+        let conn: &mut PgConnection = match (&mut own, &shared) {
+            (Some(conn), _) => conn,
+            (None, None) => break,
+            (None, Some(pool)) => match pool.lease().await {
+                Some(l) => &mut lease.insert(l).conn,
+                None => {
+                    control.stop(Stop::Aborted(
+                        "lost the connection to the server (the pool has none left)".into(),
+                    ));
                     break;
                 }
             },
@@ -263,6 +265,11 @@ async fn buyer_loop(
         let report = session.attempt(conn, &ctx, trace).await;
         let us = started.elapsed().as_micros() as u64;
         out.current = None;
+        if let (Some(pool), Some(l)) = (&shared, lease) {
+            if !report.connection_lost {
+                pool.give_back(l);
+            }
+        }
         out.tally.record(&report, attempt, us);
         control.done.fetch_add(1, Ordering::Relaxed);
         if config.trace {
@@ -294,31 +301,10 @@ async fn open_lanes(
     control: &Control,
 ) -> anyhow::Result<Vec<Lane>> {
     let buyers = config.buyers as usize;
-    if config.connections > 0 {
-        let size = config.connections.min(config.buyers);
-        let pool = PoolOptions::<Postgres>::new()
-            .max_connections(size)
-            .min_connections(0)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(3600))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(connect.clone());
-        // Fill the pool now: acquire every connection at once, then return them.
-        let mut set = JoinSet::new();
-        for _ in 0..size {
-            let pool = pool.clone();
-            set.spawn(async move { pool.acquire().await });
-        }
-        let mut held = Vec::with_capacity(size as usize);
-        while let Some(r) = set.join_next().await {
-            held.push(r.context("connect task panicked")?.map_err(connect_error)?);
-        }
-        drop(held);
-        return Ok((0..buyers).map(|_| Lane::Pool(pool.clone())).collect());
-    }
+    let pool_size = (config.connections > 0).then(|| config.connections.min(config.buyers));
+    let wanted = pool_size.map_or(buyers, |n| n as usize);
     let mut set = JoinSet::new();
-    for _ in 0..buyers {
+    for _ in 0..wanted {
         let opts = connect.clone();
         set.spawn(async move { opts.connect().await });
     }
@@ -340,6 +326,14 @@ async fn open_lanes(
                 }
             }
         }
+    }
+    if pool_size.is_some() {
+        let conns = lanes.into_iter().filter_map(|l| match l {
+            Lane::Own(c) => Some(c),
+            Lane::Pool(_) => None,
+        });
+        let pool = Arc::new(pool::SharedPool::new(conns.collect()));
+        return Ok((0..buyers).map(|_| Lane::Pool(pool.clone())).collect());
     }
     Ok(lanes)
 }

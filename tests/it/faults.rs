@@ -82,6 +82,7 @@ impl Sandbox {
     fn racelab(&self) -> Command {
         let mut c = racelab();
         c.env("TMPDIR", self.tmp.path())
+            .env("RACELAB_TMPDIR", self.tmp.path())
             .env("RACELAB_STATE_DIR", self.state.path())
             .env_remove("DATABASE_URL");
         c
@@ -258,9 +259,21 @@ fn only_result_file(dir: &Path) -> anyhow::Result<Value> {
 }
 
 fn embedded_server_killed() -> anyhow::Result<()> {
+    // Buyers on their own connections, then sharing a pool.
+    for pool in [None, Some("3")] {
+        server_killed(pool).with_context(|| format!("--connections {pool:?}"))?;
+    }
+    Ok(())
+}
+
+fn server_killed(pool: Option<&str>) -> anyhow::Result<()> {
     let sb = Sandbox::new()?;
     let out = tempfile::tempdir()?;
-    let mut run = Running::spawn(long_embedded_run(&sb, out.path()))?;
+    let mut cmd = long_embedded_run(&sb, out.path());
+    if let Some(n) = pool {
+        cmd.args(["--connections", n]);
+    }
+    let mut run = Running::spawn(cmd)?;
     let (dir, pm) = sb.wait_for_race(&mut run.0)?;
     proc::signal(pm, libc::SIGKILL)?;
     // Seconds, not the 30 s of the run.
