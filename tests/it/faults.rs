@@ -225,24 +225,39 @@ fn check_unknowns_resolved(v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A long embedded race on a hot row, JSON on stdout, results in `out`.
+/// A race on a hot row that lasts far longer than any test waits, JSON on stdout.
+const LONG_RACE: [&str; 8] = [
+    "run",
+    "--strategy",
+    "conditional",
+    "--scenario",
+    "hot-row",
+    "--duration",
+    "30",
+    "--json",
+];
+
+/// A long embedded race with 4 buyers, results in `out`.
 fn long_embedded_run(sb: &Sandbox, out: &Path) -> Command {
     let mut cmd = sb.racelab();
-    cmd.args([
-        "run",
-        "--strategy",
-        "conditional",
-        "--scenario",
-        "hot-row",
-        "--buyers",
-        "4",
-        "--duration",
-        "30",
-        "--json",
-        "--out",
-    ])
-    .arg(out);
+    cmd.args(LONG_RACE)
+        .args(["--buyers", "4", "--out"])
+        .arg(out);
     cmd
+}
+
+/// An aborted run: exit 3, no panic, the partial result printed with the reason.
+fn check_aborted(status: ExitStatus, stdout: &str, stderr: &str) -> anyhow::Result<Value> {
+    ensure!(status.code() == Some(3), "exit {status}: {stderr}");
+    ensure!(!stderr.contains("panicked"), "{stderr}");
+    ensure!(stderr.contains("aborted"), "{stderr}");
+    let v = json(stdout)?;
+    ensure!(text(&v, "status") == "aborted", "{v}");
+    ensure!(
+        text(&v, "status_reason").contains("lost the connection"),
+        "{v}"
+    );
+    Ok(v)
 }
 
 /// The only file in `dir`, parsed (no temp files beside it).
@@ -278,15 +293,7 @@ fn server_killed(pool: Option<&str>) -> anyhow::Result<()> {
     proc::signal(pm, libc::SIGKILL)?;
     // Seconds, not the 30 s of the run.
     let (status, stdout, stderr) = run.finish(Duration::from_secs(20))?;
-    ensure!(status.code() == Some(3), "exit {status}: {stderr}");
-    ensure!(!stderr.contains("panicked"), "{stderr}");
-    ensure!(stderr.contains("aborted"), "{stderr}");
-    let v = json(&stdout)?;
-    ensure!(text(&v, "status") == "aborted", "{v}");
-    ensure!(
-        text(&v, "status_reason").contains("lost the connection"),
-        "{v}"
-    );
+    let v = check_aborted(status, &stdout, &stderr)?;
     ensure!(
         v["audit"].is_null(),
         "the dead server cannot be audited: {v}"
@@ -304,17 +311,9 @@ fn external_connections_terminated() -> anyhow::Result<()> {
     let url = server.url().to_string();
     let result = (|| {
         let mut cmd = racelab();
-        cmd.args([
-            "run",
-            "--strategy",
-            "conditional",
-            "--scenario",
-            "hot-row",
+        cmd.args(LONG_RACE).args([
             "--buyers",
             "8",
-            "--duration",
-            "30",
-            "--json",
             "--no-save",
             "--schema",
             "t_terminated",
@@ -341,14 +340,7 @@ fn external_connections_terminated() -> anyhow::Result<()> {
         })?;
         ensure!(killed == 8, "terminated {killed} connections, want 8");
         let (status, stdout, stderr) = run.finish(Duration::from_secs(20))?;
-        ensure!(status.code() == Some(3), "exit {status}: {stderr}");
-        ensure!(!stderr.contains("panicked"), "{stderr}");
-        let v = json(&stdout)?;
-        ensure!(text(&v, "status") == "aborted", "{v}");
-        ensure!(
-            text(&v, "status_reason").contains("lost the connection"),
-            "{v}"
-        );
+        let v = check_aborted(status, &stdout, &stderr)?;
         // The server is alive: the partial race is audited.
         ensure!(!v["audit"].is_null(), "{v}");
         check_unknowns_resolved(&v)
