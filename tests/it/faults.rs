@@ -338,12 +338,37 @@ fn external_connections_terminated() -> anyhow::Result<()> {
             let _ = c.close().await;
             anyhow::Ok(n)
         })?;
-        ensure!(killed == 8, "terminated {killed} connections, want 8");
+        // Usually all 8; fewer when racelab, stopping after the first
+        // terminations, closed the rest itself first.
+        ensure!(killed >= 1, "no racelab connection to terminate");
         let (status, stdout, stderr) = run.finish(Duration::from_secs(20))?;
         let v = check_aborted(status, &stdout, &stderr)?;
         // The server is alive: the partial race is audited.
         ensure!(!v["audit"].is_null(), "{v}");
-        check_unknowns_resolved(&v)
+        check_unknowns_resolved(&v)?;
+        // Backends leave pg_stat_activity a moment after their client.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: i64 = block_on(async {
+                let mut c = PgConnection::connect(&url).await?;
+                let n = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'racelab'",
+                )
+                .fetch_one(&mut c)
+                .await?;
+                let _ = c.close().await;
+                anyhow::Ok(n)
+            })?;
+            if left == 0 {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{left} racelab connections left open"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     })();
     server.shutdown()?;
     result
