@@ -127,7 +127,8 @@ pub struct ScenarioArgs {
     pub buyers: Option<u32>,
 
     /// Initial stock of each product.
-    #[arg(long)]
+    // Negative numbers reach the validator, which says what is allowed.
+    #[arg(long, allow_negative_numbers = true)]
     pub stock: Option<i64>,
 
     /// Attempts each buyer makes (not with --duration).
@@ -135,7 +136,7 @@ pub struct ScenarioArgs {
     pub attempts: Option<u32>,
 
     /// Units each attempt tries to buy.
-    #[arg(short, long)]
+    #[arg(short, long, allow_negative_numbers = true)]
     pub quantity: Option<i64>,
 
     /// Think time in milliseconds (the script's :think).

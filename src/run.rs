@@ -78,6 +78,9 @@ async fn execute_on(
         ]);
     }
 
+    // Before the lab is touched: never a half-started race.
+    db.check_room(sc.connections_needed(), sc.buyers).await?;
+
     let mut results = Vec::new();
     'strategies: for strategy in &plan.strategies {
         for repetition in 1..=plan.repeat {
@@ -183,7 +186,10 @@ async fn finish_run(
     control: &Control,
 ) -> anyhow::Result<RunResult> {
     let (status, mut status_reason) = status_of(control);
-    let audit = match db.audit(&race.tally.succeeded_attempts).await {
+    let audit = match db
+        .audit_with_unknown(&race.tally.succeeded_attempts, &race.tally.unknown_attempts)
+        .await
+    {
         Ok(a) => Some(a),
         Err(e) if status == Status::Completed => return Err(e.context("auditing the database")),
         Err(e) => {

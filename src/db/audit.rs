@@ -22,7 +22,16 @@ pub struct Audit {
     pub stock_drift: i64,
     pub negative_stock: bool,
     pub successes_without_order: i64,
+    /// Orders of attempts the client neither reported as successes nor
+    /// lost track of (see `unknown_*`).
     pub orders_without_success: i64,
+    /// Attempts of unknown fate (connection lost on COMMIT, or abandoned in
+    /// flight by a stop) that the database shows committed: an order exists.
+    #[serde(default)]
+    pub unknown_committed: i64,
+    /// Attempts of unknown fate that left no order: they did not commit.
+    #[serde(default)]
+    pub unknown_not_committed: i64,
 }
 
 impl Audit {
@@ -68,13 +77,22 @@ impl Audit {
             negative_stock: products.iter().any(|p| p.final_stock < 0),
             successes_without_order,
             orders_without_success,
+            unknown_committed: 0,
+            unknown_not_committed: 0,
         }
     }
 }
 
 /// Read the audit from the lab (search_path must point at it).
-/// `succeeded_attempts`: the attempt ids the client believes succeeded.
-pub async fn query(conn: &mut PgConnection, succeeded_attempts: &[i64]) -> anyhow::Result<Audit> {
+/// `succeeded_attempts`: the attempt ids the client believes succeeded;
+/// `unknown_attempts`: those whose fate it does not know. Orders of unknown
+/// attempts are not disagreements: they resolve what the client could not
+/// know (as Jepsen's checkers treat indeterminate operations).
+pub async fn query(
+    conn: &mut PgConnection,
+    succeeded_attempts: &[i64],
+    unknown_attempts: &[i64],
+) -> anyhow::Result<Audit> {
     let rows = sqlx::query(
         "SELECT p.initial_stock, COALESCE(s.sold, 0)::int8, p.stock \
          FROM products p \
@@ -97,20 +115,25 @@ pub async fn query(conn: &mut PgConnection, succeeded_attempts: &[i64]) -> anyho
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let row = sqlx::query(
         "WITH claimed AS (SELECT DISTINCT a FROM unnest($1::int8[]) AS t(a)), \
+              unsure AS (SELECT DISTINCT a FROM unnest($2::int8[]) AS t(a)), \
               recorded AS (SELECT DISTINCT attempt_id AS a FROM orders) \
          SELECT \
            (SELECT count(*) FROM claimed c WHERE NOT EXISTS (SELECT 1 FROM recorded r WHERE r.a = c.a)), \
-           (SELECT count(*) FROM recorded r WHERE NOT EXISTS (SELECT 1 FROM claimed c WHERE c.a = r.a))",
+           (SELECT count(*) FROM recorded r WHERE NOT EXISTS (SELECT 1 FROM claimed c WHERE c.a = r.a) \
+                                              AND NOT EXISTS (SELECT 1 FROM unsure u WHERE u.a = r.a)), \
+           (SELECT count(*) FROM unsure u WHERE EXISTS (SELECT 1 FROM recorded r WHERE r.a = u.a)), \
+           (SELECT count(*) FROM unsure u WHERE NOT EXISTS (SELECT 1 FROM recorded r WHERE r.a = u.a))",
     )
     .bind(succeeded_attempts)
+    .bind(unknown_attempts)
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| anyhow::anyhow!("could not compare the lab's orders with the buyers' successes: {e}"))?;
-    Ok(Audit::from_tallies(
-        &tallies,
-        row.try_get(0)?,
-        row.try_get(1)?,
-    ))
+    Ok(Audit {
+        unknown_committed: row.try_get(2)?,
+        unknown_not_committed: row.try_get(3)?,
+        ..Audit::from_tallies(&tallies, row.try_get(0)?, row.try_get(1)?)
+    })
 }
 
 #[cfg(test)]
@@ -139,6 +162,8 @@ mod tests {
                 negative_stock: false,
                 successes_without_order: 0,
                 orders_without_success: 0,
+                unknown_committed: 0,
+                unknown_not_committed: 0,
             }
         );
         assert_eq!(a.verdict(), Verdict::Safe);

@@ -19,6 +19,7 @@ use sqlx::{Connection, PgConnection};
 
 pub mod audit;
 pub mod bins;
+pub mod capacity;
 pub mod cluster;
 pub mod kept;
 pub mod paths;
@@ -234,7 +235,14 @@ impl Database {
                  or omit it to use an embedded cluster"
             }
             DbKind::Kept => "check it with `racelab db status`, or stop it with `racelab db stop`",
-            DbKind::Embedded => "see the server log in the cluster directory",
+            // The directory (and its log) goes away with racelab, so only
+            // point at it while the server still runs.
+            DbKind::Embedded => match &self.cluster {
+                Some(c) if !proc::alive(c.pid()) => {
+                    "the embedded server is no longer running (was it killed?)"
+                }
+                _ => "see server.log in the cluster directory",
+            },
         };
         let secs = self.connect_timeout.as_secs_f64();
         match tokio::time::timeout(
@@ -266,8 +274,17 @@ impl Database {
 
     /// Audit the lab after a run.
     pub async fn audit(&self, succeeded_attempts: &[i64]) -> anyhow::Result<Audit> {
+        self.audit_with_unknown(succeeded_attempts, &[]).await
+    }
+
+    /// Audit the lab after a run, resolving the attempts of unknown fate.
+    pub async fn audit_with_unknown(
+        &self,
+        succeeded_attempts: &[i64],
+        unknown_attempts: &[i64],
+    ) -> anyhow::Result<Audit> {
         let mut conn = self.connect().await?;
-        let result = audit::query(&mut conn, succeeded_attempts).await;
+        let result = audit::query(&mut conn, succeeded_attempts, unknown_attempts).await;
         let _ = conn.close().await;
         result
     }

@@ -4,6 +4,7 @@
 //! tallies and timings; knows nothing about printing.
 
 pub mod pick;
+pub mod pool;
 pub mod tally;
 
 use std::future::Future;
@@ -13,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
-use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool};
-use sqlx::{ConnectOptions, PgConnection, Postgres};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
 use tokio::sync::{Barrier, Notify};
 use tokio::task::JoinSet;
 
@@ -215,7 +215,14 @@ pub async fn race_with<L: Lanes>(
                 tokio::select! {
                     biased;
                     _ = work => {}
-                    _ = control.stopped() => { out.tally.in_flight += 1; }
+                    _ = control.stopped() => {
+                        // Dropped mid-attempt: its COMMIT may have reached the
+                        // server, so the audit must look it up.
+                        if let Some(attempt) = out.current.take() {
+                            out.tally.in_flight += 1;
+                            out.tally.unknown_attempts.push(attempt);
+                        }
+                    }
                 }
             }
             (out, lane)
@@ -273,7 +280,7 @@ impl Lanes for SqlLanes {
 /// Where a buyer gets its connection from.
 enum Lane {
     Own(PgConnection),
-    Pool(PgPool),
+    Pool(Arc<pool::SharedPool>),
 }
 
 struct SqlBuyer<'a> {
@@ -287,20 +294,27 @@ impl Attempt for SqlBuyer<'_> {
         ctx: &AttemptCtx,
         trace: Option<&mut Vec<TraceEvent>>,
     ) -> Result<(AttemptReport, u64), String> {
-        let mut pooled;
-        let conn: &mut PgConnection = match &mut *self.lane {
-            Lane::Own(conn) => conn,
-            Lane::Pool(pool) => match pool.acquire().await {
-                Ok(c) => {
-                    pooled = c;
-                    &mut pooled
+        match &mut *self.lane {
+            Lane::Own(conn) => {
+                let started = Instant::now();
+                let report = self.session.attempt(conn, ctx, trace).await;
+                Ok((report, started.elapsed().as_micros() as u64))
+            }
+            Lane::Pool(pool) => {
+                let Some(mut lease) = pool.lease().await else {
+                    return Err("lost the connection to the server (the pool has none left)".into());
+                };
+                let started = Instant::now();
+                let report = self.session.attempt(&mut lease.conn, ctx, trace).await;
+                let us = started.elapsed().as_micros() as u64;
+                // A lost connection is not given back: the pool shrinks and
+                // the race stops, rather than reconnecting behind our back.
+                if !report.connection_lost {
+                    pool.give_back(lease);
                 }
-                Err(e) => return Err(format!("could not get a pooled connection: {e}")),
-            },
-        };
-        let started = Instant::now();
-        let report = self.session.attempt(conn, ctx, trace).await;
-        Ok((report, started.elapsed().as_micros() as u64))
+                Ok((report, us))
+            }
+        }
     }
 }
 
@@ -308,6 +322,8 @@ impl Attempt for SqlBuyer<'_> {
 struct BuyerOutput {
     tally: Tally,
     traces: Vec<AttemptTrace>,
+    /// The attempt running now, if any (so a stop can name it).
+    current: Option<i64>,
 }
 
 /// One buyer: the only attempt loop, for every mode and every kind of lane.
@@ -349,6 +365,7 @@ async fn buyer_loop<A: Attempt>(
             max_tries: config.max_tries,
         };
         let trace = config.trace.then_some(&mut events);
+        out.current = Some(attempt);
         let (report, us) = match worker.attempt(&ctx, trace).await {
             Ok(done) => done,
             Err(why) => {
@@ -356,6 +373,7 @@ async fn buyer_loop<A: Attempt>(
                 break;
             }
         };
+        out.current = None;
         out.tally.record(&report, attempt, us);
         control.done.fetch_add(1, Ordering::Relaxed);
         if config.trace {
@@ -380,7 +398,7 @@ async fn buyer_loop<A: Attempt>(
     }
 }
 
-/// Open every buyer's connection (or fill the pool) before the barrier, so
+/// Open every buyer's connection (or the pool's) before the barrier, so
 /// the race starts with everyone ready. Connections open concurrently.
 async fn open_lanes(
     connect: &PgConnectOptions,
@@ -388,35 +406,18 @@ async fn open_lanes(
     control: &Control,
 ) -> anyhow::Result<Vec<Lane>> {
     let buyers = config.buyers as usize;
-    if config.connections > 0 {
-        let size = config.connections.min(config.buyers);
-        let pool = PoolOptions::<Postgres>::new()
-            .max_connections(size)
-            .min_connections(0)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(3600))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(connect.clone());
-        // Fill the pool now: acquire every connection at once, then return them.
-        let mut set = JoinSet::new();
-        for _ in 0..size {
-            let pool = pool.clone();
-            set.spawn(async move { pool.acquire().await });
-        }
-        let mut held = Vec::with_capacity(size as usize);
-        while let Some(r) = set.join_next().await {
-            held.push(r.context("connect task panicked")?.map_err(connect_error)?);
-        }
-        drop(held);
-        return Ok((0..buyers).map(|_| Lane::Pool(pool.clone())).collect());
-    }
+    let pool_size = (config.connections > 0).then(|| config.connections.min(config.buyers));
     let mut set = JoinSet::new();
-    for _ in 0..buyers {
+    for _ in 0..pool_size.map_or(buyers, |n| n as usize) {
         let opts = connect.clone();
         set.spawn(async move { opts.connect().await });
     }
-    join_unless_stopped(set, control, |r| Ok(Lane::Own(r.map_err(connect_error)?))).await
+    let conns = join_unless_stopped(set, control, |r| r.map_err(connect_error)).await?;
+    if pool_size.is_some() {
+        let pool = Arc::new(pool::SharedPool::new(conns));
+        return Ok((0..buyers).map(|_| Lane::Pool(pool.clone())).collect());
+    }
+    Ok(conns.into_iter().map(Lane::Own).collect())
 }
 
 /// Join every task of `set` through `each` (whose first error ends the

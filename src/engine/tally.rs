@@ -67,6 +67,9 @@ pub struct Tally {
     pub counts: [u64; 6],
     pub tries: u64,
     pub succeeded_attempts: Vec<i64>,
+    /// Attempts whose fate the client cannot know: outcome `unknown`, or
+    /// abandoned in flight when the run stopped. The audit looks them up.
+    pub unknown_attempts: Vec<i64>,
     /// First distinct error messages with how often each occurred.
     pub errors: Vec<(String, u64)>,
     /// Attempts abandoned in flight when the run was stopped.
@@ -79,8 +82,10 @@ impl Tally {
     pub fn record(&mut self, report: &AttemptReport, attempt_id: i64, us: u64) {
         self.counts[report.outcome.index()] += 1;
         self.tries += u64::from(report.tries);
-        if report.outcome == Outcome::Succeeded {
-            self.succeeded_attempts.push(attempt_id);
+        match report.outcome {
+            Outcome::Succeeded => self.succeeded_attempts.push(attempt_id),
+            Outcome::Unknown => self.unknown_attempts.push(attempt_id),
+            _ => {}
         }
         if let Some(msg) = &report.message {
             if matches!(report.outcome, Outcome::Error | Outcome::Unknown) {
@@ -138,6 +143,7 @@ impl Tally {
         self.in_flight += other.in_flight;
         self.succeeded_attempts
             .append(&mut other.succeeded_attempts);
+        self.unknown_attempts.append(&mut other.unknown_attempts);
         for (msg, n) in &other.errors {
             self.note_error(msg, *n);
         }

@@ -336,16 +336,19 @@ pub fn audit(
     let units_sold = recorded.unwrap_or(believed);
     let final_stock = after.stock.unwrap_or(initial - units_sold);
     // The service's records against what its answers said, in attempts.
-    let (successes_without_order, orders_without_success) = match recorded {
+    // Attempts of unknown fate are resolved in aggregate: recorded sales
+    // beyond the answered successes can only have come from them.
+    let (successes_without_order, orders_without_success, unknown_committed) = match recorded {
         Some(r) => {
             let qty = qty.max(1);
             let recorded_attempts = r / qty;
             (
                 (succeeded as i64 - recorded_attempts).max(0),
                 (recorded_attempts - succeeded as i64 - unknown as i64).max(0),
+                (recorded_attempts - succeeded as i64).clamp(0, unknown as i64),
             )
         }
-        None => (0, 0),
+        None => (0, 0, 0),
     };
     Audit {
         initial_stock: initial,
@@ -356,6 +359,12 @@ pub fn audit(
         negative_stock: final_stock < 0,
         successes_without_order,
         orders_without_success,
+        unknown_committed,
+        unknown_not_committed: if recorded.is_some() {
+            unknown as i64 - unknown_committed
+        } else {
+            0
+        },
     }
 }
 

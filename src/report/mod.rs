@@ -100,6 +100,20 @@ pub fn verdict_sentence(r: &RunResult) -> String {
             a.orders_without_success
         ));
     }
+    let unsure = a.unknown_committed + a.unknown_not_committed;
+    if unsure > 0 {
+        // The bounds the buyers could know, then what the database says.
+        let q = r.scenario.quantity;
+        notes.push(format!(
+            "{unsure} attempts of unknown fate (buyers' view: {} to {} units sold): \
+             {} committed, {} did not",
+            r.believed_units_sold,
+            r.believed_units_sold
+                .saturating_add(unsure.saturating_mul(q)),
+            a.unknown_committed,
+            a.unknown_not_committed
+        ));
+    }
     if !notes.is_empty() {
         s.push_str("; ");
         s.push_str(&notes.join("; "));

@@ -68,16 +68,18 @@ fn load_file(path: &Path) -> anyhow::Result<Strategy> {
     let shown = path.display();
     if path.is_dir() {
         return Err(bad_input(format!(
-            "strategy file `{shown}` is a directory, not a .sql file"
+            "strategy file `{shown}` is a directory; pass a .sql file"
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => bad_input(format!("strategy file `{shown}` not found")),
+        std::io::ErrorKind::NotFound => bad_input(format!(
+            "strategy file `{shown}` not found; check the path, or see `racelab list` for built-ins"
+        )),
         _ => bad_input(format!("cannot read strategy file `{shown}`: {e}")),
     })?;
     let source = String::from_utf8(bytes).map_err(|e| {
         bad_input(format!(
-            "strategy file `{shown}` is not valid UTF-8 (at byte {})",
+            "strategy file `{shown}` is not valid UTF-8 (at byte {}); save it as UTF-8",
             e.utf8_error().valid_up_to()
         ))
     })?;

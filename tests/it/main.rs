@@ -7,9 +7,11 @@
 //!
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
+mod badinput;
 mod cli;
 mod common;
 mod db;
+mod faults;
 mod http;
 mod interp;
 mod run;
@@ -39,6 +41,8 @@ fn main() -> ExitCode {
     trials.extend(run::tests());
     trials.extend(teach::tests());
     trials.extend(http::tests());
+    trials.extend(badinput::tests());
+    trials.extend(faults::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
