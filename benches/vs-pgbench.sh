@@ -2,20 +2,21 @@
 # racelab against pgbench on the same server and the same transaction.
 #
 # Starts one kept cluster, then for each strategy and client count runs
-# racelab and pgbench alternately (same clients, zero think time, same
-# duration, stock large enough never to sell out) and prints both tools'
-# transactions/s, their ratio, and each tool's client CPU per 1,000
-# transactions. Stops the cluster at the end.
+# racelab and pgbench alternately, ROUNDS times, each from a freshly reset
+# lab (same clients, zero think time, same duration, stock large enough
+# never to sell out), and prints the medians of both tools' transactions/s,
+# their ratio, and each tool's client CPU per 1,000 transactions. Stops the
+# cluster at the end. About 6 minutes with the defaults.
 #
 #   benches/vs-pgbench.sh                 # defaults below
 #   DURATION=5 CLIENTS="1 10" STRATEGIES=conditional benches/vs-pgbench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-8}
+DURATION=${DURATION:-5}
 CLIENTS=${CLIENTS:-"1 10 100"}
 STRATEGIES=${STRATEGIES:-"conditional for-update"}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-3}
 STOCK=1000000000000
 
 pgbin=${RACELAB_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
@@ -38,38 +39,60 @@ schema=bench
 # Client CPU seconds (user + sys) of a command, from /usr/bin/time.
 cpu_of() { awk '{ printf "%.3f", $1 + $2 }' "$1"; }
 
-printf '\n%-12s %7s | %12s %12s %7s | %16s %16s\n' strategy clients "racelab tx/s" "pgbench tx/s" ratio "racelab CPU/1k" "pgbench CPU/1k"
+# One run of each tool; both start from a freshly reset lab. Prints
+# "tps cpu_seconds transactions".
+run_racelab() {
+  /usr/bin/time -f "%U %S" -o "$work/rl.time" \
+    "$racelab" run --database-url "$url" --schema "$schema" --strategy "$1" \
+    --buyers "$2" --stock "$STOCK" --think-ms 0 --duration "$DURATION" \
+    --no-save --quiet --json >"$work/rl.json"
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["throughput"]["attempts_per_sec"], d["outcomes"]["attempts"])' "$work/rl.json" \
+    | { read -r tps n; echo "$tps $(cpu_of "$work/rl.time") $n"; }
+}
+run_pgbench() {
+  # A one-attempt racelab run resets the lab (fresh schema, same stock).
+  "$racelab" run --database-url "$url" --schema "$schema" --strategy "$1" --buyers 1 \
+    --attempts 1 --stock "$STOCK" --think-ms 0 --no-save --quiet >/dev/null
+  PGOPTIONS="-c search_path=$schema" /usr/bin/time -f "%U %S" -o "$work/pg.time" \
+    "$pgbench" -n -M prepared -c "$2" -j 1 -T "$DURATION" \
+    -f "benches/pgbench/$1.sql" "$url" >"$work/pg.out" 2>"$work/pg.err" \
+    || { cat "$work/pg.err" >&2; exit 3; }
+  tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pg.out")
+  n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pg.out")
+  echo "$tps $(cpu_of "$work/pg.time") $n"
+}
+
+: >"$work/all"
 for strategy in $STRATEGIES; do
   for clients in $CLIENTS; do
     for round in $(seq 1 "$ROUNDS"); do
-      # racelab: resets the lab (schema `bench`), seeds the stock, races.
-      /usr/bin/time -f "%U %S" -o "$work/rl.time" \
-        "$racelab" run --database-url "$url" --schema "$schema" --strategy "$strategy" \
-        --buyers "$clients" --stock "$STOCK" --think-ms 0 --duration "$DURATION" \
-        --no-save --quiet --json >"$work/rl.json"
-      rl_tps=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput"]["attempts_per_sec"], 1))' "$work/rl.json")
-      rl_n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcomes"]["attempts"])' "$work/rl.json")
-      rl_cpu=$(cpu_of "$work/rl.time")
-
-      # pgbench: the same statements on the same lab, one thread like racelab.
-      PGOPTIONS="-c search_path=$schema" /usr/bin/time -f "%U %S" -o "$work/pg.time" \
-        "$pgbench" -n -M prepared -c "$clients" -j 1 -T "$DURATION" \
-        -f "benches/pgbench/$strategy.sql" "$url" >"$work/pg.out" 2>"$work/pg.err" \
-        || { cat "$work/pg.err" >&2; exit 3; }
-      pg_tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$work/pg.out")
-      pg_n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pg.out")
-      pg_cpu=$(cpu_of "$work/pg.time")
-
-      python3 - "$strategy" "$clients" "$rl_tps" "$pg_tps" "$rl_cpu" "$rl_n" "$pg_cpu" "$pg_n" <<'PY'
-import sys
-s, c, rl, pg, rlc, rln, pgc, pgn = sys.argv[1:]
-rl, pg, rlc, rln, pgc, pgn = float(rl), float(pg), float(rlc), int(rln), float(pgc), int(pgn)
-per_k = lambda cpu, n: f"{1000 * cpu / n * 1000:.1f} ms" if n else "-"
-print(f"{s:<12} {c:>7} | {rl:>12,.0f} {pg:>12,.0f} {rl / pg:>7.2f} | {per_k(rlc, rln):>16} {per_k(pgc, pgn):>16}")
-PY
+      # Alternate which tool goes first, so neither always meets a warmer server.
+      if [ $((round % 2)) = 1 ]; then
+        rl=$(run_racelab "$strategy" "$clients"); pg=$(run_pgbench "$strategy" "$clients")
+      else
+        pg=$(run_pgbench "$strategy" "$clients"); rl=$(run_racelab "$strategy" "$clients")
+      fi
+      echo "$strategy $clients $rl $pg" | tee -a "$work/all" >&2
     done
   done
 done
+
+python3 - "$work/all" <<'PY'
+import sys, statistics
+rows = {}
+for line in open(sys.argv[1]):
+    s, c, rl, rlc, rln, pg, pgc, pgn = line.split()
+    rows.setdefault((s, int(c)), []).append((float(rl), float(rlc), int(rln), float(pg), float(pgc), int(pgn)))
+print(f"\n{'strategy':<12} {'clients':>7} | {'racelab tx/s':>12} {'pgbench tx/s':>12} {'ratio':>6} | {'racelab CPU/1k':>14} {'pgbench CPU/1k':>14}")
+for (s, c), runs in rows.items():
+    rl = statistics.median(r[0] for r in runs)
+    pg = statistics.median(r[3] for r in runs)
+    ratio = statistics.median(r[0] / r[3] for r in runs)
+    rlk = statistics.median(1e6 * r[1] / r[2] for r in runs)
+    pgk = statistics.median(1e6 * r[4] / r[5] for r in runs)
+    print(f"{s:<12} {c:>7} | {rl:>12,.0f} {pg:>12,.0f} {ratio:>6.2f} | {rlk:>11.1f} ms {pgk:>11.1f} ms")
+print(f"(medians of {len(next(iter(rows.values())))} rounds; ratio = median of per-round racelab/pgbench)")
+PY
 echo
 echo "ratio = racelab/pgbench throughput; CPU/1k = client user+sys CPU per 1,000 transactions"
 echo "(racelab's CPU includes its start-up: connecting, resetting and auditing the lab)"

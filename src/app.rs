@@ -40,11 +40,18 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Build the runtime racelab races on. One thread: on a small machine every
-/// core the client uses is taken from the server, and a single-threaded
-/// scheduler wakes buyers without cross-thread hand-offs.
+/// Build the runtime racelab races on: one worker thread for the buyers,
+/// while the main thread runs the orchestration. On a small machine every
+/// core the client uses is taken from the server, so one worker; and a
+/// worker thread (which looks for work briefly before it sleeps) answers a
+/// reply sooner than a current-thread runtime parked in `epoll_wait`.
+/// Measured on 2 cores against one hot row (`conditional`, no think time):
+/// 1 buyer 6,800 -> 10,300 attempts/s, 10 buyers 13,200 -> 14,300, for the
+/// same client CPU per attempt.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("racelab-buyers")
         .enable_all()
         .build()
         .context("starting the async runtime")
