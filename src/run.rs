@@ -14,9 +14,7 @@ use crate::engine::{self, Control, ProductPicker, RaceConfig, RaceOutput, Stop};
 use crate::error::Interrupted;
 use crate::plan::Plan;
 use crate::report::progress::Progress;
-use crate::report::result::{
-    DatabaseInfo, ErrorCount, LatencyInfo, Outcomes, ScenarioInfo, StrategyInfo, Throughput,
-};
+use crate::report::result::{DatabaseInfo, RaceRecord, ScenarioInfo, StrategyInfo};
 use crate::report::{save, RunResult, Status};
 use crate::strategy::{self, Origin, Strategy};
 use crate::timings;
@@ -198,58 +196,40 @@ async fn finish_run(
             None
         }
     };
-    let t = &race.tally;
-    let sc = &plan.scenario;
-    let outcomes = Outcomes::of(t);
-    let throughput = Throughput::of(&outcomes, race.wall);
-    let latency = race.tally.latency();
-    Ok(RunResult {
-        racelab_version: env!("CARGO_PKG_VERSION").to_string(),
+    let record = RaceRecord {
         started_at,
-        scenario: ScenarioInfo {
-            name: sc.name.clone(),
-            description: sc.description.clone(),
-            stock: sc.stock,
-            buyers: sc.buyers,
-            attempts_per_buyer: sc.attempts_per_buyer,
-            quantity: sc.quantity,
-            think_ms: sc.think_ms,
-            think_jitter_ms: sc.think_jitter_ms,
-            products: sc.products,
-            product_skew: sc.product_skew,
-            connections: sc.connections,
-            duration_s: sc.duration_s,
-            max_tries: plan.max_tries,
-            seed: plan.seed.wrapping_add(u64::from(repetition) - 1),
-            timeout_ms: plan.timeout_ms,
-        },
-        strategy: Some(StrategyInfo {
-            name: strategy.name.clone(),
-            source: match &strategy.origin {
-                Origin::Builtin => "builtin".to_string(),
-                Origin::File(p) => p.display().to_string(),
-            },
-            sha256: hex(&Sha256::digest(strategy.source.as_bytes())),
-        }),
-        target: None,
-        database: Some(DatabaseInfo {
-            kind: db.kind(),
-            server_version: db.server_version().to_string(),
-            durable: db.durable(),
-        }),
+        scenario: ScenarioInfo::of(
+            &plan.scenario,
+            plan.max_tries,
+            plan.seed.wrapping_add(u64::from(repetition) - 1),
+            plan.timeout_ms,
+        ),
         repetition,
-        error_messages: ErrorCount::list(&race.tally),
-        believed_units_sold: (outcomes.succeeded as i64).saturating_mul(sc.quantity),
-        verdict: audit.as_ref().map(|a| a.verdict()),
-        audit,
         status,
         status_reason,
-        latency_us: LatencyInfo::of(&latency),
-        throughput,
-        outcomes,
-        watch: None,
-        timeline: None,
-    })
+        audit,
+        wall: race.wall,
+    };
+    let strategy = StrategyInfo {
+        name: strategy.name.clone(),
+        source: match &strategy.origin {
+            Origin::Builtin => "builtin".to_string(),
+            Origin::File(p) => p.display().to_string(),
+        },
+        sha256: hex(&Sha256::digest(strategy.source.as_bytes())),
+    };
+    let database = DatabaseInfo {
+        kind: db.kind(),
+        server_version: db.server_version().to_string(),
+        durable: db.durable(),
+    };
+    Ok(RunResult::assemble(
+        record,
+        &mut race.tally,
+        Some(strategy),
+        None,
+        Some(database),
+    ))
 }
 
 fn hex(bytes: &[u8]) -> String {

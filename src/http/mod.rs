@@ -26,7 +26,7 @@ use crate::engine::{self, Control, ProductPicker, RaceConfig, Stop};
 use crate::error::{bad_input, Interrupted};
 use crate::plan::{Output, MAX_REPEAT};
 use crate::report::result::{
-    DatabaseInfo, ErrorCount, LatencyInfo, Outcomes, ScenarioInfo, Summary, TargetInfo, Throughput,
+    DatabaseInfo, Outcomes, RaceRecord, ScenarioInfo, Summary, TargetInfo,
 };
 use crate::report::{save, RunResult, Status};
 use crate::scenario::Scenario;
@@ -438,55 +438,44 @@ fn assemble(
             None
         }
     };
-    let throughput = Throughput::of(&outcomes, race.wall);
-    let latency = race.tally.latency();
     let l = &plan.lanes;
-    RunResult {
-        racelab_version: env!("CARGO_PKG_VERSION").to_string(),
+    let timeout_ms = l.timeout.map_or(0, |t| t.as_millis() as u64);
+    // An HTTP race has no think time, pool or retries of racelab's own, and
+    // its stock is what the truth said.
+    let scenario = ScenarioInfo {
+        stock: initial.max(0),
+        think_ms: 0,
+        think_jitter_ms: 0,
+        connections: 0,
+        ..ScenarioInfo::of(sc, 1, seed, timeout_ms)
+    };
+    let record = RaceRecord {
         started_at,
-        scenario: ScenarioInfo {
-            name: sc.name.clone(),
-            description: sc.description.clone(),
-            stock: initial.max(0),
-            buyers: sc.buyers,
-            attempts_per_buyer: sc.attempts_per_buyer,
-            quantity: sc.quantity,
-            think_ms: 0,
-            think_jitter_ms: 0,
-            products: sc.products,
-            product_skew: sc.product_skew,
-            connections: 0,
-            duration_s: sc.duration_s,
-            max_tries: 1,
-            seed,
-            timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
-        },
-        strategy: None,
-        target: Some(TargetInfo {
-            url: shown(&l.url),
-            method: l.method.to_string(),
-            truth: plan.source.kind(),
-            timeout_ms: l.timeout.map_or(0, |t| t.as_millis() as u64),
-            success_statuses: l.statuses.success.clone(),
-            sold_out_statuses: l.statuses.sold_out.clone(),
-            rejected_statuses: l.statuses.rejected.clone(),
-            by_status: by_status
-                .iter()
-                .map(|(k, h)| (k.clone(), Summary::of(h)))
-                .collect(),
-        }),
-        database: database.clone(),
+        scenario,
         repetition,
-        error_messages: ErrorCount::list(&race.tally),
-        believed_units_sold: (outcomes.succeeded as i64).saturating_mul(sc.quantity),
-        verdict: audit.as_ref().map(|a| a.verdict()),
-        audit,
         status,
         status_reason,
-        latency_us: LatencyInfo::of(&latency),
-        throughput,
-        outcomes,
-        watch: None,
-        timeline: None,
-    }
+        audit,
+        wall: race.wall,
+    };
+    let target = TargetInfo {
+        url: shown(&l.url),
+        method: l.method.to_string(),
+        truth: plan.source.kind(),
+        timeout_ms,
+        success_statuses: l.statuses.success.clone(),
+        sold_out_statuses: l.statuses.sold_out.clone(),
+        rejected_statuses: l.statuses.rejected.clone(),
+        by_status: by_status
+            .iter()
+            .map(|(k, h)| (k.clone(), Summary::of(h)))
+            .collect(),
+    };
+    RunResult::assemble(
+        record,
+        &mut race.tally,
+        None,
+        Some(target),
+        database.clone(),
+    )
 }

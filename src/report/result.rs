@@ -194,6 +194,83 @@ impl Summary {
     }
 }
 
+/// What every run records about its race, whatever was raced (a strategy
+/// on the lab, or an HTTP target); `RunResult::assemble` adds the rest.
+pub struct RaceRecord {
+    pub started_at: String,
+    pub scenario: ScenarioInfo,
+    pub repetition: u32,
+    pub status: Status,
+    pub status_reason: Option<String>,
+    pub audit: Option<Audit>,
+    pub wall: std::time::Duration,
+}
+
+impl RunResult {
+    /// One result from its race record, the buyers' tally, and what was
+    /// raced (exactly one of `strategy` and `target`).
+    pub fn assemble(
+        record: RaceRecord,
+        tally: &mut Tally,
+        strategy: Option<StrategyInfo>,
+        target: Option<TargetInfo>,
+        database: Option<DatabaseInfo>,
+    ) -> RunResult {
+        let outcomes = Outcomes::of(tally);
+        let throughput = Throughput::of(&outcomes, record.wall);
+        let latency = tally.latency();
+        RunResult {
+            racelab_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: record.started_at,
+            believed_units_sold: (outcomes.succeeded as i64)
+                .saturating_mul(record.scenario.quantity),
+            scenario: record.scenario,
+            strategy,
+            target,
+            database,
+            repetition: record.repetition,
+            error_messages: ErrorCount::list(tally),
+            verdict: record.audit.as_ref().map(|a| a.verdict()),
+            audit: record.audit,
+            status: record.status,
+            status_reason: record.status_reason,
+            latency_us: LatencyInfo::of(&latency),
+            throughput,
+            outcomes,
+            watch: None,
+            timeline: None,
+        }
+    }
+}
+
+impl ScenarioInfo {
+    /// The scenario as raced, with the run's own settings.
+    pub fn of(
+        sc: &crate::scenario::Scenario,
+        max_tries: u32,
+        seed: u64,
+        timeout_ms: u64,
+    ) -> ScenarioInfo {
+        ScenarioInfo {
+            name: sc.name.clone(),
+            description: sc.description.clone(),
+            stock: sc.stock,
+            buyers: sc.buyers,
+            attempts_per_buyer: sc.attempts_per_buyer,
+            quantity: sc.quantity,
+            think_ms: sc.think_ms,
+            think_jitter_ms: sc.think_jitter_ms,
+            products: sc.products,
+            product_skew: sc.product_skew,
+            connections: sc.connections,
+            duration_s: sc.duration_s,
+            max_tries,
+            seed,
+            timeout_ms,
+        }
+    }
+}
+
 impl Outcomes {
     pub fn of(t: &Tally) -> Outcomes {
         Outcomes {
