@@ -463,6 +463,84 @@ mod tests {
         assert_eq!(only.classify(200), Outcome::Succeeded);
     }
 
+    /// A real server that answers each request and closes its connection
+    /// (`connection: close`): every attempt after a buyer's first must open
+    /// a new connection and send its request exactly once.
+    #[tokio::test]
+    async fn a_connection_the_server_closes_is_replaced() {
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicU64::new(0));
+        let conns = Arc::new(AtomicU64::new(0));
+        let (r, c) = (requests.clone(), conns.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                c.fetch_add(1, SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let (mut buf, mut chunk) = (Vec::new(), [0u8; 1024]);
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    r.fetch_add(1, SeqCst);
+                    let reply =
+                        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                    let _ = s.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        let url = Url::parse(&format!("http://{addr}/buy")).unwrap();
+        let direct = Target::of(&url, &Method::GET, &HeaderMap::new());
+        assert!(direct.is_some(), "http:// goes through the own connection");
+        let lanes = Arc::new(HttpLanes {
+            client: Client::new(),
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            buyer_name: Default::default(),
+            timeout: Some(Duration::from_secs(10)),
+            statuses: StatusMap {
+                success: vec![200],
+                sold_out: vec![],
+                rejected: vec![],
+            },
+            direct,
+        });
+        let config = RaceConfig {
+            buyers: 2,
+            attempts_per_buyer: 5,
+            duration: None,
+            quantity: 1,
+            think_ms: 0,
+            think_jitter_ms: 0,
+            products: crate::engine::ProductPicker::new(1, 0.0),
+            connections: 0,
+            max_tries: 1,
+            seed: 1,
+            trace: false,
+        };
+        let (out, _) = crate::engine::race_with(lanes, config, Control::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            out.tally.count(Outcome::Succeeded),
+            10,
+            "{:?}",
+            out.tally.errors
+        );
+        assert_eq!(requests.load(SeqCst), 10);
+        // Two opened before the barrier, then one per later attempt.
+        assert_eq!(conns.load(SeqCst), 10);
+    }
+
     #[test]
     fn long_bodies_are_cut() {
         let long = "é".repeat(500);
