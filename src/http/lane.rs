@@ -89,9 +89,10 @@ impl Lanes for HttpLanes {
     type Lane = HttpLane;
     type Buyer<'a> = HttpBuyer<'a>;
 
-    /// Warm the pool: one request per buyer, all at once, so that the
-    /// client holds a connection for each before the barrier. The warm-up
-    /// is a HEAD: it must not buy anything, and any response will do.
+    /// Connect every buyer before the barrier. `http://`: each buyer's own
+    /// connection, opened all at once (the handshake is the warm-up).
+    /// `https://`: warm reqwest's pool with one request per buyer, all at
+    /// once; a HEAD, as it must not buy anything and any response will do.
     async fn open(&self, config: &RaceConfig, control: &Control) -> anyhow::Result<Vec<HttpLane>> {
         let unreachable = |e: &str| {
             anyhow::anyhow!(
