@@ -6,10 +6,12 @@
 //! - `args`: the clap types of `http` and `serve`.
 //! - `template`: the request body template.
 //! - `lane`: the engine's HTTP lane (one request per attempt).
+//! - `h1`: a buyer's own HTTP/1.1 connection to an `http://` target.
 //! - `truth`: readings, resets and the audit arithmetic.
 //! - `report`: the headline of an HTTP run.
 
 pub mod args;
+pub mod h1;
 pub mod lane;
 pub mod report;
 pub mod template;
@@ -237,7 +239,9 @@ impl HttpPlan {
         let client = client
             .build()
             .map_err(|e| anyhow::anyhow!("could not build the HTTP client: {e}"))?;
+        let direct = h1::Target::of(&url, &method, &headers);
         let lanes = HttpLanes {
+            direct,
             client,
             method,
             url,
