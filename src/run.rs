@@ -10,7 +10,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use crate::db::{Database, ProductSeed};
-use crate::engine::{self, Control, ProductPicker, RaceConfig, RaceOutput, Stop};
+use crate::engine::{self, Control, Held, ProductPicker, RaceConfig, RaceOutput, Stop};
 use crate::error::Interrupted;
 use crate::plan::Plan;
 use crate::report::progress::Progress;
@@ -131,8 +131,8 @@ async fn execute_on(
             )
             .await;
             progress.finish();
-            let race = match raced {
-                Ok(race) => race,
+            let (race, mut held) = match raced {
+                Ok(raced) => raced,
                 Err(e) if e.is::<Interrupted>() => break 'strategies,
                 Err(e) => return Err(e),
             };
@@ -154,8 +154,10 @@ async fn execute_on(
             });
             timings::record("open buyer connections", race.connect);
             timings::record("race", race.wall);
-            let finish = finish_run(db, plan, strategy, repetition, started_at, race, control);
+            let raced = (race, &mut held);
+            let finish = finish_run(db, plan, strategy, repetition, started_at, raced, control);
             let mut result = timings::time("audit and result", finish).await?;
+            drop(held);
             result.watch = watch;
             result.timeline = timeline;
             if let Some(dir) = &plan.output.save_dir {
@@ -180,14 +182,24 @@ async fn finish_run(
     strategy: &Strategy,
     repetition: u32,
     started_at: String,
-    mut race: RaceOutput,
+    (mut race, held): (RaceOutput, &mut Held),
     control: &Control,
 ) -> anyhow::Result<RunResult> {
     let (status, mut status_reason) = status_of(control);
-    let audit = match db
-        .audit_with_unknown(&race.tally.succeeded_attempts, &race.tally.unknown_attempts)
-        .await
-    {
+    let (succeeded, unknown) = (&race.tally.succeeded_attempts, &race.tally.unknown_attempts);
+    // After a completed race every buyer's connection is idle, outside any
+    // transaction: audit on one of them. After a stop one may still be
+    // mid-transaction, so take a fresh connection.
+    let idle = if status == Status::Completed {
+        held.connection()
+    } else {
+        None
+    };
+    let audited = match idle {
+        Some(conn) => db.audit_on(conn, succeeded, unknown).await,
+        None => db.audit_with_unknown(succeeded, unknown).await,
+    };
+    let audit = match audited {
         Ok(a) => Some(a),
         Err(e) if status == Status::Completed => return Err(e.context("auditing the database")),
         Err(e) => {

@@ -289,6 +289,17 @@ impl Database {
         result
     }
 
+    /// Audit on a connection the caller already holds (its search_path must
+    /// point at the lab, as every connection from `connect_options` does).
+    pub async fn audit_on(
+        &self,
+        conn: &mut PgConnection,
+        succeeded_attempts: &[i64],
+        unknown_attempts: &[i64],
+    ) -> anyhow::Result<Audit> {
+        audit::query(conn, succeeded_attempts, unknown_attempts).await
+    }
+
     /// Stop an embedded cluster and remove its directory (no-op otherwise).
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         match self.cluster.take() {

@@ -48,19 +48,14 @@ fn home() -> anyhow::Result<PathBuf> {
     env_path("HOME").context("HOME is not set; set RACELAB_CACHE_DIR and RACELAB_STATE_DIR")
 }
 
-/// `<dir>/racelab-<euid>`, where dir is `$RACELAB_TMPDIR`, else `$TMPDIR`,
-/// else `/var/tmp`, else `/tmp`.
+/// `<dir>/racelab-<euid>`, where dir is `$RACELAB_TMPDIR`, else the
+/// system's temporary directory (`$TMPDIR`, else `/tmp`).
 ///
-/// Why `/var/tmp` before `/tmp`: a cluster is ~1,000 files copied on every
-/// run, and `/tmp` is often the slower place to create them (here, on one
-/// ext4 filesystem, 500 file creations took 185 ms in `/tmp` and 30 ms in
-/// `/var/tmp`: the template copy went from 222 ms to 20 ms). Both are
-/// meant for temporary files; racelab deletes its clusters either way.
+/// A cluster is ~1,000 files copied on every run, so where they go shows in
+/// the start-up time; `RACELAB_TMPDIR` moves them (e.g. to a tmpfs) without
+/// changing `TMPDIR` for everything else.
 pub fn default_temp_root() -> PathBuf {
-    let base = env_path("RACELAB_TMPDIR")
-        .or_else(|| env_path("TMPDIR"))
-        .or_else(|| Some(PathBuf::from("/var/tmp")).filter(|p| p.is_dir()))
-        .unwrap_or_else(std::env::temp_dir);
+    let base = env_path("RACELAB_TMPDIR").unwrap_or_else(std::env::temp_dir);
     base.join(format!("racelab-{}", proc::euid()))
 }
 

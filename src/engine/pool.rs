@@ -48,6 +48,13 @@ impl SharedPool {
         Some(Lease { conn, permit })
     }
 
+    /// Take an idle connection out of the pool for good (after the race).
+    pub fn take(&self) -> Option<PgConnection> {
+        let permit = self.permits.try_acquire().ok()?;
+        permit.forget();
+        self.lock().pop()
+    }
+
     /// Return a connection after an attempt that left it usable.
     pub fn give_back(&self, lease: Lease<'_>) {
         let Lease { conn, permit } = lease;
