@@ -178,21 +178,28 @@ async fn run_migrations(conn: &mut PgConnection, schema: &str) -> anyhow::Result
     })
 }
 
+/// Lock the schema name for this transaction and check who owns it: the
+/// oid when it is racelab's, `None` when absent, and an error (touching
+/// nothing) when a schema of that name is someone else's.
+async fn ours_locked(conn: &mut PgConnection, schema: &str) -> anyhow::Result<Option<i64>> {
+    lock_schema(&mut *conn, schema).await?;
+    match ownership(conn, schema).await? {
+        Ownership::Foreign => Err(SchemaError::NotOurs {
+            schema: schema.into(),
+        }
+        .into()),
+        Ownership::Absent => Ok(None),
+        Ownership::Ours(oid) => Ok(Some(oid)),
+    }
+}
+
 /// Create the lab schema if absent (with the marker) and apply any pending
 /// migrations; idempotent. Refuses a schema racelab did not create.
 pub async fn migrate(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
     validate_name(schema)?;
     let mut tx = conn.begin().await?;
-    lock_schema(&mut tx, schema).await?;
-    match ownership(&mut tx, schema).await? {
-        Ownership::Foreign => {
-            return Err(SchemaError::NotOurs {
-                schema: schema.into(),
-            }
-            .into())
-        }
-        Ownership::Absent => create_marked(&mut tx, schema).await?,
-        Ownership::Ours(_) => {}
+    if ours_locked(&mut tx, schema).await?.is_none() {
+        create_marked(&mut tx, schema).await?;
     }
     run_migrations(&mut tx, schema).await?;
     tx.commit().await?;
@@ -212,28 +219,18 @@ pub async fn prepare(
     sqlx::raw_sql("SET LOCAL client_min_messages TO warning")
         .execute(&mut *tx)
         .await?;
-    lock_schema(&mut tx, schema).await?;
-    match ownership(&mut tx, schema).await? {
-        Ownership::Foreign => {
-            return Err(SchemaError::NotOurs {
+    if let Some(oid) = ours_locked(&mut tx, schema).await? {
+        let foreign = foreign_dependents(&mut tx, oid).await?;
+        if !foreign.is_empty() {
+            return Err(SchemaError::ForeignDependents {
                 schema: schema.into(),
+                objects: foreign.join(", "),
             }
-            .into())
+            .into());
         }
-        Ownership::Absent => {}
-        Ownership::Ours(oid) => {
-            let foreign = foreign_dependents(&mut tx, oid).await?;
-            if !foreign.is_empty() {
-                return Err(SchemaError::ForeignDependents {
-                    schema: schema.into(),
-                    objects: foreign.join(", "),
-                }
-                .into());
-            }
-            sqlx::raw_sql(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlx::raw_sql(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
+            .execute(&mut *tx)
+            .await?;
     }
     create_marked(&mut tx, schema).await?;
     run_migrations(&mut tx, schema).await?;

@@ -37,24 +37,28 @@ fn builtin_names() -> Vec<&'static str> {
         .collect()
 }
 
-fn each_builtin_buys_last_unit() -> Result<(), Failed> {
+/// One buyer against every built-in, each on a fresh lab with `stock`
+/// units: the runs, one per built-in.
+fn one_buyer_each_builtin(schema: &str, stock: &str) -> Vec<Value> {
     let names = builtin_names().join(",");
-    let (out, v) = json_on(
-        "t_last_unit",
-        &[
-            "compare",
-            "--strategies",
-            &names,
-            "--buyers",
-            "1",
-            "--stock",
-            "1",
-        ],
-    );
+    let args = [
+        "compare",
+        "--strategies",
+        &names,
+        "--buyers",
+        "1",
+        "--stock",
+        stock,
+    ];
+    let (out, v) = json_on(schema, &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let runs = runs(&v);
     assert_eq!(runs.len(), builtin_names().len());
-    for r in &runs {
+    runs
+}
+
+fn each_builtin_buys_last_unit() -> Result<(), Failed> {
+    for r in &one_buyer_each_builtin("t_last_unit", "1") {
         let name = text(r, "strategy.name");
         assert_eq!(
             int(r, "outcomes.succeeded"),
@@ -70,21 +74,7 @@ fn each_builtin_buys_last_unit() -> Result<(), Failed> {
 }
 
 fn each_builtin_refuses_empty_stock() -> Result<(), Failed> {
-    let names = builtin_names().join(",");
-    let (out, v) = json_on(
-        "t_empty_stock",
-        &[
-            "compare",
-            "--strategies",
-            &names,
-            "--buyers",
-            "1",
-            "--stock",
-            "0",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    for r in &runs(&v) {
+    for r in &one_buyer_each_builtin("t_empty_stock", "0") {
         let name = text(r, "strategy.name");
         let refused = int(r, "outcomes.sold_out") + int(r, "outcomes.rejected");
         assert_eq!(refused, 1, "{name}: {}", r["outcomes"]);
