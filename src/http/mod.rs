@@ -446,13 +446,14 @@ fn assemble(
     let timeout_ms = l.timeout.map_or(0, |t| t.as_millis() as u64);
     // An HTTP race has no think time, pool or retries of racelab's own, and
     // its stock is what the truth said.
-    let scenario = ScenarioInfo {
+    let workload = Scenario {
         stock: initial.max(0),
         think_ms: 0,
         think_jitter_ms: 0,
         connections: 0,
-        ..ScenarioInfo::of(sc, 1, seed, timeout_ms)
+        ..sc.clone()
     };
+    let scenario = ScenarioInfo::of(&workload, 1, seed, timeout_ms);
     let record = RaceRecord {
         started_at,
         scenario,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{Audit, DbKind, Verdict};
 use crate::engine::{Latency, Tally};
 use crate::outcome::Outcome;
+use crate::scenario::Scenario;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunResult {
@@ -59,23 +60,24 @@ pub enum Status {
     Aborted,
 }
 
+/// The workload as raced: every scenario field (flattened into the same
+/// JSON object) and the run's own settings. Derefs to the `Scenario`, so
+/// `result.scenario.buyers` reads as it looks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScenarioInfo {
-    pub name: String,
-    pub description: String,
-    pub stock: i64,
-    pub buyers: u32,
-    pub attempts_per_buyer: u32,
-    pub quantity: i64,
-    pub think_ms: u64,
-    pub think_jitter_ms: u64,
-    pub products: u32,
-    pub product_skew: f64,
-    pub connections: u32,
-    pub duration_s: f64,
+    #[serde(flatten)]
+    pub workload: Scenario,
     pub max_tries: u32,
     pub seed: u64,
     pub timeout_ms: u64,
+}
+
+impl std::ops::Deref for ScenarioInfo {
+    type Target = Scenario;
+
+    fn deref(&self) -> &Scenario {
+        &self.workload
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -245,25 +247,9 @@ impl RunResult {
 
 impl ScenarioInfo {
     /// The scenario as raced, with the run's own settings.
-    pub fn of(
-        sc: &crate::scenario::Scenario,
-        max_tries: u32,
-        seed: u64,
-        timeout_ms: u64,
-    ) -> ScenarioInfo {
+    pub fn of(sc: &Scenario, max_tries: u32, seed: u64, timeout_ms: u64) -> ScenarioInfo {
         ScenarioInfo {
-            name: sc.name.clone(),
-            description: sc.description.clone(),
-            stock: sc.stock,
-            buyers: sc.buyers,
-            attempts_per_buyer: sc.attempts_per_buyer,
-            quantity: sc.quantity,
-            think_ms: sc.think_ms,
-            think_jitter_ms: sc.think_jitter_ms,
-            products: sc.products,
-            product_skew: sc.product_skew,
-            connections: sc.connections,
-            duration_s: sc.duration_s,
+            workload: sc.clone(),
             max_tries,
             seed,
             timeout_ms,

@@ -48,8 +48,9 @@ pub fn builtins() -> &'static [(&'static str, &'static str)] {
     ]
 }
 
-/// A validated workload.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A validated workload. (`Deserialize` is for reading saved results back;
+/// scenario files go through `Scenario::parse`, which validates.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     pub name: String,
     pub description: String,
