@@ -124,7 +124,7 @@ async fn execute_on(
             };
             let progress = Progress::start(!plan.output.quiet, &label, total, control.clone());
             let raced = engine::race(
-                Arc::new(strategy.program.clone()),
+                strategy.program.clone(),
                 connect.clone(),
                 config,
                 control.clone(),

@@ -116,7 +116,7 @@ fn build(name: &str, origin: Origin, source: &str, file: &str) -> anyhow::Result
         origin,
         source: source.to_string(),
         description: description(source),
-        program,
+        program: std::sync::Arc::new(program),
     })
 }
 

@@ -74,7 +74,8 @@ pub struct Strategy {
     pub origin: Origin,
     pub source: String,
     pub description: String,
-    pub program: Program,
+    /// Shared by every race of the run (parsed once, never copied).
+    pub program: std::sync::Arc<Program>,
 }
 
 /// The strategy's description: its leading `--` comment lines, without the
