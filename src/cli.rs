@@ -1,5 +1,10 @@
-//! Command-line argument types (clap derive). No logic lives here: `plan`
-//! turns these into a validated run plan.
+//! Command-line argument types (clap derive), in one tree. No logic lives
+//! here: `plan` turns these into a validated plan, and nothing below the
+//! command layer sees them. Flag groups shared by several commands are
+//! declared once and flattened: `ScenarioArgs` (the workload: `run`,
+//! `compare`, `http`), `GateArgs` (repetitions and what must hold),
+//! `OutputArgs`; `SqlArgs` and `DbArgs` belong to the SQL lab (`run`,
+//! `compare`), `RequestArgs` and `TruthArgs` to `http`.
 
 use std::path::PathBuf;
 
@@ -38,9 +43,9 @@ pub enum Command {
     /// Turn saved result files into one self-contained HTML report with charts.
     Report(ReportArgs),
     /// Race concurrent purchase requests against an HTTP service and audit it.
-    Http(crate::http::args::HttpArgs),
+    Http(HttpArgs),
     /// Serve a small shop over HTTP that runs a strategy per purchase.
-    Serve(crate::http::args::ServeArgs),
+    Serve(ServeArgs),
     /// Manage a kept PostgreSQL cluster that later runs reuse.
     Db {
         #[command(subcommand)]
@@ -68,19 +73,33 @@ pub struct CompareArgs {
     pub common: CommonArgs,
 }
 
-/// Everything `run` and `compare` share.
+/// Everything `run` and `compare` share: the SQL lab's flags.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     #[command(flatten)]
     pub scenario: ScenarioArgs,
 
     #[command(flatten)]
+    pub sql: SqlArgs,
+
+    #[command(flatten)]
     pub db: DbArgs,
+
+    #[command(flatten)]
+    pub gate: GateArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
 
-    /// Run each strategy this many times (races are probabilistic).
+    /// Sample stock and units sold every MS milliseconds on a separate connection during the race.
+    #[arg(long, value_name = "MS")]
+    pub watch: Option<u64>,
+}
+
+/// How many times to race, and what must hold (the CI gate).
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Race each strategy (or the target) this many times (races are probabilistic).
     #[arg(long, default_value_t = 1, value_name = "R")]
     pub repeat: u32,
 
@@ -97,10 +116,6 @@ pub struct CommonArgs {
     /// percentage, or the baseline's attempts/s beat the current by more.
     #[arg(long, default_value_t = 25.0, value_name = "PCT")]
     pub max_regression: f64,
-
-    /// Sample stock and units sold every MS milliseconds on a separate connection during the race.
-    #[arg(long, value_name = "MS")]
-    pub watch: Option<u64>,
 }
 
 /// `racelab report`.
@@ -115,7 +130,7 @@ pub struct ReportArgs {
     pub output: PathBuf,
 }
 
-/// Scenario selection and per-field overrides.
+/// The workload: a scenario and per-field overrides (every target kind).
 #[derive(Debug, Args, Default)]
 pub struct ScenarioArgs {
     /// Scenario: a built-in name (see `racelab list`) or a path to a .toml file.
@@ -126,7 +141,10 @@ pub struct ScenarioArgs {
     #[arg(short, long)]
     pub buyers: Option<u32>,
 
-    /// Initial stock of each product.
+    /// Initial stock of each product. For `racelab http`, the stock the
+    /// service starts with, as you declare it: alone, the audit is racelab's
+    /// own count of successes against it (a client-side belief, labelled as
+    /// such).
     // Negative numbers reach the validator, which says what is allowed.
     #[arg(long, allow_negative_numbers = true)]
     pub stock: Option<i64>,
@@ -135,13 +153,9 @@ pub struct ScenarioArgs {
     #[arg(short, long)]
     pub attempts: Option<u32>,
 
-    /// Units each attempt tries to buy.
+    /// Units each attempt tries to buy (the script's :qty, the request's {{qty}}).
     #[arg(short, long, allow_negative_numbers = true)]
     pub quantity: Option<i64>,
-
-    /// Think time in milliseconds (the script's :think).
-    #[arg(long, value_name = "MS")]
-    pub think_ms: Option<u64>,
 
     /// Number of products buyers choose from.
     #[arg(long)]
@@ -151,21 +165,29 @@ pub struct ScenarioArgs {
     #[arg(long)]
     pub skew: Option<f64>,
 
-    /// Share a pool of N connections between buyers (0: one per buyer).
-    #[arg(short, long, value_name = "N")]
-    pub connections: Option<u32>,
-
     /// Loop buyers for this many seconds instead of a fixed number of attempts.
     #[arg(short, long, value_name = "SECONDS")]
     pub duration: Option<f64>,
 
-    /// Tries per attempt for serialization failures, deadlocks and \retry (0: unlimited).
-    #[arg(long, value_name = "N")]
-    pub max_tries: Option<u32>,
-
     /// Seed for think-time jitter and random choices (default: random, recorded in the result).
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// How buyers run a strategy on the SQL lab (`run`, `compare`).
+#[derive(Debug, Args, Default)]
+pub struct SqlArgs {
+    /// Think time in milliseconds (the script's :think).
+    #[arg(long, value_name = "MS")]
+    pub think_ms: Option<u64>,
+
+    /// Share a pool of N connections between buyers (0: one per buyer).
+    #[arg(short, long, value_name = "N")]
+    pub connections: Option<u32>,
+
+    /// Tries per attempt for serialization failures, deadlocks and \retry (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_tries: Option<u32>,
 
     /// Per-statement time limit in milliseconds (statement_timeout and lock_timeout); 0 = none.
     #[arg(long, value_name = "MS")]
@@ -233,6 +255,163 @@ pub enum Expect {
     Safe,
     /// Every run oversold (proves the harness catches a broken strategy).
     Oversold,
+}
+
+/// `racelab http URL`: race concurrent purchase requests against a service.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// The purchase endpoint, e.g. http://127.0.0.1:8080/purchase.
+    pub url: String,
+
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    #[command(flatten)]
+    pub truth: TruthArgs,
+
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+
+    #[command(flatten)]
+    pub gate: GateArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Not a flag of `http`: the per-request limit is --request-timeout
+    /// (`--timeout` is the per-statement limit of `run`). Accepted here only
+    /// to say so.
+    #[arg(long, hide = true, value_name = "MS")]
+    pub timeout: Option<String>,
+}
+
+/// What `racelab http` sends, and what the answers mean.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// HTTP method of the purchase request.
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+
+    /// A request header `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "K:V")]
+    pub headers: Vec<String>,
+
+    /// Request body; {{buyer}}, {{attempt}}, {{qty}} and {{product}} are
+    /// replaced (JSON-escaped) for each request.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub body: Option<String>,
+
+    /// What {{buyer}} becomes: `{n}` is the buyer's number (default: the number alone).
+    #[arg(long, value_name = "PATTERN")]
+    pub buyer_name: Option<String>,
+
+    /// Per-request time limit in milliseconds (0 = none). A request that
+    /// times out after it was sent is `unknown`: it may have bought.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub request_timeout: u64,
+
+    /// Status codes that mean "bought" (default: any 2xx).
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    pub success: Vec<u16>,
+
+    /// Status codes that mean "sold out".
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "CODES",
+        default_value = "409,410,422"
+    )]
+    pub sold_out: Vec<u16>,
+
+    /// Status codes that mean a safe refusal ("rejected").
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "CODES",
+        default_value = "429"
+    )]
+    pub rejected: Vec<u16>,
+}
+
+/// Where `racelab http` reads the truth, and how it resets the service.
+#[derive(Debug, Args)]
+pub struct TruthArgs {
+    /// Truth, most trusted: a read-only query on the service's database
+    /// returning one row with a `stock` column (and optionally `units_sold`),
+    /// run before and after each race.
+    #[arg(long, value_name = "SQL", requires = "database_url")]
+    pub verify_sql: Option<String>,
+
+    /// The service's database, for --verify-sql and --reset-sql.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Truth: a stock endpoint read (GET) before and after each race.
+    #[arg(long, value_name = "URL")]
+    pub stock_url: Option<String>,
+
+    /// Where the number is in the stock endpoint's JSON, e.g. `.stock` or `.data.items[0].stock`.
+    #[arg(long, default_value = ".stock", value_name = "PATH")]
+    pub stock_json_path: String,
+
+    /// POST to this URL before each repetition (restore the stock).
+    #[arg(long, value_name = "URL")]
+    pub reset_url: Option<String>,
+
+    /// Run this SQL on --database-url before each repetition (restore the stock).
+    #[arg(long, value_name = "SQL", requires = "database_url")]
+    pub reset_sql: Option<String>,
+
+    /// Seconds to wait for a connection to the database.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub connect_timeout: f64,
+}
+
+/// `racelab serve`: a small shop over racelab's database layer.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Strategy each purchase runs: a built-in name or a path to a .sql file.
+    #[arg(short, long, default_value = "naive")]
+    pub strategy: String,
+
+    /// TCP port to listen on (0: any free port, printed at start).
+    #[arg(short, long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to bind. Not loopback means anyone who can reach it can buy.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: String,
+
+    /// Scenario the stock, products and think time come from.
+    #[arg(long, default_value = "default")]
+    pub scenario: String,
+
+    /// Initial stock of each product (restored by POST /reset).
+    #[arg(long)]
+    pub stock: Option<i64>,
+
+    /// Number of products.
+    #[arg(long)]
+    pub products: Option<u32>,
+
+    /// Think time in milliseconds (the script's :think).
+    #[arg(long, value_name = "MS")]
+    pub think_ms: Option<u64>,
+
+    /// Database connections serving purchases at once.
+    #[arg(short, long, default_value_t = 32, value_name = "N")]
+    pub connections: u32,
+
+    /// Tries per purchase for serialization failures, deadlocks and \retry (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_tries: Option<u32>,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Print nothing but the address and the database URL.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

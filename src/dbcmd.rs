@@ -5,7 +5,7 @@ use crate::cli::DbCommand;
 use crate::db::kept::{self, KeptOptions};
 
 pub fn main(command: DbCommand) -> anyhow::Result<()> {
-    let rt = crate::app::runtime()?;
+    let rt = crate::engine::runtime()?;
     match command {
         DbCommand::Start {
             pg_bin,

@@ -1,170 +1,199 @@
-//! Carrying out a plan: one database for the whole invocation; for each
-//! strategy and repetition a fresh lab, the strategy's `\setup`, the race,
-//! the audit, and the result saved at once.
+//! The pipeline: one repetition loop for every kind of target. For each
+//! target (a strategy on the SQL lab, an HTTP service) and each
+//! repetition: prepare the lab and read the truth before (`Target::
+//! prepare`), race the buyers on the target's lanes (`engine::race_with`),
+//! audit and describe what was raced (`Target::finish`), decide the verdict
+//! (`verdict::decide`), and save the result at once. A stop (signal, server
+//! failure) ends the loop early, keeping the partial result of the race it
+//! interrupted. What differs between target kinds is behind `Target`; the
+//! loop, the progress, the statuses, the verdict and the saving are here,
+//! once.
 
-use std::io::IsTerminal;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use sha2::{Digest, Sha256};
-
-use crate::db::{Database, ProductSeed};
-use crate::engine::{self, Control, Held, ProductPicker, RaceConfig, RaceOutput, Stop};
+use crate::db::Audit;
+use crate::engine::{self, Control, Lanes, ProductPicker, RaceConfig, RaceOutput, Stop};
 use crate::error::Interrupted;
-use crate::plan::Plan;
 use crate::report::progress::Progress;
-use crate::report::result::{DatabaseInfo, RaceRecord, ScenarioInfo, StrategyInfo};
-use crate::report::{save, RunResult, Status};
-use crate::strategy::{self, Origin, Strategy};
+use crate::report::{save, Output};
+use crate::result::{DatabaseInfo, RaceRecord, RunResult, ScenarioInfo, Status, Subject};
+use crate::scenario::Scenario;
 use crate::timings;
 
-/// Messages for stderr, silenced by `--quiet`.
-pub fn note(plan: &Plan, msg: &str) {
-    if !plan.output.quiet {
-        eprintln!("{msg}");
+/// What every repetition of every target shares: the workload as the
+/// buyers race it and the run's own settings. Built by `plan`.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The workload. A target without think time or a pool of its own (an
+    /// HTTP service) has them at 0 here.
+    pub scenario: Scenario,
+    /// Tries per attempt (an HTTP request is sent once: 1).
+    pub max_tries: u32,
+    /// The seed of the first repetition; repetition `r` uses `seed + r - 1`.
+    pub seed: u64,
+    /// Repetitions of each target.
+    pub repeat: u32,
+    /// Record every statement of every attempt (`--trace`).
+    pub trace: bool,
+}
+
+impl Pipeline {
+    /// The seed of repetition `repetition` (1-based).
+    pub fn seed_of(&self, repetition: u32) -> u64 {
+        self.seed.wrapping_add(u64::from(repetition) - 1)
+    }
+
+    /// What the engine needs for one race.
+    pub fn race_config(&self, seed: u64) -> RaceConfig {
+        let sc = &self.scenario;
+        RaceConfig {
+            buyers: sc.buyers,
+            attempts_per_buyer: sc.attempts_per_buyer,
+            duration: (sc.duration_s > 0.0).then(|| Duration::from_secs_f64(sc.duration_s)),
+            quantity: sc.quantity,
+            think_ms: sc.think_ms,
+            think_jitter_ms: sc.think_jitter_ms,
+            products: ProductPicker::new(sc.products, sc.product_skew),
+            connections: sc.connections,
+            max_tries: self.max_tries,
+            seed,
+            trace: self.trace,
+        }
     }
 }
 
-/// Run every strategy of the plan `repeat` times. Returns what finished;
-/// a stop (signal, server failure) ends the loop early with the partial
-/// result of the race it interrupted.
-pub async fn execute(plan: &Plan, control: Arc<Control>) -> anyhow::Result<Vec<RunResult>> {
-    let db = timings::time("open the database", Database::open(&plan.db)).await?;
-    if let Some(t) = db.cluster().map(|c| c.start_timings()) {
-        timings::record("  cluster: dirs and version", t.setup);
-        timings::record(
-            if t.cold {
-                "  cluster: initdb"
-            } else {
-                "  cluster: copy template"
-            },
-            t.data_dir,
-        );
-        timings::record("  cluster: postmaster ready", t.ready);
-    }
-    let outcome = execute_on(&db, plan, &control).await;
-    let stopped = timings::time("stop the database", db.shutdown()).await;
-    let results = outcome?;
-    stopped.context("stopping the database")?;
-    Ok(results)
+/// The buyers' lane type of a target.
+pub type Lane<T> = <<T as Target>::Lanes as Lanes>::Lane;
+
+/// One kind of thing racelab races. The pipeline calls, per repetition:
+/// `prepare`, then races the buyers on `lanes`, then `finish`.
+///
+/// A new target kind (Redis, a replayed schedule, ...) implements this
+/// and its `engine::Lanes`; the loop, statuses, verdict, saving and
+/// signals come with the pipeline.
+pub trait Target {
+    /// The lanes the buyers race on.
+    type Lanes: Lanes;
+    /// What `prepare` learned before the race and `finish` needs after it
+    /// (the truth's first reading, a running `--watch` sampler).
+    type Before;
+
+    /// What is raced, as the progress bar names it.
+    fn label(&self) -> &str;
+
+    /// Ready the lab for one race (a fresh lab and the strategy's
+    /// `\setup`; the service's reset) and read what the audit compares
+    /// with afterwards.
+    fn prepare(&self, repetition: u32) -> impl Future<Output = anyhow::Result<Self::Before>>;
+
+    /// The buyers' lanes for one race.
+    fn lanes(&self) -> Arc<Self::Lanes>;
+
+    /// After the race: audit against the truth and say what was raced.
+    /// `Raced` carries the race and offers the shared parts (the audit
+    /// policy, the assembly of the result).
+    fn finish(
+        &self,
+        raced: Raced<Lane<Self>>,
+        before: Self::Before,
+    ) -> impl Future<Output = anyhow::Result<RunResult>>;
 }
 
-async fn execute_on(
-    db: &Database,
-    plan: &Plan,
+/// One race as the pipeline saw it, handed to `Target::finish`.
+pub struct Raced<L> {
+    pub started_at: String,
+    pub repetition: u32,
+    pub seed: u64,
+    /// The scenario as raced, with the run's settings (`timeout_ms` is the
+    /// target's to fill in).
+    pub scenario: ScenarioInfo,
+    pub output: RaceOutput,
+    /// The lanes the engine handed back (see `Lanes::finished`).
+    pub lanes: Vec<L>,
+    pub status: Status,
+    pub status_reason: Option<String>,
+}
+
+impl<L> Raced<L> {
+    /// Whether the race ran to its end (not stopped by a signal or a failure).
+    pub fn completed(&self) -> bool {
+        self.status == Status::Completed
+    }
+
+    /// Mark the run aborted, with why (e.g. a target that answered nothing).
+    pub fn abort(&mut self, why: String) {
+        self.status = Status::Aborted;
+        self.status_reason = Some(why);
+    }
+
+    /// The audit policy, the same for every target: an audit that failed
+    /// after a completed race fails the run (`doing` says what failed);
+    /// after a stop, the partial result goes on without an audit and its
+    /// reason says why.
+    pub fn audited(
+        &mut self,
+        audit: anyhow::Result<Audit>,
+        doing: &'static str,
+    ) -> anyhow::Result<Option<Audit>> {
+        match audit {
+            Ok(a) => Ok(Some(a)),
+            Err(e) if self.completed() => Err(e.context(doing)),
+            Err(e) => {
+                let why = self.status_reason.take().unwrap_or_default();
+                self.status_reason = Some(format!("{why}; the audit could not run: {e:#}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// The result of the race (its verdict is the pipeline's to decide).
+    pub fn result(
+        mut self,
+        audit: Option<Audit>,
+        subject: Subject,
+        database: Option<DatabaseInfo>,
+    ) -> RunResult {
+        let record = RaceRecord {
+            started_at: self.started_at,
+            scenario: self.scenario,
+            repetition: self.repetition,
+            status: self.status,
+            status_reason: self.status_reason,
+            audit,
+            wall: self.output.wall,
+        };
+        RunResult::assemble(record, &mut self.output.tally, subject, database)
+    }
+}
+
+/// Race every target `pipeline.repeat` times, in order. Returns what
+/// finished; a stop ends the loop early with the partial result of the
+/// race it interrupted, and a stop before any race finished is the error
+/// `Interrupted`.
+pub async fn execute<T: Target>(
+    targets: &[T],
+    pipeline: &Pipeline,
+    output: &Output,
     control: &Arc<Control>,
 ) -> anyhow::Result<Vec<RunResult>> {
-    let sc = &plan.scenario;
-    let picker = ProductPicker::new(sc.products, sc.product_skew);
-    let seeds: Vec<ProductSeed> = picker
-        .ids()
-        .iter()
-        .map(|&id| ProductSeed {
-            id,
-            name: format!("product {id}"),
-            stock: sc.stock,
-        })
-        .collect();
-    let setup_products: Vec<(i64, i64)> = seeds.iter().map(|p| (p.id, p.stock)).collect();
-    let mut connect = db.connect_options();
-    if plan.timeout_ms > 0 {
-        let ms = plan.timeout_ms.to_string();
-        connect = connect.options([
-            ("statement_timeout", ms.as_str()),
-            ("lock_timeout", ms.as_str()),
-        ]);
-    }
-
-    // Before the lab is touched: never a half-started race.
-    db.check_room(sc.connections_needed(), sc.buyers).await?;
-
     let mut results = Vec::new();
-    'strategies: for strategy in &plan.strategies {
-        for repetition in 1..=plan.repeat {
+    'targets: for target in targets {
+        for repetition in 1..=pipeline.repeat {
             if control.is_stopped() {
-                break 'strategies;
+                break 'targets;
             }
-            let started_at = now_rfc3339();
-            timings::time("prepare the lab", db.prepare_lab(&seeds))
-                .await
-                .context("preparing the lab")?;
-            if strategy.program.has_setup() {
-                let mut conn = db.connect().await?;
-                strategy::run_setup(&strategy.program, &mut conn, &setup_products)
-                    .await
-                    .with_context(|| {
-                        format!("running the \\setup block of strategy `{}`", strategy.name)
-                    })?;
-            }
-            let config = RaceConfig {
-                buyers: sc.buyers,
-                attempts_per_buyer: sc.attempts_per_buyer,
-                duration: (sc.duration_s > 0.0).then(|| Duration::from_secs_f64(sc.duration_s)),
-                quantity: sc.quantity,
-                think_ms: sc.think_ms,
-                think_jitter_ms: sc.think_jitter_ms,
-                products: picker.clone(),
-                connections: sc.connections,
-                max_tries: plan.max_tries,
-                seed: plan.seed.wrapping_add(u64::from(repetition) - 1),
-                trace: plan.output.trace,
-            };
-            let label = if plan.repeat > 1 {
-                format!("{} {}/{}", strategy.name, repetition, plan.repeat)
-            } else {
-                strategy.name.clone()
-            };
-            let total = sc
-                .demand()
-                .map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
-            let watcher = match plan.watch_ms {
-                Some(ms) => Some(crate::watch::start(db, ms).await?),
-                None => None,
-            };
-            let progress = Progress::start(!plan.output.quiet, &label, total, control.clone());
-            let raced = engine::race(
-                strategy.program.clone(),
-                connect.clone(),
-                config,
-                control.clone(),
-            )
-            .await;
-            progress.finish();
-            let (race, mut held) = match raced {
-                Ok(raced) => raced,
-                Err(e) if e.is::<Interrupted>() => break 'strategies,
-                Err(e) => return Err(e),
-            };
-            let watch = match watcher {
-                Some(w) => {
-                    let initial = sc.stock.saturating_mul(i64::from(sc.products));
-                    Some(w.finish(race.released_at, initial).await?)
+            match race_once(target, repetition, pipeline, output, control).await? {
+                Some(result) => {
+                    if let Some(dir) = &output.save_dir {
+                        let path = save::save(dir, &result)?;
+                        output.note(&format!("saved {}", path.display()));
+                    }
+                    results.push(result);
                 }
-                None => None,
-            };
-            let timeline = plan.output.trace.then(|| {
-                crate::trace::analyze(
-                    &strategy.name,
-                    &strategy.program,
-                    &race.traces,
-                    race.released_at,
-                    sc.quantity,
-                )
-            });
-            timings::record("open buyer connections", race.connect);
-            timings::record("race", race.wall);
-            let raced = (race, &mut held);
-            let finish = finish_run(db, plan, strategy, repetition, started_at, raced, control);
-            let mut result = timings::time("audit and result", finish).await?;
-            drop(held);
-            result.watch = watch;
-            result.timeline = timeline;
-            if let Some(dir) = &plan.output.save_dir {
-                let path = save::save(dir, &result)?;
-                note(plan, &format!("saved {}", path.display()));
+                None => break 'targets,
             }
-            results.push(result);
         }
     }
     if results.is_empty() {
@@ -175,77 +204,52 @@ async fn execute_on(
     Ok(results)
 }
 
-/// Audit the database and assemble the result of one race.
-async fn finish_run(
-    db: &Database,
-    plan: &Plan,
-    strategy: &Strategy,
+/// One repetition of one target; None when a signal stopped it before the
+/// buyers were released (nothing to report).
+async fn race_once<T: Target>(
+    target: &T,
     repetition: u32,
-    started_at: String,
-    (mut race, held): (RaceOutput, &mut Held),
-    control: &Control,
-) -> anyhow::Result<RunResult> {
-    let (status, mut status_reason) = status_of(control);
-    let (succeeded, unknown) = (&race.tally.succeeded_attempts, &race.tally.unknown_attempts);
-    // After a completed race every buyer's connection is idle, outside any
-    // transaction: audit on one of them. After a stop one may still be
-    // mid-transaction, so take a fresh connection.
-    let idle = if status == Status::Completed {
-        held.connection()
+    pipeline: &Pipeline,
+    output: &Output,
+    control: &Arc<Control>,
+) -> anyhow::Result<Option<RunResult>> {
+    let started_at = now_rfc3339();
+    let before = target.prepare(repetition).await?;
+    let seed = pipeline.seed_of(repetition);
+    let label = if pipeline.repeat > 1 {
+        format!("{} {repetition}/{}", target.label(), pipeline.repeat)
     } else {
-        None
+        target.label().to_string()
     };
-    let audited = match idle {
-        Some(conn) => db.audit_on(conn, succeeded, unknown).await,
-        None => db.audit_with_unknown(succeeded, unknown).await,
+    let sc = &pipeline.scenario;
+    let total = sc
+        .demand()
+        .map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
+    let progress = Progress::start(!output.quiet, &label, total, control.clone());
+    let raced =
+        engine::race_with(target.lanes(), pipeline.race_config(seed), control.clone()).await;
+    progress.finish();
+    let (race, lanes) = match raced {
+        Ok(raced) => raced,
+        Err(e) if e.is::<Interrupted>() => return Ok(None),
+        Err(e) => return Err(e),
     };
-    let audit = match audited {
-        Ok(a) => Some(a),
-        Err(e) if status == Status::Completed => return Err(e.context("auditing the database")),
-        Err(e) => {
-            let why = status_reason.take().unwrap_or_default();
-            status_reason = Some(format!("{why}; the audit could not run: {e:#}"));
-            None
-        }
-    };
-    let record = RaceRecord {
+    timings::record("open buyer connections", race.connect);
+    timings::record("race", race.wall);
+    let (status, status_reason) = status_of(control);
+    let raced = Raced {
         started_at,
-        scenario: ScenarioInfo::of(
-            &plan.scenario,
-            plan.max_tries,
-            plan.seed.wrapping_add(u64::from(repetition) - 1),
-            plan.timeout_ms,
-        ),
         repetition,
+        seed,
+        scenario: ScenarioInfo::of(sc, pipeline.max_tries, seed, 0),
+        output: race,
+        lanes,
         status,
         status_reason,
-        audit,
-        wall: race.wall,
     };
-    let strategy = StrategyInfo {
-        name: strategy.name.clone(),
-        source: match &strategy.origin {
-            Origin::Builtin => "builtin".to_string(),
-            Origin::File(p) => p.display().to_string(),
-        },
-        sha256: hex(&Sha256::digest(strategy.source.as_bytes())),
-    };
-    let database = DatabaseInfo {
-        kind: db.kind(),
-        server_version: db.server_version().to_string(),
-        durable: db.durable(),
-    };
-    Ok(RunResult::assemble(
-        record,
-        &mut race.tally,
-        Some(strategy),
-        None,
-        Some(database),
-    ))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut result = timings::time("audit and result", target.finish(raced, before)).await?;
+    result.verdict = crate::verdict::decide(&result);
+    Ok(Some(result))
 }
 
 /// How a race ended, from its control: the result's `status` and `status_reason`.
@@ -268,9 +272,4 @@ pub fn now_rfc3339() -> String {
     );
     now.format(&format)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
-}
-
-/// Whether stdout wants colour.
-pub fn stdout_color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }

@@ -22,12 +22,12 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::cli::ServeArgs;
 use crate::db::{Database, DbOptions, ProductSeed};
 use crate::error::bad_input;
-use crate::http::args::ServeArgs;
 use crate::outcome::Outcome;
 use crate::plan::DEFAULT_MAX_TRIES;
-use crate::scenario::Scenario;
+use crate::scenario::{Overrides, Scenario};
 use crate::strategy::{self, AttemptCtx, Program, Session, Strategy};
 
 /// Most connections `--connections` may ask for.
@@ -47,7 +47,7 @@ struct ServePlan {
 impl ServePlan {
     fn build(a: &ServeArgs) -> anyhow::Result<ServePlan> {
         let strategy = strategy::load(&a.strategy)?;
-        let scenario = Scenario::load(&a.scenario)?.with_overrides(&crate::cli::ScenarioArgs {
+        let scenario = Scenario::load(&a.scenario)?.with_overrides(&Overrides {
             stock: a.stock,
             products: a.products,
             think_ms: a.think_ms,
@@ -89,7 +89,7 @@ impl ServePlan {
 
 pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
     let plan = ServePlan::build(args)?;
-    let rt = crate::app::runtime()?;
+    let rt = crate::engine::runtime()?;
     rt.block_on(async {
         let db = Database::open(&plan.db).await?;
         let db = Arc::new(db);

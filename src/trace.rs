@@ -20,52 +20,15 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::cli::CommonArgs;
 use crate::engine::AttemptTrace;
-use crate::error::bad_input;
 use crate::explain::{self, StmtFacts, StockWrite};
 use crate::outcome::Outcome;
-use crate::scenario::Scenario;
 use crate::strategy::{Program, TraceKind};
 
 /// Most buyers a traced run may have: beyond that a timeline is unreadable.
 pub const MAX_TRACED_BUYERS: u32 = 50;
 /// A statement shorter than this is not called a wait.
 const WAIT_MIN_US: u64 = 1_000;
-
-/// `--trace` and `--watch` checks, before anything starts.
-pub fn check_options(common: &CommonArgs, scenario: &Scenario) -> anyhow::Result<()> {
-    if common.output.trace.is_some() {
-        if scenario.buyers > MAX_TRACED_BUYERS {
-            return Err(bad_input(format!(
-                "--trace records every statement and is for small runs: {} buyers is more than {MAX_TRACED_BUYERS}; add --buyers 10 (or fewer)",
-                scenario.buyers
-            )));
-        }
-        if scenario.duration_s > 0.0 {
-            return Err(bad_input(
-                "--trace cannot be used with --duration (or a scenario with duration_s): a timed run has no bound on its events; use --attempts instead",
-            ));
-        }
-        if let Some(Some(file)) = &common.output.trace {
-            let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
-            if parent.is_some_and(|p| !p.is_dir()) {
-                return Err(bad_input(format!(
-                    "--trace {}: the directory does not exist",
-                    file.display()
-                )));
-            }
-        }
-    }
-    if let Some(ms) = common.watch {
-        if ms == 0 || ms > 60_000 {
-            return Err(bad_input(format!(
-                "--watch takes a sampling interval in milliseconds between 1 and 60000, got {ms}"
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// What a step of the timeline means for the race.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

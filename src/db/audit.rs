@@ -1,17 +1,10 @@
 //! The post-run audit (DESIGN §6.5): the database's truth. `query` reads
 //! per-product tallies and the client/database disagreements; the
-//! arithmetic (`Audit::from_tallies`) and the verdict are pure.
+//! arithmetic (`Audit::from_tallies`) is pure. What the numbers mean (the
+//! verdict) is decided in `verdict`, not here.
 
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Safe,
-    Oversold,
-    Inconsistent,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audit {
@@ -34,22 +27,6 @@ pub struct Audit {
     pub unknown_not_committed: i64,
 }
 
-impl Audit {
-    pub fn verdict(&self) -> Verdict {
-        if self.oversold_units > 0 {
-            Verdict::Oversold
-        } else if self.stock_drift != 0
-            || self.negative_stock
-            || self.successes_without_order != 0
-            || self.orders_without_success != 0
-        {
-            Verdict::Inconsistent
-        } else {
-            Verdict::Safe
-        }
-    }
-}
-
 /// One product as the audit sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProductTally {
@@ -57,6 +34,16 @@ pub struct ProductTally {
     /// Sum of `orders.qty` for the product.
     pub units_sold: i64,
     pub final_stock: i64,
+}
+
+impl ProductTally {
+    pub fn new(initial_stock: i64, units_sold: i64, final_stock: i64) -> ProductTally {
+        ProductTally {
+            initial_stock,
+            units_sold,
+            final_stock,
+        }
+    }
 }
 
 impl Audit {
@@ -140,12 +127,8 @@ pub async fn query(
 mod tests {
     use super::*;
 
-    fn t(initial_stock: i64, units_sold: i64, final_stock: i64) -> ProductTally {
-        ProductTally {
-            initial_stock,
-            units_sold,
-            final_stock,
-        }
+    fn t(initial: i64, sold: i64, left: i64) -> ProductTally {
+        ProductTally::new(initial, sold, left)
     }
 
     #[test]
@@ -166,7 +149,6 @@ mod tests {
                 unknown_not_committed: 0,
             }
         );
-        assert_eq!(a.verdict(), Verdict::Safe);
     }
 
     #[test]
@@ -178,7 +160,6 @@ mod tests {
         assert_eq!(a.oversold_units, 3);
         assert_eq!(a.stock_drift, 5 - 8 - 2);
         assert!(!a.negative_stock);
-        assert_eq!(a.verdict(), Verdict::Oversold);
     }
 
     #[test]
@@ -189,25 +170,22 @@ mod tests {
         assert!(a.negative_stock);
         let b = Audit::from_tallies(&[t(10, 3, 8)], 0, 0);
         assert_eq!(b.stock_drift, -1);
-        assert_eq!(b.verdict(), Verdict::Inconsistent);
     }
 
     #[test]
-    fn client_and_database_disagreeing_is_inconsistent() {
+    fn client_and_database_disagreements_are_kept() {
+        let a = Audit::from_tallies(&[t(3, 1, 2)], 1, 2);
         assert_eq!(
-            Audit::from_tallies(&[t(3, 1, 2)], 1, 0).verdict(),
-            Verdict::Inconsistent
+            (a.successes_without_order, a.orders_without_success),
+            (1, 2)
         );
-        assert_eq!(
-            Audit::from_tallies(&[t(3, 1, 2)], 0, 2).verdict(),
-            Verdict::Inconsistent
-        );
+        assert_eq!((a.oversold_units, a.stock_drift), (0, 0));
     }
 
     #[test]
     fn no_products() {
         let a = Audit::from_tallies(&[], 0, 0);
+        assert_eq!(a, Audit::from_tallies(&[t(0, 0, 0)], 0, 0));
         assert_eq!(a.initial_stock, 0);
-        assert_eq!(a.verdict(), Verdict::Safe);
     }
 }

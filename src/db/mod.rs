@@ -26,7 +26,7 @@ pub mod paths;
 pub mod proc;
 pub mod schema;
 
-pub use audit::{Audit, Verdict};
+pub use audit::Audit;
 pub use cluster::{Cluster, ClusterOptions};
 pub use paths::Dirs;
 

@@ -132,6 +132,23 @@ pub struct RaceOutput {
     pub traces: Vec<AttemptTrace>,
 }
 
+/// Build the runtime racelab races on: one worker thread for the buyers,
+/// while the main thread runs the orchestration. On a small machine every
+/// core the client uses is taken from the server, so one worker; and a
+/// worker thread (which looks for work briefly before it sleeps) answers a
+/// reply sooner than a current-thread runtime parked in `epoll_wait`.
+/// Measured on 2 cores against one hot row (`conditional`, no think time):
+/// 1 buyer 6,800 -> 10,300 attempts/s, 10 buyers 13,200 -> 14,300, for the
+/// same client CPU per attempt.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("racelab-buyers")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// The buyers' connections, still open after a SQL race. The audit runs on
 /// one of them: a new connection right after the race has to wait while
 /// the server reaps the crowd of exiting buyer backends (measured here: 60
@@ -149,6 +166,11 @@ impl std::fmt::Debug for Held {
 }
 
 impl Held {
+    /// The lanes `race_with` handed back after a race on `SqlLanes`.
+    pub fn new(lanes: Vec<Lane>) -> Held {
+        Held { lanes, spare: None }
+    }
+
     /// An idle connection of the race (a buyer's own, or one of the pool's).
     /// Only meaningful when the race was not aborted by a lost connection.
     pub fn connection(&mut self) -> Option<&mut PgConnection> {
@@ -179,13 +201,13 @@ pub async fn race(
     config: RaceConfig,
     control: Arc<Control>,
 ) -> anyhow::Result<(RaceOutput, Held)> {
-    let lanes = Arc::new(SqlLanes { program, connect });
+    let lanes = Arc::new(SqlLanes::new(program, connect));
     let (out, lanes) = race_with(lanes, config, control).await?;
-    Ok((out, Held { lanes, spare: None }))
+    Ok((out, Held::new(lanes)))
 }
 
-/// What the buyers of a race run against: the SQL lab (`SqlLanes`) or an
-/// HTTP target (`crate::http`). The barrier, the attempt loop, the tallies
+/// What the buyers of a race run against: the SQL lab (`SqlLanes`), an
+/// HTTP service, or any other kind of target. The barrier, the attempt loop, the tallies
 /// and the timings are the engine's and the same for every kind; only the
 /// attempt itself differs. Generic rather than `dyn`, so nothing is boxed
 /// per attempt.
@@ -302,9 +324,16 @@ pub async fn race_with<L: Lanes>(
 
 /// The SQL lab: each buyer runs the strategy's script on its own
 /// connection or on one from a shared pool.
-struct SqlLanes {
+pub struct SqlLanes {
     program: Arc<Program>,
     connect: PgConnectOptions,
+}
+
+impl SqlLanes {
+    /// Buyers that run `program` on connections made with `connect`.
+    pub fn new(program: Arc<Program>, connect: PgConnectOptions) -> SqlLanes {
+        SqlLanes { program, connect }
+    }
 }
 
 impl Lanes for SqlLanes {
@@ -335,12 +364,12 @@ impl Lanes for SqlLanes {
 }
 
 /// Where a buyer gets its connection from.
-enum Lane {
+pub enum Lane {
     Own(PgConnection),
     Pool(Arc<pool::SharedPool>),
 }
 
-struct SqlBuyer<'a> {
+pub struct SqlBuyer<'a> {
     session: Session<'a>,
     lane: &'a mut Lane,
 }

@@ -194,7 +194,7 @@ enum Failed {
     Sent(String),
 }
 
-/// `f`, unless `deadline` (the `--timeout`) passes first.
+/// `f`, unless `deadline` (the `--request-timeout`) passes first.
 async fn within<F: std::future::Future>(
     deadline: Option<tokio::time::Instant>,
     f: F,
@@ -239,7 +239,7 @@ impl HttpBuyer<'_> {
                         Outcome::Error,
                         0,
                         Some(format!(
-                            "could not connect within {} ms (--timeout)",
+                            "could not connect within {} ms (--request-timeout)",
                             l.timeout.map_or(0, |t| t.as_millis())
                         )),
                     ),
@@ -262,7 +262,7 @@ impl HttpBuyer<'_> {
             ),
             Some(Err(e)) => format!("HTTP {code} (body unreadable: {})", chain(&e)),
             None => format!(
-                "HTTP {code} (body unreadable: not read within {} ms (--timeout))",
+                "HTTP {code} (body unreadable: not read within {} ms (--request-timeout))",
                 l.timeout.map_or(0, |t| t.as_millis())
             ),
         });
@@ -388,10 +388,10 @@ impl HttpBuyer<'_> {
     }
 }
 
-/// A request sent and not answered within `--timeout`.
+/// A request sent and not answered within `--request-timeout`.
 fn no_response(timeout: Option<Duration>) -> String {
     format!(
-        "no response within {} ms (--timeout); the purchase may or may not have happened",
+        "no response within {} ms (--request-timeout); the purchase may or may not have happened",
         timeout.map_or(0, |t| t.as_millis())
     )
 }

@@ -12,7 +12,7 @@ use sqlx::{Column, ConnectOptions, Connection, PgConnection, Row};
 
 use crate::db::Audit;
 use crate::error::bad_input;
-use crate::report::result::Truth;
+use crate::result::Truth;
 
 /// What one reading of the truth found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -371,7 +371,7 @@ pub fn audit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Verdict;
+    use crate::verdict::{of_audit, Verdict};
 
     #[test]
     fn json_paths() {
@@ -405,14 +405,14 @@ mod tests {
         // said yes 5 times.
         let a = audit(1, r(Some(1), Some(0)), r(Some(0), Some(5)), 5, 0, 1);
         assert_eq!((a.units_sold, a.oversold_units, a.stock_drift), (5, 4, -4));
-        assert_eq!(a.verdict(), Verdict::Oversold);
+        assert_eq!(of_audit(&a), Verdict::Oversold);
         // It said yes 3 times but recorded 5 orders, 1 request unanswered.
         let b = audit(10, r(Some(10), Some(0)), r(Some(5), Some(5)), 3, 1, 1);
         assert_eq!(
             (b.successes_without_order, b.orders_without_success),
             (0, 1)
         );
-        assert_eq!(b.verdict(), Verdict::Inconsistent);
+        assert_eq!(of_audit(&b), Verdict::Inconsistent);
     }
 
     #[test]
@@ -423,7 +423,7 @@ mod tests {
             (12, 11, -11)
         );
         let safe = audit(3, r(Some(3), None), r(Some(0), None), 3, 0, 1);
-        assert_eq!(safe.verdict(), Verdict::Safe);
+        assert_eq!(of_audit(&safe), Verdict::Safe);
     }
 
     #[test]
@@ -434,6 +434,6 @@ mod tests {
             (8, -6, 6, 0)
         );
         let ok = audit(2, Reading::default(), Reading::default(), 1, 5, 2);
-        assert_eq!(ok.verdict(), Verdict::Safe);
+        assert_eq!(of_audit(&ok), Verdict::Safe);
     }
 }

@@ -11,9 +11,9 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Color, Table};
 
 use super::compare::{summarize, StrategySummary};
-use super::result::RunResult;
 use super::{fmt_count, fmt_us};
 use crate::error::bad_input;
+use crate::result::RunResult;
 
 /// Load saved results: single run objects or `{"runs": [...]}` documents.
 pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<RunResult>> {
@@ -112,6 +112,20 @@ pub fn compare(baseline: &[RunResult], current: &[RunResult], max_pct: f64) -> V
             }
         })
         .collect()
+}
+
+/// Print the deltas, if any: on stdout beside the table, on stderr when
+/// stdout carries the JSON.
+pub fn print(deltas: &[Delta], max_pct: f64, output: &super::Output) {
+    if deltas.is_empty() {
+        return;
+    }
+    let table = render(deltas, max_pct, super::stdout_color());
+    if output.json {
+        eprint!("{table}");
+    } else {
+        super::emit(&table);
+    }
 }
 
 /// The deltas as a table.

@@ -1,24 +1,22 @@
 //! The side-by-side table of `compare` (and of `--repeat`): one row per
 //! strategy, in the order they ran, repetitions folded together: the
-//! verdict is the worst of its runs, latency percentiles come from the merged
-//! histograms.
+//! verdict is the worst of its runs (`verdict::overall`), latency
+//! percentiles come from the merged histograms.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Table};
 
-use super::result::{RunResult, Summary};
 use super::table::{headline, verdict_color};
 use super::{fmt_count, fmt_us};
-use crate::db::Verdict;
+use crate::result::{RunResult, Summary};
+use crate::verdict::{self, Overall, Verdict};
 
 /// One strategy over all its runs.
 #[derive(Debug, Clone)]
 pub struct StrategySummary {
     pub name: String,
-    pub runs: usize,
-    pub unsafe_runs: usize,
-    pub oversold_runs: usize,
-    pub unaudited_runs: usize,
+    /// The verdict over the runs, and how many were not safe.
+    pub overall: Overall,
     pub max_oversold: i64,
     pub total_oversold: i64,
     pub total_drift: i64,
@@ -33,8 +31,6 @@ pub struct StrategySummary {
     pub attempts: u64,
     pub wall_seconds: f64,
     pub latency: Summary,
-    /// The worst verdict of its runs (None: some run was not audited).
-    pub verdict: Option<Verdict>,
 }
 
 impl StrategySummary {
@@ -49,16 +45,13 @@ impl StrategySummary {
 
 /// Fold results per strategy, in the order the strategies first ran.
 pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
-    crate::app::strategy_names(results)
+    verdict::names(results)
         .into_iter()
         .map(|name| {
             let runs: Vec<&RunResult> = results.iter().filter(|r| r.name() == name).collect();
             let mut s = StrategySummary {
                 name,
-                runs: runs.len(),
-                unsafe_runs: 0,
-                oversold_runs: 0,
-                unaudited_runs: 0,
+                overall: verdict::overall(runs.iter().copied()),
                 max_oversold: 0,
                 total_oversold: 0,
                 total_drift: 0,
@@ -73,7 +66,6 @@ pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
                 attempts: 0,
                 wall_seconds: 0.0,
                 latency: Summary::default(),
-                verdict: Some(Verdict::Safe),
             };
             let mut merged = crate::engine::tally::new_histogram();
             for r in &runs {
@@ -89,60 +81,18 @@ pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
                 if let Ok(h) = r.latency_us.histogram() {
                     let _ = merged.add(&h);
                 }
-                match &r.audit {
-                    Some(a) => {
-                        s.units_sold += a.units_sold;
-                        s.stock += a.initial_stock;
-                        s.total_oversold += a.oversold_units;
-                        s.max_oversold = s.max_oversold.max(a.oversold_units);
-                        s.total_drift += a.stock_drift;
-                        if a.oversold_units > 0 {
-                            s.oversold_runs += 1;
-                        }
-                    }
-                    None => s.unaudited_runs += 1,
+                if let Some(a) = &r.audit {
+                    s.units_sold += a.units_sold;
+                    s.stock += a.initial_stock;
+                    s.total_oversold += a.oversold_units;
+                    s.max_oversold = s.max_oversold.max(a.oversold_units);
+                    s.total_drift += a.stock_drift;
                 }
-                if !r.is_safe() {
-                    s.unsafe_runs += 1;
-                }
-                s.verdict = worse(s.verdict, r.verdict);
             }
             s.latency = Summary::of(&merged);
             s
         })
         .collect()
-}
-
-fn rank(v: Option<Verdict>) -> u8 {
-    match v {
-        Some(Verdict::Safe) => 0,
-        Some(Verdict::Inconsistent) => 1,
-        Some(Verdict::Oversold) => 2,
-        None => 3,
-    }
-}
-
-fn worse(a: Option<Verdict>, b: Option<Verdict>) -> Option<Verdict> {
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
-    }
-}
-
-/// The verdict column: a word either way, so it survives without colour.
-pub fn verdict_word(s: &StrategySummary) -> String {
-    let word = match s.verdict {
-        Some(Verdict::Safe) => "safe",
-        Some(Verdict::Oversold) => "OVERSOLD",
-        Some(Verdict::Inconsistent) => "INCONSISTENT",
-        None => "NOT AUDITED",
-    };
-    if s.runs > 1 && s.verdict != Some(Verdict::Safe) {
-        format!("{word} ({}/{} runs)", s.unsafe_runs, s.runs)
-    } else {
-        word.to_string()
-    }
 }
 
 /// The compare table, with the scenario headline above it.
@@ -151,7 +101,7 @@ pub fn render(results: &[RunResult], color: bool) -> String {
         return "no runs finished\n".to_string();
     };
     let summaries = summarize(results);
-    let repeated = summaries.iter().any(|s| s.runs > 1);
+    let repeated = summaries.iter().any(|s| s.overall.runs > 1);
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     let mut header = vec!["strategy", "verdict", "sold / stock", "oversold", "drift"];
@@ -171,10 +121,10 @@ pub fn render(results: &[RunResult], color: bool) -> String {
     t.set_header(header);
     for s in &summaries {
         let right = |v: String| Cell::new(v).set_alignment(CellAlignment::Right);
-        let mut verdict = Cell::new(verdict_word(s));
+        let mut verdict = Cell::new(s.overall.word());
         if color {
-            verdict = verdict.fg(verdict_color(s.verdict));
-            if s.verdict != Some(Verdict::Safe) {
+            verdict = verdict.fg(verdict_color(s.overall.verdict));
+            if s.overall.verdict != Some(Verdict::Safe) {
                 verdict = verdict.add_attribute(Attribute::Bold);
             }
         }
@@ -186,7 +136,7 @@ pub fn render(results: &[RunResult], color: bool) -> String {
             right(s.total_drift.to_string()),
         ];
         if repeated {
-            row.push(right(format!("{}/{}", s.oversold_runs, s.runs)));
+            row.push(right(format!("{}/{}", s.overall.oversold, s.overall.runs)));
             row.push(right(s.max_oversold.to_string()));
         }
         row.extend([
@@ -205,7 +155,7 @@ pub fn render(results: &[RunResult], color: bool) -> String {
     let mut out = format!("{first_line}\n{t}\n");
     let bad: Vec<&str> = summaries
         .iter()
-        .filter(|s| s.verdict != Some(Verdict::Safe))
+        .filter(|s| s.overall.verdict != Some(Verdict::Safe))
         .map(|s| s.name.as_str())
         .collect();
     if bad.is_empty() {

@@ -22,7 +22,7 @@ pub fn of_run(r: &RunResult) -> Vec<(String, Histogram<u64>)> {
     let mut out: Vec<(String, Histogram<u64>)> = l
         .hdr_by_outcome
         .iter()
-        .filter_map(|(o, text)| Some((o.clone(), super::result::decode_histogram(text).ok()?)))
+        .filter_map(|(o, text)| Some((o.clone(), crate::result::decode_histogram(text).ok()?)))
         .collect();
     if out.is_empty() {
         if let Ok(h) = l.histogram() {

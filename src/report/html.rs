@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use plotters::prelude::*;
 
-use super::compare::{summarize, verdict_word};
+use super::compare::summarize;
 use super::{fmt_count, fmt_us, RunResult};
 use crate::error::bad_input;
 
@@ -65,7 +65,7 @@ pub fn render(results: &[RunResult]) -> anyhow::Result<String> {
         h,
         "<p>{} runs of {} strategies · scenario <b>{}</b> · {} buyers · stock {} · PostgreSQL {}</p>",
         results.len(),
-        crate::app::strategy_names(results).len(),
+        crate::verdict::names(results).len(),
         esc(&first.scenario.name),
         first.scenario.buyers,
         first.scenario.stock,
@@ -86,8 +86,8 @@ pub fn render(results: &[RunResult]) -> anyhow::Result<String> {
             h,
             "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&s.name),
-            s.runs,
-            esc(&verdict_word(s)),
+            s.overall.runs,
+            esc(&s.overall.word()),
             s.max_oversold,
             s.total_drift,
             s.units_sold,
@@ -218,7 +218,7 @@ fn oversell_chart(bars: &[(String, i64)]) -> anyhow::Result<String> {
 
 fn cdf_chart(results: &[RunResult]) -> anyhow::Result<String> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for name in crate::app::strategy_names(results) {
+    for name in crate::verdict::names(results) {
         let mut merged = crate::engine::tally::new_histogram();
         for r in results.iter().filter(|r| r.name() == name) {
             if let Ok(h) = r.latency_us.histogram() {

@@ -5,15 +5,11 @@
 
 use std::fmt::Write;
 
-use super::result::RunResult;
-use super::verdict_sentence;
-use crate::cli::Expect;
+use crate::result::RunResult;
+use crate::verdict::{self, Expect};
 
 pub fn render(results: &[RunResult], expect: Option<Expect>) -> String {
-    let failed = |r: &RunResult| match expect {
-        Some(Expect::Oversold) => !r.is_oversold(),
-        Some(Expect::Safe) | None => !r.is_safe(),
-    };
+    let failed = |r: &RunResult| !verdict::meets(expect, r);
     let failures = results.iter().filter(|r| failed(r)).count();
     let total_time: f64 = results.iter().map(|r| r.throughput.wall_seconds).sum();
     let suite = results.first().map_or("racelab".to_string(), |r| {
@@ -75,7 +71,7 @@ pub fn render(results: &[RunResult], expect: Option<Expect>) -> String {
                 x,
                 ">\n      <failure message=\"{}: {}\" type=\"{}\">{}</failure>\n    </testcase>\n",
                 expected,
-                esc(&verdict_sentence(r)),
+                esc(&verdict::sentence(r)),
                 r.verdict.map_or("not_audited".to_string(), |v| format!("{v:?}").to_lowercase()),
                 esc(&body)
             );

@@ -1,7 +1,9 @@
-//! Turning finished runs into words: the result contract (`result`), the
-//! human table, JSON, saved result files, JUnit, and the progress bar.
-//! Rendering functions return strings so they can be tested; only `main`
-//! and the progress bar write to the terminal.
+//! Turning finished runs into words: the human table, the side-by-side
+//! table, JSON, saved result files, JUnit, HTML, the progress bar and the
+//! notes on stderr. Rendering functions return strings so they can be
+//! snapshot-tested; this module and `main` are the only ones that write to
+//! the terminal. Renderers read results (`result`) and verdicts
+//! (`verdict`); they never call back into the commands.
 
 pub mod baseline;
 pub mod compare;
@@ -9,14 +11,91 @@ pub mod histogram;
 pub mod html;
 pub mod junit;
 pub mod progress;
-pub mod result;
 pub mod save;
 pub mod table;
 pub mod timeline;
 
-pub use result::{RunResult, Status};
+/// The result contract, where renderers (and older callers) find it.
+pub use crate::result;
+pub use crate::result::{RunResult, Status};
 
-use crate::db::Verdict;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+
+/// How finished runs are shown and kept: validated output flags.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub json: bool,
+    /// Where result files go; None with `--no-save`.
+    pub save_dir: Option<PathBuf>,
+    pub quiet: bool,
+    pub junit: Option<PathBuf>,
+    /// `--trace`: record every statement and print the timeline.
+    pub trace: bool,
+    /// `--trace FILE`: also write the events as JSON lines.
+    pub trace_file: Option<PathBuf>,
+    /// `--histogram`: latency bar charts in the terminal.
+    pub histogram: bool,
+}
+
+impl Output {
+    /// A message for stderr (what was saved, written, or noticed),
+    /// silenced by `--quiet`.
+    pub fn note(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+}
+
+/// Print finished runs on stdout: JSON, or the table (the side-by-side one
+/// when `grouped`) with any timelines and `--histogram` charts.
+pub fn print_runs(results: &[RunResult], output: &Output, grouped: bool) {
+    emit(&render_runs(results, output, grouped, stdout_color()));
+}
+
+/// What `print_runs` prints.
+pub fn render_runs(results: &[RunResult], output: &Output, grouped: bool, color: bool) -> String {
+    if output.json {
+        let json = if results.len() == 1 && !grouped {
+            serde_json::to_string_pretty(&results[0])
+        } else {
+            serde_json::to_string_pretty(&serde_json::json!({ "runs": results }))
+        };
+        return format!(
+            "{}
+",
+            json.expect("results serialize")
+        );
+    }
+    let mut out = String::new();
+    if grouped {
+        out.push_str(&compare::render(results, color));
+    } else {
+        for r in results {
+            out.push_str(&table::render_run(r, color));
+        }
+    }
+    for t in results.iter().filter_map(|r| r.timeline.as_ref()) {
+        out.push_str(&timeline::render(t));
+    }
+    if output.histogram {
+        out.push_str(&histogram::render_runs(results));
+    }
+    out
+}
+
+/// Write text to stdout. A closed pipe (`racelab list | head -1`) is not
+/// an error worth a panic: the reader has what it wanted.
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Whether stdout wants colour.
+pub fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
 
 /// Microseconds in a unit a person reads at a glance.
 pub fn fmt_us(us: u64) -> String {
@@ -39,99 +118,6 @@ pub fn fmt_count(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-/// The verdict in words, e.g. "OVERSOLD: 37 units sold of 1 in stock".
-pub fn verdict_sentence(r: &RunResult) -> String {
-    let Some(a) = &r.audit else {
-        return match r.status_reason.as_deref() {
-            Some(why) => format!("NOT AUDITED: {why}"),
-            None => "NOT AUDITED".to_string(),
-        };
-    };
-    let units = |n: i64| {
-        if n == 1 {
-            "1 unit".to_string()
-        } else {
-            format!("{n} units")
-        }
-    };
-    let mut s = match r.verdict {
-        Some(Verdict::Oversold) => format!(
-            "OVERSOLD: {} sold of {} in stock ({} oversold)",
-            units(a.units_sold),
-            a.initial_stock,
-            units(a.oversold_units)
-        ),
-        Some(Verdict::Inconsistent) => format!(
-            "INCONSISTENT: {} sold of {} in stock, but the books do not balance",
-            units(a.units_sold),
-            a.initial_stock
-        ),
-        _ => format!(
-            "SAFE: {} sold of {} in stock, no drift",
-            units(a.units_sold),
-            a.initial_stock
-        ),
-    };
-    let mut notes = Vec::new();
-    if a.stock_drift != 0 {
-        notes.push(format!(
-            "stock drifted by {} (final stock {} but {} - {} = {}: lost updates)",
-            a.stock_drift,
-            a.final_stock,
-            a.initial_stock,
-            a.units_sold,
-            a.initial_stock - a.units_sold
-        ));
-    }
-    if a.negative_stock {
-        notes.push("final stock is negative".to_string());
-    }
-    if a.successes_without_order > 0 {
-        notes.push(format!(
-            "{} successes left no order",
-            a.successes_without_order
-        ));
-    }
-    if a.orders_without_success > 0 {
-        notes.push(format!(
-            "{} orders exist for attempts not reported as successes",
-            a.orders_without_success
-        ));
-    }
-    let unsure = a.unknown_committed + a.unknown_not_committed;
-    if unsure > 0 {
-        // The bounds the buyers could know, then what the database says.
-        let q = r.scenario.quantity;
-        notes.push(format!(
-            "{unsure} attempts of unknown fate (buyers' view: {} to {} units sold): \
-             {} committed, {} did not",
-            r.believed_units_sold,
-            r.believed_units_sold
-                .saturating_add(unsure.saturating_mul(q)),
-            a.unknown_committed,
-            a.unknown_not_committed
-        ));
-    }
-    if !notes.is_empty() {
-        s.push_str("; ");
-        s.push_str(&notes.join("; "));
-    }
-    if r.status != Status::Completed {
-        s.push_str(&format!(
-            " [{}{}]",
-            match r.status {
-                Status::Interrupted => "interrupted",
-                _ => "aborted",
-            },
-            r.status_reason
-                .as_deref()
-                .map(|w| format!(": {w}"))
-                .unwrap_or_default()
-        ));
-    }
-    s
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Color, Table};
 
-use super::result::Summary;
-use super::{fmt_count, fmt_us, verdict_sentence, RunResult};
-use crate::db::{DbKind, Verdict};
+use super::{fmt_count, fmt_us, RunResult};
+use crate::db::DbKind;
 use crate::outcome::Outcome;
+use crate::result::{Summary, Truth};
+use crate::verdict::{self, Verdict};
 
 /// Render one run for a terminal (`color` adds ANSI colours to the verdict).
 pub fn render_run(r: &RunResult, color: bool) -> String {
@@ -118,12 +119,13 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
     for e in &r.error_messages {
         out.push_str(&format!("error ({}x): {}\n", e.count, e.message));
     }
-    out.push_str(&paint(&verdict_sentence(r), r.verdict, color));
+    out.push_str(&paint(&verdict::sentence(r), r.verdict, color));
     out.push('\n');
     out
 }
 
-/// "naive on default: 100 buyers x 1 attempt, stock 10, ..." and the server.
+/// "strategy naive on scenario default: 100 buyers x 1 attempt, stock 10,
+/// ..." and the server; for an HTTP run, the target and its truth.
 pub fn headline(r: &RunResult) -> String {
     let s = &r.scenario;
     let work = if s.duration_s > 0.0 {
@@ -147,7 +149,7 @@ pub fn headline(r: &RunResult) -> String {
         String::new()
     };
     let (Some(db), Some(strategy)) = (&r.database, &r.strategy) else {
-        return crate::http::report::headline(r, &work);
+        return target_headline(r, &work);
     };
     let kind = match db.kind {
         DbKind::Embedded => "embedded",
@@ -159,6 +161,34 @@ pub fn headline(r: &RunResult) -> String {
         "strategy {} on scenario {}: {work}, stock {}{products}, quantity {}, think {} ms{pool}\n\
          PostgreSQL {} ({kind}, {durability}), seed {}",
         strategy.name, s.name, s.stock, s.quantity, s.think_ms, db.server_version, s.seed
+    )
+}
+
+/// "target POST http://... : 100 buyers x 1 attempt, quantity 1" and where
+/// the audit's numbers came from (the client's belief labelled as such).
+fn target_headline(r: &RunResult, work: &str) -> String {
+    let Some(t) = &r.target else {
+        return work.to_string();
+    };
+    let s = &r.scenario;
+    let truth = match t.truth {
+        Truth::VerifySql => match &r.database {
+            Some(db) => format!(
+                "truth: --verify-sql on the service's database (PostgreSQL {})",
+                db.server_version
+            ),
+            None => "truth: --verify-sql on the service's database".to_string(),
+        },
+        Truth::StockUrl => "truth: the service's stock endpoint, read before and after".to_string(),
+        Truth::ClientBelief => format!(
+            "truth: CLIENT-SIDE BELIEF only (--stock {} against the successes racelab counted; \
+             the service's own records were not read)",
+            s.stock
+        ),
+    };
+    format!(
+        "target {} {}: {work}, quantity {}, request timeout {} ms\n{truth}, seed {}",
+        t.method, t.url, s.quantity, t.timeout_ms, s.seed
     )
 }
 

@@ -1,12 +1,11 @@
 //! Workloads (DESIGN §5): load a scenario from a built-in name or a `.toml`
-//! file, validate it naming the key, and apply command-line overrides.
-//! Built-in scenarios are compiled in from `scenarios/`.
+//! file, validate it naming the key, and apply overrides (the command
+//! layer fills `Overrides` from its flags). Built-in scenarios are compiled
+//! in from `scenarios/`.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-
-use crate::cli::ScenarioArgs;
 
 /// A scenario that cannot be used: names the file and key, says the fix.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +69,21 @@ pub struct Scenario {
     pub connections: u32,
     /// 0: each buyer makes its attempts; otherwise buyers loop this long.
     pub duration_s: f64,
+}
+
+/// Values that replace a scenario's own, each named in errors by the flag
+/// that set it (`--buyers`, ...). `None` keeps the scenario's value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub buyers: Option<u32>,
+    pub stock: Option<i64>,
+    pub attempts: Option<u32>,
+    pub quantity: Option<i64>,
+    pub think_ms: Option<u64>,
+    pub products: Option<u32>,
+    pub skew: Option<f64>,
+    pub connections: Option<u32>,
+    pub duration: Option<f64>,
 }
 
 /// The file form: every key optional so that a missing one can be named.
@@ -162,7 +176,7 @@ impl Scenario {
     }
 
     /// Apply command-line overrides, then validate again naming the flag.
-    pub fn with_overrides(mut self, args: &ScenarioArgs) -> Result<Scenario, ScenarioError> {
+    pub fn with_overrides(mut self, args: &Overrides) -> Result<Scenario, ScenarioError> {
         if args.duration.is_some() && args.attempts.is_some() {
             return Err(err(
                 "--duration and --attempts conflict: a timed run loops until the time is up; pass one of them",
@@ -422,20 +436,20 @@ mod tests {
     #[test]
     fn overrides_apply_and_are_validated() {
         let base = Scenario::load("default").unwrap();
-        let args = ScenarioArgs {
+        let args = Overrides {
             buyers: Some(100),
             stock: Some(3),
             ..Default::default()
         };
         let s = base.clone().with_overrides(&args).unwrap();
         assert_eq!((s.buyers, s.stock), (100, 3));
-        let bad = ScenarioArgs {
+        let bad = Overrides {
             buyers: Some(0),
             ..Default::default()
         };
         let e = base.clone().with_overrides(&bad).unwrap_err();
         assert!(e.0.starts_with("--buyers:"), "{e}");
-        let conflict = ScenarioArgs {
+        let conflict = Overrides {
             duration: Some(1.0),
             attempts: Some(2),
             ..Default::default()

@@ -221,7 +221,6 @@ mod tests {
             .downcast_ref::<crate::strategy::ParseError>()
             .expect("a ParseError");
         assert_eq!((p.line, p.col), (2, 1));
-        assert_eq!(crate::error::exit_code(&e), 2);
     }
 
     #[test]

@@ -566,10 +566,8 @@ fn plan_proptest() -> Result<(), Failed> {
             return Ok(());
         };
         let built = match &cli.command {
-            Command::Run(a) => {
-                racelab::plan::Plan::build(std::slice::from_ref(&a.strategy), &a.common, false)
-            }
-            Command::Compare(a) => racelab::plan::Plan::build(&a.strategies, &a.common, true),
+            Command::Run(a) => racelab::plan::Plan::run(a),
+            Command::Compare(a) => racelab::plan::Plan::compare(a),
             _ => return Ok(()),
         };
         if let Err(e) = built {

@@ -432,7 +432,23 @@ fn target_hangs() -> Result<(), Failed> {
     ));
     let url = format!("{}/buy", tiny.url);
     let started = Instant::now();
-    let (out, v) = http_json(&[&url, "--buyers", "5", "--stock", "1", "--timeout", "300"]);
+    // `--timeout` is the per-statement limit of `run`: http says which flag it means.
+    let wrong = http(&[&url, "--buyers", "5", "--stock", "1", "--timeout", "300"]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("--request-timeout MS"),
+        "{}",
+        stderr(&wrong)
+    );
+    let (out, v) = http_json(&[
+        &url,
+        "--buyers",
+        "5",
+        "--stock",
+        "1",
+        "--request-timeout",
+        "300",
+    ]);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "took {:?}",

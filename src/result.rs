@@ -1,6 +1,8 @@
-//! The result contract (DESIGN §7) as serde structs. `docs/result.schema.json`
-//! describes the same shape and a test validates real output against it:
-//! change both together, with the README.
+//! The result contract (DESIGN §7) as serde structs: what one race of one
+//! target produced. `docs/result.schema.json` describes the same shape and
+//! a test validates real output against it: change both together, with the
+//! README. Data and its arithmetic only: the verdict is decided in
+//! `verdict`, words and tables are made in `report`.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Audit, DbKind, Verdict};
+use crate::db::{Audit, DbKind};
 use crate::engine::{Latency, Tally};
 use crate::outcome::Outcome;
 use crate::scenario::Scenario;
@@ -37,7 +39,8 @@ pub struct RunResult {
     pub believed_units_sold: i64,
     /// The database's truth; null when the audit could not run.
     pub audit: Option<Audit>,
-    /// `safe`, `oversold` or `inconsistent`; null without an audit.
+    /// `safe`, `oversold` or `inconsistent` (decided by `verdict::decide`);
+    /// null without an audit.
     pub verdict: Option<Verdict>,
     pub status: Status,
     /// Why the run was interrupted or aborted.
@@ -50,6 +53,21 @@ pub struct RunResult {
     /// `--trace`: the analysed timeline; printed, not part of the JSON.
     #[serde(skip)]
     pub timeline: Option<crate::trace::Timeline>,
+}
+
+/// What a run's audit says about the strategy or service, as the result
+/// records it. Which one applies is decided in one place,
+/// `verdict::decide`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Audited and clean: nothing oversold, the books balance.
+    Safe,
+    /// More units sold than there was stock.
+    Oversold,
+    /// Nothing oversold, but the books do not balance (drift, negative
+    /// stock, successes without orders or orders without successes).
+    Inconsistent,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -100,7 +118,7 @@ pub struct TargetInfo {
     /// endpoint before and after), `client_belief` (`--stock N` and the
     /// successes racelab counted).
     pub truth: Truth,
-    /// Per-request time limit; 0 = none.
+    /// Per-request time limit (`--request-timeout`); 0 = none.
     pub timeout_ms: u64,
     pub success_statuses: Vec<u16>,
     pub sold_out_statuses: Vec<u16>,
@@ -196,6 +214,13 @@ impl Summary {
     }
 }
 
+/// What was raced: a strategy on the lab, or an HTTP target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    Strategy(StrategyInfo),
+    Target(TargetInfo),
+}
+
 /// What every run records about its race, whatever was raced (a strategy
 /// on the lab, or an HTTP target); `RunResult::assemble` adds the rest.
 pub struct RaceRecord {
@@ -210,14 +235,18 @@ pub struct RaceRecord {
 
 impl RunResult {
     /// One result from its race record, the buyers' tally, and what was
-    /// raced (exactly one of `strategy` and `target`).
+    /// raced. Its `verdict` is left to `verdict::decide` (the pipeline
+    /// fills it in, see `run`).
     pub fn assemble(
         record: RaceRecord,
         tally: &mut Tally,
-        strategy: Option<StrategyInfo>,
-        target: Option<TargetInfo>,
+        subject: Subject,
         database: Option<DatabaseInfo>,
     ) -> RunResult {
+        let (strategy, target) = match subject {
+            Subject::Strategy(s) => (Some(s), None),
+            Subject::Target(t) => (None, Some(t)),
+        };
         let outcomes = Outcomes::of(tally);
         let throughput = Throughput::of(&outcomes, record.wall);
         let latency = tally.latency();
@@ -232,7 +261,7 @@ impl RunResult {
             database,
             repetition: record.repetition,
             error_messages: ErrorCount::list(tally),
-            verdict: record.audit.as_ref().map(|a| a.verdict()),
+            verdict: None,
             audit: record.audit,
             status: record.status,
             status_reason: record.status_reason,
@@ -350,15 +379,6 @@ impl RunResult {
             (None, Some(t)) => &t.url,
             (None, None) => "?",
         }
-    }
-
-    pub fn is_oversold(&self) -> bool {
-        self.audit.as_ref().is_some_and(|a| a.oversold_units > 0)
-    }
-
-    /// Safe means audited and clean; anything unaudited is not safe.
-    pub fn is_safe(&self) -> bool {
-        self.verdict == Some(Verdict::Safe)
     }
 
     pub fn count(&self, outcome: Outcome) -> u64 {

@@ -1,0 +1,235 @@
+//! The SQL lab as a target of the pipeline: one database for the whole
+//! invocation; for each strategy and repetition a fresh lab (schema reset
+//! and seeded, the strategy's `\setup` applied), the buyers running the
+//! strategy on their own connections (or a shared pool), then the audit of
+//! the lab, `--watch` samples and the `--trace` timeline.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgConnectOptions;
+
+use crate::db::{Database, DbOptions, ProductSeed};
+use crate::engine::{Control, Held, Lane, ProductPicker, SqlLanes};
+use crate::report::{Output, RunResult};
+use crate::result::{DatabaseInfo, StrategyInfo, Subject};
+use crate::run::{self, Pipeline, Raced, Target};
+use crate::strategy::{self, Origin, Strategy};
+use crate::timings;
+use crate::watch::{self, Watcher};
+
+/// A validated SQL-lab plan: what `plan` builds for `run` and `compare`.
+#[derive(Debug)]
+pub struct Lab {
+    pub strategies: Vec<Strategy>,
+    pub db: DbOptions,
+    /// Per-statement limit in milliseconds (statement and lock timeout); 0 = none.
+    pub timeout_ms: u64,
+    /// `--watch MS`: sample stock and units sold every MS milliseconds.
+    pub watch_ms: Option<u64>,
+}
+
+/// Race every strategy of the lab: open the database, run the pipeline on
+/// one target per strategy, stop the database (also after a failure).
+pub async fn execute(
+    lab: &Lab,
+    pipeline: &Pipeline,
+    output: &Output,
+    control: &Arc<Control>,
+) -> anyhow::Result<Vec<RunResult>> {
+    let db = timings::time("open the database", Database::open(&lab.db)).await?;
+    if let Some(t) = db.cluster().map(|c| c.start_timings()) {
+        timings::record("  cluster: dirs and version", t.setup);
+        timings::record(
+            if t.cold {
+                "  cluster: initdb"
+            } else {
+                "  cluster: copy template"
+            },
+            t.data_dir,
+        );
+        timings::record("  cluster: postmaster ready", t.ready);
+    }
+    let outcome = execute_on(&db, lab, pipeline, output, control).await;
+    let stopped = timings::time("stop the database", db.shutdown()).await;
+    let results = outcome?;
+    stopped.context("stopping the database")?;
+    Ok(results)
+}
+
+async fn execute_on(
+    db: &Database,
+    lab: &Lab,
+    pipeline: &Pipeline,
+    output: &Output,
+    control: &Arc<Control>,
+) -> anyhow::Result<Vec<RunResult>> {
+    let sc = &pipeline.scenario;
+    // Before the lab is touched: never a half-started race.
+    db.check_room(sc.connections_needed(), sc.buyers).await?;
+    let seeds: Vec<ProductSeed> = ProductPicker::new(sc.products, sc.product_skew)
+        .ids()
+        .iter()
+        .map(|&id| ProductSeed {
+            id,
+            name: format!("product {id}"),
+            stock: sc.stock,
+        })
+        .collect();
+    let mut connect = db.connect_options();
+    if lab.timeout_ms > 0 {
+        let ms = lab.timeout_ms.to_string();
+        connect = connect.options([
+            ("statement_timeout", ms.as_str()),
+            ("lock_timeout", ms.as_str()),
+        ]);
+    }
+    let database = DatabaseInfo {
+        kind: db.kind(),
+        server_version: db.server_version().to_string(),
+        durable: db.durable(),
+    };
+    let targets: Vec<LabTarget> = lab
+        .strategies
+        .iter()
+        .map(|strategy| LabTarget::new(db, lab, pipeline, strategy, &seeds, &connect, &database))
+        .collect();
+    run::execute(&targets, pipeline, output, control).await
+}
+
+/// One strategy on the lab.
+struct LabTarget<'a> {
+    db: &'a Database,
+    lab: &'a Lab,
+    pipeline: &'a Pipeline,
+    strategy: &'a Strategy,
+    seeds: &'a [ProductSeed],
+    lanes: Arc<SqlLanes>,
+    info: StrategyInfo,
+    database: &'a DatabaseInfo,
+}
+
+impl<'a> LabTarget<'a> {
+    fn new(
+        db: &'a Database,
+        lab: &'a Lab,
+        pipeline: &'a Pipeline,
+        strategy: &'a Strategy,
+        seeds: &'a [ProductSeed],
+        connect: &PgConnectOptions,
+        database: &'a DatabaseInfo,
+    ) -> LabTarget<'a> {
+        LabTarget {
+            db,
+            lab,
+            pipeline,
+            strategy,
+            seeds,
+            lanes: Arc::new(SqlLanes::new(strategy.program.clone(), connect.clone())),
+            info: strategy_info(strategy),
+            database,
+        }
+    }
+}
+
+/// Before a race: the `--watch` sampler, if any, already running.
+struct Watching(Option<Watcher>);
+
+impl Target for LabTarget<'_> {
+    type Lanes = SqlLanes;
+    type Before = Watching;
+
+    fn label(&self) -> &str {
+        &self.strategy.name
+    }
+
+    async fn prepare(&self, _repetition: u32) -> anyhow::Result<Watching> {
+        timings::time("prepare the lab", self.db.prepare_lab(self.seeds))
+            .await
+            .context("preparing the lab")?;
+        if self.strategy.program.has_setup() {
+            let products: Vec<(i64, i64)> = self.seeds.iter().map(|p| (p.id, p.stock)).collect();
+            let mut conn = self.db.connect().await?;
+            strategy::run_setup(&self.strategy.program, &mut conn, &products)
+                .await
+                .with_context(|| {
+                    format!(
+                        "running the \\setup block of strategy `{}`",
+                        self.strategy.name
+                    )
+                })?;
+        }
+        Ok(Watching(match self.lab.watch_ms {
+            Some(ms) => Some(watch::start(self.db, ms).await?),
+            None => None,
+        }))
+    }
+
+    fn lanes(&self) -> Arc<SqlLanes> {
+        self.lanes.clone()
+    }
+
+    async fn finish(&self, mut raced: Raced<Lane>, before: Watching) -> anyhow::Result<RunResult> {
+        let race = &raced.output;
+        let sc = &self.pipeline.scenario;
+        let watch = match before.0 {
+            Some(w) => {
+                let initial = sc.stock.saturating_mul(i64::from(sc.products));
+                Some(w.finish(race.released_at, initial).await?)
+            }
+            None => None,
+        };
+        let timeline = self.pipeline.trace.then(|| {
+            crate::trace::analyze(
+                &self.strategy.name,
+                &self.strategy.program,
+                &race.traces,
+                race.released_at,
+                sc.quantity,
+            )
+        });
+        // After a completed race every buyer's connection is idle, outside
+        // any transaction: audit on one of them. After a stop one may still
+        // be mid-transaction, so take a fresh connection.
+        let mut held = Held::new(std::mem::take(&mut raced.lanes));
+        let (succeeded, unknown) = (&race.tally.succeeded_attempts, &race.tally.unknown_attempts);
+        let idle = if raced.completed() {
+            held.connection()
+        } else {
+            None
+        };
+        let audited = match idle {
+            Some(conn) => self.db.audit_on(conn, succeeded, unknown).await,
+            None => self.db.audit_with_unknown(succeeded, unknown).await,
+        };
+        drop(held);
+        let audit = raced.audited(audited, "auditing the database")?;
+        raced.scenario.timeout_ms = self.lab.timeout_ms;
+        let mut result = raced.result(
+            audit,
+            Subject::Strategy(self.info.clone()),
+            Some(self.database.clone()),
+        );
+        result.watch = watch;
+        result.timeline = timeline;
+        Ok(result)
+    }
+}
+
+/// What the result says about a strategy: its name, where it came from,
+/// and a hash of its text.
+fn strategy_info(strategy: &Strategy) -> StrategyInfo {
+    StrategyInfo {
+        name: strategy.name.clone(),
+        source: match &strategy.origin {
+            Origin::Builtin => "builtin".to_string(),
+            Origin::File(p) => p.display().to_string(),
+        },
+        sha256: hex(&Sha256::digest(strategy.source.as_bytes())),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
