@@ -47,3 +47,5 @@ pub mod trace;
 pub mod verdict;
 pub mod watch;
 
+#[cfg(test)]
+mod fixtures;

@@ -303,3 +303,115 @@ pub fn sentence(r: &RunResult) -> String {
     s
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::audit::ProductTally;
+    use crate::fixtures::{self, audit, naive_oversold};
+
+    fn t(initial: i64, sold: i64, left: i64) -> ProductTally {
+        ProductTally::new(initial, sold, left)
+    }
+
+    #[test]
+    fn the_audit_decides() {
+        let clean = Audit::from_tallies(&[t(10, 4, 6), t(5, 5, 0)], 0, 0);
+        assert_eq!(of_audit(&clean), Verdict::Safe);
+        // Oversell is per product, never netted against another's stock.
+        let over = Audit::from_tallies(&[t(5, 8, 2), t(10, 5, 5)], 0, 0);
+        assert_eq!(of_audit(&over), Verdict::Oversold);
+        let drift = Audit::from_tallies(&[t(10, 3, 8)], 0, 0);
+        assert_eq!(of_audit(&drift), Verdict::Inconsistent);
+        for (without_order, without_success) in [(1, 0), (0, 2)] {
+            let a = Audit::from_tallies(&[t(3, 1, 2)], without_order, without_success);
+            assert_eq!(of_audit(&a), Verdict::Inconsistent);
+        }
+        let negative = Audit {
+            negative_stock: true,
+            ..clean.clone()
+        };
+        assert_eq!(of_audit(&negative), Verdict::Inconsistent);
+        assert_eq!(of_audit(&Audit::from_tallies(&[], 0, 0)), Verdict::Safe);
+    }
+
+    #[test]
+    fn an_unaudited_run_has_no_verdict_and_is_never_safe() {
+        let mut r = fixtures::for_update_safe(1);
+        assert_eq!(decide(&r), Some(Verdict::Safe));
+        assert!(is_safe(&r) && meets(None, &r) && meets(Some(Expect::Safe), &r));
+        r.audit = None;
+        r.verdict = decide(&r);
+        assert_eq!(r.verdict, None);
+        assert!(!is_safe(&r) && !is_oversold(&r) && !meets(None, &r));
+        assert!(sentence(&r).starts_with("NOT AUDITED"));
+    }
+
+    #[test]
+    fn runs_fold_into_the_worst_verdict() {
+        let mut lucky = naive_oversold(2);
+        lucky.audit = Some(audit(10, 10, 0));
+        lucky.verdict = decide(&lucky);
+        let runs = [naive_oversold(1), lucky.clone(), naive_oversold(3)];
+        let o = overall(&runs);
+        assert_eq!((o.runs, o.not_safe, o.oversold, o.unaudited), (3, 2, 2, 0));
+        assert_eq!(o.verdict, Some(Verdict::Oversold));
+        assert_eq!(o.word(), "OVERSOLD (2/3 runs)");
+        let safe = overall([&lucky]);
+        assert_eq!(safe.word(), "safe");
+        assert_eq!(worse(Some(Verdict::Oversold), None), None);
+        assert_eq!(
+            worse(Some(Verdict::Inconsistent), Some(Verdict::Safe)),
+            Some(Verdict::Inconsistent)
+        );
+    }
+
+    #[test]
+    fn the_gate_names_each_strategy_that_broke_it() {
+        let runs = [
+            naive_oversold(1),
+            naive_oversold(2),
+            fixtures::for_update_safe(1),
+        ];
+        assert_eq!(names(&runs), ["naive", "for-update"]);
+        assert!(check(&Gate::default(), &runs).is_ok());
+        let safe = Gate {
+            expect: Some(Expect::Safe),
+        };
+        assert_eq!(
+            check(&safe, &runs).unwrap_err().0,
+            "expected safe: naive was not safe in 2 of 2 runs (max oversold units 27)"
+        );
+        let oversold = Gate {
+            expect: Some(Expect::Oversold),
+        };
+        assert_eq!(
+            failure(&oversold, &runs).as_deref(),
+            Some("expected oversold: for-update did not oversell in 1 of 1 runs")
+        );
+        assert!(check(&safe, &runs[2..]).is_ok());
+        assert!(check(&oversold, &runs[..2]).is_ok());
+    }
+
+    #[test]
+    fn the_sentence_says_what_the_audit_found() {
+        assert_eq!(
+            sentence(&naive_oversold(1)),
+            "OVERSOLD: 37 units sold of 10 in stock (27 units oversold); stock drifted by -27 \
+             (final stock 0 but 10 - 37 = -27: lost updates)"
+        );
+        let mut r = fixtures::for_update_safe(1);
+        if let Some(a) = r.audit.as_mut() {
+            a.unknown_committed = 1;
+            a.unknown_not_committed = 2;
+            a.orders_without_success = 0;
+        }
+        r.status = crate::result::Status::Interrupted;
+        r.status_reason = Some("interrupted (Ctrl-C)".into());
+        assert_eq!(
+            sentence(&r),
+            "SAFE: 10 units sold of 10 in stock, no drift; 3 attempts of unknown fate \
+             (buyers' view: 10 to 13 units sold): 1 committed, 2 did not \
+             [interrupted: interrupted (Ctrl-C)]"
+        );
+    }
+}

@@ -15,6 +15,9 @@ pub mod save;
 pub mod table;
 pub mod timeline;
 
+#[cfg(test)]
+mod snapshots;
+
 /// The result contract, where renderers (and older callers) find it.
 pub use crate::result;
 pub use crate::result::{RunResult, Status};
