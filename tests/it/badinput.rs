@@ -552,9 +552,17 @@ fn plan_proptest() -> Result<(), Failed> {
         "oversold",
         "racelab",
         "Robert'); DROP",
+        "http://127.0.0.1:9/buy",
+        "--request-timeout",
+        "--stock-url",
+        "--verify-sql",
+        "--reset-url",
+        "--success",
+        "--sold-out",
+        "200,409",
     ]);
     let argv = (
-        prop::sample::select(vec!["run", "compare"]),
+        prop::sample::select(vec!["run", "compare", "http"]),
         prop::collection::vec(token, 0..12),
     );
     check(2000, argv, |(cmd, rest)| {
@@ -568,6 +576,7 @@ fn plan_proptest() -> Result<(), Failed> {
         let built = match &cli.command {
             Command::Run(a) => racelab::plan::Plan::run(a),
             Command::Compare(a) => racelab::plan::Plan::compare(a),
+            Command::Http(a) => racelab::plan::Plan::http(a),
             _ => return Ok(()),
         };
         if let Err(e) = built {
