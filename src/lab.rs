@@ -144,7 +144,7 @@ impl Target for LabTarget<'_> {
         &self.strategy.name
     }
 
-    async fn prepare(&self, _repetition: u32) -> anyhow::Result<Watching> {
+    async fn prepare(&self) -> anyhow::Result<Watching> {
         timings::time("prepare the lab", self.db.prepare_lab(self.seeds))
             .await
             .context("preparing the lab")?;

@@ -86,7 +86,7 @@ pub trait Target {
     /// Ready the lab for one race (a fresh lab and the strategy's
     /// `\setup`; the service's reset) and read what the audit compares
     /// with afterwards.
-    fn prepare(&self, repetition: u32) -> impl Future<Output = anyhow::Result<Self::Before>>;
+    fn prepare(&self) -> impl Future<Output = anyhow::Result<Self::Before>>;
 
     /// The buyers' lanes for one race.
     fn lanes(&self) -> Arc<Self::Lanes>;
@@ -105,7 +105,6 @@ pub trait Target {
 pub struct Raced<L> {
     pub started_at: String,
     pub repetition: u32,
-    pub seed: u64,
     /// The scenario as raced, with the run's settings (`timeout_ms` is the
     /// target's to fill in).
     pub scenario: ScenarioInfo,
@@ -214,7 +213,7 @@ async fn race_once<T: Target>(
     control: &Arc<Control>,
 ) -> anyhow::Result<Option<RunResult>> {
     let started_at = now_rfc3339();
-    let before = target.prepare(repetition).await?;
+    let before = target.prepare().await?;
     let seed = pipeline.seed_of(repetition);
     let label = if pipeline.repeat > 1 {
         format!("{} {repetition}/{}", target.label(), pipeline.repeat)
@@ -240,7 +239,6 @@ async fn race_once<T: Target>(
     let raced = Raced {
         started_at,
         repetition,
-        seed,
         scenario: ScenarioInfo::of(sc, pipeline.max_tries, seed, 0),
         output: race,
         lanes,

@@ -120,7 +120,7 @@ impl Target for ServiceTarget<'_> {
         "http"
     }
 
-    async fn prepare(&self, _repetition: u32) -> anyhow::Result<Reading> {
+    async fn prepare(&self) -> anyhow::Result<Reading> {
         self.service.reset().await?;
         self.service.read().await
     }

@@ -1,9 +1,10 @@
 //! Turning finished runs into words: the human table, the side-by-side
 //! table, JSON, saved result files, JUnit, HTML, the progress bar and the
 //! notes on stderr. Rendering functions return strings so they can be
-//! snapshot-tested; this module and `main` are the only ones that write to
-//! the terminal. Renderers read results (`result`) and verdicts
-//! (`verdict`); they never call back into the commands.
+//! snapshot-tested; what a race shows on the terminal goes through here
+//! (`print_runs`, `emit`, `Output::note`, the progress bar). Renderers read
+//! results (`result`) and verdicts (`verdict`); they never call back into
+//! the commands.
 
 pub mod baseline;
 pub mod compare;
