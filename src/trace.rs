@@ -8,10 +8,14 @@
 //! (G2-item). Waits are statements that ended only after another buyer's
 //! COMMIT or ROLLBACK released its locks.
 //!
+//! Reads, writes, commits and rollbacks are recognized from the statements'
+//! facts (`strategy::facts`): a read is a `\gset` of `products.stock`
+//! whatever the variable is called, a write is an UPDATE that assigns it.
 //! The value a write committed ("stock := 0") is not read back from the
-//! server: it is the script's own expression (`:stock - :qty`) evaluated
-//! with the values the trace recorded (`\gset`, `\set`) and the attempt's
-//! built-ins. That keeps the traced path identical to the untraced one.
+//! server: it is the script's own expression (`:stock - :qty`) evaluated by
+//! the script language's evaluator with the values the trace recorded
+//! (`\gset`, `\set`) and the attempt's built-ins. That keeps the traced
+//! path identical to the untraced one.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -23,10 +27,12 @@ use serde::Serialize;
 use crate::cli::CommonArgs;
 use crate::engine::AttemptTrace;
 use crate::error::bad_input;
-use crate::explain::{self, StmtFacts, StockWrite};
 use crate::outcome::Outcome;
 use crate::scenario::Scenario;
-use crate::strategy::{Program, TraceKind};
+use crate::strategy::facts::{Assign, Kind, Source, Value, WriteOp};
+use crate::strategy::{EvalError, Program, Stmt, TraceKind, ATTEMPT, BUYER, PRODUCT, QTY, TRY};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 
 /// Most buyers a traced run may have: beyond that a timeline is unreadable.
 pub const MAX_TRACED_BUYERS: u32 = 50;
@@ -171,6 +177,83 @@ struct Try {
     commit: Option<usize>,
 }
 
+/// The column the audit counts (DESIGN §3): the timeline follows reads and
+/// writes of it, whatever the variables are called.
+const STOCK: (&str, &str) = ("products", "stock");
+
+/// What the facts of one statement say about the stock.
+struct StockFacts {
+    /// The `\gset` variable that receives `products.stock`, and whether the
+    /// read locks the row.
+    read: Option<(String, bool)>,
+    /// The write of `products.stock`: its index among the statement's
+    /// writes, and the assignment.
+    write: Option<(usize, Assign)>,
+}
+
+fn stock_facts(program: &Program, st: &Stmt) -> StockFacts {
+    let f = &st.facts;
+    let read = st
+        .gset
+        .as_ref()
+        .and_then(|g| g.cols.as_ref())
+        .and_then(|cols| {
+            let outputs = f.outputs.as_ref()?;
+            cols.iter().zip(outputs).find_map(|((_, slot), o)| {
+                o.sources.iter().find_map(|s| match s {
+                    Source::Read {
+                        read,
+                        column: Some(c),
+                    } if f.reads[*read].table == STOCK.0 && c == STOCK.1 => {
+                        Some((program.vars[*slot].clone(), f.reads[*read].lock.is_some()))
+                    }
+                    _ => None,
+                })
+            })
+        });
+    let write = f.writes.iter().enumerate().find_map(|(i, w)| {
+        (w.table == STOCK.0 && w.op == WriteOp::Update)
+            .then(|| w.assigns.iter().find(|a| a.column == STOCK.1))
+            .flatten()
+            .map(|a| (i, a.clone()))
+    });
+    StockFacts { read, write }
+}
+
+/// The value an assignment wrote, from the values the trace recorded:
+/// evaluated by the script language's own evaluator.
+fn written_value(
+    program: &Program,
+    a: &Assign,
+    t: &AttemptTrace,
+    try_no: u32,
+    qty: i64,
+    vars: &[(String, String)],
+) -> Option<i64> {
+    let e = match &a.value {
+        Value::Variables { expr: Some(e), .. } | Value::Constant(Some(e)) => e,
+        _ => return None,
+    };
+    let get = |slot: usize| -> Result<i64, EvalError> {
+        match slot {
+            PRODUCT => Ok(t.product),
+            QTY => Ok(qty),
+            BUYER => Ok(i64::from(t.buyer)),
+            ATTEMPT => Ok(t.attempt),
+            TRY => Ok(i64::from(try_no)),
+            _ => {
+                let name = program.vars.get(slot).ok_or(EvalError::Unset(slot))?;
+                vars.iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, v)| v.trim().parse().ok())
+                    .ok_or(EvalError::Unset(slot))
+            }
+        }
+    };
+    e.eval(&get, &mut SmallRng::seed_from_u64(0)).ok()
+}
+
 /// Analyse the traces of one run. `qty` is the run's `:qty`.
 pub fn analyze(
     strategy: &str,
@@ -179,10 +262,13 @@ pub fn analyze(
     released_at: Instant,
     qty: i64,
 ) -> Timeline {
-    let facts = explain::statements(program);
-    let fact = |line: usize| facts.iter().find(|f| f.line == line);
+    let stmt_at = |line: usize| program.stmts.iter().find(|s| s.line == line);
     let rel = |t: Instant| t.saturating_duration_since(released_at).as_micros() as u64;
     let mut steps: Vec<Step> = Vec::new();
+    // Beside each step: does it release locks (COMMIT, ROLLBACK), and was
+    // its stock write relative to the row?
+    let mut releases: Vec<bool> = Vec::new();
+    let mut relative: Vec<bool> = Vec::new();
     let mut tries: Vec<Try> = Vec::new();
     for t in traces {
         let mut cur: Option<Try> = None;
@@ -210,48 +296,51 @@ pub fn analyze(
             let tr = cur.as_mut().expect("set above");
             let idx = steps.len();
             vars.extend(ev.values.iter().cloned());
-            let f: Option<&StmtFacts> =
-                (ev.kind == TraceKind::Sql).then(|| fact(ev.line)).flatten();
+            let st = (ev.kind == TraceKind::Sql)
+                .then(|| stmt_at(ev.line))
+                .flatten();
             let ok = ev.error.is_none();
             let mut role = Role::Other;
-            if let (Some(f), true) = (f, ok) {
-                if f.begin.is_some() {
+            let mut release = ev.kind == TraceKind::Rollback && ok;
+            let mut is_relative = false;
+            if let (Some(st), true) = (st, ok) {
+                let kind = st.facts.kind;
+                if matches!(
+                    kind,
+                    Kind::Begin(_) | Kind::Commit { chain: true } | Kind::Rollback { chain: true }
+                ) && !in_tx
+                {
                     in_tx = true;
                 }
-                if let Some((_, v)) = ev.values.iter().find(|(n, _)| n == "stock") {
-                    if let Ok(v) = v.parse() {
+                let sf = stock_facts(program, st);
+                if let Some((var, locking)) = &sf.read {
+                    if let Some(v) = ev
+                        .values
+                        .iter()
+                        .find(|(n, _)| n == var)
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                    {
                         role = Role::Read {
                             value: v,
-                            locking: f.row_lock.is_some(),
+                            locking: *locking,
                         };
                         if pending_write.is_none() {
                             tr.read = Some(idx);
                         }
                     }
                 }
-                if let Some(w) = &f.stock_write {
-                    if ev.rows.unwrap_or(0) == 0 {
+                if let Some((wi, a)) = &sf.write {
+                    // The statement's row count is this write's when it is
+                    // the statement itself or the CTE it takes rows from.
+                    let counted = st.facts.rows_from == Some(*wi);
+                    if counted && ev.rows.unwrap_or(0) == 0 {
                         role = Role::NoWrite;
                     } else {
-                        let (value, expr) = match w {
-                            StockWrite::FromVariables(e) => {
-                                let known = |name: &str| -> Option<i64> {
-                                    match name {
-                                        "qty" => Some(qty),
-                                        "product" => Some(t.product),
-                                        "buyer" => Some(i64::from(t.buyer)),
-                                        "attempt" => Some(t.attempt),
-                                        "try" => Some(i64::from(ev.try_no)),
-                                        _ => vars
-                                            .iter()
-                                            .rev()
-                                            .find(|(n, _)| n == name)
-                                            .and_then(|(_, v)| v.parse().ok()),
-                                    }
-                                };
-                                (explain::eval_int(e, &known), e.clone())
-                            }
-                            StockWrite::Relative(e) => (None, e.clone()),
+                        is_relative = matches!(a.value, Value::Relative { .. });
+                        let value = written_value(program, a, t, ev.try_no, qty, &vars);
+                        let expr = match &a.value {
+                            Value::Relative { .. } => format!("{} = {}", a.column, a.text),
+                            _ => a.text.clone(),
                         };
                         role = Role::Write { value, expr };
                         pending_write = Some(idx);
@@ -261,19 +350,25 @@ pub fn analyze(
                         }
                     }
                 }
-                if f.commit && in_tx {
-                    in_tx = false;
-                    tr.commit = Some(idx);
-                    let stock = pending_write.map(|w| match &steps[w].role {
-                        Role::Write { value: Some(v), .. } => format!("stock := {v}"),
-                        Role::Write { expr, .. } => format!("stock := {expr}"),
-                        _ => String::new(),
-                    });
-                    role = Role::Commit { stock };
-                }
-                if f.rollback {
-                    in_tx = false;
-                    pending_write = None;
+                match kind {
+                    Kind::Commit { chain } if in_tx => {
+                        in_tx = chain;
+                        tr.commit = Some(idx);
+                        release = true;
+                        let stock = pending_write.map(|w| match &steps[w].role {
+                            Role::Write { value: Some(v), .. } => format!("stock := {v}"),
+                            Role::Write { expr, .. } => format!("stock := {expr}"),
+                            _ => String::new(),
+                        });
+                        pending_write = None;
+                        role = Role::Commit { stock };
+                    }
+                    Kind::Rollback { chain } => {
+                        in_tx = chain;
+                        pending_write = None;
+                        release = true;
+                    }
+                    _ => {}
                 }
             }
             steps.push(Step {
@@ -293,6 +388,8 @@ pub fn analyze(
                 role,
                 waited_for: None,
             });
+            releases.push(release);
+            relative.push(is_relative);
         }
         if let Some(done) = cur.take() {
             tries.push(done);
@@ -303,27 +400,28 @@ pub fn analyze(
     // its locks (COMMIT, ROLLBACK, an autocommit write) while it ran.
     // Times are taken by the client: a release counts from when its COMMIT
     // or ROLLBACK was sent, since the client may notice its end late.
-    let is_release = |s: &Step| {
-        s.error.is_none()
-            && (s.kind == "rollback"
-                || matches!(s.role, Role::Commit { .. })
-                || (s.kind == "sql" && s.what.to_ascii_uppercase().starts_with("ROLLBACK")))
-    };
-    let releases: Vec<(u64, u32)> = steps
-        .iter()
-        .filter(|s| is_release(s))
-        .map(|s| (s.start_us, s.buyer))
+    let is_release: Vec<bool> = (0..steps.len())
+        .map(|i| {
+            releases[i]
+                || (steps[i].error.is_none() && matches!(steps[i].role, Role::Commit { .. }))
+        })
         .collect();
-    for s in steps.iter_mut() {
+    let release_at: Vec<(u64, u32)> = (0..steps.len())
+        .filter(|&i| is_release[i])
+        .map(|i| (steps[i].start_us, steps[i].buyer))
+        .collect();
+    for i in 0..steps.len() {
+        let s = &steps[i];
         // COMMIT and ROLLBACK take no locks: they never wait for one.
-        if s.kind != "sql" || is_release(s) || s.end_us.saturating_sub(s.start_us) < WAIT_MIN_US {
+        if s.kind != "sql" || is_release[i] || s.end_us.saturating_sub(s.start_us) < WAIT_MIN_US {
             continue;
         }
-        s.waited_for = releases
+        let waited = release_at
             .iter()
             .filter(|(at, b)| *b != s.buyer && *at >= s.start_us && *at <= s.end_us)
             .max_by_key(|(at, _)| *at)
             .map(|(_, b)| *b);
+        steps[i].waited_for = waited;
     }
 
     // Anomalies: per committed try with a stock read, the other buyers'
@@ -362,12 +460,8 @@ pub fn analyze(
         if overtaken_by.is_empty() {
             continue;
         }
-        let (name, prevented_at) = match t.write.map(|w| &steps[w].role) {
-            Some(Role::Write { expr, .. })
-                if !is_relative(program, &steps[t.write.unwrap_or(0)], expr) =>
-            {
-                ("P4 lost update", "REPEATABLE READ")
-            }
+        let (name, prevented_at) = match t.write {
+            Some(w) if !relative[w] => ("P4 lost update", "REPEATABLE READ"),
             Some(_) => ("G-single read skew", "REPEATABLE READ"),
             None => ("G2-item write skew", "SERIALIZABLE"),
         };
@@ -391,14 +485,6 @@ pub fn analyze(
         steps,
         anomalies,
     }
-}
-
-/// Whether the write at `step` was relative to the row (`stock - :qty`).
-fn is_relative(program: &Program, step: &Step, _expr: &str) -> bool {
-    explain::statements(program)
-        .iter()
-        .find(|f| f.line == step.line)
-        .is_some_and(|f| matches!(f.stock_write, Some(StockWrite::Relative(_))))
 }
 
 fn committed_stock(steps: &[Step], at: usize) -> Option<String> {
