@@ -15,7 +15,7 @@ pub use flow::{Finding, Level, Verdict};
 use crate::strategy::facts::{
     AdvisoryAction, AdvisoryScope, Constraint, Facts, Isolation, Kind, Value, Wait, WriteOp,
 };
-use crate::strategy::{self, Instr, Program, Strategy, PRODUCT};
+use crate::strategy::{self, Instr, Program, Strategy, BUILTIN_VARS, PRODUCT};
 
 /// The verdict on a program.
 pub fn verdict(prog: &Program) -> Verdict {
@@ -225,10 +225,10 @@ fn statement_notes(prog: &Program, f: &Facts, line: usize, ctx: &flow::StmtConte
             .filter
             .iter()
             .filter(|c| {
-                !w.rows
-                    .key
-                    .iter()
-                    .any(|(k, _)| c.key_of(&w.table).is_some_and(|(kc, _)| kc == k))
+                // `id = :product` names the rows; `version = :version`
+                // (a value read earlier) guards them.
+                !c.key_of(&w.table)
+                    .is_some_and(|(_, v)| v.vars.iter().all(|s| *s < BUILTIN_VARS.len()))
             })
             .map(|c| c.text.as_str())
             .collect();
@@ -427,4 +427,174 @@ pub fn render_verdict(v: &Verdict) -> String {
         let _ = writeln!(out, "  - {tag}{lines}{}", f.text);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn level(src: &str) -> Level {
+        let prog = strategy::parse("t.sql", src).unwrap_or_else(|e| panic!("{}", e.render()));
+        verdict(&prog).level
+    }
+
+    /// The tricky scripts: `(file name, source)`, the expected verdict
+    /// leading the name.
+    fn tricky() -> Vec<(String, String)> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tricky");
+        let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+            .expect("tests/tricky")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).expect("readable"))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn expected(name: &str) -> Level {
+        if name.starts_with("safe-") {
+            Level::Safe
+        } else if name.starts_with("unsafe-") {
+            Level::Unsafe
+        } else {
+            Level::Unsure
+        }
+    }
+
+    #[test]
+    fn builtins() {
+        for (name, src) in strategy::builtins() {
+            let want = if *name == "naive" {
+                Level::Unsafe
+            } else {
+                Level::Safe
+            };
+            let prog = strategy::parse(name, src).unwrap();
+            let v = verdict(&prog);
+            assert_eq!(v.level, want, "{name}: {:?}", v.findings);
+            assert!(!v.findings.is_empty(), "{name} gives no reason");
+        }
+    }
+
+    #[test]
+    fn the_tricky_table() {
+        let all = tricky();
+        assert!(all.len() >= 20, "only {} tricky scripts", all.len());
+        for (name, src) in &all {
+            let prog = strategy::parse(name, src).unwrap_or_else(|e| panic!("{}", e.render()));
+            let v = verdict(&prog);
+            assert_eq!(v.level, expected(name), "{name}: {:#?}", v.findings);
+            if v.level != Level::Safe {
+                assert!(
+                    v.findings
+                        .iter()
+                        .all(|f| !f.lines.is_empty() || f.level == Level::Unsure),
+                    "{name}: a finding without lines: {:?}",
+                    v.findings
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_name_the_lines() {
+        let naive = strategy::builtins()[0].1;
+        let v = verdict(&strategy::parse("naive", naive).unwrap());
+        let lost = v
+            .findings
+            .iter()
+            .find(|f| f.text.starts_with("P4 lost update"))
+            .expect("a lost update");
+        assert_eq!(lost.lines, vec![6, 12]);
+        let text = render_verdict(&v);
+        assert!(text.starts_with("Verdict: UNSAFE\n"), "{text}");
+        assert!(text.contains("lines 6, 12: P4 lost update"), "{text}");
+    }
+
+    #[test]
+    fn unreadable_sql_makes_it_unsure_with_the_line() {
+        let src = "BEGIN;\nSELECT p.stock FROM products p, products q WHERE p.id = :product AND q.id = p.id FOR UPDATE OF p, q \\gset\nUPDATE products SET stock = :stock - :qty WHERE id = :product;\nCOMMIT;\n";
+        let v = verdict(&strategy::parse("t.sql", src).unwrap());
+        assert_eq!(v.level, Level::Unsure);
+        assert!(
+            v.findings
+                .iter()
+                .any(|f| f.lines == vec![2] && f.text.contains("cannot read")),
+            "{:?}",
+            v.findings
+        );
+    }
+
+    #[test]
+    fn render_annotates_from_facts() {
+        let s = strategy::load("for-update").unwrap();
+        let out = render(&s);
+        assert!(
+            out.contains("FOR UPDATE: locks the rows it reads (of products)"),
+            "{out}"
+        );
+        assert!(out.contains("think time WITH locks held"), "{out}");
+        assert!(out.contains("Isolation level: READ COMMITTED"), "{out}");
+        assert!(out.contains("\nVerdict: SAFE\n"), "{out}");
+        let s = strategy::load("optimistic").unwrap();
+        let out = render(&s);
+        assert!(out.contains("Isolation level: none"), "{out}");
+        assert!(out.contains("guarded by WHERE version = :version"), "{out}");
+    }
+
+    /// Misleading words for comments.
+    const WORDS: [&str; 8] = [
+        "FOR UPDATE;",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE;",
+        "WHERE stock >= :qty",
+        "SELECT pg_advisory_xact_lock(:product);",
+        "\\retry",
+        "CHECK (stock >= 0)",
+        "naive: unsafe, no lock",
+        "COMMIT;",
+    ];
+
+    /// `src` with a `--` comment line before line `at`, and `/* */`
+    /// comments after every `;` that ends a line when `trailing`.
+    fn with_comments(src: &str, inserts: &[(usize, usize)], trailing: Option<usize>) -> String {
+        let mut lines: Vec<String> = src.lines().map(str::to_string).collect();
+        for (at, w) in inserts {
+            let at = at % (lines.len() + 1);
+            lines.insert(at, format!("-- {}", WORDS[w % WORDS.len()]));
+        }
+        if let Some(w) = trailing {
+            for l in &mut lines {
+                if l.trim_end().ends_with(';') && !l.trim_start().starts_with("--") {
+                    l.push_str(&format!(" /* {} */", WORDS[w % WORDS.len()]));
+                }
+            }
+        }
+        lines.join("\n") + "\n"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn comments_never_change_a_verdict(
+            pick in 0usize..1000,
+            inserts in prop::collection::vec((0usize..60, 0usize..8), 0..6),
+            trailing in prop::option::of(0usize..8),
+        ) {
+            let mut all: Vec<(String, String)> = strategy::builtins()
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect();
+            all.extend(tricky());
+            let (name, src) = &all[pick % all.len()];
+            let before = level(src);
+            let commented = with_comments(src, &inserts, trailing);
+            prop_assert_eq!(level(&commented), before, "{} with comments:\n{}", name, commented);
+        }
+    }
 }

@@ -338,10 +338,7 @@ pub fn analyze(
                     } else {
                         is_relative = matches!(a.value, Value::Relative { .. });
                         let value = written_value(program, a, t, ev.try_no, qty, &vars);
-                        let expr = match &a.value {
-                            Value::Relative { .. } => format!("{} = {}", a.column, a.text),
-                            _ => a.text.clone(),
-                        };
+                        let expr = a.text.clone();
                         role = Role::Write { value, expr };
                         pending_write = Some(idx);
                         tr.write = Some(idx);
@@ -529,4 +526,153 @@ pub fn write_jsonl(path: &Path, runs: &[(&Timeline, u32)]) -> anyhow::Result<()>
     f.write_all(&out)
         .with_context(|| format!("writing the trace to {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use crate::strategy::{parse, TraceEvent};
+
+    fn ev(
+        t0: Instant,
+        ms: (u64, u64),
+        line: usize,
+        kind: TraceKind,
+        values: &[(&str, &str)],
+    ) -> TraceEvent {
+        TraceEvent {
+            start: t0 + Duration::from_millis(ms.0),
+            end: t0 + Duration::from_millis(ms.1),
+            try_no: 1,
+            line,
+            kind,
+            what: format!("line {line}"),
+            rows: Some(1),
+            values: values
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            error: None,
+            outcome: None,
+        }
+    }
+
+    /// Two buyers of a script whose read of products.stock lands in `:left`
+    /// and whose `:stock` is another table's column: the analysis follows
+    /// the facts, not the names.
+    #[test]
+    fn reads_and_writes_come_from_facts_not_names() {
+        let src = "BEGIN;\n\
+                   SELECT p.stock AS left_over, o.qty AS stock FROM products p LEFT JOIN orders o ON o.product_id = p.id WHERE p.id = :product LIMIT 1 \\gset\n\
+                   UPDATE products SET stock = :left_over - :qty WHERE id = :product;\n\
+                   commit;\n";
+        let prog = parse("t.sql", src).unwrap();
+        let t0 = Instant::now();
+        let trace =
+            |buyer: u32, read: (u64, u64), write: (u64, u64), commit: (u64, u64)| AttemptTrace {
+                buyer,
+                attempt: i64::from(buyer),
+                product: 1,
+                outcome: Outcome::Succeeded,
+                events: vec![
+                    ev(t0, (0, 1), 1, TraceKind::Sql, &[]),
+                    ev(
+                        t0,
+                        read,
+                        2,
+                        TraceKind::Sql,
+                        &[("left_over", "5"), ("stock", "99")],
+                    ),
+                    ev(t0, write, 3, TraceKind::Sql, &[]),
+                    ev(t0, commit, 4, TraceKind::Sql, &[]),
+                ],
+            };
+        let traces = vec![
+            trace(1, (1, 2), (3, 4), (5, 6)),
+            trace(2, (1, 2), (7, 8), (9, 10)),
+        ];
+        let tl = analyze("t", &prog, &traces, t0, 2);
+        let reads: Vec<&Role> = tl
+            .steps
+            .iter()
+            .filter(|s| s.line == 2)
+            .map(|s| &s.role)
+            .collect();
+        assert!(
+            reads.iter().all(|r| **r
+                == Role::Read {
+                    value: 5,
+                    locking: false
+                }),
+            "{reads:?}"
+        );
+        let writes: Vec<&Role> = tl
+            .steps
+            .iter()
+            .filter(|s| s.line == 3)
+            .map(|s| &s.role)
+            .collect();
+        assert!(
+            writes.iter().all(|r| **r
+                == Role::Write {
+                    value: Some(3),
+                    expr: ":left_over - :qty".into()
+                }),
+            "{writes:?}"
+        );
+        // Buyer 2 read before buyer 1 committed and wrote from that read.
+        assert_eq!(tl.anomalies.len(), 1, "{:?}", tl.anomalies);
+        let a = &tl.anomalies[0];
+        assert_eq!((a.name, a.buyer, a.read_value), ("P4 lost update", 2, 5));
+        assert_eq!(a.committed.as_deref(), Some("stock := 3"));
+        // A lower-case COMMIT is a commit, found from its kind.
+        assert!(matches!(
+            tl.steps.iter().find(|s| s.line == 4).map(|s| &s.role),
+            Some(Role::Commit { .. })
+        ));
+    }
+
+    #[test]
+    fn relative_writes_are_read_skew_not_lost_updates() {
+        let src = "BEGIN;\nSELECT stock FROM products WHERE id = :product \\gset\nUPDATE products SET stock = stock - :qty WHERE id = :product;\nCOMMIT;\n";
+        let prog = parse("t.sql", src).unwrap();
+        let t0 = Instant::now();
+        let trace = |buyer: u32, write: (u64, u64), commit: (u64, u64)| AttemptTrace {
+            buyer,
+            attempt: i64::from(buyer),
+            product: 1,
+            outcome: Outcome::Succeeded,
+            events: vec![
+                ev(t0, (0, 1), 1, TraceKind::Sql, &[]),
+                ev(t0, (1, 2), 2, TraceKind::Sql, &[("stock", "1")]),
+                ev(t0, write, 3, TraceKind::Sql, &[]),
+                ev(t0, commit, 4, TraceKind::Sql, &[]),
+            ],
+        };
+        let tl = analyze(
+            "t",
+            &prog,
+            &[trace(1, (3, 4), (5, 6)), trace(2, (3, 8), (9, 10))],
+            t0,
+            1,
+        );
+        assert_eq!(tl.anomalies.len(), 1);
+        assert_eq!(tl.anomalies[0].name, "G-single read skew");
+        let w = tl
+            .steps
+            .iter()
+            .find(|s| s.buyer == 2 && s.line == 3)
+            .unwrap();
+        assert_eq!(
+            w.role,
+            Role::Write {
+                value: None,
+                expr: "stock - :qty".into()
+            }
+        );
+        // Buyer 2's UPDATE ended after buyer 1's COMMIT was sent: a wait.
+        assert_eq!(w.waited_for, Some(1));
+    }
 }

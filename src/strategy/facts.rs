@@ -2027,3 +2027,284 @@ fn output_name(e: &sql::Expr) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `$n` is slot `100 + n`, named `vn`.
+    fn f(sql: &str) -> Facts {
+        read(sql, &|n| Some(100 + n), &|s| format!("v{}", s - 100))
+    }
+
+    #[test]
+    fn transaction_kinds_and_isolation() {
+        assert_eq!(f("BEGIN").kind, Kind::Begin(None));
+        assert_eq!(
+            f("begin isolation level serializable").kind,
+            Kind::Begin(Some(Isolation::Serializable))
+        );
+        assert_eq!(
+            f("START TRANSACTION ISOLATION LEVEL REPEATABLE READ").kind,
+            Kind::Begin(Some(Isolation::RepeatableRead))
+        );
+        assert_eq!(
+            f("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").kind,
+            Kind::SetIsolation {
+                level: Isolation::Serializable,
+                session: false
+            }
+        );
+        assert_eq!(f("COMMIT").kind, Kind::Commit { chain: false });
+        assert_eq!(f("END").kind, Kind::Commit { chain: false });
+        assert_eq!(f("COMMIT AND CHAIN").kind, Kind::Commit { chain: true });
+        assert_eq!(f("ABORT").kind, Kind::Rollback { chain: false });
+        assert_eq!(f("ROLLBACK TO SAVEPOINT a").kind, Kind::Other);
+        assert_eq!(f("SELECT 1").kind, Kind::Select);
+        assert_eq!(f("LOCK TABLE products").kind, Kind::LockTable);
+    }
+
+    #[test]
+    fn row_locks_strength_wait_and_of() {
+        let x = f("SELECT stock FROM products WHERE id = $1 FOR UPDATE");
+        assert_eq!(x.row_locks.len(), 1);
+        assert_eq!(x.row_locks[0].strength, LockStrength::Update);
+        assert_eq!(x.reads[0].lock, Some(0));
+        assert_eq!(x.reads[0].rows.key[0].0, "id");
+        assert_eq!(x.reads[0].rows.key[0].1.vars, vec![101]);
+        let x = f("select stock from products where id = $1 for no key update nowait");
+        assert_eq!(x.row_locks[0].strength, LockStrength::NoKeyUpdate);
+        assert_eq!(x.row_locks[0].wait, Wait::Nowait);
+        let x = f("SELECT 1 FROM products FOR KEY SHARE SKIP LOCKED");
+        assert_eq!(x.row_locks[0].strength, LockStrength::KeyShare);
+        assert!(!x.row_locks[0].strength.blocks_updates());
+        assert_eq!(x.row_locks[0].wait, Wait::SkipLocked);
+        let x = f("SELECT p.stock FROM products p JOIN orders o ON o.product_id = p.id WHERE p.id = $1 FOR SHARE OF o");
+        assert_eq!(x.row_locks[0].strength, LockStrength::Share);
+        assert_eq!(x.row_locks[0].of, vec!["o"]);
+        let locked: Vec<&str> = x.row_locks[0]
+            .reads
+            .iter()
+            .map(|r| x.reads[*r].table.as_str())
+            .collect();
+        assert_eq!(locked, ["orders"]);
+        // A subquery's lock in FROM, and the words in a comment or string.
+        let x = f("SELECT count(*) FROM (SELECT id FROM orders WHERE buyer_id = $1 FOR UPDATE) o");
+        assert_eq!(x.row_locks.len(), 1);
+        let x = f("SELECT stock /* FOR UPDATE */, 'FOR UPDATE' FROM products -- FOR UPDATE");
+        assert!(x.row_locks.is_empty());
+        let x = f("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE");
+        assert!(x.table_locks[0].blocks_writes && x.table_locks[0].self_conflicting);
+        let x = f("LOCK products IN ACCESS SHARE MODE");
+        assert!(!x.table_locks[0].blocks_writes);
+    }
+
+    #[test]
+    fn advisory_calls() {
+        let x = f("SELECT pg_advisory_xact_lock($1)");
+        let a = &x.advisory[0];
+        assert_eq!(
+            (a.scope, a.action, a.try_only, a.shared),
+            (AdvisoryScope::Xact, AdvisoryAction::Lock, false, false)
+        );
+        assert_eq!(a.key[0].vars, vec![101]);
+        let x = f("SELECT pg_try_advisory_lock(hashtext('p' || $1)) AS got");
+        let a = &x.advisory[0];
+        assert!(a.try_only && a.scope == AdvisoryScope::Session);
+        assert_eq!(a.key[0].vars, vec![101]);
+        assert_eq!(
+            x.outputs.as_ref().unwrap()[0].sources,
+            vec![Source::Advisory(0)]
+        );
+        let x = f("SELECT pg_advisory_unlock(1, $2), pg_advisory_unlock_all()");
+        assert_eq!(x.advisory[0].action, AdvisoryAction::Unlock);
+        assert_eq!(x.advisory[1].action, AdvisoryAction::UnlockAll);
+        let x = f("SELECT pg_advisory_lock_shared(7)");
+        assert!(x.advisory[0].shared);
+        assert!(x.advisory[0].key[0].vars.is_empty());
+    }
+
+    #[test]
+    fn assigned_values() {
+        let x = f("UPDATE products SET stock = stock - $1, version = version + 1, name = 'x', sold = $2 * 2 WHERE id = $3");
+        let w = &x.writes[0];
+        assert_eq!((w.table.as_str(), w.op), ("products", WriteOp::Update));
+        let v: Vec<(&str, &Value)> = w
+            .assigns
+            .iter()
+            .map(|a| (a.column.as_str(), &a.value))
+            .collect();
+        assert_eq!(
+            v[0],
+            (
+                "stock",
+                &Value::Relative {
+                    sign: -1,
+                    by: Some(Expr::Var(101))
+                }
+            )
+        );
+        assert!(matches!(v[1].1, Value::Relative { sign: 1, .. }));
+        assert!(matches!(v[2].1, Value::Constant(None)));
+        assert_eq!(
+            v[3].1,
+            &Value::Variables {
+                vars: vec![102],
+                expr: Some(Expr::Bin(
+                    BinOp::Mul,
+                    Box::new(Expr::Var(102)),
+                    Box::new(Expr::Int(2))
+                ))
+            }
+        );
+        assert_eq!(w.assigns[3].text, ":v2 * 2");
+        assert_eq!(x.rows_from, Some(0));
+        let x = f("UPDATE products SET stock = greatest(stock - 1, 0)");
+        assert_eq!(x.writes[0].assigns[0].value, Value::Row);
+        // From rows the statement reads: UPDATE ... FROM a subquery.
+        let x = f("UPDATE products p SET stock = s.stock - $1 FROM (SELECT stock FROM products WHERE id = $2) s WHERE p.id = $2");
+        assert!(matches!(x.writes[0].assigns[0].value, Value::Rows { .. }));
+        assert_eq!(x.reads.len(), 1);
+        assert_eq!(x.writes[0].rows.key[0].0, "id");
+    }
+
+    #[test]
+    fn where_guards() {
+        let x = f("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1");
+        let w = &x.writes[0];
+        assert_eq!(w.rows.key.len(), 1);
+        assert!(w
+            .rows
+            .filter
+            .iter()
+            .any(|c| c.bounds_below("products", "stock")));
+        let x = f("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock - $1 >= 0");
+        assert!(x.writes[0]
+            .rows
+            .filter
+            .iter()
+            .any(|c| c.bounds_below("products", "stock")));
+        let x = f("UPDATE products SET stock = stock - $1 WHERE id = $2 AND 'stock >= 1' <> ''");
+        assert!(!x.writes[0]
+            .rows
+            .filter
+            .iter()
+            .any(|c| c.bounds_below("products", "stock")));
+        let x = f("UPDATE products SET stock = stock - 1 WHERE id = $1 OR stock > 5");
+        assert!(x.writes[0].rows.opaque);
+    }
+
+    #[test]
+    fn ctes_returning_and_rows() {
+        let x = f("WITH sold AS (UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 RETURNING id) INSERT INTO orders (product_id, qty) SELECT id, $1 FROM sold");
+        assert_eq!(x.kind, Kind::Insert);
+        assert_eq!(x.writes.len(), 2);
+        assert_eq!(x.writes[0].cte.as_deref(), Some("sold"));
+        assert_eq!(x.writes[0].returning, vec!["id"]);
+        assert_eq!(x.writes[1].table, "orders");
+        // The INSERT inserts as many rows as the CTE's UPDATE matched.
+        assert_eq!(x.rows_from, Some(0));
+        assert!(x.outputs.is_none());
+        let x = f("WITH sold AS (UPDATE products SET stock = stock - 1 RETURNING id) INSERT INTO orders (product_id) VALUES (1)");
+        assert_eq!(x.rows_from, Some(1));
+        let x = f("WITH c AS (DELETE FROM units WHERE product_id = $1 RETURNING unit_no) SELECT count(*) AS claimed FROM c");
+        assert_eq!(x.kind, Kind::Select);
+        let out = x.outputs.as_ref().unwrap();
+        assert_eq!(out[0].name.as_deref(), Some("claimed"));
+        assert_eq!(out[0].sources, vec![Source::Write(0)]);
+        let x =
+            f("UPDATE products SET stock = stock - 1 WHERE id = $1 RETURNING stock AS left_over");
+        let out = x.outputs.as_ref().unwrap();
+        assert_eq!(out[0].name.as_deref(), Some("left_over"));
+        assert!(out[0].sources.contains(&Source::Write(0)));
+        assert_eq!(x.returns_rows(), Some(true));
+        assert_eq!(
+            f("UPDATE products SET stock = 1").returns_rows(),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn outputs_name_their_sources() {
+        let x = f("SELECT o.qty AS stock, p.version FROM products p JOIN orders o ON o.product_id = p.id WHERE p.id = $1");
+        let out = x.outputs.as_ref().unwrap();
+        assert_eq!(out[0].name.as_deref(), Some("stock"));
+        let Source::Read { read, column } = &out[0].sources[0] else {
+            panic!("{:?}", out[0].sources)
+        };
+        assert_eq!(
+            (x.reads[*read].table.as_str(), column.as_deref()),
+            ("orders", Some("qty"))
+        );
+        assert_eq!(out[1].name.as_deref(), Some("version"));
+        // Subqueries read too.
+        let x = f("SELECT (SELECT count(*) FROM orders WHERE product_id = $1) AS n, stock FROM products WHERE id = $1");
+        let tables: Vec<&str> = x.reads.iter().map(|r| r.table.as_str()).collect();
+        assert!(
+            tables.contains(&"orders") && tables.contains(&"products"),
+            "{tables:?}"
+        );
+        let x = f("SELECT stock FROM products WHERE id IN (SELECT product_id FROM orders WHERE buyer_id = $1)");
+        assert!(x.reads.iter().any(|r| r.table == "orders"));
+        assert_eq!(f("SELECT * FROM products").output_names(), None);
+        assert_eq!(f("VALUES (1)").output_names(), None);
+    }
+
+    #[test]
+    fn inserts_and_upserts() {
+        let x = f("INSERT INTO orders (product_id, buyer_id, qty) VALUES ($1, $2, 3)");
+        let w = &x.writes[0];
+        assert_eq!(w.op, WriteOp::Insert);
+        assert_eq!(w.assigns.len(), 3);
+        assert!(matches!(
+            w.assigns[2].value,
+            Value::Constant(Some(Expr::Int(3)))
+        ));
+        let x = f("INSERT INTO orders (product_id, qty) SELECT id, $1 FROM products WHERE id = $2 AND stock > 0");
+        assert!(x.reads.iter().any(|r| r.table == "products"));
+        let x = f("INSERT INTO tally (product_id, n) VALUES ($1, 1) ON CONFLICT (product_id) DO UPDATE SET n = tally.n + excluded.n");
+        let w = &x.writes[0];
+        assert!(w.on_conflict);
+        assert!(w
+            .assigns
+            .iter()
+            .any(|a| a.column == "n" && matches!(a.value, Value::Row | Value::Relative { .. })));
+    }
+
+    #[test]
+    fn setup_constraints() {
+        let x = f("ALTER TABLE products ADD CONSTRAINT nn CHECK (stock >= 0)");
+        let Constraint::Check {
+            table,
+            name,
+            conjuncts,
+            ..
+        } = &x.constraints[0]
+        else {
+            panic!("{:?}", x.constraints)
+        };
+        assert_eq!((table.as_str(), name.as_deref()), ("products", Some("nn")));
+        assert!(conjuncts[0].bounds_below("products", "stock"));
+        let x = f("ALTER TABLE products DROP CONSTRAINT IF EXISTS nn");
+        assert!(matches!(&x.constraints[0], Constraint::Drop { name, .. } if name == "nn"));
+        let x = f("CREATE UNIQUE INDEX one_each ON orders (product_id, buyer_id)");
+        assert!(
+            matches!(&x.constraints[0], Constraint::Unique { columns, .. } if columns == &["product_id", "buyer_id"])
+        );
+        let x = f("CREATE TABLE units (product_id bigint NOT NULL, n bigint CHECK (n > 0), PRIMARY KEY (product_id, n))");
+        assert_eq!(x.constraints.len(), 2, "{:?}", x.constraints);
+    }
+
+    #[test]
+    fn unreadable_sql_is_a_fact() {
+        let x =
+            f("SELECT p.stock FROM products p, products q WHERE p.id = q.id FOR UPDATE OF p, q");
+        assert!(x.unreadable.as_deref().is_some_and(|m| !m.is_empty()));
+        assert_eq!(x.kind, Kind::Other);
+        assert_eq!(x.returns_rows(), None);
+        assert!(x.reads.is_empty() && x.writes.is_empty());
+        let x = f("PREPARE TRANSACTION 'x'");
+        assert!(x.unreadable.is_some());
+        assert!(f("SELECT 1; SELECT 2").unreadable.is_some());
+    }
+}
