@@ -1,531 +1,356 @@
-//! `racelab explain STRATEGY`, and the mechanical reading of a script's SQL
-//! that it shares with the trace analysis (`trace`): which statements open or
-//! close a transaction and at what isolation level, which take row or
-//! advisory locks, and how a statement writes `products.stock` (computed
-//! from a value read earlier, or relative to the row's latest version).
-//!
-//! This is a reading of the text, not of a query plan: it recognizes the
-//! shapes strategies are written in and says nothing where it is unsure.
+//! `racelab explain STRATEGY`: the script, annotated statement by statement
+//! with what PostgreSQL does there (isolation, locks, waits, how each write
+//! is computed), then a verdict — SAFE, UNSAFE (reason and lines) or UNSURE
+//! (why the facts do not decide) — from the data flow of the program
+//! (`flow`). Everything here is read from the statements' facts
+//! (`strategy::facts`), never from the text: comments cannot change a note
+//! or the verdict.
+
+mod flow;
 
 use std::fmt::Write as _;
 
-use crate::strategy::{self, Program, Strategy};
+pub use flow::{Finding, Level, Verdict};
 
-/// How a statement sets `products.stock`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StockWrite {
-    /// `stock = stock - :qty`: computed from the row's latest version.
-    Relative(String),
-    /// `stock = :stock - :qty`: computed from variables, i.e. from a value
-    /// read earlier; the expression as written.
-    FromVariables(String),
+use crate::strategy::facts::{
+    AdvisoryAction, AdvisoryScope, Constraint, Facts, Isolation, Kind, Value, Wait, WriteOp,
+};
+use crate::strategy::{self, Instr, Program, Strategy, BUILTIN_VARS, PRODUCT};
+
+/// The verdict on a program.
+pub fn verdict(prog: &Program) -> Verdict {
+    flow::verdict(prog)
 }
 
-/// What racelab can tell about one SQL statement of a script.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StmtFacts {
-    pub line: usize,
-    /// The statement with variables as `:name`, whitespace squashed.
-    pub text: String,
-    /// `BEGIN` / `START TRANSACTION`: the isolation level it asks for.
-    pub begin: Option<&'static str>,
-    pub commit: bool,
-    pub rollback: bool,
-    /// `FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`, `FOR KEY SHARE`.
-    pub row_lock: Option<&'static str>,
-    pub skip_locked: bool,
-    pub nowait: bool,
-    /// `pg_advisory_xact_lock`, `pg_advisory_lock`, `pg_try_advisory_...`.
-    pub advisory: Option<String>,
-    pub stock_write: Option<StockWrite>,
-    /// The condition in the WHERE of a stock write that can make it match
-    /// no row (`stock >= :qty`, `version = :version`).
-    pub guard: Option<String>,
-    /// `UPDATE` / `INSERT` / `DELETE`: the table written.
-    pub writes: Option<String>,
-    /// Reads a row into variables with `\gset`.
-    pub gset: bool,
-}
-
-/// The facts of every SQL statement of the attempt script, in order.
-pub fn statements(prog: &Program) -> Vec<StmtFacts> {
-    prog.stmts
-        .iter()
-        .map(|st| {
-            let text = with_names(&st.sql, |k| {
-                st.params
-                    .get(k.wrapping_sub(1))
-                    .map(|&slot| prog.vars[slot].clone())
-            });
-            let mut f = facts(&text);
-            f.line = st.line;
-            f.gset = st.gset.is_some();
-            f
-        })
-        .collect()
-}
-
-/// Replace `$k` placeholders by `:name` and squash whitespace.
-fn with_names(sql: &str, name: impl Fn(usize) -> Option<String>) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let chars: Vec<char> = sql.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '$' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
-            let mut j = i + 1;
-            while j < chars.len() && chars[j].is_ascii_digit() {
-                j += 1;
-            }
-            let k: usize = chars[i + 1..j]
-                .iter()
-                .collect::<String>()
-                .parse()
-                .unwrap_or(0);
-            if let Some(n) = name(k) {
-                out.push(':');
-                out.push_str(&n);
-                i = j;
-                continue;
-            }
-        }
-        if c.is_whitespace() {
-            if !out.ends_with(' ') && !out.is_empty() {
-                out.push(' ');
-            }
-        } else {
-            out.push(c);
-        }
-        i += 1;
-    }
-    out.trim_end().trim_end_matches(';').trim_end().to_string()
-}
-
-/// Whether `word` occurs in `up` (upper case) as a whole word.
-fn has_word(up: &str, word: &str) -> bool {
-    find_word(up, word, 0).is_some()
-}
-
-fn find_word(up: &str, word: &str, from: usize) -> Option<usize> {
-    let bytes = up.as_bytes();
-    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
-    let mut at = from;
-    while let Some(i) = up.get(at..)?.find(word) {
-        let s = at + i;
-        let e = s + word.len();
-        let before_ok = s == 0 || !ident(bytes[s - 1]);
-        let after_ok = e >= bytes.len() || !ident(bytes[e]);
-        if before_ok && after_ok {
-            return Some(s);
-        }
-        at = s + 1;
-    }
-    None
-}
-
-/// Read the facts of one statement from its text (`:name` variables).
-pub fn facts(text: &str) -> StmtFacts {
-    let up = text.to_ascii_uppercase();
-    let first = up.split_whitespace().next().unwrap_or("");
-    let mut f = StmtFacts {
-        text: text.to_string(),
-        ..StmtFacts::default()
-    };
-    if first == "BEGIN" || up.starts_with("START TRANSACTION") {
-        f.begin = Some(if up.contains("SERIALIZABLE") {
-            "SERIALIZABLE"
-        } else if up.contains("REPEATABLE READ") {
-            "REPEATABLE READ"
-        } else {
-            "READ COMMITTED"
-        });
-    }
-    f.commit = matches!(first, "COMMIT" | "END") && !up.contains("AND CHAIN");
-    f.rollback = matches!(first, "ROLLBACK" | "ABORT");
-    f.row_lock = [
-        ("FOR NO KEY UPDATE", "FOR NO KEY UPDATE"),
-        ("FOR UPDATE", "FOR UPDATE"),
-        ("FOR KEY SHARE", "FOR KEY SHARE"),
-        ("FOR SHARE", "FOR SHARE"),
-    ]
-    .into_iter()
-    .find(|(w, _)| up.contains(w))
-    .map(|(_, n)| n);
-    f.skip_locked = up.contains("SKIP LOCKED");
-    f.nowait = has_word(&up, "NOWAIT");
-    if let Some(i) = up
-        .find("PG_ADVISORY")
-        .or_else(|| up.find("PG_TRY_ADVISORY"))
-    {
-        let end = up[i..].find('(').map_or(up.len(), |e| i + e);
-        f.advisory = Some(text[i..end].to_ascii_lowercase());
-    }
-    for (kw, into) in [
-        ("UPDATE", None),
-        ("INSERT INTO", Some(())),
-        ("DELETE FROM", None),
-    ] {
-        let _ = into;
-        if let Some(i) = find_word(&up, kw, 0) {
-            // `FOR UPDATE` is a lock, not a write.
-            if kw == "UPDATE" && up[..i].ends_with("FOR ") || up[..i].ends_with("NO KEY ") {
-                continue;
-            }
-            let rest = text[i + kw.len()..].trim_start();
-            let table: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
-                .collect();
-            if !table.is_empty() && f.writes.is_none() {
-                f.writes = Some(table);
-            }
-        }
-    }
-    if let Some(u) = find_word(&up, "UPDATE PRODUCTS", 0) {
-        if let Some(set) = find_word(&up, "SET", u) {
-            let start = set + 3;
-            let end = ["WHERE", "RETURNING", "FROM"]
-                .iter()
-                .filter_map(|w| find_word(&up, w, start))
-                .min()
-                .unwrap_or(up.len());
-            let assignments = &text[start..end];
-            for a in split_top(assignments) {
-                let a = a.trim();
-                let Some((lhs, rhs)) = a.split_once('=') else {
-                    continue;
-                };
-                if !lhs.trim().eq_ignore_ascii_case("stock") {
-                    continue;
-                }
-                let rhs = rhs.trim().trim_end_matches(')').trim().to_string();
-                let rup = rhs.to_ascii_uppercase();
-                f.stock_write = Some(if has_word(&rup, "STOCK") {
-                    StockWrite::Relative(rhs)
-                } else {
-                    StockWrite::FromVariables(rhs)
-                });
-            }
-            if let Some(w) = find_word(&up, "WHERE", start) {
-                let end = find_word(&up, "RETURNING", w).unwrap_or(up.len());
-                let cond = text[w + 5..end].trim().trim_end_matches(')').trim();
-                let guards: Vec<&str> = split_and(cond)
-                    .into_iter()
-                    .filter(|c| {
-                        let c = c.to_ascii_uppercase();
-                        has_word(&c, "STOCK") || has_word(&c, "VERSION")
-                    })
-                    .collect();
-                if !guards.is_empty() {
-                    f.guard = Some(guards.join(" AND "));
-                }
-            }
-        }
-    }
-    f
-}
-
-/// Split on commas outside parentheses.
-fn split_top(s: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut from) = (0i32, 0);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&s[from..i]);
-                from = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[from..]);
-    parts
-}
-
-/// Split a condition on top-level `AND`.
-fn split_and(s: &str) -> Vec<&str> {
-    let up = s.to_ascii_uppercase();
-    let mut parts = Vec::new();
-    let mut from = 0;
-    let mut at = 0;
-    while let Some(i) = find_word(&up, "AND", at) {
-        parts.push(s[from..i].trim());
-        from = i + 3;
-        at = from;
-    }
-    parts.push(s[from..].trim());
-    parts
-}
-
-/// Evaluate a stock expression as written (`:stock - :qty`, integers,
-/// `+ - * /`, parentheses) with the values `var` knows; `None` when it is
-/// anything else or a value is unknown.
-pub fn eval_int(expr: &str, var: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
-    let mut toks: Vec<String> = Vec::new();
-    let chars: Vec<char> = expr.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == ':' || c.is_ascii_digit() {
-            let mut j = i + 1;
-            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
-                j += 1;
-            }
-            toks.push(chars[i..j].iter().collect());
-            i = j;
-        } else if "+-*/()".contains(c) {
-            toks.push(c.to_string());
-            i += 1;
-        } else {
-            return None;
-        }
-    }
-    let mut pos = 0;
-    let v = sum(&toks, &mut pos, var)?;
-    (pos == toks.len()).then_some(v)
-}
-
-fn sum(t: &[String], p: &mut usize, var: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
-    let mut v = product(t, p, var)?;
-    while let Some(op) = t.get(*p).filter(|o| *o == "+" || *o == "-") {
-        let op = op.clone();
-        *p += 1;
-        let r = product(t, p, var)?;
-        v = if op == "+" {
-            v.checked_add(r)?
-        } else {
-            v.checked_sub(r)?
-        };
-    }
-    Some(v)
-}
-
-fn product(t: &[String], p: &mut usize, var: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
-    let mut v = atom(t, p, var)?;
-    while let Some(op) = t.get(*p).filter(|o| *o == "*" || *o == "/") {
-        let op = op.clone();
-        *p += 1;
-        let r = atom(t, p, var)?;
-        v = if op == "*" {
-            v.checked_mul(r)?
-        } else {
-            v.checked_div(r)?
-        };
-    }
-    Some(v)
-}
-
-fn atom(t: &[String], p: &mut usize, var: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
-    let tok = t.get(*p)?.clone();
-    *p += 1;
-    match tok.as_str() {
-        "(" => {
-            let v = sum(t, p, var)?;
-            (t.get(*p)? == ")").then(|| *p += 1)?;
-            Some(v)
-        }
-        "-" => atom(t, p, var)?.checked_neg(),
-        _ => match tok.strip_prefix(':') {
-            Some(name) => var(name),
-            None => tok.parse().ok(),
-        },
-    }
-}
-
-/// The isolation level the script's transaction runs at.
-pub fn isolation(stmts: &[StmtFacts]) -> Option<&'static str> {
-    stmts.iter().find_map(|s| s.begin)
-}
-
-/// `racelab explain`: the script, annotated, then a summary.
+/// `racelab explain`: the script, annotated, then a summary and the verdict.
 pub fn explain(spec: &str) -> anyhow::Result<String> {
     let s = strategy::load(spec)?;
     Ok(render(&s))
 }
 
-/// Annotate a loaded strategy.
-pub fn render(s: &Strategy) -> String {
-    let stmts = statements(&s.program);
-    let iso = isolation(&stmts);
-    let lines: Vec<&str> = s.source.lines().collect();
-    let mut notes: Vec<Vec<String>> = vec![Vec::new(); lines.len() + 1];
-    // Where each statement ends: its annotation goes after its last line.
-    let end_of = |start: usize| -> usize {
-        let mut l = start;
-        while l <= lines.len() {
-            let t = lines[l - 1].trim_end();
-            if t.ends_with(';') || t.ends_with("\\gset") {
-                return l;
-            }
-            l += 1;
-        }
-        start
+fn iso_note(level: Isolation) -> &'static str {
+    match level {
+        Isolation::Serializable => "one snapshot for the whole transaction, and PostgreSQL aborts (40001) any transaction whose result could differ from a serial order; racelab retries it",
+        Isolation::RepeatableRead => "one snapshot for the whole transaction; updating a row another transaction changed since that snapshot fails with 40001, and racelab retries",
+        Isolation::ReadCommitted => "each statement sees what was committed before that statement began, so a value read here can be stale by the time it is written back",
+    }
+}
+
+/// What explain says about one statement, and what it adds to the summary.
+struct Notes {
+    notes: Vec<String>,
+    locks: Vec<String>,
+    waits: Vec<String>,
+}
+
+fn names(prog: &Program, vars: &[usize]) -> String {
+    let v: Vec<String> = vars.iter().map(|s| format!(":{}", prog.vars[*s])).collect();
+    v.join(", ")
+}
+
+fn statement_notes(prog: &Program, f: &Facts, line: usize, ctx: &flow::StmtContext) -> Notes {
+    let mut n = Notes {
+        notes: Vec::new(),
+        locks: Vec::new(),
+        waits: Vec::new(),
     };
-    let mut in_tx = false;
-    let mut locks_held: Vec<String> = Vec::new();
-    let mut waits: Vec<String> = Vec::new();
-    let mut lock_names: Vec<String> = Vec::new();
-    for f in &stmts {
-        let mut n: Vec<String> = Vec::new();
-        if let Some(level) = f.begin {
-            in_tx = true;
-            n.push(match level {
-                "SERIALIZABLE" => "opens a transaction at SERIALIZABLE: one snapshot for the whole transaction, and PostgreSQL aborts (40001) any transaction whose result could differ from a serial order; racelab retries it".to_string(),
-                "REPEATABLE READ" => "opens a transaction at REPEATABLE READ: one snapshot for the whole transaction; updating a row another transaction changed since that snapshot fails with 40001, and racelab retries".to_string(),
-                _ => "opens a transaction at READ COMMITTED (the default): each statement sees what was committed before that statement began, so a value read here can be stale by the time it is written back".to_string(),
-            });
-        }
-        if let Some(lock) = &f.advisory {
-            let scope = if lock.contains("xact") {
-                "released at COMMIT or ROLLBACK"
+    if let Some(msg) = &f.unreadable {
+        n.notes.push(format!(
+            "racelab cannot read this statement ({msg}): it runs as written, the server is the judge, but explain and --trace know nothing about what it locks, reads or writes"
+        ));
+        return n;
+    }
+    match f.kind {
+        Kind::Begin(level) => {
+            let level = level.unwrap_or(Isolation::ReadCommitted);
+            let default = if level == Isolation::ReadCommitted {
+                " (the default)"
             } else {
-                "held by the session until pg_advisory_unlock"
+                ""
             };
-            if lock.contains("try") {
-                n.push(format!(
-                    "{lock}: tries an advisory lock without waiting ({scope})"
-                ));
-            } else {
-                n.push(format!(
-                    "{lock}: takes an advisory lock on the key; a buyer WAITS here while another holds it ({scope}); it protects only code that takes the same lock"
-                ));
-                waits.push(format!("line {}: the advisory lock", f.line));
-            }
-            lock_names.push(format!("advisory lock ({lock})"));
-            locks_held.push("an advisory lock".into());
+            n.notes.push(format!(
+                "opens a transaction at {}{default}: {}",
+                level.as_str(),
+                iso_note(level)
+            ));
         }
-        if let Some(lock) = f.row_lock {
-            if f.skip_locked {
-                n.push(format!("{lock} SKIP LOCKED: locks the rows it returns and skips rows another transaction holds: never waits, may see fewer rows"));
-                lock_names.push(format!("row locks ({lock} SKIP LOCKED)"));
-            } else if f.nowait {
-                n.push(format!("{lock} NOWAIT: locks the rows it reads or fails at once with 55P03 (the attempt is rejected)"));
-                lock_names.push(format!("row locks ({lock} NOWAIT)"));
+        Kind::SetIsolation { level, session } => n.notes.push(format!(
+            "sets the isolation level of {} to {}: {}",
+            if session {
+                "every later transaction of the session"
             } else {
-                n.push(format!("{lock}: locks the rows it reads; a buyer WAITS here while another holds the row, then reads the latest committed value"));
-                waits.push(format!("line {}: {lock}", f.line));
-                lock_names.push(format!("row lock ({lock})"));
-            }
-            locks_held.push("row locks".into());
-        }
-        if let Some(w) = &f.stock_write {
-            let wait = "takes the row lock of the product (a buyer WAITS here while another uncommitted transaction has written the row)";
-            match w {
-                StockWrite::Relative(e) => n.push(format!(
-                    "UPDATE sets stock = {e}: relative to the row's latest version, so it never loses another buyer's update; {wait}"
-                )),
-                StockWrite::FromVariables(e) => {
-                    let protected = iso.is_some_and(|l| l != "READ COMMITTED")
-                        || !locks_held.is_empty()
-                        || f.guard.as_deref().is_some_and(|g| g.to_ascii_lowercase().contains("version"));
-                    n.push(format!(
-                        "UPDATE sets stock = {e}: a value computed from an earlier read, not from the row; {wait}"
+                "this transaction"
+            },
+            level.as_str(),
+            iso_note(level)
+        )),
+        Kind::Commit { .. } => n.notes.push(
+            "COMMIT: makes the writes visible and releases every lock the transaction holds".into(),
+        ),
+        Kind::Rollback { .. } => n
+            .notes
+            .push("ROLLBACK: undoes the transaction and releases its locks".into()),
+        _ => {}
+    }
+    for a in &f.advisory {
+        let vars: Vec<usize> = a.key.iter().flat_map(|k| k.vars.clone()).collect();
+        let per_buyer: Vec<usize> = vars.iter().copied().filter(|v| *v != PRODUCT).collect();
+        let columns = a.key.iter().any(|k| !k.cols.is_empty());
+        let key = a
+            .key
+            .iter()
+            .map(|k| k.text.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let scope = match a.scope {
+            AdvisoryScope::Xact => "released at COMMIT or ROLLBACK",
+            AdvisoryScope::Session => "held by the session until pg_advisory_unlock",
+        };
+        match a.action {
+            AdvisoryAction::Lock => {
+                let whose = if !per_buyer.is_empty() || columns {
+                    format!(
+                        "the key ({key}) is built from {}, which differs between buyers: each buyer takes its own lock and nobody waits for anybody",
+                        if per_buyer.is_empty() { "table columns".to_string() } else { names(prog, &per_buyer) }
+                    )
+                } else {
+                    format!("every buyer of the product takes the same key ({key})")
+                };
+                if a.try_only {
+                    n.notes.push(format!(
+                        "{}: tries an advisory lock without waiting ({scope}); it protects only if its result is checked; {whose}",
+                        a.function
                     ));
-                    if !protected {
-                        n.push("nothing stops another buyer from committing between that read and this write: its update is overwritten (P4 lost update)".into());
-                    }
+                } else {
+                    n.notes.push(format!(
+                        "{}: takes an advisory lock on the key; a buyer WAITS here while another holds it ({scope}); it protects only code that takes the same lock; {whose}",
+                        a.function
+                    ));
+                    n.waits.push(format!("line {line}: the advisory lock"));
+                }
+                n.locks.push(format!("advisory lock ({})", a.function));
+                if a.scope == AdvisoryScope::Xact && ctx.autocommit {
+                    n.notes.push("outside a transaction block: a transaction-scoped advisory lock is released as soon as this statement ends".into());
                 }
             }
-            if let Some(g) = &f.guard {
-                n.push(format!(
-                    "guarded by WHERE {g}: re-checked on the latest row version after any wait; no row means the write did not happen"
-                ));
-            }
-            // Without a lock taken earlier, the UPDATE is where buyers queue.
-            if waits.is_empty() {
-                waits.push(format!(
-                    "line {}: the row lock of the product (UPDATE)",
-                    f.line
-                ));
-            }
-            if !lock_names
-                .iter()
-                .any(|l| l.starts_with("row lock taken by UPDATE"))
-            {
-                lock_names.push("row lock taken by UPDATE".into());
-            }
-            locks_held.push("the product's row lock".into());
-        } else if let Some(t) = &f.writes {
-            let up = f.text.to_ascii_uppercase();
-            if up.starts_with("INSERT")
-                || up.contains(" INSERT INTO") && f.stock_write.is_none() && !up.contains("DELETE")
-            {
-                n.push(format!("writes {t}: a new row, no lock on existing rows"));
-            } else {
-                n.push(format!(
-                    "writes {t}: locks every row it changes until the transaction ends"
-                ));
-            }
+            AdvisoryAction::Unlock | AdvisoryAction::UnlockAll => n.notes.push(format!(
+                "{}: releases the advisory lock; anything written after the lock was taken must be committed before this, or the next buyer reads it stale",
+                a.function
+            )),
         }
-        if f.gset && f.row_lock.is_none() && f.advisory.is_none() {
-            let lock = if in_tx && iso == Some("READ COMMITTED") || iso.is_none() {
-                "no lock: "
-            } else {
-                "no lock, from the transaction's snapshot: "
-            };
-            n.push(format!("{lock}reads into variables with \\gset; another buyer may change the row right after"));
-        }
-        if f.commit {
-            n.push(
-                "COMMIT: makes the writes visible and releases every lock the transaction holds"
-                    .into(),
-            );
-            in_tx = false;
-            locks_held.clear();
-        }
-        if f.rollback {
-            n.push("ROLLBACK: undoes the transaction and releases its locks".into());
-        }
-        if !in_tx && f.begin.is_none() && !f.commit && !f.rollback && f.writes.is_some() {
-            n.push("outside a transaction block: the statement commits on its own, and its locks last only for the statement".into());
-        }
-        let at = end_of(f.line).min(lines.len());
-        notes[at].extend(n);
     }
-    // Meta-commands and \setup, from the source text.
-    let mut in_setup = false;
-    let mut held = false;
-    for (i, raw) in lines.iter().enumerate() {
-        let l = i + 1;
-        let t = raw.trim();
-        if let Some(f) = stmts.iter().find(|f| f.line == l) {
-            if f.begin.is_some() {
-                held = false;
+    for l in &f.row_locks {
+        let tables: Vec<&str> = l.reads.iter().map(|r| f.reads[*r].table.as_str()).collect();
+        let on = if tables.is_empty() {
+            String::new()
+        } else {
+            format!(" (of {})", tables.join(", "))
+        };
+        let s = l.strength.as_str();
+        match l.wait {
+            Wait::SkipLocked => {
+                n.notes.push(format!("{s} SKIP LOCKED: locks the rows it returns{on} and skips rows another transaction holds: never waits, may see fewer rows"));
+                n.locks.push(format!("row locks ({s} SKIP LOCKED)"));
             }
-            if f.row_lock.is_some() || f.advisory.is_some() || f.stock_write.is_some() {
-                held = true;
+            Wait::Nowait => {
+                n.notes.push(format!("{s} NOWAIT: locks the rows it reads{on} or fails at once with 55P03 (the attempt is rejected)"));
+                n.locks.push(format!("row locks ({s} NOWAIT)"));
             }
-            if f.commit || f.rollback {
-                held = false;
+            Wait::Block => {
+                n.notes.push(format!("{s}: locks the rows it reads{on}; a buyer WAITS here while another holds the row, then reads the latest committed value"));
+                n.waits.push(format!("line {line}: {s}"));
+                n.locks.push(format!("row lock ({s})"));
             }
         }
-        if t == "\\setup" {
-            in_setup = true;
-            notes[l].push("\\setup: runs once on the fresh lab before the buyers start".into());
-        } else if t == "\\endsetup" {
-            in_setup = false;
-        } else if in_setup {
-            let up = t.to_ascii_uppercase();
-            if up.contains("CHECK") && up.contains("CONSTRAINT") {
-                notes[l].push("a CHECK constraint: a write that breaks it fails with 23514 and the attempt is rejected (a safe refusal, enforced by the database on every write)".into());
-            } else if up.starts_with("CREATE TABLE") {
-                notes[l].push("an extra table the strategy needs".into());
+        if !l.strength.blocks_updates() {
+            n.notes.push(format!(
+                "{s} does not conflict with the lock an UPDATE of other columns takes: another buyer can still change the row"
+            ));
+        }
+        if ctx.autocommit {
+            n.notes.push("outside a transaction block: the row lock is released as soon as this statement ends, so it protects nothing after it".into());
+        }
+    }
+    for t in &f.table_locks {
+        n.notes.push(format!(
+            "locks the table{} {} IN {} MODE until the transaction ends{}",
+            if t.tables.len() > 1 { "s" } else { "" },
+            t.tables.join(", "),
+            t.mode,
+            if t.self_conflicting {
+                "; a buyer WAITS here while another holds it"
+            } else {
+                ""
             }
-        } else if t.starts_with("\\sleep") {
-            notes[l].push(if held {
+        ));
+        n.locks.push(format!("table lock ({})", t.mode));
+        if t.self_conflicting {
+            n.waits.push(format!("line {line}: LOCK TABLE"));
+        }
+    }
+    let wait = "takes the row lock of the rows it changes (a buyer WAITS here while another uncommitted transaction has written the row)";
+    for w in &f.writes {
+        match w.op {
+            WriteOp::Insert => n.notes.push(format!(
+                "writes {}: a new row, no lock on existing rows",
+                w.table
+            )),
+            WriteOp::Delete => n.notes.push(format!(
+                "deletes rows of {}: locks every row it deletes until the transaction ends",
+                w.table
+            )),
+            WriteOp::Update => {
+                for a in &w.assigns {
+                    let how = match &a.value {
+                        Value::Relative { .. } => "relative to the row's latest version, so it never loses another buyer's update".to_string(),
+                        Value::Variables { vars, .. } => format!(
+                            "a value computed from variables ({}), not from the row: if one was read earlier, it may be stale by now",
+                            names(prog, vars)
+                        ),
+                        Value::Rows { .. } => "a value computed from other rows this statement reads".to_string(),
+                        Value::Constant(_) => "a constant".to_string(),
+                        Value::Row => "computed from the row's columns".to_string(),
+                    };
+                    n.notes.push(format!(
+                        "UPDATE sets {}.{} = {}: {how}",
+                        w.table, a.column, a.text
+                    ));
+                }
+                n.notes.push(format!("UPDATE {}: {wait}", w.table));
+                n.locks.push("row lock taken by UPDATE".into());
+            }
+        }
+        let guards: Vec<&str> = w
+            .rows
+            .filter
+            .iter()
+            .filter(|c| {
+                // `id = :product` names the rows; `version = :version`
+                // (a value read earlier) guards them.
+                !c.key_of(&w.table)
+                    .is_some_and(|(_, v)| v.vars.iter().all(|s| *s < BUILTIN_VARS.len()))
+            })
+            .map(|c| c.text.as_str())
+            .collect();
+        if !guards.is_empty() {
+            n.notes.push(format!(
+                "guarded by WHERE {}: re-checked on the latest row version after any wait; no row means the write did not happen",
+                guards.join(" AND ")
+            ));
+        }
+        if let Some(c) = &w.cte {
+            n.notes.push(format!(
+                "runs in the data-modifying CTE `{c}`{}",
+                if f.rows_from
+                    .is_some_and(|r| f.writes[r].cte.as_deref() == Some(c))
+                {
+                    ": the statement's :rows counts the rows it matched"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    let unlocked_read = f.reads.iter().any(|r| r.lock.is_none());
+    if unlocked_read && f.writes.is_empty() && f.advisory.is_empty() && f.outputs.is_some() {
+        let how = if ctx.snapshot {
+            "no lock, from the transaction's snapshot: "
+        } else {
+            "no lock: "
+        };
+        n.notes.push(format!(
+            "{how}reads {} into the result; another buyer may change the rows right after",
+            f.reads
+                .iter()
+                .filter(|r| r.lock.is_none())
+                .map(|r| r.table.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if ctx.autocommit && !f.writes.is_empty() {
+        n.notes.push("outside a transaction block: the statement commits on its own, and its locks last only for the statement".into());
+    }
+    n
+}
+
+fn setup_notes(f: &Facts) -> Vec<String> {
+    let mut n = Vec::new();
+    if let Some(msg) = &f.unreadable {
+        n.push(format!(
+            "racelab cannot read this statement ({msg}): it runs, but a constraint it adds is not counted"
+        ));
+    }
+    for c in &f.constraints {
+        match c {
+            Constraint::Check { table, text, .. } => n.push(format!(
+                "a CHECK constraint on {table} ({text}): a write that breaks it fails with 23514 and the attempt is rejected (a safe refusal, enforced by the database on every write)"
+            )),
+            Constraint::Unique { table, columns, .. } => n.push(format!(
+                "a unique index on {table} ({}): a second row with the same values fails with 23505 and the attempt is rejected",
+                columns.join(", ")
+            )),
+            Constraint::Drop { name, .. } => n.push(format!("drops the constraint {name} if it is there")),
+        }
+    }
+    n
+}
+
+/// Annotate a loaded strategy.
+pub fn render(s: &Strategy) -> String {
+    let prog = &s.program;
+    let ctx = flow::context(prog);
+    let lines: Vec<&str> = s.source.lines().collect();
+    let mut notes: Vec<Vec<String>> = vec![Vec::new(); lines.len() + 2];
+    let at = |l: usize| l.min(lines.len());
+    let mut locks: Vec<String> = Vec::new();
+    let mut waits: Vec<String> = Vec::new();
+    if let Some(first) = prog.setup.first() {
+        notes[at(first.line.saturating_sub(1))]
+            .push("\\setup: runs once on the fresh lab before the buyers start".into());
+    }
+    for st in &prog.setup {
+        notes[at(st.end_line)].extend(setup_notes(&st.facts));
+    }
+    for (i, st) in prog.stmts.iter().enumerate() {
+        let n = statement_notes(prog, &st.facts, st.line, &ctx.stmts[i]);
+        notes[at(st.end_line)].extend(n.notes);
+        for l in n.locks {
+            if !locks.contains(&l) {
+                locks.push(l);
+            }
+        }
+        waits.extend(n.waits);
+    }
+    // Without an explicit lock, an UPDATE is where buyers queue.
+    if waits.is_empty() {
+        if let Some(st) = prog
+            .stmts
+            .iter()
+            .find(|st| st.facts.writes.iter().any(|w| w.op != WriteOp::Insert))
+        {
+            waits.push(format!(
+                "line {}: the row lock of the rows it writes",
+                st.line
+            ));
+        }
+    }
+    for (pc, instr) in prog.instrs.iter().enumerate() {
+        match instr {
+            Instr::Sleep { line, .. } => notes[at(*line)].push(if ctx.held[pc] {
                 "think time WITH locks held: every other buyer of this product waits this long"
                     .into()
             } else {
                 "think time, no lock held".into()
-            });
-        } else if t.starts_with("\\retry") {
-            notes[l].push("\\retry: roll back and try again (at most --max-tries tries): the price of optimism".into());
-        } else if t.starts_with("\\sold_out") {
-            notes[l].push("\\sold_out: ends the attempt as sold out".into());
+            }),
+            Instr::Retry { line } => notes[at(*line)].push(
+                "\\retry: roll back and try again (at most --max-tries tries): the price of optimism"
+                    .into(),
+            ),
+            Instr::SoldOut { line } => {
+                notes[at(*line)].push("\\sold_out: ends the attempt as sold out".into())
+            }
+            _ => {}
         }
     }
 
@@ -540,19 +365,23 @@ pub fn render(s: &Strategy) -> String {
         }
     }
     out.push('\n');
+    let levels: Vec<&str> = ctx.isolation.iter().map(|l| l.as_str()).collect();
     let _ = writeln!(
         out,
         "Isolation level: {}",
-        iso.unwrap_or("none: every statement commits on its own (autocommit)")
+        if levels.is_empty() {
+            "none: every statement commits on its own (autocommit)".to_string()
+        } else {
+            levels.join(", ")
+        }
     );
-    lock_names.dedup();
     let _ = writeln!(
         out,
         "Locking: {}",
-        if lock_names.is_empty() {
+        if locks.is_empty() {
             "none taken explicitly".to_string()
         } else {
-            lock_names.join("; ")
+            locks.join("; ")
         }
     );
     let _ = writeln!(
@@ -564,75 +393,208 @@ pub fn render(s: &Strategy) -> String {
             waits.join("; ")
         }
     );
-    if s.program.has_setup() {
+    if prog.has_setup() {
         let _ = writeln!(
             out,
             "Setup: a \\setup block changes the lab before the race (see the notes above)"
         );
     }
-    let _ = writeln!(out, "Mechanical verdict: {}", verdict(&stmts, &s.source));
-    let desc = strategy::description(&s.source).replace('\n', " ");
-    for key in ["Safe", "Cost:"] {
-        if let Some(i) = desc.find(key) {
-            let rest = &desc[i..];
-            let end = rest.find(". ").map_or(rest.len(), |e| e + 1);
-            let label = if key == "Safe" {
-                "Safety (the script says)"
-            } else {
-                "Cost (the script says)"
-            };
-            let text = rest[..end].trim();
-            let _ = writeln!(
-                out,
-                "{label}: {}",
-                text.strip_prefix("Cost: ").unwrap_or(text)
-            );
-        }
+    let v = flow::verdict(prog);
+    out.push_str(&render_verdict(&v));
+    out
+}
+
+/// The verdict line and its reasons.
+pub fn render_verdict(v: &Verdict) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Verdict: {}", v.level.as_str());
+    for f in &v.findings {
+        let lines = match f.lines.as_slice() {
+            [] => String::new(),
+            [one] => format!("line {one}: "),
+            many => {
+                let mut m: Vec<usize> = many.to_vec();
+                m.dedup();
+                let l: Vec<String> = m.iter().map(|x| x.to_string()).collect();
+                format!("lines {}: ", l.join(", "))
+            }
+        };
+        let tag = if f.level == v.level || v.level == Level::Safe {
+            String::new()
+        } else {
+            format!("[{}] ", f.level.as_str())
+        };
+        let _ = writeln!(out, "  - {tag}{lines}{}", f.text);
     }
     out
 }
 
-/// Safe or unsafe, from the statements alone.
-fn verdict(stmts: &[StmtFacts], source: &str) -> String {
-    let iso = isolation(stmts);
-    let mut locked = false;
-    for f in stmts {
-        if f.row_lock.is_some() && !f.skip_locked
-            || f.advisory.as_deref().is_some_and(|a| !a.contains("try"))
-        {
-            locked = true;
-        }
-        if let Some(StockWrite::FromVariables(_)) = &f.stock_write {
-            let versioned = f
-                .guard
-                .as_deref()
-                .is_some_and(|g| g.to_ascii_lowercase().contains("version"));
-            if versioned {
-                return "SAFE: the write checks the version it read (optimistic): a stale write matches no row and the try is retried".into();
-            }
-            if locked {
-                return "SAFE: the value written back was read under a lock every buyer takes, so no one can change it in between".into();
-            }
-            return match iso {
-                Some("SERIALIZABLE") | Some("REPEATABLE READ") => format!(
-                    "SAFE: at {} a write over a row changed since the snapshot fails with 40001 and is retried",
-                    iso.unwrap_or_default()
-                ),
-                _ => "UNSAFE: stock is written back from a value read without a lock at READ COMMITTED: P4 lost update, oversold stock (prevented at REPEATABLE READ, or with SELECT ... FOR UPDATE)".into(),
-            };
-        }
-        if let Some(StockWrite::Relative(_)) = &f.stock_write {
-            if f.guard.is_some() {
-                return "SAFE: one atomic conditional decrement, re-checked on the latest row version".into();
-            }
-            if source.to_ascii_uppercase().contains("CHECK (STOCK >= 0)") {
-                return "SAFE: a relative decrement never loses an update, and the CHECK constraint refuses stock below zero".into();
-            }
-            if stmts.iter().any(|s| s.skip_locked) {
-                return "SAFE: each unit row can be claimed (locked and deleted) by one buyer only; the stock column follows with a relative decrement".into();
-            }
-            return "UNSURE: a relative decrement never loses an update, but nothing here stops stock going below zero".into();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn level(src: &str) -> Level {
+        let prog = strategy::parse("t.sql", src).unwrap_or_else(|e| panic!("{}", e.render()));
+        verdict(&prog).level
+    }
+
+    /// The tricky scripts: `(file name, source)`, the expected verdict
+    /// leading the name.
+    fn tricky() -> Vec<(String, String)> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tricky");
+        let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+            .expect("tests/tricky")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).expect("readable"))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn expected(name: &str) -> Level {
+        if name.starts_with("safe-") {
+            Level::Safe
+        } else if name.starts_with("unsafe-") {
+            Level::Unsafe
+        } else {
+            Level::Unsure
         }
     }
-    "UNSURE: racelab found no write to products.stock it recognizes".into()
+
+    #[test]
+    fn builtins() {
+        for (name, src) in strategy::builtins() {
+            let want = if *name == "naive" {
+                Level::Unsafe
+            } else {
+                Level::Safe
+            };
+            let prog = strategy::parse(name, src).unwrap();
+            let v = verdict(&prog);
+            assert_eq!(v.level, want, "{name}: {:?}", v.findings);
+            assert!(!v.findings.is_empty(), "{name} gives no reason");
+        }
+    }
+
+    #[test]
+    fn the_tricky_table() {
+        let all = tricky();
+        assert!(all.len() >= 20, "only {} tricky scripts", all.len());
+        for (name, src) in &all {
+            let prog = strategy::parse(name, src).unwrap_or_else(|e| panic!("{}", e.render()));
+            let v = verdict(&prog);
+            assert_eq!(v.level, expected(name), "{name}: {:#?}", v.findings);
+            if v.level != Level::Safe {
+                assert!(
+                    v.findings
+                        .iter()
+                        .all(|f| !f.lines.is_empty() || f.level == Level::Unsure),
+                    "{name}: a finding without lines: {:?}",
+                    v.findings
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_name_the_lines() {
+        let naive = strategy::builtins()[0].1;
+        let v = verdict(&strategy::parse("naive", naive).unwrap());
+        let lost = v
+            .findings
+            .iter()
+            .find(|f| f.text.starts_with("P4 lost update"))
+            .expect("a lost update");
+        assert_eq!(lost.lines, vec![6, 12]);
+        let text = render_verdict(&v);
+        assert!(text.starts_with("Verdict: UNSAFE\n"), "{text}");
+        assert!(text.contains("lines 6, 12: P4 lost update"), "{text}");
+    }
+
+    #[test]
+    fn unreadable_sql_makes_it_unsure_with_the_line() {
+        let src = "BEGIN;\nSELECT p.stock FROM products p, products q WHERE p.id = :product AND q.id = p.id FOR UPDATE OF p, q \\gset\nUPDATE products SET stock = :stock - :qty WHERE id = :product;\nCOMMIT;\n";
+        let v = verdict(&strategy::parse("t.sql", src).unwrap());
+        assert_eq!(v.level, Level::Unsure);
+        assert!(
+            v.findings
+                .iter()
+                .any(|f| f.lines == vec![2] && f.text.contains("cannot read")),
+            "{:?}",
+            v.findings
+        );
+    }
+
+    #[test]
+    fn render_annotates_from_facts() {
+        let s = strategy::load("for-update").unwrap();
+        let out = render(&s);
+        assert!(
+            out.contains("FOR UPDATE: locks the rows it reads (of products)"),
+            "{out}"
+        );
+        assert!(out.contains("think time WITH locks held"), "{out}");
+        assert!(out.contains("Isolation level: READ COMMITTED"), "{out}");
+        assert!(out.contains("\nVerdict: SAFE\n"), "{out}");
+        let s = strategy::load("optimistic").unwrap();
+        let out = render(&s);
+        assert!(out.contains("Isolation level: none"), "{out}");
+        assert!(out.contains("guarded by WHERE version = :version"), "{out}");
+    }
+
+    /// Misleading words for comments.
+    const WORDS: [&str; 8] = [
+        "FOR UPDATE;",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE;",
+        "WHERE stock >= :qty",
+        "SELECT pg_advisory_xact_lock(:product);",
+        "\\retry",
+        "CHECK (stock >= 0)",
+        "naive: unsafe, no lock",
+        "COMMIT;",
+    ];
+
+    /// `src` with a `--` comment line before line `at`, and `/* */`
+    /// comments after every `;` that ends a line when `trailing`.
+    fn with_comments(src: &str, inserts: &[(usize, usize)], trailing: Option<usize>) -> String {
+        let mut lines: Vec<String> = src.lines().map(str::to_string).collect();
+        for (at, w) in inserts {
+            let at = at % (lines.len() + 1);
+            lines.insert(at, format!("-- {}", WORDS[w % WORDS.len()]));
+        }
+        if let Some(w) = trailing {
+            for l in &mut lines {
+                if l.trim_end().ends_with(';') && !l.trim_start().starts_with("--") {
+                    l.push_str(&format!(" /* {} */", WORDS[w % WORDS.len()]));
+                }
+            }
+        }
+        lines.join("\n") + "\n"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn comments_never_change_a_verdict(
+            pick in 0usize..1000,
+            inserts in prop::collection::vec((0usize..60, 0usize..8), 0..6),
+            trailing in prop::option::of(0usize..8),
+        ) {
+            let mut all: Vec<(String, String)> = strategy::builtins()
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect();
+            all.extend(tricky());
+            let (name, src) = &all[pick % all.len()];
+            let before = level(src);
+            let commented = with_comments(src, &inserts, trailing);
+            prop_assert_eq!(level(&commented), before, "{} with comments:\n{}", name, commented);
+        }
+    }
 }

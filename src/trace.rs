@@ -8,10 +8,14 @@
 //! (G2-item). Waits are statements that ended only after another buyer's
 //! COMMIT or ROLLBACK released its locks.
 //!
+//! Reads, writes, commits and rollbacks are recognized from the statements'
+//! facts (`strategy::facts`): a read is a `\gset` of `products.stock`
+//! whatever the variable is called, a write is an UPDATE that assigns it.
 //! The value a write committed ("stock := 0") is not read back from the
-//! server: it is the script's own expression (`:stock - :qty`) evaluated
-//! with the values the trace recorded (`\gset`, `\set`) and the attempt's
-//! built-ins. That keeps the traced path identical to the untraced one.
+//! server: it is the script's own expression (`:stock - :qty`) evaluated by
+//! the script language's evaluator with the values the trace recorded
+//! (`\gset`, `\set`) and the attempt's built-ins. That keeps the traced
+//! path identical to the untraced one.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -21,9 +25,11 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::engine::AttemptTrace;
-use crate::explain::{self, StmtFacts, StockWrite};
 use crate::outcome::Outcome;
-use crate::strategy::{Program, TraceKind};
+use crate::strategy::facts::{Assign, Kind, Source, Value, WriteOp};
+use crate::strategy::{EvalError, Program, Stmt, TraceKind, ATTEMPT, BUYER, PRODUCT, QTY, TRY};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 
 /// Most buyers a traced run may have: beyond that a timeline is unreadable.
 pub const MAX_TRACED_BUYERS: u32 = 50;
@@ -134,6 +140,83 @@ struct Try {
     commit: Option<usize>,
 }
 
+/// The column the audit counts (DESIGN §3): the timeline follows reads and
+/// writes of it, whatever the variables are called.
+const STOCK: (&str, &str) = ("products", "stock");
+
+/// What the facts of one statement say about the stock.
+struct StockFacts {
+    /// The `\gset` variable that receives `products.stock`, and whether the
+    /// read locks the row.
+    read: Option<(String, bool)>,
+    /// The write of `products.stock`: its index among the statement's
+    /// writes, and the assignment.
+    write: Option<(usize, Assign)>,
+}
+
+fn stock_facts(program: &Program, st: &Stmt) -> StockFacts {
+    let f = &st.facts;
+    let read = st
+        .gset
+        .as_ref()
+        .and_then(|g| g.cols.as_ref())
+        .and_then(|cols| {
+            let outputs = f.outputs.as_ref()?;
+            cols.iter().zip(outputs).find_map(|((_, slot), o)| {
+                o.sources.iter().find_map(|s| match s {
+                    Source::Read {
+                        read,
+                        column: Some(c),
+                    } if f.reads[*read].table == STOCK.0 && c == STOCK.1 => {
+                        Some((program.vars[*slot].clone(), f.reads[*read].lock.is_some()))
+                    }
+                    _ => None,
+                })
+            })
+        });
+    let write = f.writes.iter().enumerate().find_map(|(i, w)| {
+        (w.table == STOCK.0 && w.op == WriteOp::Update)
+            .then(|| w.assigns.iter().find(|a| a.column == STOCK.1))
+            .flatten()
+            .map(|a| (i, a.clone()))
+    });
+    StockFacts { read, write }
+}
+
+/// The value an assignment wrote, from the values the trace recorded:
+/// evaluated by the script language's own evaluator.
+fn written_value(
+    program: &Program,
+    a: &Assign,
+    t: &AttemptTrace,
+    try_no: u32,
+    qty: i64,
+    vars: &[(String, String)],
+) -> Option<i64> {
+    let e = match &a.value {
+        Value::Variables { expr: Some(e), .. } | Value::Constant(Some(e)) => e,
+        _ => return None,
+    };
+    let get = |slot: usize| -> Result<i64, EvalError> {
+        match slot {
+            PRODUCT => Ok(t.product),
+            QTY => Ok(qty),
+            BUYER => Ok(i64::from(t.buyer)),
+            ATTEMPT => Ok(t.attempt),
+            TRY => Ok(i64::from(try_no)),
+            _ => {
+                let name = program.vars.get(slot).ok_or(EvalError::Unset(slot))?;
+                vars.iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, v)| v.trim().parse().ok())
+                    .ok_or(EvalError::Unset(slot))
+            }
+        }
+    };
+    e.eval(&get, &mut SmallRng::seed_from_u64(0)).ok()
+}
+
 /// Analyse the traces of one run. `qty` is the run's `:qty`.
 pub fn analyze(
     strategy: &str,
@@ -142,10 +225,13 @@ pub fn analyze(
     released_at: Instant,
     qty: i64,
 ) -> Timeline {
-    let facts = explain::statements(program);
-    let fact = |line: usize| facts.iter().find(|f| f.line == line);
+    let stmt_at = |line: usize| program.stmts.iter().find(|s| s.line == line);
     let rel = |t: Instant| t.saturating_duration_since(released_at).as_micros() as u64;
     let mut steps: Vec<Step> = Vec::new();
+    // Beside each step: does it release locks (COMMIT, ROLLBACK), and was
+    // its stock write relative to the row?
+    let mut releases: Vec<bool> = Vec::new();
+    let mut relative: Vec<bool> = Vec::new();
     let mut tries: Vec<Try> = Vec::new();
     for t in traces {
         let mut cur: Option<Try> = None;
@@ -173,49 +259,49 @@ pub fn analyze(
             let tr = cur.as_mut().expect("set above");
             let idx = steps.len();
             vars.extend(ev.values.iter().cloned());
-            let f: Option<&StmtFacts> =
-                (ev.kind == TraceKind::Sql).then(|| fact(ev.line)).flatten();
+            let st = (ev.kind == TraceKind::Sql)
+                .then(|| stmt_at(ev.line))
+                .flatten();
             let ok = ev.error.is_none();
             let mut role = Role::Other;
-            if let (Some(f), true) = (f, ok) {
-                if f.begin.is_some() {
+            let mut release = ev.kind == TraceKind::Rollback && ok;
+            let mut is_relative = false;
+            if let (Some(st), true) = (st, ok) {
+                let kind = st.facts.kind;
+                if matches!(
+                    kind,
+                    Kind::Begin(_) | Kind::Commit { chain: true } | Kind::Rollback { chain: true }
+                ) && !in_tx
+                {
                     in_tx = true;
                 }
-                if let Some((_, v)) = ev.values.iter().find(|(n, _)| n == "stock") {
-                    if let Ok(v) = v.parse() {
+                let sf = stock_facts(program, st);
+                if let Some((var, locking)) = &sf.read {
+                    if let Some(v) = ev
+                        .values
+                        .iter()
+                        .find(|(n, _)| n == var)
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                    {
                         role = Role::Read {
                             value: v,
-                            locking: f.row_lock.is_some(),
+                            locking: *locking,
                         };
                         if pending_write.is_none() {
                             tr.read = Some(idx);
                         }
                     }
                 }
-                if let Some(w) = &f.stock_write {
-                    if ev.rows.unwrap_or(0) == 0 {
+                if let Some((wi, a)) = &sf.write {
+                    // The statement's row count is this write's when it is
+                    // the statement itself or the CTE it takes rows from.
+                    let counted = st.facts.rows_from == Some(*wi);
+                    if counted && ev.rows.unwrap_or(0) == 0 {
                         role = Role::NoWrite;
                     } else {
-                        let (value, expr) = match w {
-                            StockWrite::FromVariables(e) => {
-                                let known = |name: &str| -> Option<i64> {
-                                    match name {
-                                        "qty" => Some(qty),
-                                        "product" => Some(t.product),
-                                        "buyer" => Some(i64::from(t.buyer)),
-                                        "attempt" => Some(t.attempt),
-                                        "try" => Some(i64::from(ev.try_no)),
-                                        _ => vars
-                                            .iter()
-                                            .rev()
-                                            .find(|(n, _)| n == name)
-                                            .and_then(|(_, v)| v.parse().ok()),
-                                    }
-                                };
-                                (explain::eval_int(e, &known), e.clone())
-                            }
-                            StockWrite::Relative(e) => (None, e.clone()),
-                        };
+                        is_relative = matches!(a.value, Value::Relative { .. });
+                        let value = written_value(program, a, t, ev.try_no, qty, &vars);
+                        let expr = a.text.clone();
                         role = Role::Write { value, expr };
                         pending_write = Some(idx);
                         tr.write = Some(idx);
@@ -224,19 +310,25 @@ pub fn analyze(
                         }
                     }
                 }
-                if f.commit && in_tx {
-                    in_tx = false;
-                    tr.commit = Some(idx);
-                    let stock = pending_write.map(|w| match &steps[w].role {
-                        Role::Write { value: Some(v), .. } => format!("stock := {v}"),
-                        Role::Write { expr, .. } => format!("stock := {expr}"),
-                        _ => String::new(),
-                    });
-                    role = Role::Commit { stock };
-                }
-                if f.rollback {
-                    in_tx = false;
-                    pending_write = None;
+                match kind {
+                    Kind::Commit { chain } if in_tx => {
+                        in_tx = chain;
+                        tr.commit = Some(idx);
+                        release = true;
+                        let stock = pending_write.map(|w| match &steps[w].role {
+                            Role::Write { value: Some(v), .. } => format!("stock := {v}"),
+                            Role::Write { expr, .. } => format!("stock := {expr}"),
+                            _ => String::new(),
+                        });
+                        pending_write = None;
+                        role = Role::Commit { stock };
+                    }
+                    Kind::Rollback { chain } => {
+                        in_tx = chain;
+                        pending_write = None;
+                        release = true;
+                    }
+                    _ => {}
                 }
             }
             steps.push(Step {
@@ -256,6 +348,8 @@ pub fn analyze(
                 role,
                 waited_for: None,
             });
+            releases.push(release);
+            relative.push(is_relative);
         }
         if let Some(done) = cur.take() {
             tries.push(done);
@@ -266,27 +360,28 @@ pub fn analyze(
     // its locks (COMMIT, ROLLBACK, an autocommit write) while it ran.
     // Times are taken by the client: a release counts from when its COMMIT
     // or ROLLBACK was sent, since the client may notice its end late.
-    let is_release = |s: &Step| {
-        s.error.is_none()
-            && (s.kind == "rollback"
-                || matches!(s.role, Role::Commit { .. })
-                || (s.kind == "sql" && s.what.to_ascii_uppercase().starts_with("ROLLBACK")))
-    };
-    let releases: Vec<(u64, u32)> = steps
-        .iter()
-        .filter(|s| is_release(s))
-        .map(|s| (s.start_us, s.buyer))
+    let is_release: Vec<bool> = (0..steps.len())
+        .map(|i| {
+            releases[i]
+                || (steps[i].error.is_none() && matches!(steps[i].role, Role::Commit { .. }))
+        })
         .collect();
-    for s in steps.iter_mut() {
+    let release_at: Vec<(u64, u32)> = (0..steps.len())
+        .filter(|&i| is_release[i])
+        .map(|i| (steps[i].start_us, steps[i].buyer))
+        .collect();
+    for i in 0..steps.len() {
+        let s = &steps[i];
         // COMMIT and ROLLBACK take no locks: they never wait for one.
-        if s.kind != "sql" || is_release(s) || s.end_us.saturating_sub(s.start_us) < WAIT_MIN_US {
+        if s.kind != "sql" || is_release[i] || s.end_us.saturating_sub(s.start_us) < WAIT_MIN_US {
             continue;
         }
-        s.waited_for = releases
+        let waited = release_at
             .iter()
             .filter(|(at, b)| *b != s.buyer && *at >= s.start_us && *at <= s.end_us)
             .max_by_key(|(at, _)| *at)
             .map(|(_, b)| *b);
+        steps[i].waited_for = waited;
     }
 
     // Anomalies: per committed try with a stock read, the other buyers'
@@ -325,12 +420,8 @@ pub fn analyze(
         if overtaken_by.is_empty() {
             continue;
         }
-        let (name, prevented_at) = match t.write.map(|w| &steps[w].role) {
-            Some(Role::Write { expr, .. })
-                if !is_relative(program, &steps[t.write.unwrap_or(0)], expr) =>
-            {
-                ("P4 lost update", "REPEATABLE READ")
-            }
+        let (name, prevented_at) = match t.write {
+            Some(w) if !relative[w] => ("P4 lost update", "REPEATABLE READ"),
             Some(_) => ("G-single read skew", "REPEATABLE READ"),
             None => ("G2-item write skew", "SERIALIZABLE"),
         };
@@ -354,14 +445,6 @@ pub fn analyze(
         steps,
         anomalies,
     }
-}
-
-/// Whether the write at `step` was relative to the row (`stock - :qty`).
-fn is_relative(program: &Program, step: &Step, _expr: &str) -> bool {
-    explain::statements(program)
-        .iter()
-        .find(|f| f.line == step.line)
-        .is_some_and(|f| matches!(f.stock_write, Some(StockWrite::Relative(_))))
 }
 
 fn committed_stock(steps: &[Step], at: usize) -> Option<String> {
@@ -406,4 +489,153 @@ pub fn write_jsonl(path: &Path, runs: &[(&Timeline, u32)]) -> anyhow::Result<()>
     f.write_all(&out)
         .with_context(|| format!("writing the trace to {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use crate::strategy::{parse, TraceEvent};
+
+    fn ev(
+        t0: Instant,
+        ms: (u64, u64),
+        line: usize,
+        kind: TraceKind,
+        values: &[(&str, &str)],
+    ) -> TraceEvent {
+        TraceEvent {
+            start: t0 + Duration::from_millis(ms.0),
+            end: t0 + Duration::from_millis(ms.1),
+            try_no: 1,
+            line,
+            kind,
+            what: format!("line {line}"),
+            rows: Some(1),
+            values: values
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            error: None,
+            outcome: None,
+        }
+    }
+
+    /// Two buyers of a script whose read of products.stock lands in `:left`
+    /// and whose `:stock` is another table's column: the analysis follows
+    /// the facts, not the names.
+    #[test]
+    fn reads_and_writes_come_from_facts_not_names() {
+        let src = "BEGIN;\n\
+                   SELECT p.stock AS left_over, o.qty AS stock FROM products p LEFT JOIN orders o ON o.product_id = p.id WHERE p.id = :product LIMIT 1 \\gset\n\
+                   UPDATE products SET stock = :left_over - :qty WHERE id = :product;\n\
+                   commit;\n";
+        let prog = parse("t.sql", src).unwrap();
+        let t0 = Instant::now();
+        let trace =
+            |buyer: u32, read: (u64, u64), write: (u64, u64), commit: (u64, u64)| AttemptTrace {
+                buyer,
+                attempt: i64::from(buyer),
+                product: 1,
+                outcome: Outcome::Succeeded,
+                events: vec![
+                    ev(t0, (0, 1), 1, TraceKind::Sql, &[]),
+                    ev(
+                        t0,
+                        read,
+                        2,
+                        TraceKind::Sql,
+                        &[("left_over", "5"), ("stock", "99")],
+                    ),
+                    ev(t0, write, 3, TraceKind::Sql, &[]),
+                    ev(t0, commit, 4, TraceKind::Sql, &[]),
+                ],
+            };
+        let traces = vec![
+            trace(1, (1, 2), (3, 4), (5, 6)),
+            trace(2, (1, 2), (7, 8), (9, 10)),
+        ];
+        let tl = analyze("t", &prog, &traces, t0, 2);
+        let reads: Vec<&Role> = tl
+            .steps
+            .iter()
+            .filter(|s| s.line == 2)
+            .map(|s| &s.role)
+            .collect();
+        assert!(
+            reads.iter().all(|r| **r
+                == Role::Read {
+                    value: 5,
+                    locking: false
+                }),
+            "{reads:?}"
+        );
+        let writes: Vec<&Role> = tl
+            .steps
+            .iter()
+            .filter(|s| s.line == 3)
+            .map(|s| &s.role)
+            .collect();
+        assert!(
+            writes.iter().all(|r| **r
+                == Role::Write {
+                    value: Some(3),
+                    expr: ":left_over - :qty".into()
+                }),
+            "{writes:?}"
+        );
+        // Buyer 2 read before buyer 1 committed and wrote from that read.
+        assert_eq!(tl.anomalies.len(), 1, "{:?}", tl.anomalies);
+        let a = &tl.anomalies[0];
+        assert_eq!((a.name, a.buyer, a.read_value), ("P4 lost update", 2, 5));
+        assert_eq!(a.committed.as_deref(), Some("stock := 3"));
+        // A lower-case COMMIT is a commit, found from its kind.
+        assert!(matches!(
+            tl.steps.iter().find(|s| s.line == 4).map(|s| &s.role),
+            Some(Role::Commit { .. })
+        ));
+    }
+
+    #[test]
+    fn relative_writes_are_read_skew_not_lost_updates() {
+        let src = "BEGIN;\nSELECT stock FROM products WHERE id = :product \\gset\nUPDATE products SET stock = stock - :qty WHERE id = :product;\nCOMMIT;\n";
+        let prog = parse("t.sql", src).unwrap();
+        let t0 = Instant::now();
+        let trace = |buyer: u32, write: (u64, u64), commit: (u64, u64)| AttemptTrace {
+            buyer,
+            attempt: i64::from(buyer),
+            product: 1,
+            outcome: Outcome::Succeeded,
+            events: vec![
+                ev(t0, (0, 1), 1, TraceKind::Sql, &[]),
+                ev(t0, (1, 2), 2, TraceKind::Sql, &[("stock", "1")]),
+                ev(t0, write, 3, TraceKind::Sql, &[]),
+                ev(t0, commit, 4, TraceKind::Sql, &[]),
+            ],
+        };
+        let tl = analyze(
+            "t",
+            &prog,
+            &[trace(1, (3, 4), (5, 6)), trace(2, (3, 8), (9, 10))],
+            t0,
+            1,
+        );
+        assert_eq!(tl.anomalies.len(), 1);
+        assert_eq!(tl.anomalies[0].name, "G-single read skew");
+        let w = tl
+            .steps
+            .iter()
+            .find(|s| s.buyer == 2 && s.line == 3)
+            .unwrap();
+        assert_eq!(
+            w.role,
+            Role::Write {
+                value: None,
+                expr: "stock - :qty".into()
+            }
+        );
+        // Buyer 2's UPDATE ended after buyer 1's COMMIT was sent: a wait.
+        assert_eq!(w.waited_for, Some(1));
+    }
 }

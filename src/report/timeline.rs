@@ -175,3 +175,136 @@ pub fn render(t: &Timeline) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+    use crate::trace::Anomaly;
+
+    fn step(buyer: u32, start_us: u64, end_us: u64, line: usize, what: &str, role: Role) -> Step {
+        Step {
+            buyer,
+            attempt: i64::from(buyer),
+            try_no: 1,
+            product: 1,
+            start_us,
+            end_us,
+            line,
+            kind: "sql",
+            what: what.into(),
+            rows: Some(1),
+            values: Vec::new(),
+            error: None,
+            outcome: None,
+            role,
+            waited_for: None,
+        }
+    }
+
+    /// Two buyers read 1, both write 0: the second overwrote the first.
+    fn lost_update() -> Timeline {
+        let read = "SELECT stock FROM products WHERE id = :product";
+        let write = "UPDATE products SET stock = :stock - :qty WHERE id = :product";
+        let w = |v| Role::Write {
+            value: Some(v),
+            expr: ":stock - :qty".into(),
+        };
+        let commit = || Role::Commit {
+            stock: Some("stock := 0".into()),
+        };
+        let mut waited = step(2, 1_200, 4_700, 12, write, w(0));
+        waited.waited_for = Some(1);
+        let mut outcome = step(2, 5_600, 5_600, 0, "succeeded", Role::Other);
+        outcome.kind = "outcome";
+        outcome.outcome = Some(Outcome::Succeeded);
+        let mut sleep = step(1, 300, 1_100, 9, "\\sleep 800us", Role::Other);
+        sleep.kind = "sleep";
+        sleep.rows = None;
+        let mut retry = step(2, 5_000, 5_100, 13, "INSERT INTO orders", Role::Other);
+        retry.try_no = 2;
+        retry.error = Some("40001: could not serialize access".into());
+        Timeline {
+            strategy: "naive".into(),
+            steps: vec![
+                step(
+                    1,
+                    0,
+                    120,
+                    6,
+                    read,
+                    Role::Read {
+                        value: 1,
+                        locking: false,
+                    },
+                ),
+                step(
+                    2,
+                    10,
+                    150,
+                    6,
+                    read,
+                    Role::Read {
+                        value: 1,
+                        locking: true,
+                    },
+                ),
+                sleep,
+                step(1, 1_150, 1_300, 12, write, w(0)),
+                step(1, 4_200, 4_600, 15, "COMMIT", commit()),
+                waited,
+                retry,
+                step(2, 5_200, 5_500, 15, "COMMIT", commit()),
+                outcome,
+            ],
+            anomalies: vec![Anomaly {
+                name: "P4 lost update",
+                prevented_at: "REPEATABLE READ",
+                product: 1,
+                buyer: 2,
+                attempt: 2,
+                read_value: 1,
+                read_us: 10,
+                commit_us: 5_200,
+                committed: Some("stock := 0".into()),
+                overtaken_by: vec![(1, 4_200, Some("stock := 0".into()))],
+            }],
+        }
+    }
+
+    #[test]
+    fn renders_a_lost_update() {
+        let expected = "
+Trace of naive: 9 steps; ms since the buyers were released
+     0.000  buyer 1   reads stock = 1   [line 6: SELECT stock FROM products WHERE id = :product]
+     0.010  buyer 2   reads stock = 1 (row locked)   [line 6: SELECT stock FROM products WHERE id = :product]
+     0.300  buyer 1   \\sleep 800us (thinks)
+     1.150  buyer 1   writes stock := 0   [line 12: UPDATE products SET stock = :stock - :qty WHERE id = :pro…]
+     4.200  buyer 1   commits stock := 0
+     1.200  buyer 2   writes stock := 0   [line 12: UPDATE products SET stock = :stock - :qty WHERE id = :pro…]   ⏳ waited 3.500 ms, until buyer 1 released its lock
+     5.000  buyer 2   INSERT INTO orders   ✗ 40001: could not serialize access   (try 2)
+     5.200  buyer 2   commits stock := 0   ← overwrote buyer 1's update (P4 lost update)
+     5.600  buyer 2   → succeeded
+
+Waits: 1 statements waited for another buyer's COMMIT or ROLLBACK (longest 3.500 ms).
+Anomalies: 1
+  P4 lost update: buyer 2 (attempt 2, product 1) read stock = 1 at 0.010 ms and committed stock := 0 at 5.200 ms, after buyer 1's stock := 0 committed at 4.200 ms.
+    its write was computed from the stale read, so it overwrote that update. Prevented at REPEATABLE READ in PostgreSQL (the later writer fails with 40001 and retries), or by locking the read (SELECT ... FOR UPDATE).
+";
+        assert_eq!(render(&lost_update()), expected);
+    }
+
+    #[test]
+    fn renders_a_clean_run() {
+        let mut t = lost_update();
+        t.anomalies.clear();
+        for s in &mut t.steps {
+            s.waited_for = None;
+        }
+        let out = render(&t);
+        assert!(out.ends_with(
+            "Waits: no statement waited on another buyer's lock.\nAnomalies: none. No committed write or decision rested on a read that another buyer's commit had overtaken.\n"
+        ), "{out}");
+        assert!(!out.contains('←'), "{out}");
+    }
+}

@@ -1,8 +1,8 @@
 //! Lexing: splits a script into commands (SQL statements and meta-command
 //! lines), respecting quotes, dollar quotes and comments, and turns `:name`
-//! into bind placeholders. Also a small SQL tokenizer used by the parser to
-//! read a statement's shape (first keyword, output columns). No semantics
-//! live here: what a meta-command means is `parse`'s job.
+//! into bind placeholders. This is the script language, not SQL reading: what
+//! a statement does is read once by sqlparser (`facts`), and what a
+//! meta-command means is `parse`'s job.
 
 use std::fmt::Write as _;
 
@@ -35,6 +35,8 @@ pub(crate) struct VarUse {
 pub(crate) struct SqlCmd {
     pub line: usize,
     pub col: usize,
+    /// The line the statement ends on (its `;` or `\gset`).
+    pub end_line: usize,
     /// The statement as written (without the final `;` or `\gset`).
     pub text: String,
     /// The statement to send: `:name` replaced by `$n`.
@@ -189,8 +191,9 @@ impl Lexer {
         }
     }
 
-    fn finish(&mut self, gset: Option<GsetCmd>) {
+    fn finish(&mut self, gset: Option<GsetCmd>, line: usize) {
         if let Some(mut p) = self.pending.take() {
+            p.end_line = line;
             p.text.truncate(p.text.trim_end().len());
             p.sql.truncate(p.sql.trim_end().len());
             p.gset = gset;
@@ -231,7 +234,7 @@ impl Lexer {
         if name == "gset" {
             let g = parse_gset(chars, i, line)?;
             if self.pending.is_some() {
-                self.finish(Some(g));
+                self.finish(Some(g), line);
                 return Ok(());
             }
             return match self.out.last_mut() {
@@ -295,7 +298,7 @@ impl Lexer {
                             return Err(err(line, i + 1, "a meta-command must start its own line"));
                         }
                         let g = parse_gset(chars, i, line)?;
-                        self.finish(Some(g));
+                        self.finish(Some(g), line);
                         return Ok(());
                     }
                     if c == ';' {
@@ -303,10 +306,10 @@ impl Lexer {
                             return Err(err(line, i + 1, "empty SQL statement (a stray `;`)"));
                         }
                         match rest_of_line(chars, i + 1, line)? {
-                            Rest::End => self.finish(None),
-                            Rest::Gset(g) => self.finish(Some(g)),
+                            Rest::End => self.finish(None, line),
+                            Rest::Gset(g) => self.finish(Some(g), line),
                             Rest::OpenComment(depth, open) => {
-                                self.finish(None);
+                                self.finish(None, line);
                                 self.state = State::Block(depth);
                                 self.open = open;
                             }
@@ -325,6 +328,7 @@ impl Lexer {
                         self.pending = Some(SqlCmd {
                             line,
                             col: i + 1,
+                            end_line: line,
                             text: String::new(),
                             sql: String::new(),
                             params: Vec::new(),
@@ -556,164 +560,4 @@ fn parse_gset(chars: &[char], i: usize, line: usize) -> Result<GsetCmd, LexError
         col: i + 1,
         prefix,
     })
-}
-
-/// A token of SQL text, for reading a statement's shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Tok {
-    /// A keyword or unquoted identifier, as written.
-    Word(String),
-    /// A double-quoted identifier, unescaped.
-    QuotedIdent(String),
-    /// A string, number or `$n` parameter.
-    Lit,
-    /// `::`
-    Cast,
-    Punct(char),
-}
-
-/// A token and how deep inside parentheses it sits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SqlTok {
-    pub tok: Tok,
-    pub depth: u32,
-}
-
-/// Tokenize SQL text (already known to be well-formed by `lex`, but this
-/// never fails: an unterminated construct simply runs to the end).
-pub(crate) fn sql_tokens(sql: &str) -> Vec<SqlTok> {
-    let chars: Vec<char> = sql.chars().collect();
-    let n = chars.len();
-    let mut out = Vec::new();
-    let mut depth = 0u32;
-    let mut i = 0;
-    while i < n {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '-' && next == Some('-') {
-            while i < n && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            let mut d = 0u32;
-            while i < n {
-                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
-                    d += 1;
-                    i += 2;
-                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    d = d.saturating_sub(1);
-                    i += 2;
-                    if d == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-        } else if c == '\'' {
-            // An E prefix was tokenized as a word just before: drop it.
-            let escapes = matches!(out.last(), Some(SqlTok { tok: Tok::Word(w), .. }) if w.eq_ignore_ascii_case("e"))
-                && i > 0
-                && matches!(chars[i - 1], 'e' | 'E');
-            if escapes {
-                out.pop();
-            }
-            i += 1;
-            while i < n {
-                if escapes && chars[i] == '\\' {
-                    i += 2;
-                } else if chars[i] == '\'' {
-                    if chars.get(i + 1) == Some(&'\'') {
-                        i += 2;
-                    } else {
-                        i += 1;
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            out.push(SqlTok {
-                tok: Tok::Lit,
-                depth,
-            });
-        } else if c == '"' {
-            let mut name = String::new();
-            i += 1;
-            while i < n {
-                if chars[i] == '"' {
-                    if chars.get(i + 1) == Some(&'"') {
-                        name.push('"');
-                        i += 2;
-                    } else {
-                        i += 1;
-                        break;
-                    }
-                } else {
-                    name.push(chars[i]);
-                    i += 1;
-                }
-            }
-            out.push(SqlTok {
-                tok: Tok::QuotedIdent(name),
-                depth,
-            });
-        } else if c == '$' {
-            if let Some(end) = dollar_tag(&chars, i) {
-                let tag = &chars[i..=end];
-                i = end + 1;
-                while i < n && !chars[i..].starts_with(tag) {
-                    i += 1;
-                }
-                i = (i + tag.len()).min(n);
-            } else {
-                i += 1;
-                while i < n && chars[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            out.push(SqlTok {
-                tok: Tok::Lit,
-                depth,
-            });
-        } else if c.is_ascii_digit() || (c == '.' && next.is_some_and(|d| d.is_ascii_digit())) {
-            while i < n && (chars[i].is_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-            out.push(SqlTok {
-                tok: Tok::Lit,
-                depth,
-            });
-        } else if c.is_alphabetic() || c == '_' {
-            let start = i;
-            while i < n && is_ident_char(chars[i]) {
-                i += 1;
-            }
-            out.push(SqlTok {
-                tok: Tok::Word(chars[start..i].iter().collect()),
-                depth,
-            });
-        } else if c == ':' && next == Some(':') {
-            out.push(SqlTok {
-                tok: Tok::Cast,
-                depth,
-            });
-            i += 2;
-        } else {
-            if c == ')' {
-                depth = depth.saturating_sub(1);
-            }
-            out.push(SqlTok {
-                tok: Tok::Punct(c),
-                depth,
-            });
-            if c == '(' {
-                depth += 1;
-            }
-            i += 1;
-        }
-    }
-    out
 }

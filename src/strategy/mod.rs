@@ -5,6 +5,7 @@
 //!
 //! - `lex`: splits a script into SQL statements and meta-command lines.
 //! - `parse`: builds the `Program` and does every load-time check.
+//! - `facts`: the statement model, the one place that reads SQL (sqlparser).
 //! - `expr`: the integer expressions of `\set`, `\if`, `\sleep`.
 //! - `interp`: runs one attempt (`Session::attempt`) and `\setup`.
 //! - `builtin`: the embedded strategies and `load`.
@@ -14,13 +15,16 @@ use std::time::Instant;
 
 mod builtin;
 mod expr;
+pub(crate) mod facts;
 mod interp;
 mod lex;
 mod parse;
 
 pub use builtin::{builtins, load};
+pub(crate) use expr::{EvalError, Expr};
 pub use interp::{run_setup, Session};
 pub use parse::{parse, Program};
+pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
 use crate::outcome::Outcome;
 

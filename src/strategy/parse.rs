@@ -7,7 +7,8 @@
 use std::collections::HashSet;
 
 use super::expr::{self, Expr};
-use super::lex::{self, Command, GsetCmd, MetaCmd, SqlCmd, SqlTok, Tok, VarUse, META_COMMANDS};
+use super::facts::{self, Facts, Kind};
+use super::lex::{self, Command, GsetCmd, MetaCmd, SqlCmd, VarUse, META_COMMANDS};
 use super::ParseError;
 
 /// The built-in variables, in slot order: slot `i` is `BUILTIN_VARS[i]`.
@@ -31,13 +32,12 @@ pub struct Program {
     pub(crate) setup: Vec<SetupStmt>,
 }
 
-/// How a statement changes the transaction state, read from its first
-/// keywords.
+/// How a statement changes the transaction state (from its facts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TxKind {
     /// BEGIN, START TRANSACTION, ROLLBACK AND CHAIN.
     Begin,
-    /// COMMIT, END, PREPARE TRANSACTION: closes, and may have committed.
+    /// COMMIT, END: closes, and may have committed.
     Commit,
     /// COMMIT AND CHAIN: commits and opens a new transaction.
     CommitChain,
@@ -49,6 +49,8 @@ pub(crate) enum TxKind {
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt {
     pub line: usize,
+    /// The line it ends on.
+    pub end_line: usize,
     /// The first line as written, for traces.
     pub display: String,
     /// The SQL sent, with `$n` placeholders; built once, never formatted
@@ -58,14 +60,31 @@ pub(crate) struct Stmt {
     pub params: Vec<usize>,
     pub kind: TxKind,
     pub gset: Option<Gset>,
+    /// What the statement does, read once by sqlparser.
+    pub facts: Facts,
+}
+
+impl TxKind {
+    /// The transaction effect of a statement of this kind. A statement
+    /// sqlparser cannot read is `Other`: it runs, but racelab does not
+    /// track a transaction it might open or close.
+    pub(crate) fn of(kind: Kind) -> TxKind {
+        match kind {
+            Kind::Begin(_) | Kind::Rollback { chain: true } => TxKind::Begin,
+            Kind::Commit { chain: false } => TxKind::Commit,
+            Kind::Commit { chain: true } => TxKind::CommitChain,
+            Kind::Rollback { chain: false } => TxKind::Rollback,
+            _ => TxKind::Other,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Gset {
     pub prefix: String,
-    /// The output columns read from the statement text and their slots, or
-    /// `None` when they could not be read (then names are matched at run
-    /// time).
+    /// The output columns named by the statement's facts and their slots,
+    /// or `None` when a name is not certain or the statement is unreadable
+    /// (then names are matched at run time).
     pub cols: Option<Vec<(String, usize)>>,
 }
 
@@ -78,9 +97,12 @@ pub(crate) enum SetupParam {
 #[derive(Debug, Clone)]
 pub(crate) struct SetupStmt {
     pub line: usize,
+    pub end_line: usize,
     pub sql: String,
     /// Empty: the statement runs once; otherwise once per product.
     pub params: Vec<SetupParam>,
+    /// What the statement does (constraints it adds, tables it creates).
+    pub facts: Facts,
 }
 
 #[derive(Debug, Clone)]
@@ -238,24 +260,33 @@ impl Parser<'_> {
             return self.setup_sql(s);
         }
         self.body_started = true;
-        let toks = lex::sql_tokens(&s.sql);
-        let params = s
+        let params: Vec<usize> = s
             .params
             .iter()
             .map(|n| slot_of(&mut self.vars, n))
             .collect();
+        let facts = {
+            let vars = &self.vars;
+            facts::read(
+                &s.sql,
+                &|n| params.get(n.wrapping_sub(1)).copied(),
+                &|slot| vars[slot].clone(),
+            )
+        };
         self.uses.extend(s.uses);
         let gset = match s.gset {
             None => None,
-            Some(g) => Some(self.gset(&g, &toks)?),
+            Some(g) => Some(self.gset(&g, &facts)?),
         };
         self.stmts.push(Stmt {
             line: s.line,
+            end_line: s.end_line,
             display: s.text.lines().next().unwrap_or("").trim().to_string(),
             sql: s.sql,
             params,
-            kind: tx_kind(&toks),
+            kind: TxKind::of(facts.kind),
             gset,
+            facts,
         });
         self.instrs.push(Instr::Sql(self.stmts.len() - 1));
         Ok(())
@@ -279,7 +310,7 @@ impl Parser<'_> {
                 ),
             ));
         }
-        let params = s
+        let params: Vec<SetupParam> = s
             .params
             .iter()
             .map(|n| {
@@ -290,16 +321,26 @@ impl Parser<'_> {
                 }
             })
             .collect();
+        let names: Vec<&str> = s.params.iter().map(String::as_str).collect();
+        // `:product` is the built-in's slot; `:initial_stock` has none.
+        let facts = facts::read(
+            &s.sql,
+            &|n| (names.get(n.wrapping_sub(1)) == Some(&"product")).then_some(PRODUCT),
+            &|slot| BUILTIN_VARS[slot].to_string(),
+        );
         self.setup.push(SetupStmt {
             line: s.line,
+            end_line: s.end_line,
             sql: s.sql,
             params,
+            facts,
         });
         Ok(())
     }
 
-    fn gset(&mut self, g: &GsetCmd, toks: &[SqlTok]) -> Result<Gset, ParseError> {
-        if !is_query(toks) {
+    fn gset(&mut self, g: &GsetCmd, facts: &Facts) -> Result<Gset, ParseError> {
+        // An unreadable statement may return rows: the server decides.
+        if facts.returns_rows() == Some(false) {
             return Err(self.err(
                 g.line,
                 g.col,
@@ -307,7 +348,7 @@ impl Parser<'_> {
                  (SELECT, WITH, VALUES, TABLE, or a statement with RETURNING)",
             ));
         }
-        let cols = output_columns(toks).map(|names| {
+        let cols = facts.output_names().map(|names| {
             names
                 .into_iter()
                 .map(|n| {
@@ -570,187 +611,6 @@ impl Parser<'_> {
     }
 }
 
-fn word(t: &SqlTok) -> Option<&str> {
-    match &t.tok {
-        Tok::Word(w) => Some(w),
-        _ => None,
-    }
-}
-
-fn is_kw(t: Option<&SqlTok>, kw: &str) -> bool {
-    t.and_then(word).is_some_and(|w| w.eq_ignore_ascii_case(kw))
-}
-
-fn first_word(toks: &[SqlTok]) -> Option<usize> {
-    toks.iter().position(|t| t.tok != Tok::Punct('('))
-}
-
-fn tx_kind(toks: &[SqlTok]) -> TxKind {
-    let Some(i) = first_word(toks) else {
-        return TxKind::Other;
-    };
-    let Some(first) = word(&toks[i]) else {
-        return TxKind::Other;
-    };
-    let second = toks.get(i + 1);
-    let chain = toks
-        .windows(2)
-        .any(|w| is_kw(w.first(), "and") && is_kw(w.get(1), "chain"));
-    match first.to_ascii_uppercase().as_str() {
-        "BEGIN" => TxKind::Begin,
-        "START" if is_kw(second, "transaction") => TxKind::Begin,
-        "COMMIT" | "END" if is_kw(second, "prepared") => TxKind::Other,
-        "COMMIT" | "END" if chain => TxKind::CommitChain,
-        "COMMIT" | "END" => TxKind::Commit,
-        "PREPARE" if is_kw(second, "transaction") => TxKind::Commit,
-        "ROLLBACK" | "ABORT" if is_kw(second, "to") || is_kw(second, "prepared") => TxKind::Other,
-        "ROLLBACK" | "ABORT" if chain => TxKind::Begin,
-        "ROLLBACK" | "ABORT" => TxKind::Rollback,
-        _ => TxKind::Other,
-    }
-}
-
-/// Does the statement return rows (so `\gset` makes sense)?
-fn is_query(toks: &[SqlTok]) -> bool {
-    let starts = first_word(toks)
-        .and_then(|i| word(&toks[i]))
-        .is_some_and(|w| {
-            ["select", "with", "values", "table"]
-                .iter()
-                .any(|k| w.eq_ignore_ascii_case(k))
-        });
-    starts || toks.iter().any(|t| is_kw(Some(t), "returning"))
-}
-
-/// Words that end a SELECT list.
-const LIST_END: [&str; 14] = [
-    "from",
-    "into",
-    "where",
-    "group",
-    "having",
-    "window",
-    "order",
-    "limit",
-    "offset",
-    "fetch",
-    "for",
-    "union",
-    "intersect",
-    "except",
-];
-
-/// The names of a query's output columns, when they can be read with
-/// confidence from its text; `None` otherwise (`*`, `VALUES`, complex
-/// expressions without `AS`).
-fn output_columns(toks: &[SqlTok]) -> Option<Vec<String>> {
-    let top = |t: &SqlTok, kw: &str| t.depth == 0 && is_kw(Some(t), kw);
-    let list: &[SqlTok] = if let Some(r) = toks.iter().position(|t| top(t, "returning")) {
-        &toks[r + 1..]
-    } else {
-        let s = toks.iter().position(|t| top(t, "select"))?;
-        let mut start = s + 1;
-        if toks.get(start).is_some_and(|t| top(t, "all")) {
-            start += 1;
-        } else if toks.get(start).is_some_and(|t| top(t, "distinct")) {
-            start += 1;
-            if toks.get(start).is_some_and(|t| top(t, "on")) {
-                // Skip the parenthesized DISTINCT ON list.
-                start += 1;
-                if toks.get(start)?.tok != Tok::Punct('(') {
-                    return None;
-                }
-                start += 1;
-                while toks.get(start)?.depth > 0 {
-                    start += 1;
-                }
-                start += 1;
-            }
-        }
-        let rest = toks.get(start..)?;
-        let end = rest
-            .iter()
-            .position(|t| t.depth == 0 && LIST_END.iter().any(|k| is_kw(Some(t), k)))
-            .unwrap_or(rest.len());
-        &rest[..end]
-    };
-    if list.is_empty() {
-        return None;
-    }
-    list.split(|t| t.depth == 0 && t.tok == Tok::Punct(','))
-        .map(column_name)
-        .collect()
-}
-
-/// Words that look like a name but are values or keywords in a select item.
-const NOT_NAMES: [&str; 8] = [
-    "true", "false", "null", "distinct", "all", "not", "case", "cast",
-];
-
-fn name_of(t: &SqlTok) -> Option<String> {
-    match &t.tok {
-        Tok::Word(w) if !NOT_NAMES.iter().any(|k| w.eq_ignore_ascii_case(k)) => {
-            Some(w.to_lowercase())
-        }
-        Tok::QuotedIdent(q) => Some(q.clone()),
-        _ => None,
-    }
-}
-
-/// The name PostgreSQL gives one select item, for the shapes where that is
-/// certain: `x AS name`, `name alias`, `t.col`, `f(...)`, `expr::type`.
-fn column_name(item: &[SqlTok]) -> Option<String> {
-    let n = item.len();
-    if n >= 3 && is_kw(item.get(n - 2), "as") {
-        return name_of(&item[n - 1]);
-    }
-    let base = item.first()?.depth;
-    // `count(*) n`: an alias without AS after a call or parenthesis.
-    if n >= 3 && item[n - 2].tok == Tok::Punct(')') && matches!(item[n - 1].tok, Tok::Word(_)) {
-        return name_of(&item[n - 1]);
-    }
-    // A cast keeps the name of what is cast.
-    let item = match item
-        .iter()
-        .position(|t| t.depth == base && t.tok == Tok::Cast)
-    {
-        Some(k) => &item[..k],
-        None => item,
-    };
-    let n = item.len();
-    match n {
-        0 => None,
-        1 => name_of(&item[0]),
-        // `stock s`: an alias without AS.
-        2 if name_of(&item[0]).is_some() => name_of(&item[1]),
-        _ => {
-            // t.col, s.t.col
-            let dotted = item.iter().enumerate().all(|(i, t)| {
-                if i % 2 == 1 {
-                    t.tok == Tok::Punct('.')
-                } else {
-                    matches!(t.tok, Tok::Word(_) | Tok::QuotedIdent(_))
-                }
-            });
-            if dotted && n % 2 == 1 {
-                return name_of(&item[n - 1]);
-            }
-            // f(...), schema.f(...): the function's name.
-            if item[n - 1].tok == Tok::Punct(')') && item[n - 1].depth == base {
-                let open = item.iter().position(|t| t.tok == Tok::Punct('('))?;
-                if open >= 1 && item[open..n - 1].iter().skip(1).all(|t| t.depth > base) {
-                    let f = name_of(&item[open - 1])?;
-                    if ["trim", "treat", "overlay", "position", "substring"].contains(&f.as_str()) {
-                        return None;
-                    }
-                    return Some(f);
-                }
-            }
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -768,7 +628,7 @@ pub(crate) mod tests {
     }
 
     fn cols(sql: &str) -> Option<Vec<String>> {
-        output_columns(&lex::sql_tokens(sql))
+        facts::read(sql, &|_| None, &|_| String::new()).output_names()
     }
 
     #[test]
@@ -899,7 +759,7 @@ pub(crate) mod tests {
 
     #[test]
     fn transaction_kinds() {
-        let k = |s: &str| tx_kind(&lex::sql_tokens(s));
+        let k = |s: &str| TxKind::of(facts::read(s, &|_| None, &|_| String::new()).kind);
         assert_eq!(k("BEGIN"), TxKind::Begin);
         assert_eq!(k("begin isolation level serializable"), TxKind::Begin);
         assert_eq!(k("START TRANSACTION"), TxKind::Begin);
@@ -907,6 +767,13 @@ pub(crate) mod tests {
         assert_eq!(k("end"), TxKind::Commit);
         assert_eq!(k("COMMIT AND CHAIN"), TxKind::CommitChain);
         assert_eq!(k("COMMIT PREPARED 'x'"), TxKind::Other);
+        assert_eq!(k("ROLLBACK AND CHAIN"), TxKind::Begin);
+        assert_eq!(
+            k("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+            TxKind::Other
+        );
+        // Unreadable SQL runs, but opens or closes nothing racelab tracks.
+        assert_eq!(k("PREPARE TRANSACTION 'x'"), TxKind::Other);
         assert_eq!(k("ROLLBACK"), TxKind::Rollback);
         assert_eq!(k("abort"), TxKind::Rollback);
         assert_eq!(k("ROLLBACK TO SAVEPOINT a"), TxKind::Other);

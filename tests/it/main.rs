@@ -17,6 +17,7 @@ mod interp;
 mod run;
 mod strategy;
 mod teach;
+mod tricky;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     trials.extend(strategy::tests());
     trials.extend(run::tests());
     trials.extend(teach::tests());
+    trials.extend(tricky::tests());
     trials.extend(http::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());

@@ -1,0 +1,13 @@
+-- One advisory lock for the whole shop.
+BEGIN;
+SELECT pg_advisory_xact_lock(42);
+SELECT stock FROM products WHERE id = :product \gset
+\if :stock < :qty
+  ROLLBACK;
+  \sold_out
+\endif
+\sleep :think ms
+UPDATE products SET stock = :stock - :qty WHERE id = :product;
+INSERT INTO orders (product_id, buyer_id, attempt_id, qty)
+  VALUES (:product, :buyer, :attempt, :qty);
+COMMIT;

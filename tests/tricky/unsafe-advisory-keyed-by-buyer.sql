@@ -1,0 +1,13 @@
+-- pg_advisory_xact_lock, but on a key each buyer has to itself.
+BEGIN;
+SELECT pg_advisory_xact_lock(:buyer);
+SELECT stock FROM products WHERE id = :product \gset
+\if :stock < :qty
+  ROLLBACK;
+  \sold_out
+\endif
+\sleep :think ms
+UPDATE products SET stock = :stock - :qty WHERE id = :product;
+INSERT INTO orders (product_id, buyer_id, attempt_id, qty)
+  VALUES (:product, :buyer, :attempt, :qty);
+COMMIT;

@@ -1,0 +1,16 @@
+-- A session advisory lock, released before the write is committed.
+SELECT pg_advisory_lock(:product);
+BEGIN;
+SELECT stock FROM products WHERE id = :product \gset
+\if :stock < :qty
+  ROLLBACK;
+  SELECT pg_advisory_unlock(:product);
+  \sold_out
+\endif
+\sleep :think ms
+UPDATE products SET stock = :stock - :qty WHERE id = :product;
+INSERT INTO orders (product_id, buyer_id, attempt_id, qty)
+  VALUES (:product, :buyer, :attempt, :qty);
+SELECT pg_advisory_unlock(:product);
+\sleep :think ms
+COMMIT;
