@@ -409,13 +409,14 @@ pub fn render_verdict(v: &Verdict) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Verdict: {}", v.level.as_str());
     for f in &v.findings {
-        let lines = match f.lines.as_slice() {
+        let mut m: Vec<usize> = f.lines.clone();
+        m.sort_unstable();
+        m.dedup();
+        let lines = match m.as_slice() {
             [] => String::new(),
             [one] => format!("line {one}: "),
             many => {
-                let mut m: Vec<usize> = many.to_vec();
-                m.dedup();
-                let l: Vec<String> = m.iter().map(|x| x.to_string()).collect();
+                let l: Vec<String> = many.iter().map(|x| x.to_string()).collect();
                 format!("lines {}: ", l.join(", "))
             }
         };

@@ -16,8 +16,8 @@
 use std::collections::BTreeSet;
 
 use crate::strategy::facts::{
-    AdvisoryAction, AdvisoryScope, Cmp, Constraint, Facts, Isolation, Kind, Operand, Rows, Source,
-    Value, WriteOp,
+    AdvisoryAction, AdvisoryScope, Cmp, Comparison, Constraint, Facts, Isolation, Kind, Operand,
+    Rows, Source, Value, WriteOp, COLUMN_SLOT,
 };
 use crate::strategy::{Instr, Program, BUILTIN_VARS, PRODUCT, QTY, ROWS};
 
@@ -678,7 +678,10 @@ impl Analysis<'_> {
         // A row lock the read itself takes.
         if let Some(l) = r.lock {
             let lock = &rf.row_locks[l];
-            if rev.in_tx && lock.strength.blocks_updates() && p.events[we].tx == rev.tx {
+            // Held until the write commits: the same transaction, or the
+            // same statement (a locking CTE of an autocommit UPDATE).
+            let held = re == we || (rev.in_tx && p.events[we].tx == rev.tx);
+            if held && lock.strength.blocks_updates() {
                 let shared = r.rows.key.iter().all(|(_, o)| self.shared(p, re, o));
                 if shared {
                     return Some(format!(
@@ -1252,12 +1255,61 @@ impl Analysis<'_> {
         wline: usize,
     ) {
         let w = &f.writes[wi];
-        if let Some(g) = w
+        let by = w
+            .assigns
+            .iter()
+            .find(|a| a.column == column)
+            .and_then(|a| match &a.value {
+                Value::Relative { sign: -1, by } => by.as_ref(),
+                _ => None,
+            });
+        let bounds: Vec<(&Comparison, Bound)> = w
             .rows
             .filter
             .iter()
-            .find(|c| c.bounds_below(&w.table, column))
-        {
+            .filter(|c| c.bounds_below(&w.table, column))
+            .map(|c| (c, bound_of(c, column, by)))
+            .collect();
+        let strongest = bounds
+            .iter()
+            .find(|(_, b)| *b == Bound::Always)
+            .or_else(|| bounds.iter().find(|(_, b)| matches!(b, Bound::UpTo(_))))
+            .or_else(|| bounds.iter().find(|(_, b)| *b == Bound::Unknown))
+            .or_else(|| bounds.first());
+        match strongest {
+            Some((g, Bound::UpTo(n))) => {
+                self.unsure(
+                    vec![wline],
+                    format!(
+                        "line {wline} decrements {column} only WHERE {}: that stops at zero only while the quantity is at most {n}; above it stock goes below zero (guard with `{column} >= :qty`)",
+                        g.text
+                    ),
+                );
+                return;
+            }
+            Some((g, Bound::Unknown)) => {
+                self.unsure(
+                    vec![wline],
+                    format!(
+                        "line {wline} decrements {column} only WHERE {}, and racelab cannot tell whether that keeps it from going below zero (guard with `{column} >= :qty`)",
+                        g.text
+                    ),
+                );
+                return;
+            }
+            Some((g, Bound::Never)) if self.constraint_bounds(&w.table, column).is_none() => {
+                self.unsafe_(
+                    vec![wline],
+                    format!(
+                        "line {wline} decrements {column} only WHERE {}, which lets the last units go below zero: stock is oversold (guard with `{column} >= :qty`)",
+                        g.text
+                    ),
+                );
+                return;
+            }
+            _ => {}
+        }
+        if let Some((g, _)) = strongest.filter(|(_, b)| *b == Bound::Always) {
             match self.guard_effective(p, e, wi) {
                 Ok(()) => self.safe(
                     vec![wline],
@@ -1361,6 +1413,99 @@ impl Analysis<'_> {
                 ),
             ),
         }
+    }
+}
+
+/// How far a WHERE conjunct keeps a column from going below zero when the
+/// row is decremented by `by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// For every quantity: `stock >= :qty`, `stock - :qty >= 0`.
+    Always,
+    /// Only while the quantity is at most this: `stock > 0` holds stock at
+    /// zero for one unit at a time.
+    UpTo(i64),
+    /// For no quantity: `stock >= 0` lets the last unit go below zero.
+    Never,
+    /// The conjunct is not about the column, or racelab cannot evaluate it.
+    Unknown,
+}
+
+/// Largest quantity and stock `bound_of` tries.
+const QTY_MAX: i64 = 64;
+const STOCK_MAX: i64 = 256;
+
+/// Whether the conjunct `c` of an UPDATE that sets `column = column - by`
+/// keeps `column` at zero or above, decided by evaluating both with every
+/// quantity 1..=QTY_MAX and stock -QTY_MAX..=STOCK_MAX: guards are checked
+/// for what they do, not for how they are written.
+fn bound_of(c: &Comparison, column: &str, by: Option<&crate::strategy::Expr>) -> Bound {
+    let (Some((l, lnames)), Some((r, rnames))) = (&c.left.with_columns, &c.right.with_columns)
+    else {
+        return Bound::Unknown;
+    };
+    if !lnames.iter().chain(rnames).any(|n| n == column) {
+        return Bound::Unknown;
+    }
+    let Some(by) = by else {
+        return Bound::Unknown;
+    };
+    let side = |x: &crate::strategy::Expr, names: &[String], stock: i64, qty: i64| {
+        use rand::SeedableRng;
+        let get = |slot: usize| {
+            if slot >= COLUMN_SLOT {
+                return match names.get(slot - COLUMN_SLOT) {
+                    Some(n) if n == column => Ok(stock),
+                    _ => Err(crate::strategy::EvalError::Unset(slot)),
+                };
+            }
+            if slot == QTY {
+                Ok(qty)
+            } else {
+                Err(crate::strategy::EvalError::Unset(slot))
+            }
+        };
+        x.eval(&get, &mut rand::rngs::SmallRng::seed_from_u64(0))
+            .ok()
+    };
+    let mut safe_upto: Option<i64> = None;
+    let mut unsafe_at: Option<i64> = None;
+    for qty in 1..=QTY_MAX {
+        let Some(d) = eval_with(by, &[(QTY, qty)]) else {
+            return Bound::Unknown;
+        };
+        let mut violated = false;
+        for stock in -QTY_MAX..=STOCK_MAX {
+            let (Some(a), Some(b)) = (side(l, lnames, stock, qty), side(r, rnames, stock, qty))
+            else {
+                return Bound::Unknown;
+            };
+            let holds = match c.op {
+                Cmp::Eq => a == b,
+                Cmp::Ne => a != b,
+                Cmp::Lt => a < b,
+                Cmp::Le => a <= b,
+                Cmp::Gt => a > b,
+                Cmp::Ge => a >= b,
+            };
+            if holds && stock.checked_sub(d).is_none_or(|left| left < 0) {
+                violated = true;
+                break;
+            }
+        }
+        if violated {
+            unsafe_at.get_or_insert(qty);
+        } else if unsafe_at.is_some() {
+            // Safe again above an unsafe quantity: no simple rule.
+            return Bound::Unknown;
+        } else {
+            safe_upto = Some(qty);
+        }
+    }
+    match (safe_upto, unsafe_at) {
+        (_, None) => Bound::Always,
+        (None, Some(_)) => Bound::Never,
+        (Some(n), Some(_)) => Bound::UpTo(n),
     }
 }
 

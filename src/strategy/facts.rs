@@ -94,6 +94,10 @@ pub enum Source {
     Advisory(usize),
 }
 
+/// The first slot `Operand::with_columns` gives a column: far above any
+/// variable's.
+pub const COLUMN_SLOT: usize = usize::MAX / 2;
+
 /// One side of a comparison, or any value expression.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Operand {
@@ -107,6 +111,12 @@ pub struct Operand {
     /// integers, `+ - * / %`, comparisons, `and or not`, `least`,
     /// `greatest`, `abs` and casts only.
     pub expr: Option<Expr>,
+    /// The value as a script expression in which each column is a slot of
+    /// its own (`COLUMN_SLOT + i` for the `i`-th name of `columns`), when it
+    /// is made of columns, variables and what the script language evaluates:
+    /// lets `explain` decide whether a guard such as `stock - :qty >= 0`
+    /// keeps a decrement from going below zero.
+    pub with_columns: Option<(Expr, Vec<String>)>,
     /// Something else is in it: a string or other literal, a subquery, a
     /// function racelab does not evaluate.
     pub opaque: bool,
@@ -1112,6 +1122,10 @@ impl Reader<'_> {
         } else {
             None
         };
+        if !o.opaque {
+            let mut names = Vec::new();
+            o.with_columns = self.compile_in(e, Some(&mut names)).map(|x| (x, names));
+        }
         o.text = self.show(e);
         o
     }
@@ -1327,10 +1341,29 @@ impl Reader<'_> {
     /// A script expression for `e`, when it is made only of what the script
     /// language evaluates.
     fn compile(&self, e: &sql::Expr) -> Option<Expr> {
+        self.compile_in(e, None)
+    }
+
+    /// `compile`, and with `columns` also columns, each as the slot
+    /// `COLUMN_SLOT + i` of its name's index in `columns`.
+    fn compile_in(&self, e: &sql::Expr, mut columns: Option<&mut Vec<String>>) -> Option<Expr> {
         use sql::BinaryOperator as B;
         use sql::Expr as E;
+        let column = |name: &sql::Ident, columns: &mut Vec<String>| {
+            let name = name.value.to_lowercase();
+            let i = match columns.iter().position(|c| *c == name) {
+                Some(i) => i,
+                None => {
+                    columns.push(name);
+                    columns.len() - 1
+                }
+            };
+            Expr::Var(COLUMN_SLOT + i)
+        };
         Some(match e {
-            E::Nested(x) | E::Cast { expr: x, .. } => self.compile(x)?,
+            E::Identifier(i) => column(i, columns?),
+            E::CompoundIdentifier(parts) => column(parts.last()?, columns?),
+            E::Nested(x) | E::Cast { expr: x, .. } => self.compile_in(x, columns)?,
             E::Value(v) => match &v.value {
                 sql::Value::Number(n, _) => Expr::Int(n.parse().ok()?),
                 sql::Value::Boolean(b) => Expr::Int(i64::from(*b)),
@@ -1338,7 +1371,7 @@ impl Reader<'_> {
                 _ => return None,
             },
             E::UnaryOp { op, expr } => {
-                let x = self.compile(expr)?;
+                let x = self.compile_in(expr, columns)?;
                 match op {
                     sql::UnaryOperator::Minus => Expr::Neg(Box::new(x)),
                     sql::UnaryOperator::Plus => x,
@@ -1363,11 +1396,8 @@ impl Reader<'_> {
                     B::Or => BinOp::Or,
                     _ => return None,
                 };
-                Expr::Bin(
-                    op,
-                    Box::new(self.compile(left)?),
-                    Box::new(self.compile(right)?),
-                )
+                let l = self.compile_in(left, columns.as_deref_mut())?;
+                Expr::Bin(op, Box::new(l), Box::new(self.compile_in(right, columns)?))
             }
             E::Function(f) => {
                 let func = match object_last(&f.name).as_str() {
@@ -1383,7 +1413,7 @@ impl Reader<'_> {
                 Expr::Call(
                     func,
                     args.into_iter()
-                        .map(|a| self.compile(a))
+                        .map(|a| self.compile_in(a, columns.as_deref_mut()))
                         .collect::<Option<Vec<_>>>()?,
                 )
             }
