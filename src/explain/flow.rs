@@ -1488,7 +1488,7 @@ fn bound_of(c: &Comparison, column: &str, by: Option<&crate::strategy::Expr>) ->
                 Cmp::Gt => a > b,
                 Cmp::Ge => a >= b,
             };
-            if holds && stock.checked_sub(d).is_none_or(|left| left < 0) {
+            if holds && stock.checked_sub(d).map_or(true, |left| left < 0) {
                 violated = true;
                 break;
             }
