@@ -19,7 +19,7 @@ mod lex;
 mod parse;
 
 pub use builtin::{builtins, load};
-pub use interp::{run_setup, Session};
+pub use interp::{run_setup, setup_calls, Bound, Boundary, Session, SetupCall, StepGate, TxEffect};
 pub use parse::{parse, Program};
 
 use crate::outcome::Outcome;
@@ -147,6 +147,8 @@ pub struct TraceEvent {
     pub values: Vec<(String, String)>,
     /// The error, if the step failed (for `Outcome`: the report's message).
     pub error: Option<String>,
+    /// The SQLSTATE of a SQL statement the server failed, e.g. `40P01`.
+    pub sqlstate: Option<String>,
     /// Set on the `Outcome` event.
     pub outcome: Option<Outcome>,
 }
