@@ -34,6 +34,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} ({n} runs)", args.output.display());
             Ok(())
         }
+        Command::Explore(args) => crate::explore::main(&args),
         Command::Db { command } => crate::dbcmd::main(command),
         Command::Http(args) => crate::http::main(&args),
         Command::Serve(args) => crate::serve::main(&args),

@@ -16,6 +16,7 @@ pub mod dbcmd;
 pub mod engine;
 pub mod error;
 pub mod explain;
+pub mod explore;
 pub mod http;
 pub mod outcome;
 pub mod plan;

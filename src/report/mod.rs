@@ -5,6 +5,7 @@
 
 pub mod baseline;
 pub mod compare;
+pub mod explore;
 pub mod histogram;
 pub mod html;
 pub mod junit;

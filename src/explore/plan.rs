@@ -1,0 +1,214 @@
+//! `racelab explore` arguments validated into a plan before anything
+//! touches the database: bad input fails here with exit code 2.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{Expect, ExploreArgs};
+use crate::db::DbOptions;
+use crate::error::bad_input;
+use crate::plan::DEFAULT_MAX_TRIES;
+use crate::scenario::limits::MAX_QUANTITY;
+use crate::strategy::{self, Strategy};
+
+/// More buyers than this make even a bounded space too big to run.
+pub const MAX_BUYERS: u32 = 8;
+/// A lab of this many units is plenty for a few buyers.
+pub const MAX_STOCK: i64 = 100_000;
+/// A bound beyond this is `all` in all but name.
+pub const MAX_BOUND: u32 = 1_000;
+
+#[derive(Debug)]
+pub struct ExplorePlan {
+    pub strategy: Strategy,
+    pub buyers: u32,
+    pub stock: i64,
+    pub quantity: i64,
+    pub max_tries: u32,
+    pub seed: u64,
+    /// At most this many preemptions; `None`: every schedule.
+    pub bound: Option<u32>,
+    /// `--schedule`: the one schedule to replay (a prefix; the default
+    /// policy goes on after it).
+    pub schedule: Option<Vec<u32>>,
+    pub max_schedules: u64,
+    pub expect: Option<Expect>,
+    pub spec: Option<PathBuf>,
+    pub step: bool,
+    pub db: DbOptions,
+    pub json: bool,
+    pub quiet: bool,
+    pub save_dir: Option<PathBuf>,
+}
+
+impl ExplorePlan {
+    pub fn build(args: &ExploreArgs) -> anyhow::Result<ExplorePlan> {
+        let strategy = strategy::load(args.strategy.trim())?;
+        if !(1..=MAX_BUYERS).contains(&args.buyers) {
+            return Err(bad_input(format!(
+                "--buyers must be between 1 and {MAX_BUYERS} for explore (every interleaving of more is too many to run), got {}",
+                args.buyers
+            )));
+        }
+        if !(0..=MAX_STOCK).contains(&args.stock) {
+            return Err(bad_input(format!(
+                "--stock must be between 0 and {MAX_STOCK} for explore, got {}",
+                args.stock
+            )));
+        }
+        if !(1..=MAX_QUANTITY).contains(&args.quantity) {
+            return Err(bad_input(format!(
+                "--quantity must be between 1 and {MAX_QUANTITY}, got {}",
+                args.quantity
+            )));
+        }
+        let bound = parse_bound(&args.preemptions)?;
+        let schedule = args
+            .schedule
+            .as_deref()
+            .map(|s| parse_schedule(s, args.buyers))
+            .transpose()?;
+        if args.max_schedules == 0 {
+            return Err(bad_input("--max-schedules must be at least 1"));
+        }
+        if args.step {
+            if args.json {
+                return Err(bad_input(
+                    "--step is interactive and cannot print --json; drop one of them",
+                ));
+            }
+            if !std::io::stdin().is_terminal() {
+                return Err(bad_input(
+                    "--step waits for Enter between steps and needs a terminal on stdin; \
+                     run it in a terminal, or replay a schedule with --schedule",
+                ));
+            }
+        }
+        if let Some(spec) = &args.spec {
+            let parent = spec.parent().filter(|p| !p.as_os_str().is_empty());
+            if parent.is_some_and(|p| !p.is_dir()) {
+                return Err(bad_input(format!(
+                    "--spec {}: the directory does not exist",
+                    spec.display()
+                )));
+            }
+        }
+        let db = &args.db;
+        if !(db.connect_timeout.is_finite()
+            && db.connect_timeout > 0.0
+            && db.connect_timeout <= 3600.0)
+        {
+            return Err(bad_input(format!(
+                "--connect-timeout must be between 0 and 3600 seconds, got {}",
+                db.connect_timeout
+            )));
+        }
+        if let Some(url) = &db.database_url {
+            crate::db::parse_external_url(url)?;
+        }
+        let save_dir = (!args.no_save).then(|| args.out.clone());
+        if let Some(dir) = &save_dir {
+            crate::report::save::check_writable(dir)?;
+        }
+        Ok(ExplorePlan {
+            strategy,
+            buyers: args.buyers,
+            stock: args.stock,
+            quantity: args.quantity,
+            max_tries: args.max_tries.unwrap_or(DEFAULT_MAX_TRIES),
+            seed: args.seed,
+            bound,
+            schedule,
+            max_schedules: args.max_schedules,
+            expect: args.expect,
+            spec: args.spec.clone(),
+            step: args.step,
+            db: DbOptions {
+                database_url: db.database_url.clone(),
+                pg_bin: db.pg_bin.clone(),
+                schema: db.schema.clone(),
+                durable: db.durable,
+                connect_timeout: Duration::from_secs_f64(db.connect_timeout),
+                // The buyers, the monitor, and one for preparing the lab.
+                max_connections: args.buyers + 3,
+            },
+            json: args.json,
+            quiet: args.quiet,
+            save_dir,
+        })
+    }
+}
+
+/// `--preemptions`: a number or `all`.
+pub fn parse_bound(text: &str) -> anyhow::Result<Option<u32>> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("all") {
+        return Ok(None);
+    }
+    match t.parse::<u32>() {
+        Ok(p) if p <= MAX_BOUND => Ok(Some(p)),
+        _ => Err(bad_input(format!(
+            "--preemptions takes a number from 0 to {MAX_BOUND} or `all`, got {text:?}"
+        ))),
+    }
+}
+
+/// `--schedule "1 2 1"`: buyer numbers separated by spaces or commas.
+pub fn parse_schedule(text: &str, buyers: u32) -> anyhow::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for (i, word) in text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .enumerate()
+    {
+        let step = i + 1;
+        let b: u32 = word.parse().map_err(|_| {
+            bad_input(format!(
+                "--schedule: step {step} is {word:?}, not a buyer number; give buyer numbers like \"1 1 2 1\""
+            ))
+        })?;
+        if b == 0 || b > buyers {
+            return Err(bad_input(format!(
+                "--schedule: step {step} names buyer {b}, but there are only {buyers} buyers (1 to {buyers}); \
+                 add --buyers {b} or fix the schedule"
+            )));
+        }
+        out.push(b);
+    }
+    if out.is_empty() {
+        return Err(bad_input(
+            "--schedule is empty: give the buyer of each step, like \"1 1 2 1\"",
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        assert_eq!(parse_bound("2").unwrap(), Some(2));
+        assert_eq!(parse_bound(" ALL ").unwrap(), None);
+        for bad in ["-1", "x", "", "1001"] {
+            let e = parse_bound(bad).unwrap_err();
+            assert!(e.is::<crate::error::BadInput>(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schedules() {
+        assert_eq!(parse_schedule("1 2,1  2", 2).unwrap(), [1, 2, 1, 2]);
+        let e = parse_schedule("1 3", 2).unwrap_err().to_string();
+        assert!(
+            e.contains("step 2 names buyer 3") && e.contains("only 2 buyers"),
+            "{e}"
+        );
+        let e = parse_schedule("1 x", 2).unwrap_err().to_string();
+        assert!(e.contains("step 2 is \"x\""), "{e}");
+        assert!(parse_schedule("  ", 2).is_err());
+        assert!(parse_schedule("0", 2).is_err());
+    }
+}
