@@ -30,8 +30,8 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report(args) => {
-            let n = report::html::write(&args.files, &args.output)?;
-            println!("wrote {} ({n} runs)", args.output.display());
+            let held = report::html::write(&args.files, &args.output)?;
+            println!("wrote {} ({held})", args.output.display());
             Ok(())
         }
         Command::Explore(args) => crate::explore::main(&args),

@@ -12,6 +12,7 @@ pub mod junit;
 pub mod progress;
 pub mod result;
 pub mod save;
+pub mod swimlane;
 pub mod table;
 pub mod timeline;
 
