@@ -321,19 +321,6 @@ pub struct ExploreArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
-    /// Print the result as JSON on stdout instead of the report.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Directory the result file is written to.
-    #[arg(long, default_value = "results", value_name = "DIR")]
-    pub out: PathBuf,
-
-    /// Do not write a result file.
-    #[arg(long)]
-    pub no_save: bool,
-
-    /// Print nothing but the result.
-    #[arg(long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CommonArgs, Expect, OutputArgs};
+use crate::cli::{CommonArgs, DbArgs, Expect, OutputArgs};
 use crate::db::DbOptions;
 use crate::error::bad_input;
 use crate::scenario::Scenario;
@@ -93,19 +93,7 @@ impl Plan {
                 common.repeat
             )));
         }
-        let db = &common.db;
-        if !(db.connect_timeout.is_finite()
-            && db.connect_timeout > 0.0
-            && db.connect_timeout <= 3600.0)
-        {
-            return Err(bad_input(format!(
-                "--connect-timeout must be between 0 and 3600 seconds, got {}",
-                db.connect_timeout
-            )));
-        }
-        if let Some(url) = &db.database_url {
-            crate::db::parse_external_url(url)?;
-        }
+        let db = db_options(&common.db, scenario.connections_needed() + 5)?;
         if !(common.max_regression.is_finite() && common.max_regression >= 0.0) {
             return Err(bad_input(format!(
                 "--max-regression must be a percentage of 0 or more, got {}",
@@ -130,20 +118,36 @@ impl Plan {
             expect: common.expect,
             baseline,
             max_regression: common.max_regression,
-            db: DbOptions {
-                database_url: db.database_url.clone(),
-                pg_bin: db.pg_bin.clone(),
-                schema: db.schema.clone(),
-                durable: db.durable,
-                connect_timeout: Duration::from_secs_f64(db.connect_timeout),
-                max_connections: scenario.connections_needed() + 5,
-            },
+            db,
             scenario,
             output,
             compare,
             watch_ms: common.watch,
         })
     }
+}
+
+/// Validate the database flags: the connect timeout and the URL.
+/// `max_connections` sizes an embedded cluster.
+pub fn db_options(db: &DbArgs, max_connections: u32) -> anyhow::Result<DbOptions> {
+    if !(db.connect_timeout.is_finite() && db.connect_timeout > 0.0 && db.connect_timeout <= 3600.0)
+    {
+        return Err(bad_input(format!(
+            "--connect-timeout must be between 0 and 3600 seconds, got {}",
+            db.connect_timeout
+        )));
+    }
+    if let Some(url) = &db.database_url {
+        crate::db::parse_external_url(url)?;
+    }
+    Ok(DbOptions {
+        database_url: db.database_url.clone(),
+        pg_bin: db.pg_bin.clone(),
+        schema: db.schema.clone(),
+        durable: db.durable,
+        connect_timeout: Duration::from_secs_f64(db.connect_timeout),
+        max_connections,
+    })
 }
 
 impl Output {

@@ -30,7 +30,7 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection as _, PgConnection};
 
-use crate::cli::{Expect, ExploreArgs};
+use crate::cli::ExploreArgs;
 use crate::db::{Audit, Database, ProductSeed, Verdict};
 use crate::engine::{Control, Stop};
 use crate::error::{bad_input, ExpectationFailed, Interrupted};
@@ -43,7 +43,7 @@ use crate::report::result::{DatabaseInfo, StrategyInfo};
 use crate::report::{save, Status};
 use crate::strategy::{Origin, TxEffect};
 use crate::timings;
-use crate::trace::{self, Role};
+use crate::trace::{self, Role, Timeline};
 use lab::Lab;
 use plan::ExplorePlan;
 use schedule::{default_choice, next_prefix, preemptions, ChoicePoint};
@@ -65,7 +65,8 @@ pub fn main(args: &ExploreArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let r = &ran.result;
-    if plan.json {
+    let out = &plan.output;
+    if out.json {
         println!(
             "{}",
             serde_json::to_string_pretty(r).expect("results serialize")
@@ -75,12 +76,24 @@ pub fn main(args: &ExploreArgs) -> anyhow::Result<()> {
         if let (Some(replay), None) = (&r.replay, &r.counterexample) {
             print!("\n{}", render::render_schedule("Schedule", replay));
         }
+        if let (true, Some(t)) = (out.trace, &ran.timeline) {
+            print!("{}", crate::report::timeline::render(t));
+        }
     }
-    if let Some(dir) = &plan.save_dir {
+    if let Some(dir) = &out.save_dir {
         let path = dir.join(file_name(r));
         let json = serde_json::to_vec_pretty(r).context("serializing the result")?;
         save::write_atomic(&path, &json)?;
         note(&plan, &format!("saved {}", path.display()));
+    }
+    if let (Some(path), Some(t)) = (&out.trace_file, &ran.timeline) {
+        trace::write_jsonl(path, &[(t, 1)])?;
+        note(&plan, &format!("wrote the trace to {}", path.display()));
+    }
+    if let Some(path) = &out.junit {
+        let xml = render::junit(r, plan.expect);
+        save::write_atomic(path, xml.as_bytes())?;
+        note(&plan, &format!("wrote JUnit report {}", path.display()));
     }
     if let Some(path) = &plan.spec {
         match r.counterexample.as_ref().or(r.replay.as_ref()) {
@@ -108,12 +121,15 @@ pub fn main(args: &ExploreArgs) -> anyhow::Result<()> {
     if let Some(Stop::Interrupted(signal)) = control.reason() {
         return Err(Interrupted { signal }.into());
     }
-    check_expectation(plan.expect, r)
+    match render::expectation_failure(plan.expect, r) {
+        Some(why) => Err(ExpectationFailed(why).into()),
+        None => Ok(()),
+    }
 }
 
 /// Messages for stderr, silenced by `--quiet`.
 fn note(plan: &ExplorePlan, msg: &str) {
-    if !plan.quiet {
+    if !plan.output.quiet {
         eprintln!("{msg}");
     }
 }
@@ -138,46 +154,12 @@ fn file_name(r: &ExploreResult) -> String {
     format!("{stamp}-explore-{name}.json")
 }
 
-/// `--expect`: exit 1 unless it held, naming the schedule that broke it.
-pub fn check_expectation(expect: Option<Expect>, r: &ExploreResult) -> anyhow::Result<()> {
-    let name = r.name();
-    match expect {
-        None => Ok(()),
-        Some(Expect::Safe) => match r.verdict {
-            ExploreVerdict::Safe => Ok(()),
-            ExploreVerdict::Oversold | ExploreVerdict::Inconsistent => {
-                let c = r.counterexample.as_ref();
-                let schedule = c
-                    .map(|c| render::schedule_arg(&c.schedule))
-                    .unwrap_or_default();
-                Err(ExpectationFailed(format!(
-                    "expected safe: {name} was unsafe in {} of {} schedules ({}); the shortest: --schedule \"{schedule}\"",
-                    r.unsafe_schedules,
-                    r.schedules_explored,
-                    r.verdict.as_str()
-                ))
-                .into())
-            }
-            ExploreVerdict::Inconclusive => Err(ExpectationFailed(format!(
-                "expected safe: {name} is not proven safe: {}",
-                r.verdict_reason
-                    .as_deref()
-                    .unwrap_or("the space was not covered")
-            ))
-            .into()),
-        },
-        Some(Expect::Oversold) if r.oversold_schedules > 0 => Ok(()),
-        Some(Expect::Oversold) => Err(ExpectationFailed(format!(
-            "expected oversold: none of the {} schedules of {name} oversold",
-            r.schedules_explored
-        ))
-        .into()),
-    }
-}
-
 /// What an explore run produced.
 pub struct Ran {
     pub result: ExploreResult,
+    /// The analysed trace of the counterexample (or of the schedule
+    /// replayed), for `--trace`.
+    pub timeline: Option<Timeline>,
 }
 
 /// Open the database, explore, stop the database. The buyers' tasks run
@@ -209,7 +191,7 @@ struct Totals {
     deadlocks: u64,
     outcomes: BTreeMap<String, u64>,
     anomalies: BTreeMap<String, u64>,
-    best: Option<Counterexample>,
+    best: Option<(Counterexample, Timeline)>,
     problem: Option<Problem>,
 }
 
@@ -246,7 +228,7 @@ pub async fn explore_on(
     let outcome = explore_loop(db, plan, control, &lab, &mut sched, &mut monitor).await;
     sched.close().await;
     let _ = monitor.close().await;
-    let (totals, replay, status, complete) = match outcome? {
+    let (mut totals, replay, status, complete) = match outcome? {
         Some(done) => done,
         None => return Ok(None),
     };
@@ -300,7 +282,7 @@ pub async fn explore_on(
         max_tries: plan.max_tries,
         seed: plan.seed,
         preemption_bound: plan.bound,
-        replayed: replay.as_ref().map(|r| r.schedule.clone()),
+        replayed: replay.as_ref().map(|r| r.0.schedule.clone()),
         verdict,
         verdict_reason,
         schedules_explored: totals.explored,
@@ -321,16 +303,18 @@ pub async fn explore_on(
         anomalies_seen: totals.anomalies,
         deadlock_timeout_ms: sched.deadlock_timeout.as_millis() as u64,
         wall_seconds: clock.elapsed().as_secs_f64(),
-        counterexample: totals.best,
-        replay,
-        first_problem: totals.problem,
+        counterexample: totals.best.as_ref().map(|b| b.0.clone()),
+        replay: replay.as_ref().map(|r| r.0.clone()),
+        first_problem: totals.problem.take(),
     };
-    Ok(Some(Ran { result }))
+    // The trace of what the report shows: the counterexample, else the replay.
+    let timeline = totals.best.take().or(replay).map(|b| b.1);
+    Ok(Some(Ran { result, timeline }))
 }
 
 type LoopEnd = (
     Totals,
-    Option<Counterexample>,
+    Option<(Counterexample, Timeline)>,
     (Status, Option<String>),
     bool,
 );
@@ -424,12 +408,14 @@ async fn explore_loop(
                         prefix.len() - exec.steps.len()
                     )));
                 }
-                let record = evaluate(db, plan, &exec, monitor, &mut totals).await?;
+                let (record, timeline) = evaluate(db, plan, &exec, monitor, &mut totals).await?;
                 if replaying {
-                    replay = Some(record.clone());
+                    replay = Some((record.clone(), timeline.clone()));
                 }
-                if record.verdict != Verdict::Safe && shorter(&record, totals.best.as_ref()) {
-                    totals.best = Some(record);
+                if record.verdict != Verdict::Safe
+                    && shorter(&record, totals.best.as_ref().map(|b| &b.0))
+                {
+                    totals.best = Some((record, timeline));
                 }
             }
         }
@@ -493,7 +479,7 @@ async fn evaluate(
     exec: &Execution,
     monitor: &mut PgConnection,
     totals: &mut Totals,
-) -> anyhow::Result<Counterexample> {
+) -> anyhow::Result<(Counterexample, Timeline)> {
     totals.explored += 1;
     count_steps(totals, exec);
     let mut succeeded = Vec::new();
@@ -517,7 +503,7 @@ async fn evaluate(
         .audit_on(monitor, &succeeded, &[])
         .await
         .context("auditing the lab after a schedule")?;
-    let record = record(plan, exec, audit);
+    let (record, timeline) = record(plan, exec, audit);
     if let Some((b, msg)) = exec.reports.iter().enumerate().find_map(|(i, r)| {
         let r = r.as_ref()?;
         (r.outcome == Outcome::Error).then(|| (i + 1, r.message.clone().unwrap_or_default()))
@@ -540,12 +526,12 @@ async fn evaluate(
             *totals.anomalies.entry(n.to_string()).or_default() += 1;
         }
     }
-    Ok(record)
+    Ok((record, timeline))
 }
 
 /// A schedule as the result records it: its steps with what each did, the
 /// anomalies the trace analysis names in its events, the audit.
-fn record(plan: &ExplorePlan, exec: &Execution, audit: Audit) -> Counterexample {
+fn record(plan: &ExplorePlan, exec: &Execution, audit: Audit) -> (Counterexample, Timeline) {
     let timeline = trace::analyze(
         &plan.strategy.name,
         &plan.strategy.program,
@@ -640,7 +626,7 @@ fn record(plan: &ExplorePlan, exec: &Execution, audit: Audit) -> Counterexample 
             })
         })
         .collect();
-    Counterexample {
+    let c = Counterexample {
         schedule: exec.schedule(),
         preemptions: preemptions(&exec.points),
         verdict: audit.verdict(),
@@ -649,7 +635,8 @@ fn record(plan: &ExplorePlan, exec: &Execution, audit: Audit) -> Counterexample 
         steps,
         buyers,
         deadlock_victims: exec.deadlock_victims.clone(),
-    }
+    };
+    (c, timeline)
 }
 
 fn strategy_info(s: &crate::strategy::Strategy) -> StrategyInfo {

@@ -3,12 +3,11 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::cli::{Expect, ExploreArgs};
 use crate::db::DbOptions;
 use crate::error::bad_input;
-use crate::plan::DEFAULT_MAX_TRIES;
+use crate::plan::{db_options, Output, DEFAULT_MAX_TRIES};
 use crate::scenario::limits::MAX_QUANTITY;
 use crate::strategy::{self, Strategy};
 
@@ -37,9 +36,8 @@ pub struct ExplorePlan {
     pub spec: Option<PathBuf>,
     pub step: bool,
     pub db: DbOptions,
-    pub json: bool,
-    pub quiet: bool,
-    pub save_dir: Option<PathBuf>,
+    /// `--json`, `--out`/`--no-save`, `--quiet`, `--junit`, `--trace`.
+    pub output: Output,
 }
 
 impl ExplorePlan {
@@ -73,7 +71,7 @@ impl ExplorePlan {
             return Err(bad_input("--max-schedules must be at least 1"));
         }
         if args.step {
-            if args.json {
+            if args.output.json {
                 return Err(bad_input(
                     "--step is interactive and cannot print --json; drop one of them",
                 ));
@@ -94,23 +92,14 @@ impl ExplorePlan {
                 )));
             }
         }
-        let db = &args.db;
-        if !(db.connect_timeout.is_finite()
-            && db.connect_timeout > 0.0
-            && db.connect_timeout <= 3600.0)
-        {
-            return Err(bad_input(format!(
-                "--connect-timeout must be between 0 and 3600 seconds, got {}",
-                db.connect_timeout
-            )));
+        // The buyers, the monitor, and one for preparing the lab.
+        let db = db_options(&args.db, args.buyers + 3)?;
+        if args.output.histogram {
+            return Err(bad_input(
+                "--histogram draws latency, and explore has none to draw (it runs one statement at a time); drop --histogram",
+            ));
         }
-        if let Some(url) = &db.database_url {
-            crate::db::parse_external_url(url)?;
-        }
-        let save_dir = (!args.no_save).then(|| args.out.clone());
-        if let Some(dir) = &save_dir {
-            crate::report::save::check_writable(dir)?;
-        }
+        let output = Output::from_args(&args.output)?;
         Ok(ExplorePlan {
             strategy,
             buyers: args.buyers,
@@ -124,18 +113,8 @@ impl ExplorePlan {
             expect: args.expect,
             spec: args.spec.clone(),
             step: args.step,
-            db: DbOptions {
-                database_url: db.database_url.clone(),
-                pg_bin: db.pg_bin.clone(),
-                schema: db.schema.clone(),
-                durable: db.durable,
-                connect_timeout: Duration::from_secs_f64(db.connect_timeout),
-                // The buyers, the monitor, and one for preparing the lab.
-                max_connections: args.buyers + 3,
-            },
-            json: args.json,
-            quiet: args.quiet,
-            save_dir,
+            db,
+            output,
         })
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::result::{DatabaseInfo, StrategyInfo};
 use super::Status;
+use crate::cli::Expect;
 use crate::db::{Audit, Verdict};
 use crate::outcome::Outcome;
 
@@ -306,6 +307,88 @@ pub fn verdict_sentence(r: &ExploreResult) -> String {
     }
 }
 
+/// Why `--expect` did not hold, naming the schedule that broke it; `None`
+/// when it held (or none was given). `safe` needs a proof: the bounded
+/// space covered cleanly and no schedule unsafe.
+pub fn expectation_failure(expect: Option<Expect>, r: &ExploreResult) -> Option<String> {
+    let name = r.name();
+    match expect? {
+        Expect::Safe => match r.verdict {
+            ExploreVerdict::Safe => None,
+            ExploreVerdict::Oversold | ExploreVerdict::Inconsistent => {
+                let schedule = r
+                    .counterexample
+                    .as_ref()
+                    .map(|c| schedule_arg(&c.schedule))
+                    .unwrap_or_default();
+                Some(format!(
+                    "expected safe: {name} was unsafe in {} of {} schedules ({}); the shortest: --schedule \"{schedule}\"",
+                    r.unsafe_schedules,
+                    r.schedules_explored,
+                    r.verdict.as_str()
+                ))
+            }
+            ExploreVerdict::Inconclusive => Some(format!(
+                "expected safe: {name} is not proven safe: {}",
+                r.verdict_reason
+                    .as_deref()
+                    .unwrap_or("the space was not covered")
+            )),
+        },
+        Expect::Oversold if r.oversold_schedules > 0 => None,
+        Expect::Oversold => Some(format!(
+            "expected oversold: none of the {} schedules of {name} oversold",
+            r.schedules_explored
+        )),
+    }
+}
+
+/// `--junit`: one test case, failing when the expectation (or, without
+/// one, safety) did not hold.
+pub fn junit(r: &ExploreResult, expect: Option<Expect>) -> String {
+    let failure = expectation_failure(Some(expect.unwrap_or(Expect::Safe)), r);
+    let name = format!(
+        "explore {} ({} buyers, {})",
+        r.name(),
+        r.buyers,
+        match &r.replayed {
+            Some(s) => format!("--schedule \"{}\"", schedule_arg(s)),
+            None => bound_words(r.preemption_bound),
+        }
+    );
+    let failures = u8::from(failure.is_some());
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites name=\"racelab\" tests=\"1\" failures=\"{failures}\" time=\"{:.3}\">",
+        r.wall_seconds
+    );
+    let _ = writeln!(
+        x,
+        "  <testsuite name=\"racelab.explore\" tests=\"1\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\">",
+        r.wall_seconds
+    );
+    let _ = write!(
+        x,
+        "    <testcase classname=\"racelab.explore\" name=\"{}\" time=\"{:.3}\"",
+        super::html::esc(&name),
+        r.wall_seconds
+    );
+    match failure {
+        None => x.push_str("/>\n"),
+        Some(why) => {
+            let _ = writeln!(
+                x,
+                ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                super::html::esc(&why),
+                super::html::esc(&verdict_sentence(r))
+            );
+        }
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}
+
 /// The whole human report of an explore run.
 pub fn render(r: &ExploreResult) -> String {
     let mut out = String::new();
@@ -559,11 +642,14 @@ pub fn render_schedule(title: &str, c: &Counterexample) -> String {
     out
 }
 
+/// Hand-made results for the renderers' tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
+    use crate::db::audit::ProductTally;
+    use crate::db::DbKind;
 
-    fn step(buyer: u32, sql: &str, role: StepRole, value: Option<i64>) -> ScheduleStep {
+    pub fn step(buyer: u32, sql: &str, role: StepRole, value: Option<i64>) -> ScheduleStep {
         ScheduleStep {
             buyer,
             try_no: 1,
@@ -581,21 +667,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_counterexample_reads_as_a_timeline() {
-        let mut wait = step(
-            2,
-            "UPDATE products SET stock = 1 - 1 WHERE id = 1",
-            StepRole::Write,
-            Some(0),
-        );
-        wait.waited_for = vec![1];
-        wait.completed_after = Some(3);
-        let c = Counterexample {
-            schedule: vec![1, 2, 1],
+    /// naive's lost update, as `1 1 1 1 2 2 2 1 2 2` runs it.
+    pub fn lost_update() -> Counterexample {
+        let begin = |b| {
+            let mut s = step(b, "BEGIN", StepRole::Other, None);
+            s.rows = Some(0);
+            s
+        };
+        let read = |b| {
+            step(
+                b,
+                "SELECT stock FROM products WHERE id = 1",
+                StepRole::Read,
+                Some(1),
+            )
+        };
+        let write = |b| {
+            step(
+                b,
+                "UPDATE products SET stock = 1 - 1 WHERE id = 1",
+                StepRole::Write,
+                Some(0),
+            )
+        };
+        let order = |b: u32| {
+            step(
+                b,
+                &format!("INSERT INTO orders (product_id, buyer_id, attempt_id, qty) VALUES (1, {b}, {b}, 1)"),
+                StepRole::Other,
+                None,
+            )
+        };
+        let commit = |b| {
+            let mut s = step(b, "COMMIT", StepRole::Commit, None);
+            s.rows = Some(0);
+            s
+        };
+        let mut second = begin(2);
+        second.preemption = true;
+        let mut waits = write(2);
+        waits.waited_for = vec![1];
+        waits.completed_after = Some(8);
+        Counterexample {
+            schedule: vec![1, 1, 1, 1, 2, 2, 2, 1, 2, 2],
             preemptions: 1,
             audit: Audit::from_tallies(
-                &[crate::db::audit::ProductTally {
+                &[ProductTally {
                     initial_stock: 1,
                     units_sold: 2,
                     final_stock: 0,
@@ -609,47 +726,110 @@ mod tests {
                 prevented_at: "REPEATABLE READ".into(),
                 buyer: 2,
                 read_value: 1,
-                read_step: Some(1),
-                commit_step: Some(3),
+                read_step: Some(6),
+                commit_step: Some(10),
                 committed: Some("stock := 0".into()),
                 overtook: vec![Overtaken {
                     buyer: 1,
-                    write_step: Some(1),
-                    commit_step: Some(3),
+                    write_step: Some(3),
+                    commit_step: Some(8),
                     committed: Some("stock := 0".into()),
                 }],
             }],
             steps: vec![
-                step(
-                    1,
-                    "SELECT stock FROM products WHERE id = 1",
-                    StepRole::Read,
-                    Some(1),
-                ),
-                wait,
-                step(1, "COMMIT", StepRole::Commit, None),
+                begin(1),
+                read(1),
+                write(1),
+                order(1),
+                second,
+                read(2),
+                waits,
+                commit(1),
+                order(2),
+                commit(2),
             ],
-            buyers: vec![
-                BuyerEnd {
-                    buyer: 1,
+            buyers: (1..=2)
+                .map(|buyer| BuyerEnd {
+                    buyer,
                     outcome: Outcome::Succeeded,
-                    tries: 1,
+                    tries: buyer,
                     message: None,
-                },
-                BuyerEnd {
-                    buyer: 2,
-                    outcome: Outcome::Succeeded,
-                    tries: 2,
-                    message: None,
-                },
-            ],
+                })
+                .collect(),
             deadlock_victims: vec![],
-        };
-        let text = render_schedule("Counterexample", &c);
-        assert!(text.contains("schedule \"1 2 1\""), "{text}");
+        }
+    }
+
+    /// An exploration of naive that found `lost_update` among 34 schedules.
+    pub fn result() -> ExploreResult {
+        ExploreResult {
+            kind: ExploreKind::Explore,
+            racelab_version: "0.1.0".into(),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            strategy: StrategyInfo {
+                name: "naive".into(),
+                source: "builtin".into(),
+                sha256: "0".repeat(64),
+            },
+            database: DatabaseInfo {
+                kind: DbKind::Embedded,
+                server_version: "15.18".into(),
+                durable: false,
+            },
+            buyers: 2,
+            stock: 1,
+            quantity: 1,
+            attempts_per_buyer: 1,
+            max_tries: 10,
+            seed: 1,
+            preemption_bound: Some(2),
+            replayed: None,
+            verdict: ExploreVerdict::Oversold,
+            verdict_reason: None,
+            schedules_explored: 34,
+            unsafe_schedules: 22,
+            oversold_schedules: 22,
+            error_schedules: 0,
+            stuck_schedules: 0,
+            diverged_schedules: 0,
+            retried_schedules: 0,
+            complete: true,
+            status: Status::Completed,
+            status_reason: None,
+            steps: 316,
+            longest_schedule: 10,
+            waits: 12,
+            deadlocks: 0,
+            outcomes: [("succeeded".to_string(), 56), ("sold_out".to_string(), 12)]
+                .into_iter()
+                .collect(),
+            anomalies_seen: [("P4 lost update".to_string(), 22)].into_iter().collect(),
+            deadlock_timeout_ms: 100,
+            wall_seconds: 0.5,
+            counterexample: Some(lost_update()),
+            replay: None,
+            first_problem: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn a_counterexample_reads_as_a_timeline() {
+        let text = render_schedule("Counterexample", &lost_update());
+        assert!(text.contains("schedule \"1 1 1 1 2 2 2 1 2 2\""), "{text}");
+        assert!(text.contains("10 steps, 1 preemption"), "{text}");
         assert!(text.contains("→ stock = 1"), "{text}");
         assert!(
-            text.contains("⏳ waits for buyer 1, done after step 3"),
+            text.contains("⏳ waits for buyer 1, done after step 8"),
+            "{text}"
+        );
+        assert!(
+            text.contains("← overwritten by buyer 2 at step 10"),
             "{text}"
         );
         assert!(
@@ -659,6 +839,51 @@ mod tests {
         assert!(text.contains("buyer 2 succeeded after 2 tries"), "{text}");
         assert!(text.contains("2 units sold of 1 in stock"), "{text}");
         assert!(text.contains("Prevented at REPEATABLE READ"), "{text}");
+    }
+
+    #[test]
+    fn the_report_says_the_verdict_and_how_to_replay() {
+        let text = render(&result());
+        assert!(
+            text.contains("OVERSOLD: 22 of 34 schedules oversold"),
+            "{text}"
+        );
+        assert!(text.contains("34 explored (complete)"), "{text}");
+        assert!(
+            text.contains("--schedule \"1 1 1 1 2 2 2 1 2 2\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn expectations_and_junit() {
+        let r = result();
+        let why = expectation_failure(Some(Expect::Safe), &r).unwrap();
+        assert!(
+            why.contains("unsafe in 22 of 34") && why.contains("1 1 1 1 2 2 2 1 2 2"),
+            "{why}"
+        );
+        assert_eq!(expectation_failure(Some(Expect::Oversold), &r), None);
+        assert_eq!(expectation_failure(None, &r), None);
+        let xml = junit(&r, None);
+        assert!(
+            xml.contains("failures=\"1\"") && xml.contains("<failure message="),
+            "{xml}"
+        );
+        let mut safe = result();
+        safe.verdict = ExploreVerdict::Safe;
+        safe.unsafe_schedules = 0;
+        safe.oversold_schedules = 0;
+        safe.counterexample = None;
+        assert_eq!(expectation_failure(Some(Expect::Safe), &safe), None);
+        assert!(expectation_failure(Some(Expect::Oversold), &safe).is_some());
+        assert!(junit(&safe, None).contains("failures=\"0\""));
+        let mut cut = safe.clone();
+        cut.complete = false;
+        cut.verdict = ExploreVerdict::Inconclusive;
+        cut.verdict_reason = Some("it stopped at --max-schedules 2".into());
+        let why = expectation_failure(Some(Expect::Safe), &cut).unwrap();
+        assert!(why.contains("not proven safe: it stopped"), "{why}");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn load(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<RunResult>, Vec<E
     Ok((out, explores))
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -12,18 +12,12 @@ use super::explore::{
     bound_words, one_line, render_schedule, schedule_arg, verdict_sentence, Counterexample,
     ExploreResult, ExploreVerdict, ScheduleStep, StepRole,
 };
+use super::html::esc;
 
 const LANE_W: usize = 330;
 const ROW_H: usize = 46;
 const LEFT: usize = 44;
 const TOP: usize = 54;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn fill(role: StepRole) -> &'static str {
     match role {
@@ -286,110 +280,15 @@ pub fn section(r: &ExploreResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::audit::ProductTally;
-    use crate::db::{Audit, Verdict};
-    use crate::outcome::Outcome;
-    use crate::report::explore::{BuyerEnd, ExploreAnomaly, Overtaken};
-
-    fn step(buyer: u32, sql: &str, role: StepRole, value: Option<i64>) -> ScheduleStep {
-        ScheduleStep {
-            buyer,
-            try_no: 1,
-            line: 1,
-            sql: sql.into(),
-            rollback_by_racelab: false,
-            preemption: false,
-            role,
-            value,
-            rows: Some(1),
-            values: Vec::new(),
-            error: None,
-            waited_for: Vec::new(),
-            completed_after: None,
-        }
-    }
+    use crate::report::explore::fixtures;
 
     #[test]
     fn lanes_waits_and_the_lost_update() {
-        let mut wait = step(
-            2,
-            "UPDATE products SET stock = 0 WHERE id = 1",
-            StepRole::Write,
-            Some(0),
-        );
-        wait.waited_for = vec![1];
-        wait.completed_after = Some(4);
-        let c = Counterexample {
-            schedule: vec![1, 2, 1, 1, 2],
-            preemptions: 1,
-            audit: Audit::from_tallies(
-                &[ProductTally {
-                    initial_stock: 1,
-                    units_sold: 2,
-                    final_stock: 0,
-                }],
-                0,
-                0,
-            ),
-            verdict: Verdict::Oversold,
-            anomalies: vec![ExploreAnomaly {
-                name: "P4 lost update".into(),
-                prevented_at: "REPEATABLE READ".into(),
-                buyer: 2,
-                read_value: 1,
-                read_step: Some(2),
-                commit_step: Some(5),
-                committed: Some("stock := 0".into()),
-                overtook: vec![Overtaken {
-                    buyer: 1,
-                    write_step: Some(3),
-                    commit_step: Some(4),
-                    committed: Some("stock := 0".into()),
-                }],
-            }],
-            steps: vec![
-                step(
-                    1,
-                    "SELECT stock FROM products WHERE id = 1",
-                    StepRole::Read,
-                    Some(1),
-                ),
-                step(
-                    2,
-                    "SELECT stock FROM products WHERE id = 1",
-                    StepRole::Read,
-                    Some(1),
-                ),
-                step(
-                    1,
-                    "UPDATE products SET stock = 0 WHERE id = 1",
-                    StepRole::Write,
-                    Some(0),
-                ),
-                step(1, "COMMIT", StepRole::Commit, None),
-                wait,
-            ],
-            buyers: vec![
-                BuyerEnd {
-                    buyer: 1,
-                    outcome: Outcome::Succeeded,
-                    tries: 1,
-                    message: None,
-                },
-                BuyerEnd {
-                    buyer: 2,
-                    outcome: Outcome::Succeeded,
-                    tries: 1,
-                    message: None,
-                },
-            ],
-            deadlock_victims: vec![],
-        };
-        let svg = diagram(&c);
+        let svg = diagram(&fixtures::lost_update());
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
         assert_eq!(svg.matches(">buyer ").count(), 2, "two lane headers: {svg}");
-        assert_eq!(svg.matches("rx=\"5\"").count(), 5, "one box per step");
-        assert!(svg.contains("waits for buyer 1"), "{svg}");
+        assert_eq!(svg.matches("rx=\"5\"").count(), 10, "one box per step");
+        assert!(svg.contains("waits for buyer 1 until step 8"), "{svg}");
         assert!(
             svg.contains("lost: buyer 2 overwrites it (P4 lost update)"),
             "{svg}"
@@ -398,6 +297,21 @@ mod tests {
             svg.contains("overwrites buyer 1's update (P4 lost update)"),
             "{svg}"
         );
-        assert!(svg.contains("reads stock = 1"), "{svg}");
+        assert!(svg.contains("preempts buyer 1"), "{svg}");
+        assert!(
+            svg.contains("reads stock = 1") && svg.contains("commits"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn a_section_per_explore_result() {
+        let h = section(&fixtures::result());
+        assert!(h.contains("<h2>Explore: naive"), "{h}");
+        assert!(h.contains("The shortest unsafe schedule: 10 steps"), "{h}");
+        assert!(h.contains("<svg") && h.contains("<pre>"), "{h}");
+        let mut safe = fixtures::result();
+        safe.counterexample = None;
+        assert!(!section(&safe).contains("<svg"));
     }
 }

@@ -438,6 +438,46 @@ fn replay() -> Result<(), Failed> {
     let text = stdout(&out);
     assert!(text.contains(&format!("--schedule \"{arg}\"")), "{text}");
     assert!(text.contains("P4 lost update"), "{text}");
+    // The shared output flags: --trace FILE writes the counterexample's
+    // events, --junit a failing case for --expect safe.
+    let dir = tempfile::tempdir()?;
+    let (trace, junit) = (dir.path().join("t.jsonl"), dir.path().join("j.xml"));
+    let (t, j) = (trace.display().to_string(), junit.display().to_string());
+    let out = racelab_on(
+        "t_explore_replay",
+        &[
+            "explore",
+            "--strategy",
+            "naive",
+            "--trace",
+            &t,
+            "--junit",
+            &j,
+            "--expect",
+            "safe",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let lines: Vec<Value> = std::fs::read_to_string(&trace)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(lines
+        .iter()
+        .any(|l| l["type"] == "anomaly" && l["name"] == "P4 lost update"));
+    let events = lines
+        .iter()
+        .filter(|l| l["type"] == "event" && l["kind"] == "sql")
+        .count();
+    assert_eq!(
+        events as i64,
+        c["steps"].as_array().map_or(0, |s| s.len() as i64)
+    );
+    let xml = std::fs::read_to_string(&junit)?;
+    assert!(
+        xml.contains("failures=\"1\"") && xml.contains("naive was unsafe"),
+        "{xml}"
+    );
     Ok(())
 }
 
@@ -696,17 +736,9 @@ fn report() -> Result<(), Failed> {
         ])
         .output()?;
     assert!(out.status.success(), "{}", stderr(&out));
-    let files: Vec<_> = std::fs::read_dir(&results)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    assert_eq!(files.len(), 1);
     let html = dir.path().join("report.html");
-    let out = racelab()
-        .arg("report")
-        .args(&files)
-        .arg("-o")
-        .arg(&html)
-        .output()?;
+    let (files, out) = report_of(&results, &html)?;
+    assert_eq!(files.len(), 1);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("1 explore result"),
