@@ -191,12 +191,16 @@ enum Msg {
         report: AttemptReport,
         events: Vec<TraceEvent>,
     },
+    /// The buyer could not start its attempt.
+    Broken { buyer: u32, error: String },
 }
 
 impl Msg {
     fn buyer(&self) -> u32 {
         match self {
-            Msg::Ready { buyer, .. } | Msg::Done { buyer, .. } => *buyer,
+            Msg::Ready { buyer, .. } | Msg::Done { buyer, .. } | Msg::Broken { buyer, .. } => {
+                *buyer
+            }
         }
     }
 }
@@ -323,24 +327,17 @@ impl Scheduler {
         Ok(Lane { conn, pid })
     }
 
-    /// Make sure every buyer has a connection, with no session state left
-    /// from an earlier schedule (settings, session advisory locks, temp
-    /// tables). Statements stay prepared.
-    async fn ready_lanes(&mut self) -> anyhow::Result<()> {
+    /// Make sure every buyer has a connection. Returns which were open
+    /// already (and so carry a session from an earlier schedule).
+    async fn ready_lanes(&mut self) -> anyhow::Result<Vec<bool>> {
+        let mut reused = Vec::with_capacity(self.lanes.len());
         for i in 0..self.lanes.len() {
-            match &mut self.lanes[i] {
-                Some(lane) => {
-                    lane.conn
-                        .execute(sqlx::raw_sql(
-                            "RESET ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP",
-                        ))
-                        .await
-                        .context("resetting a buyer's session")?;
-                }
-                None => self.lanes[i] = Some(self.open_lane().await?),
+            reused.push(self.lanes[i].is_some());
+            if self.lanes[i].is_none() {
+                self.lanes[i] = Some(self.open_lane().await?);
             }
         }
-        Ok(())
+        Ok(reused)
     }
 
     /// Close the buyers' connections.
@@ -358,7 +355,7 @@ impl Scheduler {
         monitor: &mut PgConnection,
         control: &Control,
     ) -> anyhow::Result<Execution> {
-        self.ready_lanes().await?;
+        let reused = self.ready_lanes().await?;
         let pids: Vec<i32> = self
             .lanes
             .iter()
@@ -385,7 +382,25 @@ impl Scheduler {
                 max_tries: self.config.max_tries,
             };
             let seed = self.config.seed.wrapping_add(u64::from(buyer));
+            let reset = reused[i];
             handles.push(tokio::task::spawn_local(async move {
+                // No session state left from an earlier schedule (settings,
+                // session advisory locks, temp tables); statements stay
+                // prepared. The buyers do this at once, each on its own.
+                if reset {
+                    let r = conn
+                        .execute(sqlx::raw_sql(
+                            "RESET ALL; SELECT pg_advisory_unlock_all(); DISCARD TEMP",
+                        ))
+                        .await;
+                    if let Err(e) = r {
+                        let _ = done.send(Msg::Broken {
+                            buyer,
+                            error: format!("resetting buyer {buyer}'s session: {e}"),
+                        });
+                        return conn;
+                    }
+                }
                 let mut events = Vec::new();
                 let report = {
                     let mut session = program.session(seed).with_gate(Box::new(gate));
@@ -696,6 +711,7 @@ impl Run {
                 self.states[buyer as usize - 1] = State::Ready(next, grant);
                 (buyer, last)
             }
+            Msg::Broken { buyer, .. } => (buyer, None),
             Msg::Done {
                 buyer,
                 report,
@@ -781,13 +797,23 @@ impl Run {
                 }
                 return Ok(Settled::Yes);
             }
-            let wait = if check_now { Duration::ZERO } else { poll };
-            let got = tokio::select! {
-                biased;
-                _ = control.stopped() => return Ok(Settled::Interrupted),
-                m = tokio::time::timeout(wait, self.rx.recv()) => m,
+            // Looking without waiting must not wait for the timer (its
+            // resolution is a millisecond).
+            let got = if check_now {
+                match self.rx.try_recv() {
+                    Ok(m) => Ok(Some(m)),
+                    Err(mpsc::error::TryRecvError::Empty) => Err(()),
+                    Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = control.stopped() => return Ok(Settled::Interrupted),
+                    m = tokio::time::timeout(poll, self.rx.recv()) => m.map_err(|_| ()),
+                }
             };
             match got {
+                Ok(Some(Msg::Broken { error, .. })) => anyhow::bail!(error),
                 Ok(Some(msg)) => {
                     let from = msg.buyer();
                     // The deadlock it may have been broken out of, read

@@ -261,7 +261,11 @@ pub fn verdict_sentence(r: &ExploreResult) -> String {
     let n = r.schedules_explored;
     let space = match &r.replayed {
         Some(_) => "the schedule replayed".to_string(),
-        None => format!("{} of {} buyers", bound_words(r.preemption_bound), r.buyers),
+        None => format!(
+            "{} of {}",
+            bound_words(r.preemption_bound),
+            plural(u64::from(r.buyers), "buyer", "buyers")
+        ),
     };
     if r.replayed.is_some() {
         return match r.verdict {
@@ -281,9 +285,11 @@ pub fn verdict_sentence(r: &ExploreResult) -> String {
         };
     }
     match r.verdict {
+        ExploreVerdict::Safe if n == 1 => format!(
+            "SAFE: the one schedule neither oversold nor drifted ({space}; one product, one attempt per buyer)"
+        ),
         ExploreVerdict::Safe => format!(
-            "SAFE: none of the {} oversold or drifted ({space}; one product, one attempt per buyer)",
-            plural(n, "schedule", "schedules")
+            "SAFE: none of the {n} schedules oversold or drifted ({space}; one product, one attempt per buyer)"
         ),
         ExploreVerdict::Oversold => format!(
             "OVERSOLD: {} of {} oversold{}",
@@ -394,9 +400,9 @@ pub fn render(r: &ExploreResult) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "explore {}: {} buyers, stock {}, quantity {}, one attempt each, {}",
+        "explore {}: {}, stock {}, quantity {}, one attempt each, {}",
         r.name(),
-        r.buyers,
+        plural(u64::from(r.buyers), "buyer", "buyers"),
         r.stock,
         r.quantity,
         match &r.replayed {
