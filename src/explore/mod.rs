@@ -61,7 +61,7 @@ pub fn main(args: &ExploreArgs) -> anyhow::Result<()> {
     let control = Control::new();
     let ran = crate::app::until_signal(&control, explore(&plan, control.clone()))?;
     let Some(ran) = ran else {
-        // `--step` was left before the schedule ended.
+        println!("stopped before the schedule ended: nothing was audited");
         return Ok(());
     };
     let r = &ran.result;

@@ -99,7 +99,14 @@ pub fn render_stepped(index: usize, steps: &[Step], buyers: &[BuyerView]) -> Str
         };
         out.push_str(&format!("{lead} {result}\n"));
     }
+    let just_blocked = steps
+        .get(index)
+        .filter(|s| s.event.is_none())
+        .map(|s| s.buyer);
     for (i, v) in buyers.iter().enumerate() {
+        if just_blocked == Some(i as u32 + 1) {
+            continue;
+        }
         if let BuyerView::Blocked(_, by) = v {
             if !by.is_empty() {
                 let whom: Vec<String> = by.iter().map(|b| format!("buyer {b}")).collect();

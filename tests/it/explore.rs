@@ -40,7 +40,28 @@ pub fn tests() -> Vec<Trial> {
         Trial::test("explore::json_follows_the_schema", schema),
         Trial::test("explore::report_draws_the_swim_lanes", report),
         Trial::test("explore::the_lab_reset_restores_the_snapshot", lab_reset),
+        Trial::test("explore::its_flags_fit_the_command_line", flags),
     ]
+}
+
+/// The explore flags next to the shared groups it flattens: no clash.
+fn flags() -> Result<(), Failed> {
+    use clap::CommandFactory as _;
+    racelab::cli::Cli::command().debug_assert();
+    let help = racelab().args(["explore", "--help"]).output()?;
+    let text = stdout(&help);
+    for flag in [
+        "--preemptions",
+        "--schedule",
+        "--spec",
+        "--step",
+        "--expect",
+        "--junit",
+        "--database-url",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from explore --help");
+    }
+    Ok(())
 }
 
 /// `racelab explore <args> --json` on the shared server, in `schema`.
