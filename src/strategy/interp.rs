@@ -865,13 +865,45 @@ mod tests {
             think_ms: 0,
             max_tries: 1,
         };
+        struct Open;
+        impl StepGate for Open {
+            fn wait<'a>(
+                &'a mut self,
+                _: Boundary<'a>,
+            ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+                Box::pin(async {})
+            }
+        }
         assert_send(async move {
             let mut conn: Option<PgConnection> = None;
             if let Some(c) = conn.as_mut() {
                 prog.session(1).attempt(c, &ctx, None).await;
+                // Gated, as explore runs it.
+                let mut events = Vec::new();
+                let mut gated = prog.session(1).with_gate(Box::new(Open));
+                gated.attempt(c, &ctx, Some(&mut events)).await;
                 let _ = run_setup(&prog, c, &[]).await;
             }
         });
+    }
+
+    #[test]
+    fn setup_statements_run_once_or_per_product() {
+        let prog = super::super::parse(
+            "t.sql",
+            "\\setup\nALTER TABLE products ADD COLUMN x int;\nUPDATE products SET stock = :initial_stock WHERE id = :product;\n\\endsetup\nSELECT 1;\n",
+        )
+        .unwrap();
+        let calls = setup_calls(&prog, &[(1, 5), (2, 7)]);
+        let shape: Vec<(Option<i64>, Vec<i64>)> = calls
+            .iter()
+            .map(|c| (c.product, c.params.clone()))
+            .collect();
+        assert_eq!(
+            shape,
+            [(None, vec![]), (Some(1), vec![5, 1]), (Some(2), vec![7, 2])]
+        );
+        assert!(calls[1].sql.contains("$1") && calls[1].sql.contains("$2"));
     }
 
     #[test]
