@@ -5,8 +5,6 @@
 //! `compare`, `http`) goes through `race`: one plan, one pipeline, one
 //! conclusion.
 
-use std::sync::Arc;
-
 use crate::cli::{Cli, Command};
 use crate::engine::{Control, Stop};
 use crate::error::{ExpectationFailed, Interrupted};
@@ -37,9 +35,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report(args) => {
-            let n = report::html::write(&args.files, &args.output)?;
-            report::emit(&format!("wrote {} ({n} runs)\n", args.output.display()));
+            let held = report::html::write(&args.files, &args.output)?;
+            report::emit(&format!("wrote {} ({held})\n", args.output.display()));
             Ok(())
+        }
+        Command::Explore(args) => {
+            crate::explore::main(&crate::plan::explore::ExplorePlan::build(&args)?)
         }
         Command::Db { command } => crate::dbcmd::main(command),
         Command::Serve(args) => crate::serve::main(&args),
@@ -50,7 +51,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
 fn race(plan: Plan) -> anyhow::Result<()> {
     let control = Control::new();
     let (pipeline, output) = (&plan.pipeline, &plan.output);
-    let results = until_signal(&control, async {
+    let results = crate::engine::until_signal(&control, async {
         match &plan.target {
             TargetPlan::Lab(lab) => crate::lab::execute(lab, pipeline, output, &control).await,
             TargetPlan::Http(service) => {
@@ -91,22 +92,6 @@ fn race(plan: Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run `work` on racelab's runtime while SIGINT/SIGTERM stop `control`.
-pub fn until_signal<T>(
-    control: &Arc<Control>,
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    let rt = crate::engine::runtime()?;
-    let out = rt.block_on(async {
-        let signals = tokio::spawn(watch_signals(control.clone()));
-        let r = work.await;
-        signals.abort();
-        r
-    });
-    drop(rt);
-    out
-}
-
 /// Write the JUnit report, then turn an interrupt, an abort or a broken
 /// gate into the error `main` maps to an exit code.
 pub fn conclude(
@@ -131,21 +116,4 @@ pub fn conclude(
     }
     verdict::check(gate, results)?;
     Ok(())
-}
-
-/// SIGINT and SIGTERM stop the race; the partial result is still audited,
-/// reported and saved, and every guard gets to clean up.
-async fn watch_signals(control: Arc<Control>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    let sig = tokio::select! {
-        _ = int.recv() => libc::SIGINT,
-        _ = term.recv() => libc::SIGTERM,
-    };
-    control.stop(Stop::Interrupted(sig));
 }

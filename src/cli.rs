@@ -46,6 +46,9 @@ pub enum Command {
     Http(HttpArgs),
     /// Serve a small shop over HTTP that runs a strategy per purchase.
     Serve(ServeArgs),
+    /// Run every interleaving of a few buyers, one SQL statement at a time,
+    /// each from a fresh lab, audited: a proof for k buyers, not a sample.
+    Explore(ExploreArgs),
     /// Manage a kept PostgreSQL cluster that later runs reuse.
     Db {
         #[command(subcommand)]
@@ -434,4 +437,69 @@ pub enum DbCommand {
     Url,
     /// Stop the kept cluster and delete its data.
     Stop,
+}
+
+/// `racelab explore`: K buyers, one attempt each, one product; a scheduler
+/// lets one buyer run its next SQL statement at a time and explores every
+/// schedule up to a preemption bound.
+#[derive(Debug, Args)]
+pub struct ExploreArgs {
+    /// Strategy: a built-in name (see `racelab list`) or a path to a .sql file.
+    #[arg(short, long, default_value = "naive")]
+    pub strategy: String,
+
+    /// Number of buyers, each on its own connection, one attempt each.
+    #[arg(short, long, default_value_t = 2)]
+    pub buyers: u32,
+
+    /// Initial stock of the one product (small, so a lost update oversells).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub stock: i64,
+
+    /// Units each attempt tries to buy.
+    #[arg(short, long, default_value_t = 1, allow_negative_numbers = true)]
+    pub quantity: i64,
+
+    /// Explore the schedules with at most P preemptions (switches away from
+    /// a buyer that could have gone on), or `all` of them.
+    #[arg(short, long, default_value = "2", value_name = "P|all")]
+    pub preemptions: String,
+
+    /// Replay one schedule: which buyer takes each step, e.g. "1 1 2 2 1";
+    /// after the list, the running buyer goes on, then the lowest-numbered.
+    #[arg(long, value_name = "BUYERS")]
+    pub schedule: Option<String>,
+
+    /// Stop after this many schedules (the result is then not complete).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_schedules: u64,
+
+    /// Tries per attempt for serialization failures, deadlocks and \retry (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_tries: Option<u32>,
+
+    /// Seed of the buyers' `random()`; fixed, so that schedules replay.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Fail (exit 1) unless the verdict is this: `safe` needs every schedule
+    /// of the bound explored and none unsafe; `oversold`, one that oversold.
+    #[arg(long, value_enum)]
+    pub expect: Option<Expect>,
+
+    /// Write the counterexample (or the replayed schedule) as a PostgreSQL
+    /// isolation-tester spec to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+
+    /// Run one schedule in the terminal, waiting for Enter (or a buyer
+    /// number) before each step.
+    #[arg(long)]
+    pub step: bool,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }

@@ -33,6 +33,7 @@ pub mod dbcmd;
 pub mod engine;
 pub mod error;
 pub mod explain;
+pub mod explore;
 pub mod http;
 pub mod lab;
 pub mod outcome;

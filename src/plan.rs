@@ -6,13 +6,15 @@
 //! `cli` types of a race; what it builds (`run::Pipeline`, `lab::Lab`,
 //! `http::Service`, `scenario::Overrides`, `db::DbOptions`) is plain.
 
+pub mod explore;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, Url};
 
-use crate::cli::{self, CommonArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs};
+use crate::cli::{self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs};
 use crate::db::DbOptions;
 use crate::error::{bad_input, Diagnostic};
 use crate::http::{self, h1, lane, template::Template, truth};
@@ -199,7 +201,7 @@ pub fn classify(err: anyhow::Error) -> anyhow::Error {
     err
 }
 
-fn expect_of(e: cli::Expect) -> Expect {
+pub(crate) fn expect_of(e: cli::Expect) -> Expect {
     match e {
         cli::Expect::Safe => Expect::Safe,
         cli::Expect::Oversold => Expect::Oversold,
@@ -265,12 +267,8 @@ fn lab_of(
     a: &CommonArgs,
     pipeline: &mut Pipeline,
 ) -> anyhow::Result<Lab> {
-    let db = &a.db;
-    let connect_timeout = connect_timeout(db.connect_timeout)?;
-    if let Some(url) = &db.database_url {
-        crate::db::parse_external_url(url)?;
-    }
     let scenario = &pipeline.scenario;
+    let db = db_options(&a.db, scenario.connections_needed() + 5)?;
     if pipeline.trace {
         if scenario.buyers > MAX_TRACED_BUYERS {
             return Err(bad_input(format!(
@@ -294,16 +292,27 @@ fn lab_of(
     pipeline.max_tries = a.sql.max_tries.unwrap_or(DEFAULT_MAX_TRIES);
     Ok(Lab {
         strategies,
-        db: DbOptions {
-            database_url: db.database_url.clone(),
-            pg_bin: db.pg_bin.clone(),
-            schema: db.schema.clone(),
-            durable: db.durable,
-            connect_timeout,
-            max_connections: scenario.connections_needed() + 5,
-        },
+        db,
         timeout_ms: a.sql.timeout.unwrap_or(0),
         watch_ms: a.watch,
+    })
+}
+
+/// Validate the database flags (the connect timeout, the URL) into the
+/// options `db` opens a server with; `max_connections` sizes an embedded
+/// cluster.
+pub fn db_options(db: &DbArgs, max_connections: u32) -> anyhow::Result<DbOptions> {
+    let connect_timeout = connect_timeout(db.connect_timeout)?;
+    if let Some(url) = &db.database_url {
+        crate::db::parse_external_url(url)?;
+    }
+    Ok(DbOptions {
+        database_url: db.database_url.clone(),
+        pg_bin: db.pg_bin.clone(),
+        schema: db.schema.clone(),
+        durable: db.durable,
+        connect_timeout,
+        max_connections,
     })
 }
 
@@ -318,7 +327,7 @@ fn connect_timeout(secs: f64) -> anyhow::Result<Duration> {
 
 /// Validate the output flags: the results directory is writable, the
 /// JUnit and trace files' directories exist.
-fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
+pub fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
     let save_dir = (!out.no_save).then(|| out.out.clone());
     if let Some(dir) = &save_dir {
         crate::report::save::check_writable(dir)?;

@@ -518,6 +518,7 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
             error: None,
+            sqlstate: None,
             outcome: None,
         }
     }

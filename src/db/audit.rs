@@ -70,6 +70,14 @@ impl Audit {
     }
 }
 
+/// Per product: initial stock, units sold (the orders' quantities), final
+/// stock; the truth the audit starts from (search_path must point at the lab).
+pub const PRODUCT_TALLIES: &str = "SELECT p.initial_stock, COALESCE(s.sold, 0)::int8, p.stock \
+     FROM products p \
+     LEFT JOIN (SELECT product_id, sum(qty)::int8 AS sold FROM orders GROUP BY product_id) s \
+       ON s.product_id = p.id \
+     ORDER BY p.id";
+
 /// Read the audit from the lab (search_path must point at it).
 /// `succeeded_attempts`: the attempt ids the client believes succeeded;
 /// `unknown_attempts`: those whose fate it does not know. Orders of unknown
@@ -80,16 +88,10 @@ pub async fn query(
     succeeded_attempts: &[i64],
     unknown_attempts: &[i64],
 ) -> anyhow::Result<Audit> {
-    let rows = sqlx::query(
-        "SELECT p.initial_stock, COALESCE(s.sold, 0)::int8, p.stock \
-         FROM products p \
-         LEFT JOIN (SELECT product_id, sum(qty)::int8 AS sold FROM orders GROUP BY product_id) s \
-           ON s.product_id = p.id \
-         ORDER BY p.id",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| anyhow::anyhow!("could not read the lab's products for the audit: {e}"))?;
+    let rows = sqlx::query(PRODUCT_TALLIES)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not read the lab's products for the audit: {e}"))?;
     let tallies = rows
         .iter()
         .map(|r| {

@@ -563,3 +563,36 @@ fn splitmix(mut x: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// Run `work` on racelab's runtime while SIGINT/SIGTERM stop `control`.
+pub fn until_signal<T>(
+    control: &Arc<Control>,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let rt = runtime()?;
+    let out = rt.block_on(async {
+        let signals = tokio::spawn(watch_signals(control.clone()));
+        let r = work.await;
+        signals.abort();
+        r
+    });
+    drop(rt);
+    out
+}
+
+/// SIGINT and SIGTERM stop the race; the partial result is still audited,
+/// reported and saved, and every guard gets to clean up.
+async fn watch_signals(control: Arc<Control>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let sig = tokio::select! {
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+    };
+    control.stop(Stop::Interrupted(sig));
+}

@@ -2,7 +2,8 @@
 //! (no scripts, no fonts, nothing fetched) with the comparison table and SVG
 //! charts drawn with plotters' SVG backend: oversell per strategy, latency
 //! CDFs per strategy (from the merged `hdr` histograms), and stock over time
-//! for runs sampled with `--watch`. plotters is built without its font
+//! for runs sampled with `--watch`; and for `racelab explore` results, the
+//! counterexample as a swim-lane diagram (`swimlane`). plotters is built without its font
 //! features: the SVG backend writes text as `<text>` elements the browser
 //! renders with its own fonts, so no font file is needed anywhere.
 
@@ -13,12 +14,15 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 
 use super::compare::summarize;
+use super::explore::ExploreResult;
 use super::{fmt_count, fmt_us, RunResult};
 use crate::error::bad_input;
 
-/// Read result files: a single run, or `{"runs": [...]}` from `--json`.
-pub fn load(files: &[impl AsRef<Path>]) -> anyhow::Result<Vec<RunResult>> {
+/// Read result files: a single run, `{"runs": [...]}` from `--json`, or
+/// the result of `racelab explore`.
+pub fn load(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<RunResult>, Vec<ExploreResult>)> {
     let mut out = Vec::new();
+    let mut explores = Vec::new();
     for f in files {
         let f = f.as_ref();
         let text = std::fs::read_to_string(f).map_err(|e| {
@@ -33,6 +37,15 @@ pub fn load(files: &[impl AsRef<Path>]) -> anyhow::Result<Vec<RunResult>> {
                 f.display()
             ))
         })?;
+        if value.get("kind").and_then(|k| k.as_str()) == Some("explore") {
+            explores.push(serde_json::from_value(value).map_err(|e| {
+                bad_input(format!(
+                    "{} is not a racelab explore result ({e}); pass files written by `racelab explore`",
+                    f.display()
+                ))
+            })?);
+            continue;
+        }
         let runs = match value.get("runs") {
             Some(serde_json::Value::Array(runs)) => runs.clone(),
             _ => vec![value],
@@ -46,20 +59,36 @@ pub fn load(files: &[impl AsRef<Path>]) -> anyhow::Result<Vec<RunResult>> {
             })?);
         }
     }
-    Ok(out)
+    Ok((out, explores))
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-/// The whole report.
-pub fn render(results: &[RunResult]) -> anyhow::Result<String> {
+/// The whole report: the runs, then each explore result.
+pub fn render(results: &[RunResult], explores: &[ExploreResult]) -> anyhow::Result<String> {
     let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>racelab report</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}\ntable{border-collapse:collapse;margin:1em 0}\nth,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\nth:first-child,td:first-child{text-align:left}\n.oversold{color:#b00;font-weight:bold}.safe{color:#070}\nfigure{margin:1.5em 0}figcaption{color:#555}\n</style></head><body>\n<h1>racelab report</h1>\n");
+    if !results.is_empty() {
+        render_runs(&mut h, results)?;
+    } else {
+        h.push_str(HEAD);
+    }
+    for e in explores {
+        h.push_str(&super::swimlane::section(e));
+    }
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+const HEAD: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>racelab report</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}\ntable{border-collapse:collapse;margin:1em 0}\nth,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\nth:first-child,td:first-child{text-align:left}\n.oversold{color:#b00;font-weight:bold}.safe{color:#070}\nfigure{margin:1.5em 0}figcaption{color:#555}\npre{background:#f6f6f6;padding:8px;overflow-x:auto}\n</style></head><body>\n<h1>racelab report</h1>\n";
+
+/// The runs' part: the comparison table and the charts.
+fn render_runs(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
+    h.push_str(HEAD);
     let first = &results[0];
     let _ = writeln!(
         h,
@@ -137,20 +166,28 @@ pub fn render(results: &[RunResult]) -> anyhow::Result<String> {
             );
         }
     }
-    h.push_str("</body></html>\n");
-    Ok(h)
+    Ok(())
 }
 
-/// Write the report for `files` to `out`.
-pub fn write(files: &[impl AsRef<Path>], out: &Path) -> anyhow::Result<usize> {
-    let results = load(files)?;
-    if results.is_empty() {
+/// Write the report for `files` to `out`; returns what it holds, in words.
+pub fn write(files: &[impl AsRef<Path>], out: &Path) -> anyhow::Result<String> {
+    let (results, explores) = load(files)?;
+    if results.is_empty() && explores.is_empty() {
         return Err(bad_input("the result files hold no runs"));
     }
-    let html = render(&results)?;
+    let html = render(&results, &explores)?;
     super::save::write_atomic(out, html.as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
-    Ok(results.len())
+    let mut held = Vec::new();
+    if !results.is_empty() {
+        held.push(format!("{} runs", results.len()));
+    }
+    match explores.len() {
+        0 => {}
+        1 => held.push("1 explore result".to_string()),
+        n => held.push(format!("{n} explore results")),
+    }
+    Ok(held.join(", "))
 }
 
 fn chart_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

@@ -8,11 +8,13 @@
 
 pub mod baseline;
 pub mod compare;
+pub mod explore;
 pub mod histogram;
 pub mod html;
 pub mod junit;
 pub mod progress;
 pub mod save;
+pub mod swimlane;
 pub mod table;
 pub mod timeline;
 

@@ -7,7 +7,13 @@
 //! prepared-statement cache parses each once; text values reuse their
 //! `String`; tracing costs one `is_some` check per step when it is off.
 //! Anything that formats a message happens only on a failure path.
+//!
+//! A `StepGate` (explore's scheduler) can hold each SQL statement at its
+//! boundary; without one that costs one `is_some` check per statement, like
+//! tracing.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -49,6 +55,60 @@ pub struct Session<'p> {
     program: &'p Program,
     slots: Vec<Slot>,
     rng: SmallRng,
+    gate: Option<Box<dyn StepGate + 'p>>,
+}
+
+/// A value bound to a statement's `$n` placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    /// Bound as `int8`.
+    Int(i64),
+    /// Bound as `text`.
+    Text(String),
+}
+
+/// What a statement does to the transaction, from the parsed script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxEffect {
+    /// Opens one (BEGIN, START TRANSACTION, COMMIT/ROLLBACK AND CHAIN).
+    Begin,
+    /// Ends one and may commit (COMMIT, END, PREPARE TRANSACTION).
+    Commit,
+    /// Ends one without committing (ROLLBACK, ABORT).
+    Rollback,
+    Other,
+}
+
+/// A SQL statement about to be sent, as a `StepGate` sees it.
+#[derive(Debug)]
+pub struct Boundary<'a> {
+    pub try_no: u32,
+    /// The script line (for a ROLLBACK the interpreter sends: the line that
+    /// ended the try).
+    pub line: usize,
+    /// The first line of the statement as written, or `ROLLBACK`.
+    pub display: &'a str,
+    /// The SQL sent, with `$1`, `$2`, ... placeholders.
+    pub sql: &'a str,
+    /// The values bound to the placeholders, in order.
+    pub params: Vec<Bound>,
+    /// What the statement does to the transaction.
+    pub tx: TxEffect,
+    /// A ROLLBACK the interpreter sends (after an error, a conflict,
+    /// `\retry`, `\sold_out` or a script ending inside a transaction).
+    pub rollback: bool,
+    /// The attempt's events so far when it is traced: the last SQL or
+    /// rollback event among them is the previous statement's.
+    pub trace: Option<&'a [TraceEvent]>,
+}
+
+/// Holds an attempt at every SQL statement boundary: before each statement
+/// the interpreter sends (the script's own and the ROLLBACKs it sends), the
+/// attempt waits until `wait` resolves. Local steps (`\set`, `\if`) are not
+/// boundaries. Under a gate time stands still: `\sleep` and the backoff
+/// between tries are skipped, since the gate decides the interleaving.
+pub trait StepGate: Send {
+    fn wait<'a>(&'a mut self, next: Boundary<'a>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
 impl Program {
@@ -64,6 +124,7 @@ impl Program {
             program: self,
             slots: vec![slot; self.vars.len()],
             rng: SmallRng::seed_from_u64(seed),
+            gate: None,
         }
     }
 
@@ -155,8 +216,16 @@ fn event(kind: TraceKind, try_no: u32, line: usize, what: String, start: Instant
         rows: None,
         values: Vec::new(),
         error: None,
+        sqlstate: None,
         outcome: None,
     }
+}
+
+/// The SQLSTATE of a server error.
+fn sqlstate_of(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
 }
 
 /// The backoff before try `next`: jittered, up to min(100µs·2^tries, 10ms).
@@ -168,7 +237,13 @@ fn backoff_cap_us(tries: u32) -> u64 {
     }
 }
 
-impl Session<'_> {
+impl<'p> Session<'p> {
+    /// Hold every SQL statement of this session's attempts at `gate`.
+    pub fn with_gate(mut self, gate: Box<dyn StepGate + 'p>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Run one attempt: the script from the top, retried on conflicts up to
     /// `ctx.max_tries` tries. Never returns an error: failures are outcomes.
     /// With `trace`, every step is recorded (see `TraceEvent`).
@@ -245,7 +320,9 @@ impl Session<'_> {
     async fn backoff(&mut self, tries: u32, trace: Option<&mut Vec<TraceEvent>>) {
         let start = trace.is_some().then(Instant::now);
         let us = self.rng.gen_range(0..=backoff_cap_us(tries));
-        tokio::time::sleep(Duration::from_micros(us)).await;
+        if self.gate.is_none() {
+            tokio::time::sleep(Duration::from_micros(us)).await;
+        }
         if let (Some(t), Some(start)) = (trace, start) {
             t.push(event(
                 TraceKind::Backoff,
@@ -349,7 +426,9 @@ impl Session<'_> {
                         let us = v.saturating_mul(*unit_us);
                         if us > 0 {
                             let start = trace.is_some().then(Instant::now);
-                            tokio::time::sleep(Duration::from_micros(us as u64)).await;
+                            if self.gate.is_none() {
+                                tokio::time::sleep(Duration::from_micros(us as u64)).await;
+                            }
                             if let (Some(t), Some(start)) = (trace.as_deref_mut(), start) {
                                 t.push(event(
                                     TraceKind::Sleep,
@@ -377,7 +456,10 @@ impl Session<'_> {
                         ));
                     }
                     if tx.is_some() {
-                        if let Err(m) = rollback(conn, *line, try_no, trace.as_deref_mut()).await {
+                        if let Err(m) = self
+                            .rollback(conn, *line, try_no, trace.as_deref_mut())
+                            .await
+                        {
                             return lost(m, false, *line);
                         }
                     }
@@ -401,7 +483,7 @@ impl Session<'_> {
             None => TryEnd::done(Outcome::Succeeded, None, 0),
             Some(open) => {
                 let last = prog.instrs.last().map_or(0, |i| i.line(prog));
-                if let Err(m) = rollback(conn, last, try_no, trace).await {
+                if let Err(m) = self.rollback(conn, last, try_no, trace).await {
                     return lost(m, false, last);
                 }
                 let msg = format!(
@@ -429,7 +511,7 @@ impl Session<'_> {
             return lost(m, maybe_committed, line);
         }
         if tx.is_some() {
-            if let Err(m) = rollback(conn, line, try_no, trace).await {
+            if let Err(m) = self.rollback(conn, line, try_no, trace).await {
                 return lost(m, false, line);
             }
         }
@@ -462,6 +544,33 @@ impl Session<'_> {
                 st.line
             )));
         }
+        if let Some(gate) = self.gate.as_mut() {
+            let slots = &self.slots;
+            let params = st
+                .params
+                .iter()
+                .map(|&s| match slots[s].kind {
+                    Kind::Int => Bound::Int(slots[s].int),
+                    _ => Bound::Text(slots[s].text.clone()),
+                })
+                .collect();
+            gate.wait(Boundary {
+                try_no,
+                line: st.line,
+                display: &st.display,
+                sql: &st.sql,
+                params,
+                tx: match st.kind {
+                    TxKind::Begin => TxEffect::Begin,
+                    TxKind::Commit | TxKind::CommitChain => TxEffect::Commit,
+                    TxKind::Rollback => TxEffect::Rollback,
+                    TxKind::Other => TxEffect::Other,
+                },
+                rollback: false,
+                trace: trace.as_deref().map(Vec::as_slice),
+            })
+            .await;
+        }
         let start = trace.is_some().then(Instant::now);
         let mut q = sqlx::query(st.sql.as_str());
         for &s in &st.params {
@@ -472,10 +581,14 @@ impl Session<'_> {
                 q.bind(slot.text.as_str())
             };
         }
+        let mut sqlstate = None;
         let (result, rows) = match &st.gset {
             None => match conn.execute(q).await {
                 Ok(done) => (Ok(()), done.rows_affected()),
-                Err(e) => (Err(classify(&e, st.line)), 0),
+                Err(e) => {
+                    sqlstate = sqlstate_of(&e);
+                    (Err(classify(&e, st.line)), 0)
+                }
             },
             Some(g) => match conn.fetch_all(q).await {
                 Ok(found) => {
@@ -492,13 +605,17 @@ impl Session<'_> {
                     self.set_int(ROWS, 1);
                     return r;
                 }
-                Err(e) => (Err(classify(&e, st.line)), 0),
+                Err(e) => {
+                    sqlstate = sqlstate_of(&e);
+                    (Err(classify(&e, st.line)), 0)
+                }
             },
         };
         if let (Some(t), Some(start)) = (trace, start) {
             let mut ev = event(TraceKind::Sql, try_no, st.line, st.display.clone(), start);
             ev.rows = result.is_ok().then_some(rows);
             ev.error = result.as_ref().err().map(fail_message);
+            ev.sqlstate = sqlstate;
             t.push(ev);
         }
         if result.is_ok() {
@@ -607,58 +724,115 @@ fn lost(message: String, maybe_committed: bool, line: usize) -> TryEnd {
     }
 }
 
-/// Roll back the open transaction. `Err` only when the connection is gone.
-async fn rollback(
-    conn: &mut PgConnection,
-    line: usize,
-    try_no: u32,
-    trace: Option<&mut Vec<TraceEvent>>,
-) -> Result<(), String> {
-    let start = trace.is_some().then(Instant::now);
-    let r = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
-    let fail = r.as_ref().err().map(|e| classify(e, line));
-    if let (Some(t), Some(start)) = (trace, start) {
-        let mut ev = event(TraceKind::Rollback, try_no, line, "ROLLBACK".into(), start);
-        ev.error = fail.as_ref().map(fail_message);
-        t.push(ev);
-    }
-    match fail {
-        Some(Fail::Lost(m)) => Err(m),
-        // Any other failure of a ROLLBACK leaves no transaction open.
-        _ => Ok(()),
+impl Session<'_> {
+    /// Roll back the open transaction. `Err` only when the connection is gone.
+    async fn rollback(
+        &mut self,
+        conn: &mut PgConnection,
+        line: usize,
+        try_no: u32,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> Result<(), String> {
+        if let Some(gate) = self.gate.as_mut() {
+            gate.wait(Boundary {
+                try_no,
+                line,
+                display: "ROLLBACK",
+                sql: "ROLLBACK",
+                params: Vec::new(),
+                tx: TxEffect::Rollback,
+                rollback: true,
+                trace: trace.as_deref().map(Vec::as_slice),
+            })
+            .await;
+        }
+        let start = trace.is_some().then(Instant::now);
+        let r = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+        let fail = r.as_ref().err().map(|e| classify(e, line));
+        if let (Some(t), Some(start)) = (trace, start) {
+            let mut ev = event(TraceKind::Rollback, try_no, line, "ROLLBACK".into(), start);
+            ev.error = fail.as_ref().map(fail_message);
+            t.push(ev);
+        }
+        match fail {
+            Some(Fail::Lost(m)) => Err(m),
+            // Any other failure of a ROLLBACK leaves no transaction open.
+            _ => Ok(()),
+        }
     }
 }
 
-/// Run the `\setup` block on the fresh lab: a statement that uses neither
-/// `:product` nor `:initial_stock` runs once (so `ALTER TABLE ... ADD
-/// CONSTRAINT` is not repeated); one that uses either runs once per product,
-/// given as `(id, initial_stock)`. Statements run in script order, each in
-/// its own implicit transaction.
+/// One statement of the `\setup` block as it runs on a lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupCall<'a> {
+    pub line: usize,
+    /// The SQL, with `$n` placeholders for `params`.
+    pub sql: &'a str,
+    /// The values of `:product` and `:initial_stock` where the statement
+    /// uses them, in placeholder order.
+    pub params: Vec<i64>,
+    /// The product the statement runs for, if it runs once per product.
+    pub product: Option<i64>,
+}
+
+/// The `\setup` block as it runs on a lab of `products`, given as `(id,
+/// initial_stock)`: a statement that uses neither `:product` nor
+/// `:initial_stock` runs once (so `ALTER TABLE ... ADD CONSTRAINT` is not
+/// repeated); one that uses either runs once per product. In script order,
+/// each in its own implicit transaction.
+pub fn setup_calls<'a>(program: &'a Program, products: &[(i64, i64)]) -> Vec<SetupCall<'a>> {
+    let mut calls = Vec::new();
+    for st in &program.setup {
+        if st.params.is_empty() {
+            calls.push(SetupCall {
+                line: st.line,
+                sql: &st.sql,
+                params: Vec::new(),
+                product: None,
+            });
+            continue;
+        }
+        for &(id, initial_stock) in products {
+            let params = st
+                .params
+                .iter()
+                .map(|p| match p {
+                    SetupParam::Product => id,
+                    SetupParam::InitialStock => initial_stock,
+                })
+                .collect();
+            calls.push(SetupCall {
+                line: st.line,
+                sql: &st.sql,
+                params,
+                product: Some(id),
+            });
+        }
+    }
+    calls
+}
+
+/// Run the `\setup` block on the fresh lab (see `setup_calls`).
 pub async fn run_setup(
     program: &Program,
     conn: &mut PgConnection,
     products: &[(i64, i64)],
 ) -> anyhow::Result<()> {
-    for st in &program.setup {
-        let ctx = || format!("strategy \\setup failed at line {}", st.line);
-        if st.params.is_empty() {
-            conn.execute(sqlx::raw_sql(&st.sql))
+    for call in setup_calls(program, products) {
+        let ctx = || format!("strategy \\setup failed at line {}", call.line);
+        let Some(id) = call.product else {
+            conn.execute(sqlx::raw_sql(call.sql))
                 .await
                 .with_context(ctx)?;
             continue;
+        };
+        let mut q = sqlx::query(call.sql).persistent(false);
+        for &v in &call.params {
+            q = q.bind(v);
         }
-        for &(id, initial_stock) in products {
-            let mut q = sqlx::query(&st.sql).persistent(false);
-            for p in &st.params {
-                q = q.bind(match p {
-                    SetupParam::Product => id,
-                    SetupParam::InitialStock => initial_stock,
-                });
-            }
-            conn.execute(q)
-                .await
-                .with_context(|| format!("{} (product {id})", ctx()))?;
-        }
+        conn.execute(q)
+            .await
+            .with_context(|| format!("{} (product {id})", ctx()))?;
     }
     Ok(())
 }
@@ -691,13 +865,45 @@ mod tests {
             think_ms: 0,
             max_tries: 1,
         };
+        struct Open;
+        impl StepGate for Open {
+            fn wait<'a>(
+                &'a mut self,
+                _: Boundary<'a>,
+            ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+                Box::pin(async {})
+            }
+        }
         assert_send(async move {
             let mut conn: Option<PgConnection> = None;
             if let Some(c) = conn.as_mut() {
                 prog.session(1).attempt(c, &ctx, None).await;
+                // Gated, as explore runs it.
+                let mut events = Vec::new();
+                let mut gated = prog.session(1).with_gate(Box::new(Open));
+                gated.attempt(c, &ctx, Some(&mut events)).await;
                 let _ = run_setup(&prog, c, &[]).await;
             }
         });
+    }
+
+    #[test]
+    fn setup_statements_run_once_or_per_product() {
+        let prog = super::super::parse(
+            "t.sql",
+            "\\setup\nALTER TABLE products ADD COLUMN x int;\nUPDATE products SET stock = :initial_stock WHERE id = :product;\n\\endsetup\nSELECT 1;\n",
+        )
+        .unwrap();
+        let calls = setup_calls(&prog, &[(1, 5), (2, 7)]);
+        let shape: Vec<(Option<i64>, Vec<i64>)> = calls
+            .iter()
+            .map(|c| (c.product, c.params.clone()))
+            .collect();
+        assert_eq!(
+            shape,
+            [(None, vec![]), (Some(1), vec![5, 1]), (Some(2), vec![7, 2])]
+        );
+        assert!(calls[1].sql.contains("$1") && calls[1].sql.contains("$2"));
     }
 
     #[test]

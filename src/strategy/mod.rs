@@ -22,7 +22,7 @@ mod parse;
 
 pub use builtin::{builtins, load};
 pub(crate) use expr::{EvalError, Expr};
-pub use interp::{run_setup, Session};
+pub use interp::{run_setup, setup_calls, Bound, Boundary, Session, SetupCall, StepGate, TxEffect};
 pub use parse::{parse, Program};
 pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
@@ -151,6 +151,8 @@ pub struct TraceEvent {
     pub values: Vec<(String, String)>,
     /// The error, if the step failed (for `Outcome`: the report's message).
     pub error: Option<String>,
+    /// The SQLSTATE of a SQL statement the server failed, e.g. `40P01`.
+    pub sqlstate: Option<String>,
     /// Set on the `Outcome` event.
     pub outcome: Option<Outcome>,
 }

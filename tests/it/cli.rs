@@ -109,6 +109,24 @@ pub fn query_one(sql: &str) -> Option<String> {
     })
 }
 
+/// The result files saved in `results`, and `racelab report` run on them
+/// into `html`.
+pub fn report_of(
+    results: &Path,
+    html: &Path,
+) -> std::io::Result<(Vec<std::path::PathBuf>, Output)> {
+    let files: Vec<_> = std::fs::read_dir(results)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    let out = racelab()
+        .arg("report")
+        .args(&files)
+        .arg("-o")
+        .arg(html)
+        .output()?;
+    Ok((files, out))
+}
+
 /// How many built-in strategies racelab has (from `racelab list`).
 pub fn builtin_count() -> usize {
     racelab::strategy::builtins().len()

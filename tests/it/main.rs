@@ -11,6 +11,7 @@ mod badinput;
 mod cli;
 mod common;
 mod db;
+mod explore;
 mod faults;
 mod http;
 mod interp;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
     trials.extend(http::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
+    trials.extend(explore::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -317,17 +317,9 @@ fn html_report() -> Result<(), Failed> {
         ])
         .output()?;
     assert!(out.status.success(), "{}", stderr(&out));
-    let files: Vec<_> = std::fs::read_dir(&results)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    assert_eq!(files.len(), 2);
     let html = dir.path().join("report.html");
-    let out = racelab()
-        .arg("report")
-        .args(&files)
-        .arg("-o")
-        .arg(&html)
-        .output()?;
+    let (files, out) = report_of(&results, &html)?;
+    assert_eq!(files.len(), 2);
     assert!(out.status.success(), "{}", stderr(&out));
     let page = std::fs::read_to_string(&html)?;
     assert!(!page.contains("<script") && !page.contains(" src=") && !page.contains("href="));
