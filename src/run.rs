@@ -60,6 +60,7 @@ impl Pipeline {
             max_tries: self.max_tries,
             seed,
             trace: self.trace,
+            track_contention: true,
         }
     }
 }
