@@ -103,9 +103,16 @@ pub struct GateArgs {
     #[arg(long, default_value_t = 1, value_name = "R")]
     pub repeat: u32,
 
-    /// Fail (exit 1) unless every run has this verdict.
+    /// Fail (exit 1) unless every run has this verdict. `safe` also asks
+    /// for a race that happened (not `inconclusive`) and a clean run: no
+    /// attempt ended in `error` or `unknown` (see --max-errors).
     #[arg(long, value_enum)]
     pub expect: Option<Expect>,
+
+    /// With --expect safe: attempts per run that may end in `error` or
+    /// `unknown` and still pass (default 0: a clean run).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
 
     /// Compare latency and throughput with saved results (files from results/
     /// or `--json` output); repeat the flag for several files.
@@ -251,7 +258,7 @@ pub struct OutputArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Expect {
-    /// Every run is safe: no oversell, no drift.
+    /// Every run is safe: raced, clean, no oversell, no drift.
     Safe,
     /// Every run oversold (proves the harness catches a broken strategy).
     Oversold,

@@ -172,6 +172,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         target,
         gate: Gate {
             expect: gate.expect.map(expect_of),
+            max_errors: gate.max_errors,
         },
         baseline,
         max_regression: gate.max_regression,

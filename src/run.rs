@@ -163,6 +163,7 @@ impl<L> Raced<L> {
             status_reason: self.status_reason,
             audit,
             wall: self.output.wall,
+            contention: self.output.contention,
         };
         RunResult::assemble(record, &mut self.output.tally, subject, database)
     }

@@ -17,6 +17,7 @@ mod interp;
 mod run;
 mod strategy;
 mod teach;
+mod verdicts;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
     trials.extend(http::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
+    trials.extend(verdicts::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
