@@ -308,8 +308,9 @@ pub struct RequestArgs {
     #[arg(long, value_name = "TEMPLATE")]
     pub body: Option<String>,
 
-    /// What {{buyer}} becomes: `{n}` is the buyer's number (default: the number alone).
-    #[arg(long, value_name = "PATTERN")]
+    // Help from `buyer_name_help`: clap turns `{n}` in help text into a
+    // line break, and `{n}` is the placeholder this flag takes.
+    #[arg(long, value_name = "PATTERN", help = buyer_name_help())]
     pub buyer_name: Option<String>,
 
     /// Per-request time limit in milliseconds (0 = none). A request that
@@ -338,6 +339,22 @@ pub struct RequestArgs {
         default_value = "429"
     )]
     pub rejected: Vec<u16>,
+}
+
+/// The help of `--buyer-name`, whose placeholder `{n}` clap would read as
+/// a line break in plain help text: the `n` is styled, so that the text
+/// never holds the three characters `{n}` in a row; a terminal shows the
+/// `n` bold, anything else shows `{n}`.
+fn buyer_name_help() -> clap::builder::StyledStr {
+    use std::fmt::Write;
+    let bold = clap::builder::styling::Style::new().bold();
+    let mut s = clap::builder::StyledStr::new();
+    let _ = write!(
+        s,
+        "What {{{{buyer}}}} becomes: {{{bold}n{bold:#}}} is the buyer's number, e.g. \
+         'user-{{{bold}n{bold:#}}}' (default: the number alone)"
+    );
+    s
 }
 
 /// Where `racelab http` reads the truth, and how it resets the service.

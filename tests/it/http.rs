@@ -52,6 +52,10 @@ pub fn tests() -> Vec<Trial> {
             "http::a_declared_stock_that_disagrees_with_the_truth_exits_2",
             declared_disagrees,
         ),
+        Trial::test(
+            "http::a_json_body_that_renders_invalid_exits_2",
+            invalid_json_body,
+        ),
     ]
 }
 
@@ -802,5 +806,23 @@ fn declared_disagrees() -> Result<(), Failed> {
     ]);
     assert_eq!(int(&v, "audit.initial_stock"), 10, "{v}");
     assert_eq!(int(&v, "outcomes.succeeded"), 5);
+    Ok(())
+}
+
+fn invalid_json_body() -> Result<(), Failed> {
+    let out = http(&[
+        "http://127.0.0.1:9/buy",
+        "--stock",
+        "1",
+        "--buyer-name",
+        "user-{n}",
+        "--body",
+        r#"{"buyer": {{buyer}}}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(r#"{"buyer": user-1}"#), "{err}");
+    assert!(err.contains(r#""{{buyer}}""#), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     Ok(())
 }
