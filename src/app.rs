@@ -101,7 +101,7 @@ pub fn conclude(
     control: &Control,
 ) -> anyhow::Result<()> {
     if let Some(path) = &output.junit {
-        let xml = report::junit::render(results, gate.expect);
+        let xml = report::junit::render(results, gate);
         report::save::write_atomic(path, xml.as_bytes())?;
         output.note(&format!("wrote JUnit report {}", path.display()));
     }

@@ -106,9 +106,16 @@ pub struct GateArgs {
     #[arg(long, default_value_t = 1, value_name = "R")]
     pub repeat: u32,
 
-    /// Fail (exit 1) unless every run has this verdict.
+    /// Fail (exit 1) unless every run has this verdict. `safe` also asks
+    /// for a race that happened (not `inconclusive`) and a clean run: no
+    /// attempt ended in `error` or `unknown` (see --max-errors).
     #[arg(long, value_enum)]
     pub expect: Option<Expect>,
+
+    /// With --expect safe: attempts per run that may end in `error` or
+    /// `unknown` and still pass (default 0: a clean run).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
 
     /// Compare latency and throughput with saved results (files from results/
     /// or `--json` output); repeat the flag for several files.
@@ -254,7 +261,7 @@ pub struct OutputArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Expect {
-    /// Every run is safe: no oversell, no drift.
+    /// Every run is safe: raced, clean, no oversell, no drift.
     Safe,
     /// Every run oversold (proves the harness catches a broken strategy).
     Oversold,
@@ -304,8 +311,9 @@ pub struct RequestArgs {
     #[arg(long, value_name = "TEMPLATE")]
     pub body: Option<String>,
 
-    /// What {{buyer}} becomes: `{n}` is the buyer's number (default: the number alone).
-    #[arg(long, value_name = "PATTERN")]
+    // Help from `buyer_name_help`: clap turns `{n}` in help text into a
+    // line break, and `{n}` is the placeholder this flag takes.
+    #[arg(long, value_name = "PATTERN", help = buyer_name_help())]
     pub buyer_name: Option<String>,
 
     /// Per-request time limit in milliseconds (0 = none). A request that
@@ -334,6 +342,22 @@ pub struct RequestArgs {
         default_value = "429"
     )]
     pub rejected: Vec<u16>,
+}
+
+/// The help of `--buyer-name`, whose placeholder `{n}` clap would read as
+/// a line break in plain help text: the `n` is styled, so that the text
+/// never holds the three characters `{n}` in a row; a terminal shows the
+/// `n` bold, anything else shows `{n}`.
+fn buyer_name_help() -> clap::builder::StyledStr {
+    use std::fmt::Write;
+    let bold = clap::builder::styling::Style::new().bold();
+    let mut s = clap::builder::StyledStr::new();
+    let _ = write!(
+        s,
+        "What {{{{buyer}}}} becomes: {{{bold}n{bold:#}}} is the buyer's number, e.g. \
+         'user-{{{bold}n{bold:#}}}' (default: the number alone)"
+    );
+    s
 }
 
 /// Where `racelab http` reads the truth, and how it resets the service.

@@ -8,7 +8,7 @@ use crate::db::{Audit, DbKind};
 use crate::engine::Tally;
 use crate::outcome::{AttemptReport, Outcome};
 use crate::result::{
-    DatabaseInfo, RaceRecord, RunResult, ScenarioInfo, Status, StrategyInfo, Subject,
+    Contention, DatabaseInfo, RaceRecord, RunResult, ScenarioInfo, Status, StrategyInfo, Subject,
 };
 use crate::scenario::Scenario;
 
@@ -62,7 +62,18 @@ pub fn tally(groups: &[Attempts]) -> Tally {
     t
 }
 
-/// A completed run of strategy `name` on an embedded PostgreSQL 15.18.
+/// A race in which every attempt overlapped another: `buyers` released
+/// within 850 µs, as many in flight at once as there were attempts.
+pub fn raced(buyers: u32, attempts: u64) -> Contention {
+    Contention {
+        release_spread_us: 850,
+        peak_in_flight: buyers.min(u32::try_from(attempts).unwrap_or(u32::MAX)),
+        overlapped_attempts: attempts,
+    }
+}
+
+/// A completed run of strategy `name` on an embedded PostgreSQL 15.18,
+/// every attempt raced (`raced`).
 pub fn run(
     name: &str,
     scenario: Scenario,
@@ -78,6 +89,7 @@ pub fn run(
         status_reason: None,
         audit,
         wall: Duration::from_millis(250),
+        contention: raced(scenario.buyers, groups.iter().map(|g| g.n).sum()),
     };
     let strategy = StrategyInfo {
         name: name.to_string(),
@@ -112,6 +124,8 @@ pub fn audit(initial: i64, sold: i64, left: i64) -> Audit {
         orders_without_success: 0,
         unknown_committed: 0,
         unknown_not_committed: 0,
+        sold_out_with_stock_left: 0,
+        stock_left_after_sold_out: 0,
     }
 }
 
@@ -141,4 +155,23 @@ pub fn for_update_safe(repetition: u32) -> RunResult {
         Some(audit(10, 10, 0)),
         repetition,
     )
+}
+
+/// for-update raced by one buyer: it bought a unit, alone, so nothing
+/// overlapped.
+pub fn for_update_alone() -> RunResult {
+    let mut r = run(
+        "for-update",
+        scenario(1, 10),
+        &[attempts(Outcome::Succeeded, 1, 6_000, 0)],
+        Some(audit(10, 1, 9)),
+        1,
+    );
+    r.contention = Contention {
+        release_spread_us: 0,
+        peak_in_flight: 1,
+        overlapped_attempts: 0,
+    };
+    r.verdict = crate::verdict::decide(&r);
+    r
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::db::{Database, DbOptions, ProductSeed};
+use crate::db::{Claims, Database, DbOptions, ProductSeed};
 use crate::engine::{Control, Held, Lane, ProductPicker, SqlLanes};
 use crate::report::{Output, RunResult};
 use crate::result::{DatabaseInfo, StrategyInfo, Subject};
@@ -193,15 +193,20 @@ impl Target for LabTarget<'_> {
         // any transaction: audit on one of them. After a stop one may still
         // be mid-transaction, so take a fresh connection.
         let mut held = Held::new(std::mem::take(&mut raced.lanes));
-        let (succeeded, unknown) = (&race.tally.succeeded_attempts, &race.tally.unknown_attempts);
+        let claims = Claims {
+            succeeded: &race.tally.succeeded_attempts,
+            unknown: &race.tally.unknown_attempts,
+            sold_out: &race.sold_out_by_product,
+            quantity: sc.quantity,
+        };
         let idle = if raced.completed() {
             held.connection()
         } else {
             None
         };
         let audited = match idle {
-            Some(conn) => self.db.audit_on(conn, succeeded, unknown).await,
-            None => self.db.audit_with_unknown(succeeded, unknown).await,
+            Some(conn) => self.db.audit_on(conn, &claims).await,
+            None => self.db.audit_claims(&claims).await,
         };
         drop(held);
         let audit = raced.audited(audited, "auditing the database")?;

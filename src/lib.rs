@@ -12,12 +12,12 @@
 //!   service), each a `run::Target`.
 //! - `run`: the pipeline, one repetition loop for every target kind.
 //! - `report`: tables, JSON, JUnit, HTML, progress; `verdict`: the one
-//!   place that decides safe / oversold / inconsistent and checks
-//!   `--expect`; `result`: the result contract.
+//!   place that decides safe / oversold / inconsistent / inconclusive and
+//!   checks `--expect`; `result`: the result contract.
 //! - `trace`, `explain`, `watch`: teaching aids over the strategy and the lab.
 //! - domain modules, which take no `cli` types: `engine` (barrier, buyers,
-//!   tallies), `strategy` (the script language), `scenario` (workloads),
-//!   `db` (the server, the lab schema, the audit queries).
+//!   tallies, contention), `strategy` (the script language), `scenario`
+//!   (workloads), `db` (the server, the lab schema, the audit queries).
 //! - leaves: `error` (failure kinds and exit codes), `outcome`, `suggest`,
 //!   `timings`.
 //!

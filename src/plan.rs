@@ -174,6 +174,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         target,
         gate: Gate {
             expect: gate.expect.map(expect_of),
+            max_errors: gate.max_errors,
         },
         baseline,
         max_regression: gate.max_regression,
@@ -520,6 +521,9 @@ fn service_of(
         body,
         buyer_name,
     } = *request;
+    if let Some(template) = &body {
+        check_json_body(template, &headers, &buyer_name, pipeline.scenario.quantity)?;
+    }
     // A request is sent once: racelab cannot know whether a service may
     // see it twice. The service has no think time or pool of racelab's:
     // each buyer sends its requests on its own connection, back to back.
@@ -556,6 +560,49 @@ fn service_of(
         reset_url,
         reset_sql: t.reset_sql.clone(),
     })
+}
+
+/// A body sent as JSON (by its `Content-Type`, racelab's default for a
+/// body, or by its first character) is rendered once for buyer 1 and
+/// parsed before the race: a template that makes invalid JSON would
+/// otherwise turn every purchase into a 400 nobody asked for.
+fn check_json_body(
+    template: &Template,
+    headers: &HeaderMap,
+    buyer_name: &(String, String),
+    qty: i64,
+) -> anyhow::Result<()> {
+    let name = format!("{}1{}", buyer_name.0, buyer_name.1);
+    let sample = template.render(&http::template::Values {
+        buyer: &name,
+        attempt: 1,
+        qty,
+        product: 1,
+    });
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let json = content_type.contains("json") || sample.trim_start().starts_with(['{', '[']);
+    if !json {
+        return Ok(());
+    }
+    let Err(e) = serde_json::from_str::<serde_json::Value>(&sample) else {
+        return Ok(());
+    };
+    let fix = if template.has_unquoted_buyer() {
+        "put {{buyer}} in quotes, \"{{buyer}}\": its value is the buyer's name, which is text"
+            .to_string()
+    } else {
+        "make the template render JSON (placeholders whose values are text go in quotes, \
+         e.g. \"{{buyer}}\"), or send another Content-Type with -H"
+            .to_string()
+    };
+    Err(bad_input(format!(
+        "--body is not valid JSON ({e}) once rendered for buyer 1: {sample}; it is sent as \
+         {content_type}: {fix}"
+    )))
 }
 
 fn parse_url(flag: &str, text: &str) -> anyhow::Result<Url> {
@@ -731,6 +778,61 @@ mod tests {
             assert!(Cli::try_parse_from(argv).is_err(), "{flag}");
         }
         assert!(Cli::try_parse_from(["racelab", "run", "--request-timeout", "5"]).is_err());
+    }
+
+    #[test]
+    fn a_json_body_is_checked_for_a_sample_buyer() {
+        fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+            let mut a = vec!["http", "http://127.0.0.1:9/buy", "--stock", "1"];
+            a.extend_from_slice(extra);
+            a
+        }
+        let m = bad(&with(&[
+            "--buyer-name",
+            "user-{n}",
+            "--body",
+            r#"{"buyer": {{buyer}}, "qty": {{qty}}}"#,
+        ]));
+        assert!(m.contains(r#"{"buyer": user-1, "qty": 1}"#), "{m}");
+        assert!(
+            m.contains(r#""{{buyer}}""#) && m.contains("application/json"),
+            "{m}"
+        );
+        // A number for a name is JSON; so is a quoted name.
+        plan(&with(&["--body", r#"{"buyer": {{buyer}}}"#])).unwrap();
+        plan(&with(&[
+            "--buyer-name",
+            "user-{n}",
+            "--body",
+            r#"{"buyer": "{{buyer}}"}"#,
+        ]))
+        .unwrap();
+        // Sent as a form, it is not JSON and not checked; but a body that
+        // looks like JSON is, whatever its Content-Type.
+        let form = ["-H", "Content-Type: application/x-www-form-urlencoded"];
+        let mut args = form.to_vec();
+        args.extend(["--body", "buyer={{buyer}}&qty={{qty}}"]);
+        plan(&with(&args)).unwrap();
+        let mut args = form.to_vec();
+        args.extend(["--body", "{buyer: {{buyer}}}"]);
+        let m = bad(&with(&args));
+        assert!(
+            m.contains("{buyer: 1}") && m.contains("x-www-form-urlencoded"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn the_buyer_name_help_shows_its_placeholder() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build();
+        let http = cli.find_subcommand_mut("http").expect("http");
+        for help in [http.render_long_help(), http.render_help()] {
+            let text = help.to_string().replace(char::is_whitespace, "");
+            assert!(text.contains("{n}isthebuyer'snumber"), "{help}");
+            assert!(text.contains("'user-{n}'"), "{help}");
+        }
     }
 
     #[test]

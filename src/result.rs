@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Audit, DbKind};
+pub use crate::engine::Contention;
 use crate::engine::{Latency, Tally};
 use crate::outcome::Outcome;
 use crate::scenario::Scenario;
@@ -39,8 +40,13 @@ pub struct RunResult {
     pub believed_units_sold: i64,
     /// The database's truth; null when the audit could not run.
     pub audit: Option<Audit>,
-    /// `safe`, `oversold` or `inconsistent` (decided by `verdict::decide`);
-    /// null without an audit.
+    /// Whether the race happened: how together the buyers were released
+    /// and how many attempts overlapped on one product. Zero in results
+    /// saved before racelab measured it.
+    #[serde(default)]
+    pub contention: Contention,
+    /// `safe`, `oversold`, `inconsistent` or `inconclusive` (decided by
+    /// `verdict::decide`); null without an audit.
     pub verdict: Option<Verdict>,
     pub status: Status,
     /// Why the run was interrupted or aborted.
@@ -66,8 +72,13 @@ pub enum Verdict {
     /// More units sold than there was stock.
     Oversold,
     /// Nothing oversold, but the books do not balance (drift, negative
-    /// stock, successes without orders or orders without successes).
+    /// stock, successes without orders or orders without successes, buyers
+    /// told "sold out" while stock remained).
     Inconsistent,
+    /// The audit is clean, but the race tested nothing: no two attempts on
+    /// a product overlapped, or nothing was sold while stock remained.
+    /// Never safe.
+    Inconclusive,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -231,6 +242,7 @@ pub struct RaceRecord {
     pub status_reason: Option<String>,
     pub audit: Option<Audit>,
     pub wall: std::time::Duration,
+    pub contention: Contention,
 }
 
 impl RunResult {
@@ -263,6 +275,7 @@ impl RunResult {
             error_messages: ErrorCount::list(tally),
             verdict: None,
             audit: record.audit,
+            contention: record.contention,
             status: record.status,
             status_reason: record.status_reason,
             latency_us: LatencyInfo::of(&latency),

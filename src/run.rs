@@ -60,6 +60,7 @@ impl Pipeline {
             max_tries: self.max_tries,
             seed,
             trace: self.trace,
+            track_contention: true,
         }
     }
 }
@@ -162,6 +163,7 @@ impl<L> Raced<L> {
             status_reason: self.status_reason,
             audit,
             wall: self.output.wall,
+            contention: self.output.contention,
         };
         RunResult::assemble(record, &mut self.output.tally, subject, database)
     }

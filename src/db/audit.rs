@@ -25,11 +25,33 @@ pub struct Audit {
     /// Attempts of unknown fate that left no order: they did not commit.
     #[serde(default)]
     pub unknown_not_committed: i64,
+    /// Sold-out answers given for a product that still had a purchase's
+    /// worth of stock after the race: what the buyers were told, which the
+    /// truth contradicts (per product where the truth is per product).
+    #[serde(default)]
+    pub sold_out_with_stock_left: i64,
+    /// The stock left after the race on the products of those answers.
+    #[serde(default)]
+    pub stock_left_after_sold_out: i64,
+}
+
+/// What the buyers were told, for the audit to hold against the lab.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Claims<'a> {
+    /// Attempt ids reported as successes.
+    pub succeeded: &'a [i64],
+    /// Attempt ids whose fate the client does not know.
+    pub unknown: &'a [i64],
+    /// Sold-out answers per product id.
+    pub sold_out: &'a [(i64, u64)],
+    /// Units per purchase: a product with fewer left is rightly sold out.
+    pub quantity: i64,
 }
 
 /// One product as the audit sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProductTally {
+    pub id: i64,
     pub initial_stock: i64,
     /// Sum of `orders.qty` for the product.
     pub units_sold: i64,
@@ -37,8 +59,10 @@ pub struct ProductTally {
 }
 
 impl ProductTally {
+    /// Product 1's tally.
     pub fn new(initial_stock: i64, units_sold: i64, final_stock: i64) -> ProductTally {
         ProductTally {
+            id: 1,
             initial_stock,
             units_sold,
             final_stock,
@@ -66,7 +90,27 @@ impl Audit {
             orders_without_success,
             unknown_committed: 0,
             unknown_not_committed: 0,
+            sold_out_with_stock_left: 0,
+            stock_left_after_sold_out: 0,
         }
+    }
+
+    /// Hold the sold-out answers against the stock left: `products` gives,
+    /// per product (or once, for a truth that is one number), the stock
+    /// left after the race and the sold-out answers buyers got for it. An
+    /// answer is contradicted when at least `quantity` units are left.
+    pub fn with_sold_out(
+        mut self,
+        products: impl IntoIterator<Item = (i64, u64)>,
+        quantity: i64,
+    ) -> Audit {
+        for (left, told) in products {
+            if told > 0 && left >= quantity.max(1) {
+                self.sold_out_with_stock_left += told as i64;
+                self.stock_left_after_sold_out += left;
+            }
+        }
+        self
     }
 }
 
@@ -78,27 +122,29 @@ pub const PRODUCT_TALLIES: &str = "SELECT p.initial_stock, COALESCE(s.sold, 0)::
        ON s.product_id = p.id \
      ORDER BY p.id";
 
-/// Read the audit from the lab (search_path must point at it).
-/// `succeeded_attempts`: the attempt ids the client believes succeeded;
-/// `unknown_attempts`: those whose fate it does not know. Orders of unknown
-/// attempts are not disagreements: they resolve what the client could not
+/// Read the audit from the lab (search_path must point at it) and hold
+/// what the buyers were told against it. Orders of attempts of unknown
+/// fate are not disagreements: they resolve what the client could not
 /// know (as Jepsen's checkers treat indeterminate operations).
-pub async fn query(
-    conn: &mut PgConnection,
-    succeeded_attempts: &[i64],
-    unknown_attempts: &[i64],
-) -> anyhow::Result<Audit> {
-    let rows = sqlx::query(PRODUCT_TALLIES)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| anyhow::anyhow!("could not read the lab's products for the audit: {e}"))?;
+pub async fn query(conn: &mut PgConnection, claims: &Claims<'_>) -> anyhow::Result<Audit> {
+    let rows = sqlx::query(
+        "SELECT p.id, p.initial_stock, COALESCE(s.sold, 0)::int8, p.stock \
+         FROM products p \
+         LEFT JOIN (SELECT product_id, sum(qty)::int8 AS sold FROM orders GROUP BY product_id) s \
+           ON s.product_id = p.id \
+         ORDER BY p.id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| anyhow::anyhow!("could not read the lab's products for the audit: {e}"))?;
     let tallies = rows
         .iter()
         .map(|r| {
             Ok(ProductTally {
-                initial_stock: r.try_get(0)?,
-                units_sold: r.try_get(1)?,
-                final_stock: r.try_get(2)?,
+                id: r.try_get(0)?,
+                initial_stock: r.try_get(1)?,
+                units_sold: r.try_get(2)?,
+                final_stock: r.try_get(3)?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -113,16 +159,23 @@ pub async fn query(
            (SELECT count(*) FROM unsure u WHERE EXISTS (SELECT 1 FROM recorded r WHERE r.a = u.a)), \
            (SELECT count(*) FROM unsure u WHERE NOT EXISTS (SELECT 1 FROM recorded r WHERE r.a = u.a))",
     )
-    .bind(succeeded_attempts)
-    .bind(unknown_attempts)
+    .bind(claims.succeeded)
+    .bind(claims.unknown)
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| anyhow::anyhow!("could not compare the lab's orders with the buyers' successes: {e}"))?;
-    Ok(Audit {
+    let told: std::collections::HashMap<i64, u64> = claims.sold_out.iter().copied().collect();
+    let audit = Audit {
         unknown_committed: row.try_get(2)?,
         unknown_not_committed: row.try_get(3)?,
         ..Audit::from_tallies(&tallies, row.try_get(0)?, row.try_get(1)?)
-    })
+    };
+    Ok(audit.with_sold_out(
+        tallies
+            .iter()
+            .map(|p| (p.final_stock, told.get(&p.id).copied().unwrap_or(0))),
+        claims.quantity,
+    ))
 }
 
 #[cfg(test)]
@@ -149,7 +202,25 @@ mod tests {
                 orders_without_success: 0,
                 unknown_committed: 0,
                 unknown_not_committed: 0,
+                sold_out_with_stock_left: 0,
+                stock_left_after_sold_out: 0,
             }
+        );
+    }
+
+    #[test]
+    fn sold_out_answers_with_stock_left_are_contradictions() {
+        let a = Audit::from_tallies(&[t(10, 10, 0)], 0, 0);
+        // Sold out on an empty product, or with less left than a purchase.
+        let fine = a.clone().with_sold_out([(0, 90), (1, 4)], 2);
+        assert_eq!(fine.sold_out_with_stock_left, 0);
+        let told = a.with_sold_out([(3, 5), (0, 7), (1, 0), (2, 1)], 2);
+        assert_eq!(
+            (
+                told.sold_out_with_stock_left,
+                told.stock_left_after_sold_out
+            ),
+            (6, 5)
         );
     }
 

@@ -26,7 +26,7 @@ pub mod paths;
 pub mod proc;
 pub mod schema;
 
-pub use audit::Audit;
+pub use audit::{Audit, Claims};
 pub use cluster::{Cluster, ClusterOptions};
 pub use paths::Dirs;
 
@@ -283,8 +283,19 @@ impl Database {
         succeeded_attempts: &[i64],
         unknown_attempts: &[i64],
     ) -> anyhow::Result<Audit> {
+        self.audit_claims(&Claims {
+            succeeded: succeeded_attempts,
+            unknown: unknown_attempts,
+            ..Claims::default()
+        })
+        .await
+    }
+
+    /// Audit the lab on a new connection, holding what the buyers were
+    /// told against it.
+    pub async fn audit_claims(&self, claims: &Claims<'_>) -> anyhow::Result<Audit> {
         let mut conn = self.connect().await?;
-        let result = audit::query(&mut conn, succeeded_attempts, unknown_attempts).await;
+        let result = audit::query(&mut conn, claims).await;
         let _ = conn.close().await;
         result
     }
@@ -294,10 +305,9 @@ impl Database {
     pub async fn audit_on(
         &self,
         conn: &mut PgConnection,
-        succeeded_attempts: &[i64],
-        unknown_attempts: &[i64],
+        claims: &Claims<'_>,
     ) -> anyhow::Result<Audit> {
-        audit::query(conn, succeeded_attempts, unknown_attempts).await
+        audit::query(conn, claims).await
     }
 
     /// Stop an embedded cluster and remove its directory (no-op otherwise).

@@ -1,8 +1,10 @@
 //! The race: connect every buyer (or fill the pool), hold them at a barrier,
 //! release them together, and run one attempt loop per buyer until its
 //! attempts are made, the time is up, or the run is stopped. Returns raw
-//! tallies and timings; knows nothing about printing.
+//! tallies and timings, and the evidence that the buyers contended
+//! (`contention`); knows nothing about printing.
 
+pub mod contention;
 pub mod pick;
 pub mod pool;
 pub mod tally;
@@ -21,6 +23,8 @@ use tokio::task::JoinSet;
 
 use crate::outcome::{AttemptReport, Outcome};
 use crate::strategy::{AttemptCtx, Program, Session, TraceEvent};
+pub use contention::Contention;
+use contention::{BuyerCount, Merged, Tracker};
 pub use pick::ProductPicker;
 pub use tally::{Latency, Tally};
 
@@ -41,6 +45,9 @@ pub struct RaceConfig {
     pub seed: u64,
     /// Record every statement of every attempt (`--trace`).
     pub trace: bool,
+    /// Measure contention (`RaceOutput::contention`). Always on in a run;
+    /// off only to measure what measuring costs.
+    pub track_contention: bool,
 }
 
 /// Why a race ended early.
@@ -130,6 +137,10 @@ pub struct RaceOutput {
     /// How long opening the buyers' connections (or filling the pool) took.
     pub connect: Duration,
     pub traces: Vec<AttemptTrace>,
+    /// Whether, and how much, the buyers' attempts overlapped.
+    pub contention: Contention,
+    /// Sold-out answers per product id (only products that had any).
+    pub sold_out_by_product: Vec<(i64, u64)>,
 }
 
 /// Build the runtime racelab races on: one worker thread for the buyers,
@@ -241,6 +252,13 @@ pub trait Lanes: Send + Sync + 'static {
 
 /// What one buyer does for one attempt.
 pub trait Attempt {
+    /// Wait until the next attempt can start (e.g. for a connection of a
+    /// shared pool). Not part of the attempt: neither timed nor counted
+    /// as in flight. Err: the race cannot go on.
+    fn ready(&mut self) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Make one attempt: its report and its latency in microseconds (timed
     /// by the lane, so that waiting for a pooled connection is not counted),
     /// or why the race cannot go on.
@@ -249,6 +267,15 @@ pub trait Attempt {
         ctx: &AttemptCtx,
         trace: Option<&mut Vec<TraceEvent>>,
     ) -> impl Future<Output = Result<(AttemptReport, u64), String>> + Send;
+
+    /// When the buyer's first statement or request left racelab, if the
+    /// lane knows it better than the engine (which takes the instant just
+    /// before the buyer's first attempt starts, after `ready`). Asked once,
+    /// after the buyer's last attempt; the release spread of
+    /// `Contention` runs from the earliest of these to the latest.
+    fn first_sent_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// Run one race on any kind of lanes; returns what the race produced and
@@ -264,14 +291,16 @@ pub async fn race_with<L: Lanes>(
     let opened = lanes.open(&config, &control).await?;
     let connect_took = connecting.elapsed();
     let barrier = Arc::new(Barrier::new(config.buyers as usize + 1));
+    let tracker = Arc::new(Tracker::new(config.products.ids(), config.track_contention));
 
     let mut set = JoinSet::new();
     for (buyer, mut lane) in (1..=config.buyers).zip(opened) {
-        let (lanes, config, control, barrier) = (
+        let (lanes, config, control, barrier, tracker) = (
             lanes.clone(),
             config.clone(),
             control.clone(),
             barrier.clone(),
+            tracker.clone(),
         );
         set.spawn(async move {
             let mut out = BuyerOutput::default();
@@ -279,7 +308,12 @@ pub async fn race_with<L: Lanes>(
             {
                 let mut worker = lanes.buyer(&mut lane, seed);
                 barrier.wait().await;
-                let work = buyer_loop(buyer, &mut worker, seed, &config, &control, &mut out);
+                let race = Race {
+                    config: &config,
+                    control: &control,
+                    tracker: &tracker,
+                };
+                let work = buyer_loop(buyer, &mut worker, seed, race, &mut out);
                 tokio::select! {
                     biased;
                     _ = work => {}
@@ -292,6 +326,11 @@ pub async fn race_with<L: Lanes>(
                         }
                     }
                 }
+                if tracker.enabled() {
+                    if let Some(sent) = worker.first_sent_at() {
+                        out.count.first_sent = Some(sent);
+                    }
+                }
             }
             (out, lanes.finished(buyer, lane))
         });
@@ -301,11 +340,13 @@ pub async fn race_with<L: Lanes>(
 
     let mut tally = Tally::default();
     let mut traces = Vec::new();
+    let mut merged = Merged::default();
     let mut done = Vec::with_capacity(config.buyers as usize);
     while let Some(joined) = set.join_next().await {
         let (out, lane) = joined.context("a buyer task panicked")?;
         tally.merge(out.tally);
         traces.extend(out.traces);
+        merged.add(out.count);
         done.extend(lane);
     }
     let wall = released_at.elapsed();
@@ -317,6 +358,8 @@ pub async fn race_with<L: Lanes>(
             released_at,
             connect: connect_took,
             traces,
+            contention: merged.finish(&tracker),
+            sold_out_by_product: tracker.sold_out_by_product(),
         },
         done,
     ))
@@ -358,7 +401,10 @@ impl Lanes for SqlLanes {
     fn buyer<'a>(&'a self, lane: &'a mut Lane, seed: u64) -> SqlBuyer<'a> {
         SqlBuyer {
             session: self.program.session(seed),
-            lane,
+            conn: match lane {
+                Lane::Own(conn) => BuyerConn::Own(conn),
+                Lane::Pool(pool) => BuyerConn::Pool { pool, lease: None },
+            },
         }
     }
 }
@@ -371,32 +417,55 @@ pub enum Lane {
 
 pub struct SqlBuyer<'a> {
     session: Session<'a>,
-    lane: &'a mut Lane,
+    conn: BuyerConn<'a>,
+}
+
+/// A buyer's connection: its own, or one leased from the pool by `ready`
+/// for one attempt.
+enum BuyerConn<'a> {
+    Own(&'a mut PgConnection),
+    Pool {
+        pool: &'a pool::SharedPool,
+        lease: Option<pool::Lease<'a>>,
+    },
 }
 
 impl Attempt for SqlBuyer<'_> {
+    /// With a shared pool, wait for a connection: waiting is not racing,
+    /// so it is not part of the attempt.
+    async fn ready(&mut self) -> Result<(), String> {
+        if let BuyerConn::Pool { pool, lease } = &mut self.conn {
+            if lease.is_none() {
+                let Some(leased) = pool.lease().await else {
+                    return Err("lost the connection to the server (the pool has none left)".into());
+                };
+                *lease = Some(leased);
+            }
+        }
+        Ok(())
+    }
+
     async fn attempt(
         &mut self,
         ctx: &AttemptCtx,
         trace: Option<&mut Vec<TraceEvent>>,
     ) -> Result<(AttemptReport, u64), String> {
-        match &mut *self.lane {
-            Lane::Own(conn) => {
+        self.ready().await?;
+        match &mut self.conn {
+            BuyerConn::Own(conn) => {
                 let started = Instant::now();
                 let report = self.session.attempt(conn, ctx, trace).await;
                 Ok((report, started.elapsed().as_micros() as u64))
             }
-            Lane::Pool(pool) => {
-                let Some(mut lease) = pool.lease().await else {
-                    return Err("lost the connection to the server (the pool has none left)".into());
-                };
+            BuyerConn::Pool { pool, lease } => {
+                let mut leased = lease.take().expect("leased by ready");
                 let started = Instant::now();
-                let report = self.session.attempt(&mut lease.conn, ctx, trace).await;
+                let report = self.session.attempt(&mut leased.conn, ctx, trace).await;
                 let us = started.elapsed().as_micros() as u64;
                 // A lost connection is not given back: the pool shrinks and
                 // the race stops, rather than reconnecting behind our back.
                 if !report.connection_lost {
-                    pool.give_back(lease);
+                    pool.give_back(leased);
                 }
                 Ok((report, us))
             }
@@ -410,6 +479,15 @@ struct BuyerOutput {
     traces: Vec<AttemptTrace>,
     /// The attempt running now, if any (so a stop can name it).
     current: Option<i64>,
+    count: BuyerCount,
+}
+
+/// What every buyer of one race shares.
+#[derive(Clone, Copy)]
+struct Race<'a> {
+    config: &'a RaceConfig,
+    control: &'a Control,
+    tracker: &'a Tracker,
 }
 
 /// One buyer: the only attempt loop, for every mode and every kind of lane.
@@ -417,10 +495,14 @@ async fn buyer_loop<A: Attempt>(
     buyer: u32,
     worker: &mut A,
     seed: u64,
-    config: &RaceConfig,
-    control: &Control,
+    race: Race<'_>,
     out: &mut BuyerOutput,
 ) {
+    let Race {
+        config,
+        control,
+        tracker,
+    } = race;
     let mut rng = SmallRng::seed_from_u64(splitmix(seed));
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut made = 0u32;
@@ -451,8 +533,22 @@ async fn buyer_loop<A: Attempt>(
             max_tries: config.max_tries,
         };
         let trace = config.trace.then_some(&mut events);
+        if let Err(why) = worker.ready().await {
+            control.stop(Stop::Aborted(why));
+            break;
+        }
         out.current = Some(attempt);
-        let (report, us) = match worker.attempt(&ctx, trace).await {
+        if out.count.first_sent.is_none() && tracker.enabled() {
+            out.count.first_sent = Some(Instant::now());
+        }
+        let span = tracker.start(ctx.product);
+        let done = worker.attempt(&ctx, trace).await;
+        if let Some(span) = span {
+            if tracker.end(span) {
+                out.count.overlapped += 1;
+            }
+        }
+        let (report, us) = match done {
             Ok(done) => done,
             Err(why) => {
                 control.stop(Stop::Aborted(why));
@@ -461,6 +557,9 @@ async fn buyer_loop<A: Attempt>(
         };
         out.current = None;
         out.tally.record(&report, attempt, us);
+        if report.outcome == Outcome::SoldOut {
+            tracker.sold_out(ctx.product);
+        }
         control.done.fetch_add(1, Ordering::Relaxed);
         if config.trace {
             out.traces.push(AttemptTrace {
@@ -595,4 +694,139 @@ async fn watch_signals(control: Arc<Control>) {
         _ = term.recv() => libc::SIGTERM,
     };
     control.stop(Stop::Interrupted(sig));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buyers whose attempts meet: each attempt waits until `meet` buyers'
+    /// attempts are in flight together (a barrier inside the attempt), so
+    /// the overlap is certain, not a matter of timing. `meet == 1`: each
+    /// attempt is alone.
+    struct Meeting {
+        meet: Arc<Barrier>,
+        /// When set, lane `i` says its first request left at `t + i ms`
+        /// (as a lane that knows its send instants better would).
+        first_sent: Option<Instant>,
+    }
+
+    struct Guest<'a> {
+        lanes: &'a Meeting,
+        index: u32,
+        sent: bool,
+    }
+
+    impl Lanes for Meeting {
+        /// The lane's index.
+        type Lane = u32;
+        type Buyer<'a> = Guest<'a>;
+
+        async fn open(&self, config: &RaceConfig, _: &Control) -> anyhow::Result<Vec<u32>> {
+            Ok((0..config.buyers).collect())
+        }
+
+        fn buyer<'a>(&'a self, lane: &'a mut u32, _: u64) -> Guest<'a> {
+            Guest {
+                lanes: self,
+                index: *lane,
+                sent: false,
+            }
+        }
+    }
+
+    impl Attempt for Guest<'_> {
+        async fn attempt(
+            &mut self,
+            _: &AttemptCtx,
+            _: Option<&mut Vec<TraceEvent>>,
+        ) -> Result<(AttemptReport, u64), String> {
+            self.sent = true;
+            self.lanes.meet.wait().await;
+            let report = AttemptReport {
+                outcome: Outcome::SoldOut,
+                tries: 1,
+                message: None,
+                connection_lost: false,
+            };
+            Ok((report, 1))
+        }
+
+        fn first_sent_at(&self) -> Option<Instant> {
+            let t = self.lanes.first_sent.filter(|_| self.sent)?;
+            Some(t + Duration::from_millis(u64::from(self.index)))
+        }
+    }
+
+    fn config(buyers: u32, attempts: u32) -> RaceConfig {
+        RaceConfig {
+            buyers,
+            attempts_per_buyer: attempts,
+            duration: None,
+            quantity: 1,
+            think_ms: 0,
+            think_jitter_ms: 0,
+            products: ProductPicker::new(1, 0.0),
+            connections: 0,
+            max_tries: 1,
+            seed: 3,
+            trace: false,
+            track_contention: true,
+        }
+    }
+
+    fn race_meeting(
+        buyers: u32,
+        attempts: u32,
+        meet: usize,
+        first_sent: Option<Instant>,
+    ) -> RaceOutput {
+        let lanes = Arc::new(Meeting {
+            meet: Arc::new(Barrier::new(meet)),
+            first_sent,
+        });
+        let rt = runtime().unwrap();
+        let (out, _) = rt
+            .block_on(race_with(lanes, config(buyers, attempts), Control::new()))
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn attempts_that_meet_overlap() {
+        let out = race_meeting(8, 2, 8, None);
+        assert_eq!(out.contention.peak_in_flight, 8);
+        assert_eq!(out.contention.overlapped_attempts, 16);
+        assert_eq!(out.sold_out_by_product, [(1, 16)]);
+    }
+
+    #[test]
+    fn the_lane_knows_its_first_send_best() {
+        let out = race_meeting(5, 1, 5, Some(Instant::now()));
+        assert_eq!(out.contention.release_spread_us, 4_000);
+    }
+
+    #[test]
+    fn one_buyer_never_overlaps() {
+        let out = race_meeting(1, 5, 1, None);
+        assert_eq!(out.contention.peak_in_flight, 1);
+        assert_eq!(out.contention.overlapped_attempts, 0);
+        assert_eq!(out.contention.release_spread_us, 0);
+    }
+
+    #[test]
+    fn tracking_off_counts_nothing_but_sold_out_answers() {
+        let lanes = Arc::new(Meeting {
+            meet: Arc::new(Barrier::new(4)),
+            first_sent: None,
+        });
+        let mut config = config(4, 1);
+        config.track_contention = false;
+        let rt = runtime().unwrap();
+        let (out, _) = rt
+            .block_on(race_with(lanes, config, Control::new()))
+            .unwrap();
+        assert_eq!(out.contention, Contention::default());
+        assert_eq!(out.sold_out_by_product, [(1, 4)]);
+    }
 }

@@ -499,8 +499,21 @@ async fn evaluate(
             succeeded.push(i as i64 + 1);
         }
     }
+    let told_sold_out = exec
+        .reports
+        .iter()
+        .flatten()
+        .filter(|r| r.outcome == Outcome::SoldOut)
+        .count() as u64;
+    let sold_out = [(PRODUCT, told_sold_out)];
+    let claims = crate::db::Claims {
+        succeeded: &succeeded,
+        unknown: &[],
+        sold_out: if told_sold_out > 0 { &sold_out } else { &[] },
+        quantity: plan.quantity,
+    };
     let audit = db
-        .audit_on(monitor, &succeeded, &[])
+        .audit_on(monitor, &claims)
         .await
         .context("auditing the lab after a schedule")?;
     let (record, timeline) = record(plan, exec, audit);

@@ -527,6 +527,7 @@ mod tests {
             max_tries: 1,
             seed: 1,
             trace: false,
+            track_contention: true,
         };
         let (out, _) = crate::engine::race_with(lanes, config, Control::new())
             .await

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use reqwest::Url;
 
 use crate::engine::Control;
+use crate::error::bad_input;
 use crate::report::{Output, RunResult};
 use crate::result::{DatabaseInfo, Outcomes, Subject, Summary, TargetInfo};
 use crate::run::{self, Pipeline, Raced, Target};
@@ -91,6 +92,27 @@ impl Service {
         }
     }
 
+    /// One truth: a declared `--stock` that disagrees with the stock the
+    /// measured truth reads before the race is bad input, naming both.
+    fn check_declared(&self, before: &Reading) -> anyhow::Result<()> {
+        let (Some(declared), Some(measured)) = (self.declared_stock, before.stock) else {
+            return Ok(());
+        };
+        if declared == measured {
+            return Ok(());
+        }
+        let what = match &self.source {
+            Source::Sql { .. } => "--verify-sql (the service's database)".to_string(),
+            Source::StockUrl { url, .. } => format!("--stock-url {}", shown(url)),
+            Source::Belief => return Ok(()),
+        };
+        Err(bad_input(format!(
+            "--stock {declared} disagrees with {what}, which reads {measured} before the race: \
+             racelab audits against one truth; drop --stock to audit against {measured}, or \
+             make the service start with {declared} (--reset-url, --reset-sql)"
+        )))
+    }
+
     /// The per-request limit in milliseconds; 0 = none.
     fn timeout_ms(&self) -> u64 {
         self.lanes.timeout.map_or(0, |t| t.as_millis() as u64)
@@ -122,7 +144,9 @@ impl Target for ServiceTarget<'_> {
 
     async fn prepare(&self) -> anyhow::Result<Reading> {
         self.service.reset().await?;
-        self.service.read().await
+        let before = self.service.read().await?;
+        self.service.check_declared(&before)?;
+        Ok(before)
     }
 
     fn lanes(&self) -> Arc<HttpLanes> {
@@ -136,21 +160,44 @@ impl Target for ServiceTarget<'_> {
     ) -> anyhow::Result<RunResult> {
         let svc = self.service;
         let after = svc.read().await;
-        let by_status = lane::by_status(&raced.lanes);
         let outcomes = Outcomes::of(&raced.output.tally);
-        let initial = svc.declared_stock.or(before.stock).unwrap_or(0);
+        // The measured truth when there is one (`check_declared` made sure
+        // a declared stock agrees with it), else the declared stock.
+        let initial = before.stock.or(svc.declared_stock).unwrap_or(0);
+        let qty = raced.scenario.quantity;
+        // One number of stock is one product's only when one was raced.
+        let per_product = raced.scenario.products == 1;
         let audit = after.map(|after| {
-            let qty = raced.scenario.quantity;
-            truth::audit(
+            let a = truth::audit(
                 initial,
                 before,
                 after,
                 outcomes.succeeded,
                 outcomes.unknown,
                 qty,
-            )
+            );
+            if per_product {
+                let left = a.final_stock;
+                a.with_sold_out([(left, outcomes.sold_out)], qty)
+            } else {
+                a
+            }
         });
         let audit = raced.audited(audit, "reading the truth after the race")?;
+        let l = &svc.lanes;
+        let target = TargetInfo {
+            url: shown(&l.url),
+            method: l.method.to_string(),
+            truth: svc.source.kind(),
+            timeout_ms: svc.timeout_ms(),
+            success_statuses: l.statuses.success.clone(),
+            sold_out_statuses: l.statuses.sold_out.clone(),
+            rejected_statuses: l.statuses.rejected.clone(),
+            by_status: lane::by_status(&raced.lanes)
+                .iter()
+                .map(|(k, h)| (k.clone(), Summary::of(h)))
+                .collect(),
+        };
         // A service that answered nothing usefully tells nothing about its
         // safety: that is a failed run (exit 3), not a clean one.
         let answered = outcomes.succeeded + outcomes.sold_out + outcomes.rejected;
@@ -161,29 +208,17 @@ impl Target for ServiceTarget<'_> {
                 .errors
                 .first()
                 .map_or(String::new(), |(m, _)| format!(": {m}"));
+            let hint = crate::verdict::unmapped(&target, outcomes.attempts)
+                .map_or(String::new(), |u| format!("; {u}"));
             raced.abort(format!(
                 "the target answered none of {} requests with a success, sold-out or rejection \
-                 ({} errors, {} unknown){first}",
+                 ({} errors, {} unknown){first}{hint}",
                 outcomes.attempts, outcomes.errors, outcomes.unknown
             ));
         }
         // The stock raced is what the truth said.
         raced.scenario.workload.stock = initial.max(0);
         raced.scenario.timeout_ms = svc.timeout_ms();
-        let l = &svc.lanes;
-        let target = TargetInfo {
-            url: shown(&l.url),
-            method: l.method.to_string(),
-            truth: svc.source.kind(),
-            timeout_ms: svc.timeout_ms(),
-            success_statuses: l.statuses.success.clone(),
-            sold_out_statuses: l.statuses.sold_out.clone(),
-            rejected_statuses: l.statuses.rejected.clone(),
-            by_status: by_status
-                .iter()
-                .map(|(k, h)| (k.clone(), Summary::of(h)))
-                .collect(),
-        };
         Ok(raced.result(audit, Subject::Target(target), self.database.clone()))
     }
 }

@@ -99,6 +99,15 @@ impl Template {
         self.render_into(v, &mut s);
         s
     }
+
+    /// Whether a `{{buyer}}` stands outside quotes: its value is text (the
+    /// `--buyer-name`), so there it makes JSON only if the name is a number.
+    pub fn has_unquoted_buyer(&self) -> bool {
+        self.parts.iter().enumerate().any(|(i, p)| {
+            *p == Part::Var(Var::Buyer)
+                && !matches!(i.checked_sub(1).map(|j| &self.parts[j]), Some(Part::Text(t)) if t.ends_with('"'))
+        })
+    }
 }
 
 /// `s` as the inside of a JSON string (no surrounding quotes).
@@ -150,6 +159,19 @@ mod tests {
         let body = t.render(&values("O\"Brien \\ 5\n\u{1}"));
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["name"], "O\"Brien \\ 5\n\u{1}");
+    }
+
+    #[test]
+    fn an_unquoted_buyer_is_seen() {
+        for (text, unquoted) in [
+            (r#"{"b": {{buyer}}}"#, true),
+            (r#"{{buyer}}"#, true),
+            (r#"{"b": "{{buyer}}", "q": {{qty}}}"#, false),
+            (r#"{"q": {{qty}}}"#, false),
+        ] {
+            let t = Template::parse(text).unwrap();
+            assert_eq!(t.has_unquoted_buyer(), unquoted, "{text}");
+        }
     }
 
     #[test]

@@ -365,6 +365,8 @@ pub fn audit(
         } else {
             0
         },
+        sold_out_with_stock_left: 0,
+        stock_left_after_sold_out: 0,
     }
 }
 

@@ -1,26 +1,34 @@
 //! The side-by-side table of `compare` (and of `--repeat`): one row per
 //! strategy, in the order they ran, repetitions folded together: the
 //! verdict is the worst of its runs (`verdict::overall`), latency
-//! percentiles come from the merged histograms.
+//! percentiles come from the merged histograms. The same summaries go
+//! into the `{"runs": [...]}` JSON (`summary`).
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Attribute, Cell, CellAlignment, Table};
+use serde::Serialize;
 
 use super::table::{headline, verdict_color};
 use super::{fmt_count, fmt_us};
 use crate::result::{RunResult, Summary};
 use crate::verdict::{self, Overall, Verdict};
 
-/// One strategy over all its runs.
-#[derive(Debug, Clone)]
+/// One strategy (or target) over all its runs. In JSON: the `summary`
+/// rows of `{"runs": [...]}` (docs/result.schema.json).
+#[derive(Debug, Clone, Serialize)]
 pub struct StrategySummary {
     pub name: String,
-    /// The verdict over the runs, and how many were not safe.
+    /// The verdict over the runs, and how many had each verdict.
+    #[serde(flatten)]
     pub overall: Overall,
+    #[serde(rename = "max_oversold_units")]
     pub max_oversold: i64,
+    #[serde(rename = "oversold_units")]
     pub total_oversold: i64,
+    #[serde(rename = "stock_drift")]
     pub total_drift: i64,
     pub units_sold: i64,
+    #[serde(rename = "initial_stock")]
     pub stock: i64,
     pub sold_out: u64,
     pub rejected: u64,
@@ -30,6 +38,14 @@ pub struct StrategySummary {
     pub unknown: u64,
     pub attempts: u64,
     pub wall_seconds: f64,
+    /// The widest release spread of the runs.
+    pub release_spread_us: u64,
+    /// The most attempts in flight at once on one product, over the runs.
+    pub peak_in_flight: u32,
+    /// Attempts that overlapped another, summed over the runs.
+    pub overlapped_attempts: u64,
+    /// From the runs' merged histograms.
+    #[serde(rename = "latency_us")]
     pub latency: Summary,
 }
 
@@ -65,6 +81,9 @@ pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
                 unknown: 0,
                 attempts: 0,
                 wall_seconds: 0.0,
+                release_spread_us: 0,
+                peak_in_flight: 0,
+                overlapped_attempts: 0,
                 latency: Summary::default(),
             };
             let mut merged = crate::engine::tally::new_histogram();
@@ -78,6 +97,10 @@ pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
                 s.unknown += o.unknown;
                 s.attempts += o.attempts;
                 s.wall_seconds += r.throughput.wall_seconds;
+                let c = &r.contention;
+                s.release_spread_us = s.release_spread_us.max(c.release_spread_us);
+                s.peak_in_flight = s.peak_in_flight.max(c.peak_in_flight);
+                s.overlapped_attempts += c.overlapped_attempts;
                 if let Ok(h) = r.latency_us.histogram() {
                     let _ = merged.add(&h);
                 }
@@ -93,6 +116,18 @@ pub fn summarize(results: &[RunResult]) -> Vec<StrategySummary> {
             s
         })
         .collect()
+}
+
+/// `part` of `whole` as a whole percentage; never "0%" for a part that
+/// is not zero.
+fn share(part: u64, whole: u64) -> String {
+    if part == 0 || whole == 0 {
+        return "0%".to_string();
+    }
+    match part * 100 / whole {
+        0 => "<1%".to_string(),
+        p => format!("{p}%"),
+    }
 }
 
 /// The compare table, with the scenario headline above it.
@@ -114,6 +149,8 @@ pub fn render(results: &[RunResult], color: bool) -> String {
         "retries",
         "gave up",
         "errors",
+        "peak",
+        "overlapped",
         "p50",
         "p99",
         "attempts/s",
@@ -145,6 +182,8 @@ pub fn render(results: &[RunResult], color: bool) -> String {
             right(fmt_count(s.retries)),
             right(fmt_count(s.gave_up)),
             right(fmt_count(s.errors + s.unknown)),
+            right(s.peak_in_flight.to_string()),
+            right(share(s.overlapped_attempts, s.attempts)),
             right(fmt_us(s.latency.p50)),
             right(fmt_us(s.latency.p99)),
             right(fmt_count(s.attempts_per_sec().round() as u64)),

@@ -720,6 +720,7 @@ pub(crate) mod fixtures {
             preemptions: 1,
             audit: Audit::from_tallies(
                 &[ProductTally {
+                    id: 1,
                     initial_stock: 1,
                     units_sold: 2,
                     final_stock: 0,

@@ -84,7 +84,7 @@ pub fn render(results: &[RunResult], explores: &[ExploreResult]) -> anyhow::Resu
     Ok(h)
 }
 
-const HEAD: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>racelab report</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}\ntable{border-collapse:collapse;margin:1em 0}\nth,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\nth:first-child,td:first-child{text-align:left}\n.oversold{color:#b00;font-weight:bold}.safe{color:#070}\nfigure{margin:1.5em 0}figcaption{color:#555}\npre{background:#f6f6f6;padding:8px;overflow-x:auto}\n</style></head><body>\n<h1>racelab report</h1>\n";
+const HEAD: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>racelab report</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}\ntable{border-collapse:collapse;margin:1em 0}\nth,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\nth:first-child,td:first-child{text-align:left}\n.oversold{color:#b00;font-weight:bold}.safe{color:#070}.unsure{color:#a60;font-weight:bold}\nfigure{margin:1.5em 0}figcaption{color:#555}\npre{background:#f6f6f6;padding:8px;overflow-x:auto}\n</style></head><body>\n<h1>racelab report</h1>\n";
 
 /// The runs' part: the comparison table and the charts.
 fn render_runs(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
@@ -106,10 +106,12 @@ fn render_runs(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
     h.push_str("<h2>Comparison</h2>\n<table><tr><th>strategy</th><th>runs</th><th>verdict</th><th>max oversold</th><th>drift</th><th>units sold</th><th>retries</th><th>p50</th><th>p99</th><th>attempts/s</th></tr>\n");
     let summaries = summarize(results);
     for s in &summaries {
-        let class = if s.max_oversold > 0 {
-            "oversold"
-        } else {
-            "safe"
+        // Green only for safe: inconsistent, inconclusive and unaudited
+        // runs are no pass.
+        let class = match s.overall.verdict {
+            Some(crate::verdict::Verdict::Safe) => "safe",
+            Some(crate::verdict::Verdict::Oversold) => "oversold",
+            _ => "unsure",
         };
         let _ = writeln!(
             h,

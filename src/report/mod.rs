@@ -66,13 +66,13 @@ pub fn render_runs(results: &[RunResult], output: &Output, grouped: bool, color:
         let json = if results.len() == 1 && !grouped {
             serde_json::to_string_pretty(&results[0])
         } else {
-            serde_json::to_string_pretty(&serde_json::json!({ "runs": results }))
+            serde_json::to_string_pretty(&serde_json::json!({
+                "runs": results,
+                "verdict": crate::verdict::overall(results).verdict,
+                "summary": compare::summarize(results),
+            }))
         };
-        return format!(
-            "{}
-",
-            json.expect("results serialize")
-        );
+        return format!("{}\n", json.expect("results serialize"));
     }
     let mut out = String::new();
     if grouped {

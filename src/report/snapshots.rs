@@ -13,7 +13,14 @@ use crate::outcome::Outcome;
 use crate::result::{
     RaceRecord, RunResult, ScenarioInfo, Status, Subject, Summary, TargetInfo, Truth,
 };
-use crate::verdict::Expect;
+use crate::verdict::{Expect, Gate};
+
+fn gate(expect: Option<Expect>) -> Gate {
+    Gate {
+        expect,
+        max_errors: 0,
+    }
+}
 
 fn check(name: &str, actual: &str) {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "src/report/snapshots"]
@@ -37,6 +44,21 @@ fn check(name: &str, actual: &str) {
          --- expected\n{expected}--- actual\n{actual}",
         path.display()
     );
+}
+
+/// `POST http://127.0.0.1:8080/purchase` with racelab's default status
+/// codes.
+fn target(truth: Truth, timeout_ms: u64, by_status: BTreeMap<String, Summary>) -> TargetInfo {
+    TargetInfo {
+        url: "http://127.0.0.1:8080/purchase".into(),
+        method: "POST".into(),
+        truth,
+        timeout_ms,
+        success_statuses: vec![],
+        sold_out_statuses: vec![409, 410, 422],
+        rejected_statuses: vec![429],
+        by_status,
+    }
 }
 
 /// An HTTP run: 5 bought, 14 told sold out, 1 lost to a timeout, against a
@@ -67,6 +89,7 @@ fn http_run() -> RunResult {
         status_reason: None,
         audit: Some(a),
         wall: Duration::from_millis(400),
+        contention: fixtures::raced(20, 20),
     };
     let by_status: BTreeMap<String, Summary> = [
         ("201", &groups[0]),
@@ -82,16 +105,54 @@ fn http_run() -> RunResult {
         (code.to_string(), Summary::of(&h))
     })
     .collect();
-    let target = TargetInfo {
-        url: "http://127.0.0.1:8080/purchase".into(),
-        method: "POST".into(),
-        truth: Truth::StockUrl,
-        timeout_ms: 300,
-        success_statuses: vec![],
-        sold_out_statuses: vec![409, 410, 422],
-        rejected_statuses: vec![429],
-        by_status,
+    let target = target(Truth::StockUrl, 300, by_status);
+    let mut r = RunResult::assemble(record, &mut tally, Subject::Target(target), None);
+    r.verdict = crate::verdict::decide(&r);
+    r
+}
+
+/// A safe service whose sold-out answer is 400, raced against a declared
+/// stock of 1: one bought, 99 answers racelab does not map.
+fn http_unmapped_run() -> RunResult {
+    let groups = [
+        attempts(Outcome::Succeeded, 1, 2_000, 0),
+        Attempts {
+            message: Some(r#"HTTP 400: {"error": "out of stock"}"#),
+            ..attempts(Outcome::Error, 99, 1_500, 10)
+        },
+    ];
+    let mut tally = fixtures::tally(&groups);
+    let mut scenario = fixtures::scenario(100, 1);
+    scenario.name = "http".into();
+    scenario.think_ms = 0;
+    let record = RaceRecord {
+        started_at: "2025-01-02T03:04:05.000Z".into(),
+        scenario: ScenarioInfo::of(&scenario, 1, 7, 10_000),
+        repetition: 1,
+        status: Status::Completed,
+        status_reason: None,
+        audit: Some(audit(1, 1, 0)),
+        wall: Duration::from_millis(200),
+        contention: fixtures::raced(100, 100),
     };
+    let by_status: BTreeMap<String, Summary> = [
+        (
+            "201".to_string(),
+            Summary {
+                count: 1,
+                ..Summary::default()
+            },
+        ),
+        (
+            "400".to_string(),
+            Summary {
+                count: 99,
+                ..Summary::default()
+            },
+        ),
+    ]
+    .into();
+    let target = target(Truth::ClientBelief, 10_000, by_status);
     let mut r = RunResult::assemble(record, &mut tally, Subject::Target(target), None);
     r.verdict = crate::verdict::decide(&r);
     r
@@ -130,6 +191,50 @@ fn run_table_of_an_oversold_strategy() {
 #[test]
 fn run_table_of_an_http_target() {
     check("table_http", &super::table::render_run(&http_run(), false));
+}
+
+#[test]
+fn run_table_of_an_unmapped_status_against_a_declared_stock() {
+    check(
+        "table_http_unmapped",
+        &super::table::render_run(&http_unmapped_run(), false),
+    );
+}
+
+#[test]
+fn run_table_of_a_race_nobody_raced() {
+    check(
+        "table_inconclusive",
+        &super::table::render_run(&fixtures::for_update_alone(), false),
+    );
+}
+
+#[test]
+fn compare_table_of_an_inconclusive_strategy() {
+    let text = super::compare::render(
+        &[fixtures::naive_oversold(1), fixtures::for_update_alone()],
+        false,
+    );
+    let row = text.lines().find(|l| l.contains("for-update")).unwrap();
+    assert!(
+        row.contains("INCONCLUSIVE") && row.contains(" 0% "),
+        "{row}"
+    );
+    assert!(text.ends_with("not safe: naive, for-update\n"), "{text}");
+}
+
+#[test]
+fn junit_fails_a_safe_run_that_was_not_clean() {
+    check(
+        "junit_not_clean",
+        &super::junit::render(&[http_unmapped_run()], &gate(Some(Expect::Safe))),
+    );
+    let allowed = Gate {
+        expect: Some(Expect::Safe),
+        max_errors: 99,
+    };
+    let xml = super::junit::render(&[http_unmapped_run()], &allowed);
+    assert!(!xml.contains("<failure"), "{xml}");
 }
 
 #[test]
@@ -193,7 +298,7 @@ fn compare_table_of_safe_runs_only() {
 fn junit_with_expect_safe() {
     check(
         "junit_expect_safe",
-        &super::junit::render(&compared_twice(), Some(Expect::Safe)),
+        &super::junit::render(&compared_twice(), &gate(Some(Expect::Safe))),
     );
 }
 
@@ -201,7 +306,7 @@ fn junit_with_expect_safe() {
 fn junit_with_expect_oversold() {
     check(
         "junit_expect_oversold",
-        &super::junit::render(&compared(), Some(Expect::Oversold)),
+        &super::junit::render(&compared(), &gate(Some(Expect::Oversold))),
     );
 }
 
@@ -209,6 +314,75 @@ fn junit_with_expect_oversold() {
 fn junit_of_an_unaudited_run() {
     check(
         "junit_aborted",
-        &super::junit::render(&[aborted_run()], None),
+        &super::junit::render(&[aborted_run()], &gate(None)),
     );
+}
+
+/// The JSON of one run and of many (`{"runs": [...]}` with the overall
+/// verdict and the summaries) follows docs/result.schema.json, and the
+/// schema is strict enough to refuse a broken one.
+#[test]
+fn json_follows_the_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/result.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors = |v: &serde_json::Value| -> Vec<String> {
+        validator
+            .iter_errors(v)
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect()
+    };
+    let json = super::Output {
+        json: true,
+        ..super::Output::default()
+    };
+    let one: serde_json::Value = serde_json::from_str(&super::render_runs(
+        &[fixtures::for_update_alone()],
+        &json,
+        false,
+        false,
+    ))
+    .unwrap();
+    assert_eq!(errors(&one), Vec::<String>::new());
+    assert_eq!(one["verdict"], "inconclusive");
+    assert_eq!(one["contention"]["overlapped_attempts"], 0);
+    let mut runs = compared_twice();
+    runs.push(http_unmapped_run());
+    runs.push(aborted_run());
+    let many: serde_json::Value =
+        serde_json::from_str(&super::render_runs(&runs, &json, true, false)).unwrap();
+    assert_eq!(errors(&many), Vec::<String>::new());
+    // One run unaudited: no verdict over all of them.
+    assert_eq!(many["verdict"], serde_json::Value::Null);
+    let summary = many["summary"].as_array().unwrap();
+    let names: Vec<&str> = summary
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["naive", "for-update", "http://127.0.0.1:8080/purchase"]
+    );
+    assert_eq!(summary[0]["verdict"], "oversold");
+    assert_eq!(
+        (&summary[0]["runs"], &summary[0]["oversold_runs"]),
+        (&2.into(), &1.into())
+    );
+    // for-update: two safe runs and the aborted one.
+    assert_eq!(summary[1]["unaudited_runs"], 1);
+    assert_eq!(summary[1]["verdict"], serde_json::Value::Null);
+    let safe_only: serde_json::Value = serde_json::from_str(&super::render_runs(
+        &[fixtures::for_update_safe(1), fixtures::for_update_safe(2)],
+        &json,
+        true,
+        false,
+    ))
+    .unwrap();
+    assert_eq!(safe_only["verdict"], "safe");
+    let mut broken = many.clone();
+    broken["verdict"] = "fine".into();
+    assert!(!validator.is_valid(&broken));
+    let mut no_contention = one.clone();
+    no_contention.as_object_mut().unwrap().remove("contention");
+    assert!(!validator.is_valid(&no_contention));
 }

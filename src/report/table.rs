@@ -20,7 +20,7 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
     let num = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["outcome", "attempts", "", "audit (database)", "value"]);
+    t.set_header(vec!["outcome", "attempts", "", truth_header(r), "value"]);
     let o = &r.outcomes;
     let rows: [(&str, String, &str, String); 6] = [
         (
@@ -116,24 +116,59 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
         fmt_count(tp.attempts_per_sec.round() as u64),
         fmt_count(tp.successes_per_sec.round() as u64),
     ));
+    out.push_str(&format!("contention: {}\n", contention(r)));
     for e in &r.error_messages {
         out.push_str(&format!("error ({}x): {}\n", e.count, e.message));
+    }
+    if let Some(hint) = r
+        .target
+        .as_ref()
+        .and_then(|t| verdict::unmapped(t, o.attempts))
+    {
+        out.push_str(&format!("hint: {hint}\n"));
     }
     out.push_str(&paint(&verdict::sentence(r), r.verdict, color));
     out.push('\n');
     out
 }
 
+/// The right-hand header: which truth the audit's numbers come from.
+fn truth_header(r: &RunResult) -> &'static str {
+    match r.target.as_ref().map(|t| t.truth) {
+        None | Some(Truth::VerifySql) => "audit (database)",
+        Some(Truth::StockUrl) => "audit (stock endpoint)",
+        Some(Truth::ClientBelief) => "audit (declared stock)",
+    }
+}
+
+/// The contention of a run in words, e.g. "released within 850 µs, at
+/// most 100 attempts in flight on one product, 100 of 100 overlapped
+/// another".
+pub fn contention(r: &RunResult) -> String {
+    let c = &r.contention;
+    format!(
+        "released within {}, at most {} {} in flight on one product, {} of {} attempts \
+         overlapped another",
+        fmt_us(c.release_spread_us),
+        c.peak_in_flight,
+        verdict::noun(i64::from(c.peak_in_flight), "attempt", "attempts"),
+        fmt_count(c.overlapped_attempts),
+        fmt_count(r.outcomes.attempts)
+    )
+}
+
 /// "strategy naive on scenario default: 100 buyers x 1 attempt, stock 10,
 /// ..." and the server; for an HTTP run, the target and its truth.
 pub fn headline(r: &RunResult) -> String {
     let s = &r.scenario;
+    let buyers = verdict::noun(i64::from(s.buyers), "buyer", "buyers");
     let work = if s.duration_s > 0.0 {
-        format!("{} buyers for {} s", s.buyers, s.duration_s)
+        format!("{} {} for {} s", s.buyers, buyers, s.duration_s)
     } else {
         format!(
-            "{} buyers x {} attempt{}",
+            "{} {} x {} attempt{}",
             s.buyers,
+            buyers,
             s.attempts_per_buyer,
             if s.attempts_per_buyer == 1 { "" } else { "s" }
         )
@@ -201,6 +236,7 @@ pub fn paint(text: &str, verdict: Option<Verdict>, color: bool) -> String {
         Some(Verdict::Safe) => "32",
         Some(Verdict::Oversold) => "1;31",
         Some(Verdict::Inconsistent) => "33",
+        Some(Verdict::Inconclusive) => "36",
         None => "35",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
@@ -212,6 +248,7 @@ pub fn verdict_color(v: Option<Verdict>) -> Color {
         Some(Verdict::Safe) => Color::Green,
         Some(Verdict::Oversold) => Color::Red,
         Some(Verdict::Inconsistent) => Color::Yellow,
+        Some(Verdict::Inconclusive) => Color::Cyan,
         None => Color::Magenta,
     }
 }

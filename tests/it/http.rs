@@ -40,6 +40,22 @@ pub fn tests() -> Vec<Trial> {
         Trial::test("http::verify_sql_cannot_write", verify_sql_read_only),
         Trial::test("http::json_follows_the_schema", json_schema),
         Trial::test("http::serve_stops_its_embedded_cluster", serve_embedded),
+        Trial::test(
+            "http::told_sold_out_while_the_stock_endpoint_says_1_is_inconsistent",
+            sold_out_with_stock,
+        ),
+        Trial::test(
+            "http::an_unmapped_400_fails_expect_safe_with_the_fix",
+            unmapped_400,
+        ),
+        Trial::test(
+            "http::a_declared_stock_that_disagrees_with_the_truth_exits_2",
+            declared_disagrees,
+        ),
+        Trial::test(
+            "http::a_json_body_that_renders_invalid_exits_2",
+            invalid_json_body,
+        ),
     ]
 }
 
@@ -654,4 +670,159 @@ fn http_get(url: &str) -> std::io::Result<String> {
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
+}
+
+/// A shop on loopback with `stock` units and a stock endpoint: `POST /buy`
+/// sells one unit (201) under a lock, or answers `sold_out` when none is
+/// left; `refuse_all` answers every purchase with that status instead.
+fn shop(stock: i64, sold_out: StatusCode, refuse_all: bool) -> Tiny {
+    use axum::routing::get;
+    let left = Arc::new(Mutex::new(stock));
+    let (buy, read) = (left.clone(), left);
+    Tiny::start(
+        Router::new()
+            .route(
+                "/buy",
+                post(move || {
+                    let left = buy.clone();
+                    async move {
+                        // Hold the request a moment, so that buyers overlap.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        let mut n = left.lock().unwrap();
+                        if refuse_all || *n <= 0 {
+                            return sold_out;
+                        }
+                        *n -= 1;
+                        StatusCode::CREATED
+                    }
+                }),
+            )
+            .route(
+                "/stock",
+                get(move || {
+                    let n = *read.lock().unwrap();
+                    async move { format!("{{\"stock\": {n}}}") }
+                }),
+            ),
+    )
+}
+
+fn sold_out_with_stock() -> Result<(), Failed> {
+    // 422 is in the default --sold-out list: every buyer hears "sold out"
+    // while the stock endpoint still says 1.
+    let tiny = shop(1, StatusCode::UNPROCESSABLE_ENTITY, true);
+    let (buy, stock) = (format!("{}/buy", tiny.url), format!("{}/stock", tiny.url));
+    let (out, v) = http_json(&[
+        &buy,
+        "--buyers",
+        "20",
+        "--stock-url",
+        &stock,
+        "--expect",
+        "safe",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(text(&v, "verdict"), "inconsistent", "{v}");
+    assert_eq!(int(&v, "outcomes.sold_out"), 20);
+    assert_eq!(int(&v, "audit.sold_out_with_stock_left"), 20);
+    assert_eq!(int(&v, "audit.stock_left_after_sold_out"), 1);
+    assert!(stderr(&out).contains("1 inconsistent"), "{}", stderr(&out));
+    let table = http(&[&buy, "--buyers", "20", "--stock-url", &stock]);
+    let shown = stdout(&table);
+    assert!(
+        shown.contains("INCONSISTENT: told sold out, but 1 left"),
+        "{shown}"
+    );
+    assert!(shown.contains("audit (stock endpoint)"), "{shown}");
+    Ok(())
+}
+
+fn unmapped_400() -> Result<(), Failed> {
+    // A safe shop whose sold-out answer is 400: it sells its one unit.
+    let tiny = shop(1, StatusCode::BAD_REQUEST, false);
+    let (buy, stock) = (format!("{}/buy", tiny.url), format!("{}/stock", tiny.url));
+    let (out, v) = http_json(&[
+        &buy,
+        "--buyers",
+        "50",
+        "--stock-url",
+        &stock,
+        "--expect",
+        "safe",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(int(&v, "outcomes.succeeded"), 1);
+    assert_eq!(int(&v, "outcomes.errors"), 49);
+    assert_eq!(int(&v, "target.by_status.400.count"), 49);
+    // The books are fine; the run is not clean.
+    assert_eq!(text(&v, "verdict"), "safe", "{v}");
+    let err = stderr(&out);
+    assert!(err.contains("had error or unknown attempts"), "{err}");
+    assert!(
+        err.contains("49 of 50 attempts were answered HTTP 400")
+            && err.contains("--sold-out 400,409,410,422")
+            && err.contains("--rejected 400,429"),
+        "{err}"
+    );
+    // Mapped as the hint says, the same kind of service passes.
+    let tiny = shop(1, StatusCode::BAD_REQUEST, false);
+    let (buy, stock) = (format!("{}/buy", tiny.url), format!("{}/stock", tiny.url));
+    let (out, v) = http_json(&[
+        &buy,
+        "--buyers",
+        "50",
+        "--stock-url",
+        &stock,
+        "--sold-out",
+        "400,409,410,422",
+        "--expect",
+        "safe",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(int(&v, "outcomes.sold_out"), 49, "{v}");
+    Ok(())
+}
+
+fn declared_disagrees() -> Result<(), Failed> {
+    let tiny = shop(10, StatusCode::CONFLICT, false);
+    let (buy, stock) = (format!("{}/buy", tiny.url), format!("{}/stock", tiny.url));
+    let out = http(&[&buy, "--buyers", "5", "--stock", "1", "--stock-url", &stock]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--stock 1") && err.contains("reads 10"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing raced: {}", stdout(&out));
+    // Nothing was bought before the check.
+    let (_, v) = http_json(&[
+        &buy,
+        "--buyers",
+        "5",
+        "--stock",
+        "10",
+        "--stock-url",
+        &stock,
+    ]);
+    assert_eq!(int(&v, "audit.initial_stock"), 10, "{v}");
+    assert_eq!(int(&v, "outcomes.succeeded"), 5);
+    Ok(())
+}
+
+fn invalid_json_body() -> Result<(), Failed> {
+    let out = http(&[
+        "http://127.0.0.1:9/buy",
+        "--stock",
+        "1",
+        "--buyer-name",
+        "user-{n}",
+        "--body",
+        r#"{"buyer": {{buyer}}}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(r#"{"buyer": user-1}"#), "{err}");
+    assert!(err.contains(r#""{{buyer}}""#), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    Ok(())
 }

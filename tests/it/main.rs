@@ -19,6 +19,7 @@ mod run;
 mod strategy;
 mod teach;
 mod tricky;
+mod verdicts;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
     trials.extend(explore::tests());
+    trials.extend(verdicts::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -238,6 +238,14 @@ fn json_schema() -> Result<(), Failed> {
         ],
     );
     assert!(out2.status.success(), "{}", stderr(&out2));
+    // `{"runs": [...]}` as a whole: the runs, the overall verdict, and one
+    // summary per strategy.
+    let errors: Vec<String> = validator
+        .iter_errors(&many)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(many["summary"].as_array().map(Vec::len), Some(2));
     let mut all = vec![v.clone()];
     all.extend(runs(&many));
     for r in &all {
