@@ -50,6 +50,28 @@ pub struct RaceConfig {
     pub track_contention: bool,
 }
 
+/// One buyer, one attempt of one unit on one product, no think time, one
+/// connection each, one try, contention measured: a start for tests and
+/// tools, which set what they need.
+impl Default for RaceConfig {
+    fn default() -> RaceConfig {
+        RaceConfig {
+            buyers: 1,
+            attempts_per_buyer: 1,
+            duration: None,
+            quantity: 1,
+            think_ms: 0,
+            think_jitter_ms: 0,
+            products: ProductPicker::new(1, 0.0),
+            connections: 0,
+            max_tries: 1,
+            seed: 0,
+            trace: false,
+            track_contention: true,
+        }
+    }
+}
+
 /// Why a race ended early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
@@ -762,16 +784,8 @@ mod tests {
         RaceConfig {
             buyers,
             attempts_per_buyer: attempts,
-            duration: None,
-            quantity: 1,
-            think_ms: 0,
-            think_jitter_ms: 0,
-            products: ProductPicker::new(1, 0.0),
-            connections: 0,
-            max_tries: 1,
             seed: 3,
-            trace: false,
-            track_contention: true,
+            ..RaceConfig::default()
         }
     }
 

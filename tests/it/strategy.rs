@@ -68,7 +68,10 @@ fn each_builtin_buys_last_unit() -> Result<(), Failed> {
         );
         assert_eq!(int(r, "audit.units_sold"), 1, "{name}");
         assert_eq!(int(r, "audit.final_stock"), 0, "{name}");
-        assert_eq!(text(r, "verdict"), "safe", "{name}");
+        // One buyer races nobody: the books are clean, but nothing was
+        // tested, and that is never called safe.
+        assert_eq!(text(r, "verdict"), "inconclusive", "{name}");
+        assert_eq!(int(r, "contention.overlapped_attempts"), 0, "{name}");
     }
     Ok(())
 }
