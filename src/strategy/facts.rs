@@ -1495,14 +1495,7 @@ impl Reader<'_> {
             self.table_with_joins(twj, &mut scope, level, &mut conds);
         }
         conds.extend(s.selection.iter());
-        let mut filter = Vec::new();
-        let mut opaque = false;
-        for c in conds {
-            let (cs, op) = self.conjuncts(c, &scope);
-            filter.extend(cs);
-            opaque |= op;
-        }
-        self.set_rows(&scope, level, &filter, opaque);
+        self.filter_rows(&scope, level, conds);
         let mut outputs = Vec::new();
         for item in &s.projection {
             outputs.extend(self.select_item(item, &scope));
@@ -1511,6 +1504,19 @@ impl Reader<'_> {
             let _ = self.operand(h, &scope);
         }
         outputs
+    }
+
+    /// Read the WHERE (and join) conditions `conds` into comparisons and
+    /// give them to every table bound at `level`.
+    fn filter_rows(&mut self, scope: &[Binding], level: usize, conds: Vec<&sql::Expr>) {
+        let mut filter = Vec::new();
+        let mut opaque = false;
+        for c in conds {
+            let (cs, op) = self.conjuncts(c, scope);
+            filter.extend(cs);
+            opaque |= op;
+        }
+        self.set_rows(scope, level, &filter, opaque);
     }
 
     fn set_rows(&mut self, scope: &[Binding], level: usize, filter: &[Comparison], opaque: bool) {
@@ -1734,14 +1740,7 @@ impl Reader<'_> {
                     }
                 }
                 conds.extend(u.selection.iter());
-                let mut filter = Vec::new();
-                let mut opaque = false;
-                for c in conds {
-                    let (cs, op) = self.conjuncts(c, &scope);
-                    filter.extend(cs);
-                    opaque |= op;
-                }
-                self.set_rows(&scope, level, &filter, opaque);
+                self.filter_rows(&scope, level, conds);
                 for a in &u.assignments {
                     self.assign(w, &a.target, &a.value, &scope);
                 }
@@ -1777,14 +1776,7 @@ impl Reader<'_> {
                     self.table_with_joins(twj, &mut scope, level, &mut conds);
                 }
                 conds.extend(d.selection.iter());
-                let mut filter = Vec::new();
-                let mut opaque = false;
-                for c in conds {
-                    let (cs, op) = self.conjuncts(c, &scope);
-                    filter.extend(cs);
-                    opaque |= op;
-                }
-                self.set_rows(&scope, level, &filter, opaque);
+                self.filter_rows(&scope, level, conds);
                 let outputs = self.returning(&d.returning, w, &scope);
                 (outputs, Kind::Delete)
             }
