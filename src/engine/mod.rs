@@ -249,6 +249,22 @@ pub trait Attempt {
         ctx: &AttemptCtx,
         trace: Option<&mut Vec<TraceEvent>>,
     ) -> impl Future<Output = Result<(AttemptReport, u64), String>> + Send;
+
+    /// Before the barrier, with the buyer's first attempt: send whatever of
+    /// it can go ahead of the release (an HTTP request but its final byte or
+    /// frame), so that `attempt(first)` only has to complete it. Failures
+    /// are the first attempt's to report; nothing here may end the race.
+    fn prime(&mut self, first: &AttemptCtx) -> impl Future<Output = ()> + Send {
+        let _ = first;
+        async {}
+    }
+
+    /// When the buyer's first request or statement left racelab after the
+    /// barrier (for an HTTP lane that primed, the write that completed its
+    /// first request), if the lane knows; read after the first attempt.
+    fn first_sent_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// Run one race on any kind of lanes; returns what the race produced and
@@ -278,8 +294,25 @@ pub async fn race_with<L: Lanes>(
             let seed = splitmix(config.seed ^ u64::from(buyer).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             {
                 let mut worker = lanes.buyer(&mut lane, seed);
+                let mut attempts = Attempts::new(seed);
+                let first = attempts.next(buyer, &config, &control);
+                // Bounded by the lane's own time limits; a stop skips it, and
+                // every buyer still meets the barrier.
+                tokio::select! {
+                    biased;
+                    _ = control.stopped() => {}
+                    _ = worker.prime(&first) => {}
+                }
                 barrier.wait().await;
-                let work = buyer_loop(buyer, &mut worker, seed, &config, &control, &mut out);
+                let work = buyer_loop(
+                    buyer,
+                    &mut worker,
+                    first,
+                    attempts,
+                    &config,
+                    &control,
+                    &mut out,
+                );
                 tokio::select! {
                     biased;
                     _ = work => {}
@@ -412,19 +445,54 @@ struct BuyerOutput {
     current: Option<i64>,
 }
 
+/// A buyer's attempts in order: each one's number (unique in the run),
+/// product and think time. The first is made before the barrier, so that
+/// a lane can prime it.
+struct Attempts {
+    rng: SmallRng,
+}
+
+impl Attempts {
+    fn new(seed: u64) -> Attempts {
+        Attempts {
+            rng: SmallRng::seed_from_u64(splitmix(seed)),
+        }
+    }
+
+    fn next(&mut self, buyer: u32, config: &RaceConfig, control: &Control) -> AttemptCtx {
+        let attempt = control.next_attempt.fetch_add(1, Ordering::Relaxed) + 1;
+        let think = if config.think_jitter_ms == 0 {
+            config.think_ms
+        } else {
+            let j = config.think_jitter_ms;
+            (config.think_ms + self.rng.gen_range(0..=2 * j)).saturating_sub(j)
+        };
+        AttemptCtx {
+            product: config.products.pick(&mut self.rng),
+            qty: config.quantity,
+            buyer: i64::from(buyer),
+            attempt,
+            think_ms: think as i64,
+            max_tries: config.max_tries,
+        }
+    }
+}
+
 /// One buyer: the only attempt loop, for every mode and every kind of lane.
+/// `first` is the attempt the lane may have primed before the barrier.
 async fn buyer_loop<A: Attempt>(
     buyer: u32,
     worker: &mut A,
-    seed: u64,
+    first: AttemptCtx,
+    mut attempts: Attempts,
     config: &RaceConfig,
     control: &Control,
     out: &mut BuyerOutput,
 ) {
-    let mut rng = SmallRng::seed_from_u64(splitmix(seed));
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut made = 0u32;
     let mut events = Vec::new();
+    let mut next = Some(first);
     loop {
         if control.is_stopped() {
             break;
@@ -435,21 +503,11 @@ async fn buyer_loop<A: Attempt>(
             _ => {}
         }
         made += 1;
-        let attempt = control.next_attempt.fetch_add(1, Ordering::Relaxed) + 1;
-        let think = if config.think_jitter_ms == 0 {
-            config.think_ms
-        } else {
-            let j = config.think_jitter_ms;
-            (config.think_ms + rng.gen_range(0..=2 * j)).saturating_sub(j)
+        let ctx = match next.take() {
+            Some(first) => first,
+            None => attempts.next(buyer, config, control),
         };
-        let ctx = AttemptCtx {
-            product: config.products.pick(&mut rng),
-            qty: config.quantity,
-            buyer: i64::from(buyer),
-            attempt,
-            think_ms: think as i64,
-            max_tries: config.max_tries,
-        };
+        let attempt = ctx.attempt;
         let trace = config.trace.then_some(&mut events);
         out.current = Some(attempt);
         let (report, us) = match worker.attempt(&ctx, trace).await {
