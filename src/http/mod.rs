@@ -187,6 +187,9 @@ impl Target for ServiceTarget<'_> {
                 .iter()
                 .map(|(k, h)| (k.clone(), Summary::of(h)))
                 .collect(),
+            protocol: l.protocol.as_str().into(),
+            sync: l.effective_sync().as_str().into(),
+            connections: l.opened.load(std::sync::atomic::Ordering::Relaxed) as u64,
         };
         Ok(raced.result(audit, Subject::Target(target), self.database.clone()))
     }

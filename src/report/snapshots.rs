@@ -91,6 +91,9 @@ fn http_run() -> RunResult {
         sold_out_statuses: vec![409, 410, 422],
         rejected_statuses: vec![429],
         by_status,
+        protocol: "h2".into(),
+        sync: "last-byte".into(),
+        connections: 1,
     };
     let mut r = RunResult::assemble(record, &mut tally, Subject::Target(target), None);
     r.verdict = crate::verdict::decide(&r);

@@ -13,6 +13,7 @@ mod common;
 mod db;
 mod faults;
 mod http;
+mod http2;
 mod interp;
 mod run;
 mod strategy;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
     trials.extend(run::tests());
     trials.extend(teach::tests());
     trials.extend(http::tests());
+    trials.extend(http2::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
 
