@@ -316,6 +316,12 @@ pub struct RequestArgs {
     #[arg(long)]
     pub http2: bool,
 
+    /// Also trust the CA certificates in FILE (PEM) for https:// targets
+    /// and endpoints, besides the public roots (a staging CA, a test
+    /// certificate).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
     /// How buyers' first requests are released. `last-byte`: each is sent
     /// before the barrier but for its final byte (HTTP/1.1) or final frame
     /// (HTTP/2), and those are all written at the release; `none`: each is

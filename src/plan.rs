@@ -506,6 +506,15 @@ fn service_of(
     if let Some(t) = timeout {
         client = client.connect_timeout(t);
     }
+    let roots = match &a.request.cacert {
+        Some(path) => http::net::read_pem(path).map_err(|e| bad_input(format!("--cacert {e}")))?,
+        None => Vec::new(),
+    };
+    for cert in &roots {
+        let cert = reqwest::Certificate::from_der(cert)
+            .map_err(|e| bad_input(format!("--cacert: a certificate reqwest cannot use: {e}")))?;
+        client = client.add_root_certificate(cert);
+    }
     let client = client
         .build()
         .map_err(|e| anyhow::anyhow!("could not build the HTTP client: {e}"))?;
@@ -556,6 +565,7 @@ fn service_of(
         direct,
         protocol,
         sync,
+        roots,
         opened: Default::default(),
         client,
         method,

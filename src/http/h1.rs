@@ -30,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use super::lane::chain;
 use super::net::{Alpn, Endpoint, Stream, Tap, Tapped, Tls};
@@ -128,6 +129,7 @@ impl Target {
         &self,
         alpn: Alpn,
         timeout: Option<std::time::Duration>,
+        roots: &[CertificateDer<'static>],
     ) -> Result<Endpoint, String> {
         let addrs: Vec<std::net::SocketAddr> = match &self.host {
             url::Host::Ipv4(ip) => vec![(*ip, self.port).into()],
@@ -146,7 +148,7 @@ impl Target {
                 url::Host::Ipv4(ip) => ip.to_string(),
                 url::Host::Ipv6(ip) => ip.to_string(),
             };
-            Some(Tls::new(&name, alpn)?)
+            Some(Tls::new(&name, alpn, roots)?)
         } else {
             None
         };

@@ -127,6 +127,8 @@ pub struct HttpLanes {
     pub direct: Option<Target>,
     pub protocol: Protocol,
     pub sync: Sync,
+    /// CA certificates trusted besides the public roots (`--cacert`).
+    pub roots: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
     /// Connections opened before the barrier of the last race.
     pub opened: AtomicUsize,
 }
@@ -218,7 +220,7 @@ impl Lanes for HttpLanes {
             };
             let endpoint = Arc::new(
                 target
-                    .resolve(alpn, self.timeout)
+                    .resolve(alpn, self.timeout, &self.roots)
                     .await
                     .map_err(|e| unreachable(&e))?,
             );
@@ -850,6 +852,7 @@ mod tests {
             direct,
             protocol,
             sync,
+            roots: Vec::new(),
             opened: Default::default(),
         })
     }

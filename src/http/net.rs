@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
@@ -51,13 +52,19 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// TLS to `host`, trusting the webpki roots, offering `alpn` alone.
-    pub fn new(host: &str, alpn: Alpn) -> Result<Tls, String> {
+    /// TLS to `host`, trusting the webpki roots and `extra` (`--cacert`),
+    /// offering `alpn` alone.
+    pub fn new(host: &str, alpn: Alpn, extra: &[CertificateDer<'static>]) -> Result<Tls, String> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
-        let roots = RootCertStore {
+        let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        for cert in extra {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("a --cacert certificate cannot be used: {e}"))?;
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -71,6 +78,21 @@ impl Tls {
             alpn,
         })
     }
+}
+
+/// The certificates of a PEM file (`--cacert`); an error names the file.
+pub fn read_pem(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not PEM certificates ({e})", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: no certificate in it (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// Where a target is: its addresses (looked up once for every buyer) and

@@ -6,6 +6,7 @@
 //! says how to install it and fails too (`.ci/run` installs it).
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ pub fn tests() -> Vec<Trial> {
             "http2::stock_expressions_are_checked_and_explained",
             stock_expressions,
         ),
+        Trial::test("http2::https_with_alpn_and_a_private_ca", hypercorn_tls),
     ]
 }
 
@@ -142,6 +144,11 @@ struct Hypercorn {
 
 impl Hypercorn {
     fn start() -> Result<Hypercorn, Failed> {
+        Hypercorn::start_with(None)
+    }
+
+    /// With `tls` (certificate and key files): https://, ALPN h2 and http/1.1.
+    fn start_with(tls: Option<(&Path, &Path)>) -> Result<Hypercorn, Failed> {
         let probe = Command::new("python3")
             .args(["-c", "import hypercorn"])
             .output();
@@ -158,8 +165,13 @@ impl Hypercorn {
             .into());
         }
         let app = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/assets");
-        let mut child = Command::new("python3")
-            .args(["-m", "hypercorn", "--bind", "127.0.0.1:0", "shop_asgi:app"])
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "hypercorn", "--bind", "127.0.0.1:0"]);
+        if let Some((cert, key)) = tls {
+            cmd.arg("--certfile").arg(cert).arg("--keyfile").arg(key);
+        }
+        let mut child = cmd
+            .arg("shop_asgi:app")
             .current_dir(app)
             .env("SHOP_STOCK", "5")
             .env("SHOP_RESERVED", "2")
@@ -171,7 +183,7 @@ impl Hypercorn {
         let mut base = None;
         for line in lines.by_ref() {
             let line = line.unwrap_or_default();
-            if let Some(i) = line.find("Running on http://") {
+            if let Some(i) = line.find("Running on http") {
                 let rest = &line[i + "Running on ".len()..];
                 base = rest.split_whitespace().next().map(str::to_string);
                 break;
@@ -311,6 +323,120 @@ fn stock_expressions() -> Result<(), Failed> {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("--sold-json-path: .item is {\"quantity\""),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1 and localhost,
+/// made with the openssl command: (ca.pem, cert.pem, key.pem) in `dir`.
+fn private_ca(dir: &Path) -> Result<(), Failed> {
+    let run = |args: &[&str]| -> Result<(), Failed> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("openssl {args:?}: {}", stderr(&out)).into());
+        }
+        Ok(())
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )?;
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=racelab test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ])?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ])
+}
+
+fn hypercorn_tls() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    private_ca(dir.path())?;
+    let h = Hypercorn::start_with(Some((
+        &dir.path().join("cert.pem"),
+        &dir.path().join("key.pem"),
+    )))?;
+    assert!(h.base.starts_with("https://"), "{}", h.base);
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    // The private CA is not a public root: without --cacert, exit 3 before
+    // anything is sent, naming the certificate.
+    let out = http(&[
+        &format!("{}/locked/purchase", h.base),
+        "--buyers",
+        "2",
+        "--stock",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
+    for (extra, protocol) in [(&["--http2"][..], "h2"), (&[][..], "http/1.1")] {
+        let mut args = vec!["--cacert", ca];
+        args.extend_from_slice(extra);
+        let (out, v) = race_shop(&h, "locked", &args);
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        for r in runs(&v) {
+            assert_eq!(text(&r, "target.protocol"), protocol, "ALPN agreed");
+            assert_eq!(text(&r, "target.sync"), "last-byte");
+            assert_eq!(text(&r, "verdict"), "safe", "{extra:?}: {r}");
+            assert_eq!(int(&r, "outcomes.succeeded"), 3);
+            assert_eq!(int(&r, "audit.units_sold"), 3);
+        }
+        let (out, v) = race_shop(&h, "naive", &args);
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        for r in runs(&v) {
+            assert!(int(&r, "audit.oversold_units") > 0, "{extra:?}: {r}");
+        }
+    }
+    // A file without certificates is bad input.
+    let empty = dir.path().join("ext.cnf");
+    let out = http(&[&h.base, "--stock", "1", "--cacert", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no certificate in it"),
         "{}",
         stderr(&out)
     );
