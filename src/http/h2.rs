@@ -297,7 +297,16 @@ impl Group {
         attempt: i64,
         timeout: Option<Duration>,
     ) -> Result<Primed, String> {
-        let opened = self.open_stream(shape, body).await;
+        let opening = self.open_stream(shape, body);
+        let opened = match timeout {
+            Some(t) => tokio::time::timeout(t, opening).await.unwrap_or_else(|_| {
+                Err(format!(
+                    "the server opened no stream within {} ms (--request-timeout)",
+                    t.as_millis()
+                ))
+            }),
+            None => opening.await,
+        };
         if self.primed.fetch_add(1, Ordering::SeqCst) + 1 == self.members {
             if let Some(mut ping) = self.ping.lock().await.take() {
                 let pong = ping.ping(Ping::opaque());
