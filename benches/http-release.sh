@@ -10,7 +10,7 @@
 # with the spread racelab serve saw (GET /arrivals) beside each.
 #
 #   benches/http-release.sh                 # release build, 5 rounds each
-#   PROFILE=debug ROUNDS=3 benches/http-release.sh
+#   PROFILE=debug ROUNDS=3 CASES="h1-sync h2-sync" benches/http-release.sh
 # Needs root (tcpdump) and python3. Exit 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ PROFILE=${PROFILE:-release}
 ROUNDS=${ROUNDS:-5}
 H1_BUYERS=${H1_BUYERS:-50}
 H2_BUYERS=${H2_BUYERS:-20}
+CASES=${CASES:-"h1-sync h1-none h2-sync h2-none"}
 # The bound the README states for HTTP/1.1 with sync (release build); a
 # debug build checks only what the segments carry.
 if [ "$PROFILE" = release ]; then SPREAD_LIMIT_US=${SPREAD_LIMIT_US-1000}; else SPREAD_LIMIT_US=${SPREAD_LIMIT_US-}; fi
@@ -53,7 +54,7 @@ for _ in $(seq 1 100); do grep -q '^listening on ' "$work/serve.out" 2>/dev/null
 base=$(sed -n 's/^listening on //p' "$work/serve.out")
 [ -n "$base" ] || { cat "$work/serve.err" >&2; exit 3; }
 port=${base##*:}
-echo "target: $base/purchase (racelab serve, $PROFILE build), $(nproc) cores, $ROUNDS rounds each"
+echo "target: $base/purchase (racelab serve, $PROFILE build), $(nproc) cores, $ROUNDS rounds each, load average $(cut -d' ' -f1 /proc/loadavg)"
 
 failed=0
 # round MODE BUYERS EXPECT-SYNC racelab-flags...
@@ -98,10 +99,14 @@ median() {
   python3 -c 'import statistics,sys; v=[int(x) for x in open(sys.argv[1]).read().split()]; print(int(statistics.median(v)))' "$work/spreads"
 }
 
-for spec in "h1 $H1_BUYERS yes HTTP/1.1, --sync last-byte" \
-            "h1 $H1_BUYERS no HTTP/1.1, --sync none" \
-            "h2 $H2_BUYERS yes HTTP/2, --sync last-byte" \
-            "h2 $H2_BUYERS no HTTP/2, --sync none"; do
+for case in $CASES; do
+  case $case in
+    h1-sync) spec="h1 $H1_BUYERS yes HTTP/1.1, --sync last-byte" ;;
+    h1-none) spec="h1 $H1_BUYERS no HTTP/1.1, --sync none" ;;
+    h2-sync) spec="h2 $H2_BUYERS yes HTTP/2, --sync last-byte" ;;
+    h2-none) spec="h2 $H2_BUYERS no HTTP/2, --sync none" ;;
+    *) echo "unknown case $case (h1-sync h1-none h2-sync h2-none)" >&2; exit 2 ;;
+  esac
   read -r mode buyers expect label <<<"$spec"
   echo "== $buyers buyers, $label"
   args=()

@@ -379,6 +379,8 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// The connection, when it can carry the next request.
     pub reusable: Option<Stream>,
+    /// Given before the request was complete (its final byte withheld).
+    pub early: bool,
 }
 
 /// Write `request` but its final byte on `stream` (before the barrier),
@@ -422,10 +424,15 @@ pub async fn prime(
 
 /// A server that would not wait for the end of a request.
 fn early(what: &str) -> Broke {
-    Broke::Unsent(format!(
-        "the server {what} before the request was complete; it does not accept a request \
+    Broke::Unsent(early_note(what))
+}
+
+/// What a server that answers or closes before the end of a request did.
+pub fn early_note(what: &str) -> String {
+    format!(
+        "the server {what} before the request was complete; it does not wait for a request \
          sent in parts (race it with --sync none)"
-    ))
+    )
 }
 
 impl Primed {
@@ -479,21 +486,25 @@ impl Primed {
         };
         let read = read_answer(&mut self.stream, &mut buf, &self.method).await;
         if early_answer {
-            let what = match read {
-                Ok(r) => format!(
-                    "answered (HTTP {}: {})",
-                    r.status,
-                    super::lane::truncate(&String::from_utf8_lossy(&r.body))
-                ),
-                Err(e) => format!("answered ({e})"),
+            // The server's answer to the request as it stood: it counts as
+            // given (a handler that ignores the body may well have bought),
+            // but the connection, one byte short, carries nothing more.
+            return match read {
+                Ok(r) => Ok(Answer {
+                    status: r.status,
+                    body: r.body,
+                    reusable: None,
+                    early: true,
+                }),
+                Err(e) => Err(early(&format!("answered ({e})"))),
             };
-            return Err(early(&what));
         }
         match read {
             Ok(r) => Ok(Answer {
                 status: r.status,
                 body: r.body,
                 reusable: r.keep.then_some(self.stream),
+                early: false,
             }),
             Err(e) => Err(Broke::Sent(format!(
                 "the connection failed after the request was sent: {e}"

@@ -465,7 +465,17 @@ impl HttpBuyer<'_> {
                         if let Some(stream) = answer.reusable {
                             *conn = h1::handshake(stream).await.ok();
                         }
-                        l.statuses.judge(answer.status, &answer.body)
+                        let (outcome, code, message) =
+                            l.statuses.judge(answer.status, &answer.body);
+                        // An error given to a partial request is most
+                        // likely about its being partial: say so.
+                        let message = match message {
+                            Some(m) if answer.early => {
+                                Some(h1::early_note(&format!("answered ({m})")))
+                            }
+                            m => m,
+                        };
+                        (outcome, code, message)
                     }
                     Some(Err(h1::Broke::Unsent(e))) => (Outcome::Error, 0, Some(e)),
                     Some(Err(h1::Broke::Sent(e))) => (Outcome::Unknown, 0, Some(e)),
@@ -989,6 +999,36 @@ mod tests {
             msg.contains("answered (HTTP 400: partial) before the request was complete")
                 && msg.contains("--sync none"),
             "{msg}"
+        );
+    }
+
+    /// A server that answers as soon as it has the head (its handler
+    /// ignores the body): its answers count as given, 201 is bought.
+    #[tokio::test]
+    async fn an_early_success_counts_as_given() {
+        let (addr, _) = raw_server(
+            |buf| {
+                buf.windows(4)
+                    .any(|w| w == b"\r\n\r\n")
+                    .then_some("HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+            },
+            false,
+        )
+        .await;
+        let lanes = lanes_for(
+            &format!("http://{addr}/buy"),
+            Method::POST,
+            Protocol::Http1,
+            Sync::LastByte,
+        );
+        let (out, _) = crate::engine::race_with(lanes, config(3, 2), Control::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            out.tally.count(Outcome::Succeeded),
+            6,
+            "{:?}",
+            out.tally.errors
         );
     }
 
