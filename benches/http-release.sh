@@ -64,14 +64,17 @@ round() {
   local pcap=$work/cap.pcap
   rm -f "$pcap"
   curl -s -X POST "$base/reset" >/dev/null
-  tcpdump -i lo --immediate-mode -B 65536 -U -w "$pcap" "tcp port $port" 2>"$work/tcpdump.err" &
+  tcpdump -i lo -B 65536 -w "$pcap" "tcp port $port" 2>"$work/tcpdump.err" &
   dump=$!
   for _ in $(seq 1 50); do grep -q listening "$work/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
   sleep 0.3
   "$racelab" http "$base/purchase" --body '{"buyer": {{buyer}}, "attempt": {{attempt}}}' \
     --buyers "$buyers" --attempts 1 --stock-url "$base/stock" --no-save --quiet --json "$@" \
     >"$work/race.json"
-  sleep 0.3
+  # Without immediate mode (which wakes tcpdump per packet and so slows the
+  # very race it watches) packets reach tcpdump a block at a time, at the
+  # latest after its 1 s timeout: wait for that before stopping it.
+  sleep 1.5
   kill -INT "$dump"
   wait "$dump" 2>/dev/null || true
   dump=""
@@ -88,8 +91,13 @@ round() {
   own=$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("contention") or {}).get("release_spread_us", "-"))' "$work/race.json")
   local flags=(--buyers "$buyers")
   [ "$expect" = yes ] && flags+=(--expect-sync)
-  local line
-  if line=$(python3 "$analyze" "$pcap" "$port" "$mode" "${flags[@]}"); then :; else failed=1; fi
+  local line rc=0
+  line=$(python3 "$analyze" "$pcap" "$port" "$mode" "${flags[@]}") || rc=$?
+  if python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["spread_us"] is not None)' "$line"; then
+    echo "  (the capture holds none of the race: capturing again)"
+    return 2
+  fi
+  [ "$rc" -eq 0 ] || failed=1
   python3 "$analyze" summary "$line" "$served" "$own"
   python3 -c 'import json,sys; print(json.loads(sys.argv[1])["spread_us"])' "$line" >>"$work/spreads"
 }
