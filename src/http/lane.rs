@@ -974,24 +974,33 @@ mod tests {
         }
     }
 
-    /// A server that answers a request before it is complete (400 to the
-    /// first bytes it sees): last-byte sync says so, and how to race it.
-    #[tokio::test]
-    async fn a_server_that_answers_a_partial_request_is_named() {
-        let (addr, _) = raw_server(
-            |_| Some("HTTP/1.1 400 Bad Request\r\ncontent-length: 7\r\n\r\npartial"),
-            false,
-        )
-        .await;
+    /// Three buyers with last-byte sync against a keep-alive `raw_server`.
+    async fn race_last_byte(
+        reply: fn(&[u8]) -> Option<&'static str>,
+        attempts: u32,
+    ) -> crate::engine::RaceOutput {
+        let (addr, _) = raw_server(reply, false).await;
         let lanes = lanes_for(
             &format!("http://{addr}/buy"),
             Method::POST,
             Protocol::Http1,
             Sync::LastByte,
         );
-        let (out, _) = crate::engine::race_with(lanes, config(3, 1), Control::new())
+        let (out, _) = crate::engine::race_with(lanes, config(3, attempts), Control::new())
             .await
             .unwrap();
+        out
+    }
+
+    /// A server that answers a request before it is complete (400 to the
+    /// first bytes it sees): last-byte sync says so, and how to race it.
+    #[tokio::test]
+    async fn a_server_that_answers_a_partial_request_is_named() {
+        let out = race_last_byte(
+            |_| Some("HTTP/1.1 400 Bad Request\r\ncontent-length: 7\r\n\r\npartial"),
+            1,
+        )
+        .await;
         assert_eq!(out.tally.count(Outcome::Error), 3);
         let (msg, n) = &out.tally.errors[0];
         assert_eq!(*n, 3);
@@ -1006,24 +1015,15 @@ mod tests {
     /// ignores the body): its answers count as given, 201 is bought.
     #[tokio::test]
     async fn an_early_success_counts_as_given() {
-        let (addr, _) = raw_server(
+        let out = race_last_byte(
             |buf| {
                 buf.windows(4)
                     .any(|w| w == b"\r\n\r\n")
                     .then_some("HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
             },
-            false,
+            2,
         )
         .await;
-        let lanes = lanes_for(
-            &format!("http://{addr}/buy"),
-            Method::POST,
-            Protocol::Http1,
-            Sync::LastByte,
-        );
-        let (out, _) = crate::engine::race_with(lanes, config(3, 2), Control::new())
-            .await
-            .unwrap();
         assert_eq!(
             out.tally.count(Outcome::Succeeded),
             6,
