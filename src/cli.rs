@@ -43,7 +43,7 @@ pub enum Command {
     /// Turn saved result files into one self-contained HTML report with charts.
     Report(ReportArgs),
     /// Race concurrent purchase requests against an HTTP service and audit it.
-    Http(HttpArgs),
+    Http(Box<HttpArgs>),
     /// Serve a small shop over HTTP that runs a strategy per purchase.
     Serve(ServeArgs),
     /// Run every interleaving of a few buyers, one SQL statement at a time,
@@ -321,6 +321,25 @@ pub struct RequestArgs {
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     pub request_timeout: u64,
 
+    /// Speak HTTP/2: h2c with prior knowledge for http://, ALPN h2 for
+    /// https://. Buyers' requests are streams over as few connections as
+    /// the server's concurrent-stream limit allows.
+    #[arg(long)]
+    pub http2: bool,
+
+    /// Also trust the CA certificates in FILE (PEM) for https:// targets
+    /// and endpoints, besides the public roots (a staging CA, a test
+    /// certificate).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// How buyers' first requests are released. `last-byte`: each is sent
+    /// before the barrier but for its final byte (HTTP/1.1) or final frame
+    /// (HTTP/2), and those are all written at the release; `none`: each is
+    /// sent whole after the barrier. Later requests always go whole.
+    #[arg(long, value_enum, default_value_t = SyncMode::LastByte)]
+    pub sync: SyncMode,
+
     /// Status codes that mean "bought" (default: any 2xx).
     #[arg(long, value_delimiter = ',', value_name = "CODES")]
     pub success: Vec<u16>,
@@ -360,6 +379,15 @@ fn buyer_name_help() -> clap::builder::StyledStr {
     s
 }
 
+/// How `racelab http` releases buyers' first requests (`--sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncMode {
+    /// Everything but the final byte (or HTTP/2 frame) before the barrier.
+    LastByte,
+    /// The whole request after the barrier.
+    None,
+}
+
 /// Where `racelab http` reads the truth, and how it resets the service.
 #[derive(Debug, Args)]
 pub struct TruthArgs {
@@ -377,9 +405,17 @@ pub struct TruthArgs {
     #[arg(long, value_name = "URL")]
     pub stock_url: Option<String>,
 
-    /// Where the number is in the stock endpoint's JSON, e.g. `.stock` or `.data.items[0].stock`.
-    #[arg(long, default_value = ".stock", value_name = "PATH")]
+    /// The stock in the stock endpoint's JSON: a path such as `.stock` or
+    /// `.data.items[0].stock`, or an expression over paths and integers
+    /// with + - * and parentheses, e.g. `.quantity - .reservedQuantity`.
+    #[arg(long, default_value = ".stock", value_name = "EXPR")]
     pub stock_json_path: String,
+
+    /// Units sold, read from the same stock endpoint (a path or an
+    /// expression, as --stock-json-path), when the service keeps that
+    /// count: the audit then uses the service's records.
+    #[arg(long, value_name = "EXPR", requires = "stock_url")]
+    pub sold_json_path: Option<String>,
 
     /// POST to this URL before each repetition (restore the stock).
     #[arg(long, value_name = "URL")]

@@ -479,7 +479,12 @@ fn service_of(
     } else if let Some(u) = &t.stock_url {
         truth::Source::StockUrl {
             url: parse_url("--stock-url", u)?,
-            path: truth::JsonPath::parse(&t.stock_json_path)?,
+            stock: truth::JsonExpr::parse("--stock-json-path", &t.stock_json_path)?,
+            sold: t
+                .sold_json_path
+                .as_deref()
+                .map(|e| truth::JsonExpr::parse("--sold-json-path", e))
+                .transpose()?,
         }
     } else if declared_stock.is_some() {
         truth::Source::Belief
@@ -511,6 +516,15 @@ fn service_of(
     if let Some(t) = timeout {
         client = client.connect_timeout(t);
     }
+    let roots = match &a.request.cacert {
+        Some(path) => http::net::read_pem(path).map_err(|e| bad_input(format!("--cacert {e}")))?,
+        None => Vec::new(),
+    };
+    for cert in &roots {
+        let cert = reqwest::Certificate::from_der(cert)
+            .map_err(|e| bad_input(format!("--cacert: a certificate reqwest cannot use: {e}")))?;
+        client = client.add_root_certificate(cert);
+    }
     let client = client
         .build()
         .map_err(|e| anyhow::anyhow!("could not build the HTTP client: {e}"))?;
@@ -537,8 +551,35 @@ fn service_of(
     }
     sc.description = format!("{method} {}", http::shown(&url));
     let direct = h1::Target::of(&url, &method, &headers);
+    let protocol = if a.request.http2 {
+        lane::Protocol::Http2
+    } else {
+        lane::Protocol::Http1
+    };
+    let sync = match a.request.sync {
+        cli::SyncMode::LastByte => lane::Sync::LastByte,
+        cli::SyncMode::None => lane::Sync::None,
+    };
+    if direct.is_none() {
+        // Only a proxy in the environment makes racelab hand requests to
+        // reqwest, which writes each one whole.
+        if protocol == lane::Protocol::Http2 {
+            return Err(bad_input(
+                "--http2: racelab speaks HTTP/2 on its own connections, but a proxy is set in                  the environment (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY): unset it, or drop --http2",
+            ));
+        }
+        if sync == lane::Sync::LastByte {
+            output.note(
+                "note: a proxy is set in the environment: requests go through it whole,                  without last-byte synchronisation (--sync none)",
+            );
+        }
+    }
     let lanes = lane::HttpLanes {
         direct,
+        protocol,
+        sync,
+        roots,
+        opened: Default::default(),
         client,
         method,
         url,

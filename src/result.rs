@@ -136,6 +136,24 @@ pub struct TargetInfo {
     pub rejected_statuses: Vec<u16>,
     /// Latency by HTTP status code (`none`: no response, e.g. a timeout).
     pub by_status: BTreeMap<String, Summary>,
+    /// The HTTP version the buyers spoke: `http/1.1` or `h2`.
+    #[serde(default = "http11")]
+    pub protocol: String,
+    /// How the buyers' first requests were released: `last-byte` (all
+    /// but their final byte or frame before the barrier) or `none`.
+    #[serde(default = "no_sync")]
+    pub sync: String,
+    /// Connections racelab opened to the target before the barrier.
+    #[serde(default)]
+    pub connections: u64,
+}
+
+fn http11() -> String {
+    "http/1.1".into()
+}
+
+fn no_sync() -> String {
+    "none".into()
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

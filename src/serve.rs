@@ -3,14 +3,18 @@
 //! test can race a real web service. Every `POST /purchase` runs one
 //! attempt of a strategy on one of a pool of connections, each with its own
 //! strategy session. `GET /stock`, `POST /reset` and `GET /health` complete
-//! it. It binds loopback unless told otherwise, and stops cleanly (the
-//! embedded cluster with it) on Ctrl-C or SIGTERM.
+//! it. It speaks HTTP/1.1 and HTTP/2 (h2c, prior knowledge) on one port.
+//! For calibration it notes when each buyer's first purchase of a race (the
+//! purchases since the last reset) arrived: `GET /arrivals`, and one line
+//! per race on stderr. It binds loopback unless told otherwise, and stops
+//! cleanly (the embedded cluster with it) on Ctrl-C or SIGTERM.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::body::Bytes;
@@ -128,6 +132,51 @@ struct Shop {
     strategy: String,
     /// `POST /reset` asks the reset worker (see `serve_on`) and waits.
     resets: mpsc::Sender<oneshot::Sender<Result<i64, String>>>,
+    arrivals: Mutex<Arrivals>,
+    quiet: bool,
+}
+
+/// When each buyer's first purchase of the current race arrived (its
+/// request complete: the handler runs once the body is in).
+#[derive(Debug, Default)]
+struct Arrivals {
+    race: u64,
+    first: HashMap<i64, Instant>,
+}
+
+impl Arrivals {
+    fn note(&mut self, buyer: i64, at: Instant) {
+        self.first.entry(buyer).or_insert(at);
+    }
+
+    /// Buyers seen, and from the first to the last one's first purchase.
+    fn spread(&self) -> (usize, Option<Duration>) {
+        let earliest = self.first.values().min();
+        let latest = self.first.values().max();
+        let spread = earliest.zip(latest).map(|(a, b)| b.duration_since(*a));
+        (self.first.len(), spread)
+    }
+
+    fn summary(&self) -> Value {
+        let (buyers, spread) = self.spread();
+        json!({
+            "race": self.race,
+            "buyers": buyers,
+            "first_purchase_spread_us": spread.map(|d| d.as_micros() as u64),
+        })
+    }
+
+    /// The line logged when a race ends (at the next reset, or at exit).
+    fn line(&self) -> Option<String> {
+        match self.spread() {
+            (0, _) | (_, None) => None,
+            (n, Some(d)) => Some(format!(
+                "racelab serve: race {}: the first purchases of {n} buyers arrived within {} µs",
+                self.race,
+                d.as_micros()
+            )),
+        }
+    }
 }
 
 async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
@@ -154,6 +203,8 @@ async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
         next_attempt: AtomicI64::new(0),
         strategy: plan.strategy.name.clone(),
         resets,
+        arrivals: Mutex::new(Arrivals::default()),
+        quiet: plan.quiet,
     });
     shop.reset_lab().await?;
     {
@@ -192,7 +243,7 @@ async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
         eprintln!(
             "racelab serve: strategy {}, {} product(s) with stock {}, {} connections\n  \
              POST /purchase (JSON body: buyer, attempt, qty, product; all optional), GET /stock, \
-             POST /reset, GET /health\n  \
+             POST /reset, GET /health, GET /arrivals; HTTP/1.1 and h2c\n  \
              verify with: --verify-sql 'SELECT sum(stock)::int8 AS stock, (SELECT coalesce(sum(qty), 0) \
              FROM {schema}.orders)::int8 AS units_sold FROM {schema}.products'\n  \
              Ctrl-C stops it",
@@ -205,6 +256,7 @@ async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
         .route("/stock", get(stock))
         .route("/reset", post(reset))
         .route("/health", get(health))
+        .route("/arrivals", get(arrivals))
         .with_state(shop.clone());
     // Resets run here, on the server's own task rather than in a handler:
     // the lab's rebuild is not a `Send` future (sqlx's executor lifetimes),
@@ -226,6 +278,9 @@ async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
         _ = worker => {}
     }
     if !plan.quiet {
+        if let Some(line) = shop.lock_arrivals().line() {
+            eprintln!("{line}");
+        }
         eprintln!("racelab serve: stopped");
     }
     // Close the pooled connections before the cluster stops.
@@ -266,7 +321,22 @@ impl Shop {
             let _ = sqlx::Connection::close(conn).await;
         }
         self.next_attempt.store(0, Ordering::Relaxed);
+        let mut arrivals = self.lock_arrivals();
+        if !self.quiet {
+            if let Some(line) = arrivals.line() {
+                eprintln!("{line}");
+            }
+        }
+        let race = arrivals.race + 1;
+        *arrivals = Arrivals {
+            race,
+            ..Arrivals::default()
+        };
         Ok(())
+    }
+
+    fn lock_arrivals(&self) -> std::sync::MutexGuard<'_, Arrivals> {
+        self.arrivals.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn take_slot(&self) -> Slot {
@@ -301,6 +371,7 @@ fn field(body: &Value, key: &str) -> Result<Option<i64>, String> {
 }
 
 async fn purchase(State(shop): State<Arc<Shop>>, body: Bytes) -> (StatusCode, Json<Value>) {
+    let arrived = Instant::now();
     let parsed: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -326,6 +397,9 @@ async fn purchase(State(shop): State<Arc<Shop>>, body: Bytes) -> (StatusCode, Js
         Ok(f) => f,
         Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "error": e })),
     };
+    if parsed.get("buyer").is_some() {
+        shop.lock_arrivals().note(buyer, arrived);
+    }
     let attempt = attempt.unwrap_or_else(|| shop.next_attempt.fetch_add(1, Ordering::Relaxed) + 1);
     let Ok(_permit) = shop.permits.acquire().await else {
         return reply(
@@ -415,6 +489,12 @@ async fn reset(State(shop): State<Arc<Shop>>) -> (StatusCode, Json<Value>) {
         Ok(stock) => reply(StatusCode::OK, json!({"reset": true, "stock": stock})),
         Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": e })),
     }
+}
+
+/// The current race's first-purchase arrivals (since the last reset).
+async fn arrivals(State(shop): State<Arc<Shop>>) -> (StatusCode, Json<Value>) {
+    let summary = shop.lock_arrivals().summary();
+    reply(StatusCode::OK, summary)
 }
 
 async fn health(State(shop): State<Arc<Shop>>) -> (StatusCode, Json<Value>) {

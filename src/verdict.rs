@@ -797,6 +797,9 @@ mod tests {
                 ("400".to_string(), count(99)),
             ]
             .into(),
+            protocol: "http/1.1".into(),
+            sync: "last-byte".into(),
+            connections: 100,
         };
         let u = unmapped(&t, 100).unwrap();
         assert_eq!(

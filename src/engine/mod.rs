@@ -290,11 +290,22 @@ pub trait Attempt {
         trace: Option<&mut Vec<TraceEvent>>,
     ) -> impl Future<Output = Result<(AttemptReport, u64), String>> + Send;
 
-    /// When the buyer's first statement or request left racelab, if the
-    /// lane knows it better than the engine (which takes the instant just
-    /// before the buyer's first attempt starts, after `ready`). Asked once,
-    /// after the buyer's last attempt; the release spread of
-    /// `Contention` runs from the earliest of these to the latest.
+    /// Before the barrier, with the buyer's first attempt: send whatever of
+    /// it can go ahead of the release (an HTTP request but its final byte or
+    /// frame), so that `attempt(first)` only has to complete it. Failures
+    /// are the first attempt's to report; nothing here may end the race.
+    fn prime(&mut self, first: &AttemptCtx) -> impl Future<Output = ()> + Send {
+        let _ = first;
+        async {}
+    }
+
+    /// When the buyer's first statement or request left racelab after the
+    /// barrier (for an HTTP lane that primed, the write that completed its
+    /// first request), if the lane knows it better than the engine (which
+    /// takes the instant just before the buyer's first attempt starts,
+    /// after `ready`). Asked once, after the buyer's last attempt; the
+    /// release spread of `Contention` runs from the earliest of these to
+    /// the latest.
     fn first_sent_at(&self) -> Option<Instant> {
         None
     }
@@ -329,13 +340,22 @@ pub async fn race_with<L: Lanes>(
             let seed = splitmix(config.seed ^ u64::from(buyer).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             {
                 let mut worker = lanes.buyer(&mut lane, seed);
+                let mut attempts = Attempts::new(seed);
+                let first = attempts.next(buyer, &config, &control);
+                // Bounded by the lane's own time limits; a stop skips it, and
+                // every buyer still meets the barrier.
+                tokio::select! {
+                    biased;
+                    _ = control.stopped() => {}
+                    _ = worker.prime(&first) => {}
+                }
                 barrier.wait().await;
                 let race = Race {
                     config: &config,
                     control: &control,
                     tracker: &tracker,
                 };
-                let work = buyer_loop(buyer, &mut worker, seed, race, &mut out);
+                let work = buyer_loop(buyer, &mut worker, first, attempts, race, &mut out);
                 tokio::select! {
                     biased;
                     _ = work => {}
@@ -512,11 +532,46 @@ struct Race<'a> {
     tracker: &'a Tracker,
 }
 
+/// A buyer's attempts in order: each one's number (unique in the run),
+/// product and think time. The first is made before the barrier, so that
+/// a lane can prime it.
+struct Attempts {
+    rng: SmallRng,
+}
+
+impl Attempts {
+    fn new(seed: u64) -> Attempts {
+        Attempts {
+            rng: SmallRng::seed_from_u64(splitmix(seed)),
+        }
+    }
+
+    fn next(&mut self, buyer: u32, config: &RaceConfig, control: &Control) -> AttemptCtx {
+        let attempt = control.next_attempt.fetch_add(1, Ordering::Relaxed) + 1;
+        let think = if config.think_jitter_ms == 0 {
+            config.think_ms
+        } else {
+            let j = config.think_jitter_ms;
+            (config.think_ms + self.rng.gen_range(0..=2 * j)).saturating_sub(j)
+        };
+        AttemptCtx {
+            product: config.products.pick(&mut self.rng),
+            qty: config.quantity,
+            buyer: i64::from(buyer),
+            attempt,
+            think_ms: think as i64,
+            max_tries: config.max_tries,
+        }
+    }
+}
+
 /// One buyer: the only attempt loop, for every mode and every kind of lane.
+/// `first` is the attempt the lane may have primed before the barrier.
 async fn buyer_loop<A: Attempt>(
     buyer: u32,
     worker: &mut A,
-    seed: u64,
+    first: AttemptCtx,
+    mut attempts: Attempts,
     race: Race<'_>,
     out: &mut BuyerOutput,
 ) {
@@ -525,10 +580,10 @@ async fn buyer_loop<A: Attempt>(
         control,
         tracker,
     } = race;
-    let mut rng = SmallRng::seed_from_u64(splitmix(seed));
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut made = 0u32;
     let mut events = Vec::new();
+    let mut next = Some(first);
     loop {
         if control.is_stopped() {
             break;
@@ -539,21 +594,11 @@ async fn buyer_loop<A: Attempt>(
             _ => {}
         }
         made += 1;
-        let attempt = control.next_attempt.fetch_add(1, Ordering::Relaxed) + 1;
-        let think = if config.think_jitter_ms == 0 {
-            config.think_ms
-        } else {
-            let j = config.think_jitter_ms;
-            (config.think_ms + rng.gen_range(0..=2 * j)).saturating_sub(j)
+        let ctx = match next.take() {
+            Some(first) => first,
+            None => attempts.next(buyer, config, control),
         };
-        let ctx = AttemptCtx {
-            product: config.products.pick(&mut rng),
-            qty: config.quantity,
-            buyer: i64::from(buyer),
-            attempt,
-            think_ms: think as i64,
-            max_tries: config.max_tries,
-        };
+        let attempt = ctx.attempt;
         let trace = config.trace.then_some(&mut events);
         if let Err(why) = worker.ready().await {
             control.stop(Stop::Aborted(why));

@@ -1,28 +1,45 @@
-//! A buyer's own HTTP/1.1 keep-alive connection for `http://` targets,
-//! through hyper's low-level client API. reqwest's shared pool costs more
-//! per request (client and connector clones, a hashed pool checkout, big
-//! future moves) than the trivial endpoints racelab is benchmarked against
-//! take to answer; a dedicated connection per buyer needs none of that and
+//! A buyer's own HTTP/1.1 keep-alive connection (`http://` and
+//! `https://`), and the first request of a race written by hand.
+//!
+//! Later requests go through hyper's low-level client API: reqwest's shared
+//! pool costs more per request (client and connector clones, a hashed pool
+//! checkout, big future moves) than the trivial endpoints racelab is
+//! benchmarked against take to answer, and a dedicated connection per buyer
 //! is what the race wants anyway: every buyer connected before the barrier.
-//! `https://` targets (TLS) stay on reqwest.
+//!
+//! The first request with last-byte synchronisation cannot go through
+//! hyper, which writes a request whole: racelab serializes it itself,
+//! writes all of it but its final byte before the barrier (`prime`), writes
+//! that byte at the release, reads the response (`Primed::complete`), and
+//! only then hands the connection to hyper for the rest of the race.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT, HOST, USER_AGENT};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST,
+    TRANSFER_ENCODING, USER_AGENT,
+};
 use hyper::{Method, Uri};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use super::lane::chain;
+use super::net::{Alpn, Endpoint, Stream, Tap, Tapped, Tls};
 
-/// What can be prepared once for every request to an `http://` target.
+/// Most bytes of a response head racelab reads.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// What can be prepared once for every request to a target that racelab
+/// connects to itself.
 #[derive(Debug)]
 pub struct Target {
     host: url::Host<String>,
@@ -30,34 +47,47 @@ pub struct Target {
     pub method: Method,
     /// Origin-form: path and query.
     pub uri: Uri,
+    /// `scheme://authority` + path and query, for HTTP/2's pseudo-headers.
+    pub absolute: Uri,
     /// The user's headers plus the `Host`, `User-Agent` and `Accept` that
-    /// reqwest would have added, so the service sees the same request.
+    /// reqwest would have added (and `Authorization` for credentials in the
+    /// URL), so the service sees the same request.
     pub headers: HeaderMap,
+    https: bool,
 }
 
 impl Target {
     /// The target for `url`, or None when reqwest must carry the requests:
-    /// TLS, credentials in the URL (reqwest turns them into basic auth), or
     /// a proxy configured in the environment (reqwest honours it).
     pub fn of(url: &Url, method: &Method, headers: &HeaderMap) -> Option<Target> {
-        let proxied = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-        if url.scheme() != "http"
-            || !url.username().is_empty()
-            || url.password().is_some()
-            || proxied
-        {
+        let proxied = [
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+        if proxied {
             return None;
         }
+        let https = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return None,
+        };
         let host = url.host()?.to_owned();
         let port = url.port_or_known_default()?;
-        let uri = url[url::Position::BeforePath..url::Position::AfterQuery]
+        let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        let uri = path.parse().ok()?;
+        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let absolute = format!("{}://{authority}{path}", url.scheme())
             .parse()
             .ok()?;
         let mut all = headers.clone();
         if !all.contains_key(HOST) {
-            let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
             all.insert(HOST, HeaderValue::from_str(authority).ok()?);
         }
         if !all.contains_key(USER_AGENT) {
@@ -69,20 +99,41 @@ impl Target {
         if !all.contains_key(ACCEPT) {
             all.insert(ACCEPT, HeaderValue::from_static("*/*"));
         }
+        if !url.username().is_empty() && !all.contains_key(AUTHORIZATION) {
+            // As reqwest does: the URL's credentials as basic auth.
+            let decode = |s: &str| percent_decode(s).unwrap_or_else(|| s.to_string());
+            let pair = format!(
+                "{}:{}",
+                decode(url.username()),
+                decode(url.password().unwrap_or(""))
+            );
+            let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
+            let mut v = HeaderValue::from_str(&format!("Basic {b64}")).ok()?;
+            v.set_sensitive(true);
+            all.insert(AUTHORIZATION, v);
+        }
         Some(Target {
             host,
             port,
             method: method.clone(),
             uri,
+            absolute,
             headers: all,
+            https,
         })
     }
 
-    /// The target's addresses, looked up once for every buyer.
-    pub async fn resolve(&self) -> Result<Arc<[SocketAddr]>, String> {
-        let addrs: Vec<SocketAddr> = match &self.host {
-            url::Host::Ipv4(ip) => vec![SocketAddr::from((*ip, self.port))],
-            url::Host::Ipv6(ip) => vec![SocketAddr::from((*ip, self.port))],
+    /// The target's addresses, looked up once for every buyer, and its TLS
+    /// settings offering `alpn`.
+    pub async fn resolve(
+        &self,
+        alpn: Alpn,
+        timeout: Option<std::time::Duration>,
+        roots: &[CertificateDer<'static>],
+    ) -> Result<Endpoint, String> {
+        let addrs: Vec<std::net::SocketAddr> = match &self.host {
+            url::Host::Ipv4(ip) => vec![(*ip, self.port).into()],
+            url::Host::Ipv6(ip) => vec![(*ip, self.port).into()],
             url::Host::Domain(name) => tokio::net::lookup_host((name.as_str(), self.port))
                 .await
                 .map_err(|e| format!("dns error: {}", chain(&e)))?
@@ -91,15 +142,90 @@ impl Target {
         if addrs.is_empty() {
             return Err(format!("dns error: {} has no address", self.host));
         }
-        Ok(addrs.into())
+        let tls = if self.https {
+            let name = match &self.host {
+                url::Host::Domain(d) => d.clone(),
+                url::Host::Ipv4(ip) => ip.to_string(),
+                url::Host::Ipv6(ip) => ip.to_string(),
+            };
+            Some(Tls::new(&name, alpn, roots)?)
+        } else {
+            None
+        };
+        Ok(Endpoint {
+            addrs: addrs.into(),
+            tls,
+            timeout,
+        })
+    }
+
+    /// The request as bytes on the wire, as hyper would write it: the
+    /// request line, the headers, a `content-length` when there is a body
+    /// (or the method usually has one), and the body.
+    pub fn serialize(&self, body: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.uri.to_string().as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &self.headers {
+            if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let bodied = matches!(self.method, Method::POST | Method::PUT | Method::PATCH);
+        if !body.is_empty() || bodied {
+            out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
     }
 }
 
-/// One open connection; its driver task ends with it.
+/// `%xx` escapes decoded, if they make UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// One open connection driven by hyper; its driver task ends with it.
 #[derive(Debug)]
 pub struct Conn {
     pub sender: SendRequest<Full<Bytes>>,
     driver: JoinHandle<()>,
+    written: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Conn {
+    /// When hyper last wrote to the connection.
+    pub fn written(&self) -> Option<Instant> {
+        *self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Notes when the last write succeeded.
+struct Stamp(Arc<Mutex<Option<Instant>>>);
+
+impl Tap for Stamp {
+    fn wrote(&mut self, _bytes: &[u8], at: Instant) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
 }
 
 impl Drop for Conn {
@@ -110,37 +236,426 @@ impl Drop for Conn {
     }
 }
 
-/// Connect to the first address that answers, within `timeout` each (as
-/// reqwest's connect timeout), and shake hands.
-pub async fn connect(addrs: &[SocketAddr], timeout: Option<Duration>) -> Result<Conn, String> {
-    let mut last = String::new();
-    for addr in addrs {
-        let tcp = match timeout {
-            Some(t) => match tokio::time::timeout(t, TcpStream::connect(addr)).await {
-                Ok(r) => r,
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connecting to {addr} timed out after {} ms", t.as_millis()),
-                )),
+/// Hand a connected stream to hyper.
+pub async fn handshake(stream: Stream) -> Result<Conn, String> {
+    let written = Arc::new(Mutex::new(None));
+    let io = Tapped::new(stream, Stamp(written.clone()));
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("handshake: {}", chain(&e)))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Conn {
+        sender,
+        driver,
+        written,
+    })
+}
+
+/// Dial `endpoint` and hand the connection to hyper.
+pub async fn connect(endpoint: &Endpoint) -> Result<Conn, String> {
+    handshake(endpoint.dial().await?).await
+}
+
+/// The final bytes of every buyer's primed request on plain TCP, written
+/// together by whichever buyer is released first: one pass that looks for
+/// early answers, then one tight loop of one-byte `send`s, so that the
+/// spread of the ends is that loop's and not the scheduler's walk over
+/// every buyer's task. TLS connections cannot be written from outside
+/// their session: their buyers each write their own byte.
+#[derive(Debug, Default)]
+pub struct Release {
+    state: Mutex<Sweep>,
+}
+
+#[derive(Debug, Default)]
+struct Sweep {
+    /// A duplicate of each socket (so a buyer that is gone cannot have its
+    /// descriptor reused under the sweep), and its final byte.
+    pending: Vec<(usize, OwnedFd, u8)>,
+    written: Vec<Swept>,
+    next: usize,
+}
+
+/// What the sweep did with one buyer's final byte.
+#[derive(Debug, Clone)]
+enum Swept {
+    Wrote(Instant),
+    /// Not written: the server had answered, or closed, before.
+    Early {
+        closed: bool,
+    },
+    Failed(String),
+}
+
+impl Release {
+    fn enlist(&self, fd: OwnedFd, last: u8) -> usize {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let id = s.next;
+        s.next += 1;
+        s.pending.push((id, fd, last));
+        s.written.push(Swept::Failed("not released".into()));
+        id
+    }
+
+    /// Write every pending final byte (the first caller does; later
+    /// callers find nothing pending), then say what became of `id`'s.
+    fn fire(&self, id: usize) -> Swept {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = std::mem::take(&mut s.pending);
+        let mut early = Vec::with_capacity(pending.len());
+        for (_, fd, _) in &pending {
+            let mut b = 0u8;
+            // SAFETY: a one-byte peek into a local on a descriptor we own.
+            let n = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    (&mut b as *mut u8).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            early.push(match n {
+                0 => Some(true),
+                n if n > 0 => Some(false),
+                _ => None,
+            });
+        }
+        for ((i, fd, last), early) in pending.iter().zip(early) {
+            s.written[*i] = match early {
+                Some(closed) => Swept::Early { closed },
+                None => {
+                    // SAFETY: one byte from a local, on a descriptor we own.
+                    let n = unsafe {
+                        libc::send(
+                            fd.as_raw_fd(),
+                            (last as *const u8).cast(),
+                            1,
+                            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    if n == 1 {
+                        Swept::Wrote(Instant::now())
+                    } else {
+                        Swept::Failed(std::io::Error::last_os_error().to_string())
+                    }
+                }
+            };
+        }
+        drop(pending);
+        s.written[id].clone()
+    }
+}
+
+/// A first request written but for its final byte.
+#[derive(Debug)]
+pub struct Primed {
+    stream: Stream,
+    last: u8,
+    /// The attempt it belongs to.
+    pub attempt: i64,
+    method: Method,
+    /// Its place in the race's sweep (plain TCP).
+    swept: Option<(Arc<Release>, usize)>,
+    /// What the server sent before the request was complete, if anything
+    /// (`Some(empty)`: it closed the connection).
+    early: Option<Vec<u8>>,
+}
+
+/// Why a hand-written request got no usable response.
+#[derive(Debug)]
+pub enum Broke {
+    /// Nothing of it can have been acted on: the request never completed.
+    Unsent(String),
+    /// Completed and then no (readable) answer: it may have bought.
+    Sent(String),
+}
+
+/// What the server answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// The connection, when it can carry the next request.
+    pub reusable: Option<Stream>,
+    /// Given before the request was complete (its final byte withheld).
+    pub early: bool,
+}
+
+/// Write `request` but its final byte on `stream` (before the barrier),
+/// then give the server `settle` to show whether it answers a partial
+/// request (a server that does would answer the race's requests before
+/// they are complete). On plain TCP the final byte joins `release`.
+pub async fn prime(
+    mut stream: Stream,
+    request: &[u8],
+    attempt: i64,
+    method: &Method,
+    release: &Arc<Release>,
+    settle: Duration,
+) -> Result<Primed, String> {
+    let (&last, head) = request.split_last().expect("a request has bytes");
+    let failed = |e: std::io::Error| format!("writing the request: {}", chain(&e));
+    stream.write_all(head).await.map_err(failed)?;
+    stream.flush().await.map_err(failed)?;
+    let mut chunk = [0u8; 4096];
+    let early = match tokio::time::timeout(settle, stream.read(&mut chunk)).await {
+        Err(_) => None,
+        Ok(Ok(n)) => Some(chunk[..n].to_vec()),
+        Ok(Err(e)) => return Err(format!("the connection failed: {}", chain(&e))),
+    };
+    let swept = match (&stream, &early) {
+        (Stream::Plain(tcp), None) => {
+            let fd = tcp.as_fd().try_clone_to_owned().map_err(failed)?;
+            Some((release.clone(), release.enlist(fd, last)))
+        }
+        _ => None,
+    };
+    Ok(Primed {
+        stream,
+        last,
+        attempt,
+        method: method.clone(),
+        swept,
+        early,
+    })
+}
+
+/// A server that would not wait for the end of a request.
+fn early(what: &str) -> Broke {
+    Broke::Unsent(early_note(what))
+}
+
+/// What a server that answers or closes before the end of a request did.
+pub fn early_note(what: &str) -> String {
+    format!(
+        "the server {what} before the request was complete; it does not wait for a request \
+         sent in parts (race it with --sync none)"
+    )
+}
+
+impl Primed {
+    /// At the release: write the final byte (when it left goes to
+    /// `sent_at`), then read the answer. A server that answered or closed
+    /// before the request was complete is reported as such: it does not
+    /// take a request in parts.
+    pub async fn complete(mut self, sent_at: &mut Option<Instant>) -> Result<Answer, Broke> {
+        let mut buf = Vec::new();
+        let early_answer = match (self.early.take(), self.swept.take()) {
+            (Some(sent), _) if sent.is_empty() => return Err(early("closed the connection")),
+            (Some(sent), _) => {
+                buf = sent;
+                true
+            }
+            (None, swept) => match swept {
+                Some((release, id)) => match release.fire(id) {
+                    Swept::Wrote(at) => {
+                        *sent_at = Some(at);
+                        false
+                    }
+                    Swept::Early { closed: true } => return Err(early("closed the connection")),
+                    Swept::Early { closed: false } => true,
+                    Swept::Failed(e) => {
+                        return Err(Broke::Unsent(format!("the connection failed: {e}")))
+                    }
+                },
+                None => match self.stream.read_ready(&mut buf).await {
+                    Ok(None) => {
+                        let wrote = self.stream.write_all(&[self.last]).await;
+                        *sent_at = Some(Instant::now());
+                        if let Err(e) = wrote.and(self.stream.flush().await) {
+                            // The byte may have left: the request may be complete.
+                            return Err(Broke::Sent(format!(
+                                "the connection failed as the request was completed: {}",
+                                chain(&e)
+                            )));
+                        }
+                        false
+                    }
+                    Ok(Some(0)) => return Err(early("closed the connection")),
+                    Ok(Some(_)) => true,
+                    Err(e) => {
+                        return Err(Broke::Unsent(format!(
+                            "the connection failed: {}",
+                            chain(&e)
+                        )))
+                    }
+                },
             },
-            None => TcpStream::connect(addr).await,
         };
-        let tcp = match tcp {
-            Ok(s) => s,
-            Err(e) => {
-                last = format!("tcp connect error: {}", chain(&e));
-                continue;
+        let read = read_answer(&mut self.stream, &mut buf, &self.method).await;
+        if early_answer {
+            // The server's answer to the request as it stood: it counts as
+            // given (a handler that ignores the body may well have bought),
+            // but the connection, one byte short, carries nothing more.
+            return match read {
+                Ok(r) => Ok(Answer {
+                    status: r.status,
+                    body: r.body,
+                    reusable: None,
+                    early: true,
+                }),
+                Err(e) => Err(early(&format!("answered ({e})"))),
+            };
+        }
+        match read {
+            Ok(r) => Ok(Answer {
+                status: r.status,
+                body: r.body,
+                reusable: r.keep.then_some(self.stream),
+                early: false,
+            }),
+            Err(e) => Err(Broke::Sent(format!(
+                "the connection failed after the request was sent: {e}"
+            ))),
+        }
+    }
+}
+
+/// A response as read: its status, its body, and whether the connection
+/// may carry another request.
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+    keep: bool,
+}
+
+/// Read one response from `stream` (`buf` holds what already arrived).
+async fn read_answer(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    method: &Method,
+) -> Result<Reply, String> {
+    loop {
+        let (status, head_len, length, mut keep) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let (length, keep) = framing(&resp, method);
+                    break (resp.code.unwrap_or(0), n, length, keep);
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+                    fill(stream, buf).await?;
+                }
+                Ok(httparse::Status::Partial) => {
+                    return Err(format!("a response head longer than {MAX_HEAD} bytes"))
+                }
+                Err(e) => return Err(format!("an unreadable response ({e})")),
             }
         };
-        // Small requests and answers: send each at once (as reqwest did).
-        let _ = tcp.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("handshake: {}", chain(&e)))?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        return Ok(Conn { sender, driver });
+        buf.drain(..head_len);
+        if (100..200).contains(&status) {
+            // An interim answer (100 Continue, 103 Early Hints): the real one follows.
+            continue;
+        }
+        let body = match length {
+            Length::Fixed(n) => {
+                while buf.len() < n {
+                    fill(stream, buf).await?;
+                }
+                buf.drain(..n).collect()
+            }
+            Length::Chunked => dechunk(stream, buf).await?,
+            Length::UntilClose => {
+                while fill(stream, buf).await.is_ok() {}
+                keep = false;
+                std::mem::take(buf)
+            }
+        };
+        // Bytes past the answer belong to nothing racelab sent.
+        keep &= buf.is_empty();
+        return Ok(Reply { status, body, keep });
     }
-    Err(last)
+}
+
+enum Length {
+    Fixed(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// How the body of `resp` is delimited, and whether the connection stays open.
+fn framing(resp: &httparse::Response, method: &Method) -> (Length, bool) {
+    let status = resp.code.unwrap_or(0);
+    let header = |name: &'static str| header_values(resp, name);
+    let close = header(CONNECTION.as_str()).any(|v| v.split(',').any(|t| t.trim() == "close"));
+    let keep_alive =
+        header(CONNECTION.as_str()).any(|v| v.split(',').any(|t| t.trim() == "keep-alive"));
+    let reusable = !close && (resp.version == Some(1) || keep_alive);
+    if *method == Method::HEAD || status == 204 || status == 304 {
+        return (Length::Fixed(0), reusable);
+    }
+    if header(TRANSFER_ENCODING.as_str()).any(|v| v.contains("chunked")) {
+        return (Length::Chunked, reusable);
+    }
+    match header(CONTENT_LENGTH.as_str())
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        Some(n) => (Length::Fixed(n), reusable),
+        None => (Length::UntilClose, false),
+    }
+}
+
+/// The values of the header `name`, lower-cased.
+fn header_values<'a>(
+    resp: &'a httparse::Response<'_, '_>,
+    name: &'static str,
+) -> impl Iterator<Item = String> + 'a {
+    resp.headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+}
+
+/// Read more of the response; an error when the connection ended.
+async fn fill(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<(), String> {
+    let mut chunk = [0u8; 8192];
+    match stream.read(&mut chunk).await {
+        Ok(0) => Err("the server closed the connection mid-response".into()),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e) => Err(chain(&e)),
+    }
+}
+
+/// A chunked body, decoded; trailers are read and dropped.
+async fn dechunk(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            fill(stream, buf).await?;
+        };
+        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| format!("a bad chunk size {line:?}"))?;
+        buf.drain(..line_end + 2);
+        if size == 0 {
+            // Trailers, up to an empty line.
+            loop {
+                let end = loop {
+                    if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    fill(stream, buf).await?;
+                };
+                buf.drain(..end + 2);
+                if end == 0 {
+                    return Ok(body);
+                }
+            }
+        }
+        while buf.len() < size + 2 {
+            fill(stream, buf).await?;
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.drain(..size + 2);
+    }
 }

@@ -5,11 +5,16 @@
 //!
 //! - `template`: the request body template.
 //! - `lane`: the engine's HTTP lane (one request per attempt).
-//! - `h1`: a buyer's own HTTP/1.1 connection to an `http://` target.
+//! - `net`: where the target is, and a connection to it (TCP or TLS).
+//! - `h1`: a buyer's own HTTP/1.1 connection, and the hand-written first
+//!   request of last-byte synchronisation.
+//! - `h2`: HTTP/2 connections shared by buyers, and the single-packet release.
 //! - `truth`: readings, resets and the audit arithmetic.
 
 pub mod h1;
+pub mod h2;
 pub mod lane;
+pub mod net;
 pub mod template;
 pub mod truth;
 
@@ -84,10 +89,9 @@ impl Service {
                 let db = self.db.as_ref().expect("--verify-sql has a database");
                 db.verify(sql).await
             }
-            Source::StockUrl { url, path } => Ok(Reading {
-                stock: Some(truth::read_stock_url(&self.lanes.client, url, path).await?),
-                units_sold: None,
-            }),
+            Source::StockUrl { url, stock, sold } => {
+                truth::read_stock_url(&self.lanes.client, url, stock, sold.as_ref()).await
+            }
             Source::Belief => Ok(Reading::default()),
         }
     }
@@ -197,6 +201,9 @@ impl Target for ServiceTarget<'_> {
                 .iter()
                 .map(|(k, h)| (k.clone(), Summary::of(h)))
                 .collect(),
+            protocol: l.protocol.as_str().into(),
+            sync: l.effective_sync().as_str().into(),
+            connections: l.opened.load(std::sync::atomic::Ordering::Relaxed) as u64,
         };
         // A service that answered nothing usefully tells nothing about its
         // safety: that is a failed run (exit 3), not a clean one.

@@ -25,8 +25,15 @@ pub struct Reading {
 /// How the truth is read.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Sql { sql: String },
-    StockUrl { url: reqwest::Url, path: JsonPath },
+    Sql {
+        sql: String,
+    },
+    StockUrl {
+        url: reqwest::Url,
+        stock: JsonExpr,
+        /// `--sold-json-path`: units sold, from the same document.
+        sold: Option<JsonExpr>,
+    },
     Belief,
 }
 
@@ -179,7 +186,8 @@ fn int_column(row: &PgRow, name: &str) -> anyhow::Result<Option<i64>> {
     }
 }
 
-/// A path into a JSON document: `.stock`, `stock`, `.data.items[0].stock`.
+/// A path into a JSON document: `.stock`, `stock`, `.data.items[0].stock`,
+/// `.["reserved-qty"]`; `.` alone is the whole document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonPath(Vec<Step>);
 
@@ -190,40 +198,6 @@ enum Step {
 }
 
 impl JsonPath {
-    pub fn parse(text: &str) -> anyhow::Result<JsonPath> {
-        let bad = |why: &str| {
-            bad_input(format!(
-                "--stock-json-path {text:?}: {why}; write it like .stock or .data.items[0].stock"
-            ))
-        };
-        let mut steps = Vec::new();
-        let mut rest = text.strip_prefix('.').unwrap_or(text);
-        while !rest.is_empty() {
-            if let Some(r) = rest.strip_prefix('[') {
-                let end = r.find(']').ok_or_else(|| bad("`[` is not closed"))?;
-                let i = r[..end]
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("an index must be a number"))?;
-                steps.push(Step::Index(i));
-                rest = &r[end + 1..];
-                rest = rest.strip_prefix('.').unwrap_or(rest);
-                continue;
-            }
-            let end = rest.find(['.', '[']).unwrap_or(rest.len());
-            if end == 0 {
-                return Err(bad("empty key"));
-            }
-            steps.push(Step::Key(rest[..end].to_string()));
-            rest = &rest[end..];
-            rest = rest.strip_prefix('.').unwrap_or(rest);
-        }
-        if steps.is_empty() {
-            return Err(bad("empty path"));
-        }
-        Ok(JsonPath(steps))
-    }
-
     /// The integer at this path.
     pub fn get(&self, doc: &serde_json::Value) -> Result<i64, String> {
         let mut cur = doc;
@@ -232,7 +206,7 @@ impl JsonPath {
                 Step::Key(k) => cur.get(k),
                 Step::Index(i) => cur.get(i),
             }
-            .ok_or_else(|| format!("{} has nothing at {self}", short(doc)))?;
+            .ok_or_else(|| format!("{self} is missing in {}", short(doc)))?;
         }
         match cur {
             serde_json::Value::Number(n) => n
@@ -250,13 +224,260 @@ impl JsonPath {
 
 impl std::fmt::Display for JsonPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return write!(f, ".");
+        }
         for s in &self.0 {
             match s {
-                Step::Key(k) => write!(f, ".{k}")?,
+                Step::Key(k) if k.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                    write!(f, ".{k}")?
+                }
+                Step::Key(k) => write!(f, ".[{k:?}]")?,
                 Step::Index(i) => write!(f, "[{i}]")?,
             }
         }
         Ok(())
+    }
+}
+
+/// A number read from a JSON document: a path, or a small expression over
+/// paths and integers with `+ - *`, unary minus and parentheses, e.g.
+/// `.quantity - .reservedQuantity` (`--stock-json-path`, `--sold-json-path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonExpr {
+    Path(JsonPath),
+    Int(i64),
+    Neg(Box<JsonExpr>),
+    Bin(Box<JsonExpr>, Op, Box<JsonExpr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Sub,
+    Mul,
+}
+
+impl JsonExpr {
+    /// Parse `text`, the value of `flag`; errors name the flag and column.
+    pub fn parse(flag: &str, text: &str) -> anyhow::Result<JsonExpr> {
+        let mut p = ExprParser { text, pos: 0, flag };
+        p.skip_space();
+        if p.pos == text.len() {
+            return Err(p.error("it is empty"));
+        }
+        let e = p.expr()?;
+        p.skip_space();
+        if p.pos < text.len() {
+            return Err(p.error(&format!("unexpected {:?}", p.rest_char())));
+        }
+        Ok(e)
+    }
+
+    /// The value for `doc`: every path must be there and be a number.
+    pub fn eval(&self, doc: &serde_json::Value) -> Result<i64, String> {
+        Ok(match self {
+            JsonExpr::Path(p) => p.get(doc)?,
+            JsonExpr::Int(i) => *i,
+            JsonExpr::Neg(e) => e
+                .eval(doc)?
+                .checked_neg()
+                .ok_or_else(|| format!("-({e}) overflows"))?,
+            JsonExpr::Bin(a, op, b) => {
+                let (x, y) = (a.eval(doc)?, b.eval(doc)?);
+                match op {
+                    Op::Add => x.checked_add(y),
+                    Op::Sub => x.checked_sub(y),
+                    Op::Mul => x.checked_mul(y),
+                }
+                .ok_or_else(|| format!("{self} overflows ({x} and {y})"))?
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for JsonExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonExpr::Path(p) => write!(f, "{p}"),
+            JsonExpr::Int(i) => write!(f, "{i}"),
+            JsonExpr::Neg(e) => write!(f, "-{e}"),
+            JsonExpr::Bin(a, op, b) => {
+                let op = match op {
+                    Op::Add => "+",
+                    Op::Sub => "-",
+                    Op::Mul => "*",
+                };
+                write!(f, "({a} {op} {b})")
+            }
+        }
+    }
+}
+
+/// A recursive-descent parser: `expr := term (('+'|'-') term)*`,
+/// `term := unary ('*' unary)*`, `unary := '-' unary | atom`,
+/// `atom := integer | path | '(' expr ')'`.
+struct ExprParser<'a> {
+    text: &'a str,
+    pos: usize,
+    flag: &'a str,
+}
+
+impl ExprParser<'_> {
+    fn error(&self, why: &str) -> anyhow::Error {
+        bad_input(format!(
+            "{} {:?}: column {}: {why}; write a path like .stock or .data.items[0].stock, \
+             or an expression like '.quantity - .reserved'",
+            self.flag,
+            self.text,
+            self.text[..self.pos].chars().count() + 1
+        ))
+    }
+
+    fn rest_char(&self) -> char {
+        self.text[self.pos..].chars().next().unwrap_or(' ')
+    }
+
+    fn skip_space(&mut self) {
+        while self.rest_char().is_whitespace() && self.pos < self.text.len() {
+            self.pos += self.rest_char().len_utf8();
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        self.skip_space();
+        if self.pos < self.text.len() && self.rest_char() == c {
+            self.pos += c.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expr(&mut self) -> anyhow::Result<JsonExpr> {
+        let mut e = self.term()?;
+        loop {
+            let op = if self.eat('+') {
+                Op::Add
+            } else if self.eat('-') {
+                Op::Sub
+            } else {
+                return Ok(e);
+            };
+            e = JsonExpr::Bin(Box::new(e), op, Box::new(self.term()?));
+        }
+    }
+
+    fn term(&mut self) -> anyhow::Result<JsonExpr> {
+        let mut e = self.unary()?;
+        while self.eat('*') {
+            e = JsonExpr::Bin(Box::new(e), Op::Mul, Box::new(self.unary()?));
+        }
+        Ok(e)
+    }
+
+    fn unary(&mut self) -> anyhow::Result<JsonExpr> {
+        if self.eat('-') {
+            return Ok(JsonExpr::Neg(Box::new(self.unary()?)));
+        }
+        self.atom()
+    }
+
+    fn atom(&mut self) -> anyhow::Result<JsonExpr> {
+        self.skip_space();
+        if self.pos >= self.text.len() {
+            return Err(self.error("expected a path, a number or `(` at the end"));
+        }
+        if self.eat('(') {
+            let e = self.expr()?;
+            if !self.eat(')') {
+                return Err(self.error("expected `)`"));
+            }
+            return Ok(e);
+        }
+        let c = self.rest_char();
+        if c.is_ascii_digit() {
+            let start = self.pos;
+            while self.pos < self.text.len() && self.rest_char().is_ascii_digit() {
+                self.pos += 1;
+            }
+            return self.text[start..self.pos]
+                .parse()
+                .map(JsonExpr::Int)
+                .map_err(|_| self.error("the number is too large"));
+        }
+        if c == '.' || c == '[' || c.is_alphabetic() || c == '_' {
+            return self.path().map(JsonExpr::Path);
+        }
+        Err(self.error(&format!("expected a path, a number or `(`, found {c:?}")))
+    }
+
+    fn key_char(c: char) -> bool {
+        c.is_alphanumeric() || c == '_' || c == '$' || c == '@'
+    }
+
+    fn path(&mut self) -> anyhow::Result<JsonPath> {
+        let mut steps = Vec::new();
+        // A bare first key (`stock`) or a leading dot (`.stock`, `.`).
+        let mut need_key = !self.text[self.pos..].starts_with(['.', '[']);
+        if !need_key && self.rest_char() == '.' {
+            self.pos += 1;
+            need_key = self.pos < self.text.len() && Self::key_char(self.rest_char());
+        }
+        loop {
+            if need_key {
+                let start = self.pos;
+                while self.pos < self.text.len() && Self::key_char(self.rest_char()) {
+                    self.pos += self.rest_char().len_utf8();
+                }
+                if start == self.pos {
+                    return Err(self.error("expected a key after `.`"));
+                }
+                steps.push(Step::Key(self.text[start..self.pos].to_string()));
+                need_key = false;
+                continue;
+            }
+            if self.pos >= self.text.len() {
+                break;
+            }
+            match self.rest_char() {
+                '.' => {
+                    self.pos += 1;
+                    if self.pos < self.text.len() && self.rest_char() == '[' {
+                        continue;
+                    }
+                    need_key = true;
+                }
+                '[' => {
+                    self.pos += 1;
+                    let rest = &self.text[self.pos..];
+                    if let Some(q) = rest.strip_prefix('"') {
+                        let end = q
+                            .find('"')
+                            .ok_or_else(|| self.error("a quoted key is not closed"))?;
+                        let key = q[..end].to_string();
+                        self.pos += 1 + end + 1;
+                        if !self.text[self.pos..].starts_with(']') {
+                            return Err(self.error("expected `]` after the quoted key"));
+                        }
+                        self.pos += 1;
+                        steps.push(Step::Key(key));
+                        continue;
+                    }
+                    let end = rest
+                        .find(']')
+                        .ok_or_else(|| self.error("`[` is not closed"))?;
+                    let i = rest[..end]
+                        .trim()
+                        .parse()
+                        .map_err(|_| self.error("an index must be a whole number, e.g. [0]"))?;
+                    self.pos += end + 1;
+                    steps.push(Step::Index(i));
+                }
+                _ => break,
+            }
+        }
+        Ok(JsonPath(steps))
     }
 }
 
@@ -268,12 +489,14 @@ fn short(v: &serde_json::Value) -> String {
     }
 }
 
-/// GET the stock endpoint and read the number at `path`.
+/// GET the stock endpoint and read the stock (and the units sold, when
+/// asked) from its JSON.
 pub async fn read_stock_url(
     client: &reqwest::Client,
     url: &reqwest::Url,
-    path: &JsonPath,
-) -> anyhow::Result<i64> {
+    stock: &JsonExpr,
+    sold: Option<&JsonExpr>,
+) -> anyhow::Result<Reading> {
     let what = || format!("reading the stock from {url} (--stock-url)");
     let resp = client
         .get(url.clone())
@@ -291,8 +514,17 @@ pub async fn read_stock_url(
     }
     let doc: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| anyhow::anyhow!("{}: the response is not JSON ({e})", what()))?;
-    path.get(&doc)
-        .map_err(|why| bad_input(format!("--stock-json-path: {why}")))
+    let stock = stock
+        .eval(&doc)
+        .map_err(|why| bad_input(format!("--stock-json-path: {why}")))?;
+    let units_sold = sold
+        .map(|e| e.eval(&doc))
+        .transpose()
+        .map_err(|why| bad_input(format!("--sold-json-path: {why}")))?;
+    Ok(Reading {
+        stock: Some(stock),
+        units_sold,
+    })
 }
 
 /// POST the reset endpoint; anything but a 2xx is a failure.
@@ -375,26 +607,109 @@ mod tests {
     use super::*;
     use crate::verdict::{of_audit, Verdict};
 
+    fn expr(text: &str) -> JsonExpr {
+        JsonExpr::parse("--stock-json-path", text).unwrap_or_else(|e| panic!("{text}: {e:#}"))
+    }
+
+    fn bad(text: &str) -> String {
+        format!(
+            "{:#}",
+            JsonExpr::parse("--stock-json-path", text).expect_err(text)
+        )
+    }
+
     #[test]
     fn json_paths() {
         let doc =
             serde_json::json!({"stock": 3, "data": {"items": [{"stock": "7"}, {"stock": 1.0}]}});
-        assert_eq!(JsonPath::parse(".stock").unwrap().get(&doc), Ok(3));
-        assert_eq!(JsonPath::parse("stock").unwrap().get(&doc), Ok(3));
-        assert_eq!(
-            JsonPath::parse(".data.items[0].stock").unwrap().get(&doc),
-            Ok(7)
-        );
-        assert_eq!(
-            JsonPath::parse("data.items[1].stock").unwrap().get(&doc),
-            Ok(1)
-        );
-        let e = JsonPath::parse(".nope").unwrap().get(&doc).unwrap_err();
-        assert!(e.contains(".nope"), "{e}");
-        assert!(JsonPath::parse(".data").unwrap().get(&doc).is_err());
-        for bad in ["", ".", "a[", "a[x]", "a..b"] {
-            assert!(JsonPath::parse(bad).is_err(), "{bad}");
+        assert_eq!(expr(".stock").eval(&doc), Ok(3));
+        assert_eq!(expr("stock").eval(&doc), Ok(3));
+        assert_eq!(expr(".data.items[0].stock").eval(&doc), Ok(7));
+        assert_eq!(expr("data.items[1].stock").eval(&doc), Ok(1));
+        assert_eq!(expr(".[\"stock\"]").eval(&doc), Ok(3));
+        assert_eq!(expr(".").eval(&serde_json::json!(12)), Ok(12));
+        let e = expr(".nope").eval(&doc).unwrap_err();
+        assert!(e.contains(".nope is missing"), "{e}");
+        let e = expr(".data").eval(&doc).unwrap_err();
+        assert!(e.contains(".data is {\"items\""), "{e}");
+        for bad_path in ["", " ", "a[", "a[x]", "a..b", ".[\"x\"", "[-1]"] {
+            assert!(
+                JsonExpr::parse("--stock-json-path", bad_path).is_err(),
+                "{bad_path}"
+            );
         }
+    }
+
+    #[test]
+    fn json_expressions() {
+        let doc = serde_json::json!({
+            "quantity": 10, "reservedQuantity": 3, "reserved-qty": "2",
+            "lots": [{"n": 4}, {"n": 5}], "price": 2.5, "name": "shoe", "none": null,
+        });
+        let cases = [
+            (".quantity - .reservedQuantity", 7),
+            (".quantity-.reservedQuantity", 7),
+            (".quantity - .[\"reserved-qty\"]", 8),
+            (".lots[0].n + .lots[1].n * 2", 14),
+            ("(.lots[0].n + .lots[1].n) * 2", 18),
+            ("-.quantity + 1", -9),
+            (".quantity - -3", 13),
+            ("100 - .quantity - .reservedQuantity", 87),
+            ("  .quantity  ", 10),
+        ];
+        for (text, want) in cases {
+            assert_eq!(expr(text).eval(&doc), Ok(want), "{text}");
+        }
+        // Errors when evaluating name the path and what is wrong with it.
+        let missing = expr(".quantity - .reserved").eval(&doc).unwrap_err();
+        assert!(
+            missing.starts_with(".reserved is missing in {"),
+            "{missing}"
+        );
+        let text = expr(".quantity - .name").eval(&doc).unwrap_err();
+        assert_eq!(text, ".name is \"shoe\", not a number");
+        let frac = expr(".price * 2").eval(&doc).unwrap_err();
+        assert_eq!(frac, ".price is 2.5, not a whole number");
+        let null = expr(".none + 1").eval(&doc).unwrap_err();
+        assert_eq!(null, ".none is null, not a number");
+        let big = serde_json::json!({"a": i64::MAX});
+        assert!(expr(".a + 1").eval(&big).unwrap_err().contains("overflows"));
+        assert!(expr(".a * .a")
+            .eval(&big)
+            .unwrap_err()
+            .contains("overflows"));
+    }
+
+    #[test]
+    fn json_expression_syntax_errors_name_the_column() {
+        let e = bad(".quantity -");
+        assert!(
+            e.starts_with("--stock-json-path \".quantity -\": column 12: expected a path"),
+            "{e}"
+        );
+        assert!(bad(".a + + ").contains("column 6"), "{}", bad(".a + + "));
+        assert!(
+            bad("(.a - .b").contains("expected `)`"),
+            "{}",
+            bad("(.a - .b")
+        );
+        assert!(bad(".a .b").contains("unexpected '.'"), "{}", bad(".a .b"));
+        assert!(
+            bad(".a / 2").contains("unexpected '/'"),
+            "{}",
+            bad(".a / 2")
+        );
+        assert!(bad(".a - 99999999999999999999").contains("too large"));
+        assert!(bad("").contains("it is empty"));
+        // The flag named is the one given.
+        let sold = format!(
+            "{:#}",
+            JsonExpr::parse("--sold-json-path", "*").unwrap_err()
+        );
+        assert!(
+            sold.starts_with("--sold-json-path \"*\": column 1"),
+            "{sold}"
+        );
     }
 
     fn r(stock: Option<i64>, units_sold: Option<i64>) -> Reading {

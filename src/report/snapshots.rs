@@ -58,6 +58,9 @@ fn target(truth: Truth, timeout_ms: u64, by_status: BTreeMap<String, Summary>) -
         sold_out_statuses: vec![409, 410, 422],
         rejected_statuses: vec![429],
         by_status,
+        protocol: "h2".into(),
+        sync: "last-byte".into(),
+        connections: 1,
     }
 }
 
@@ -152,7 +155,11 @@ fn http_unmapped_run() -> RunResult {
         ),
     ]
     .into();
-    let target = target(Truth::ClientBelief, 10_000, by_status);
+    let target = TargetInfo {
+        protocol: "http/1.1".into(),
+        connections: 100,
+        ..target(Truth::ClientBelief, 10_000, by_status)
+    };
     let mut r = RunResult::assemble(record, &mut tally, Subject::Target(target), None);
     r.verdict = crate::verdict::decide(&r);
     r

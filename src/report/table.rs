@@ -199,8 +199,9 @@ pub fn headline(r: &RunResult) -> String {
     )
 }
 
-/// "target POST http://... : 100 buyers x 1 attempt, quantity 1" and where
-/// the audit's numbers came from (the client's belief labelled as such).
+/// "target POST http://... : 100 buyers x 1 attempt, quantity 1", how the
+/// requests went (HTTP version, connections, release), and where the
+/// audit's numbers came from (the client's belief labelled as such).
 fn target_headline(r: &RunResult, work: &str) -> String {
     let Some(t) = &r.target else {
         return work.to_string();
@@ -221,8 +222,23 @@ fn target_headline(r: &RunResult, work: &str) -> String {
             s.stock
         ),
     };
+    let protocol = if t.protocol == "h2" {
+        "HTTP/2"
+    } else {
+        "HTTP/1.1"
+    };
+    let conns = match t.connections {
+        1 => "1 connection".to_string(),
+        n => format!("{n} connections"),
+    };
+    let sync = match (t.sync.as_str(), t.protocol.as_str()) {
+        ("last-byte", "h2") => "first requests released by their final frames",
+        ("last-byte", _) => "first requests released by their last byte",
+        _ => "first requests sent whole after the barrier",
+    };
     format!(
-        "target {} {}: {work}, quantity {}, request timeout {} ms\n{truth}, seed {}",
+        "target {} {}: {work}, quantity {}, request timeout {} ms\n\
+         {protocol} over {conns}, {sync}; {truth}, seed {}",
         t.method, t.url, s.quantity, t.timeout_ms, s.seed
     )
 }

@@ -60,7 +60,7 @@ pub fn tests() -> Vec<Trial> {
 }
 
 /// A `racelab serve` child; SIGTERM and wait on drop.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
     base: String,
     database: Option<String>,
@@ -68,7 +68,7 @@ struct Serve {
 
 impl Serve {
     /// Serve `strategy` with `stock` on the shared server, lab in `schema`.
-    fn start(schema: &str, strategy: &str, stock: u32) -> Serve {
+    pub(crate) fn start(schema: &str, strategy: &str, stock: u32) -> Serve {
         let stock = stock.to_string();
         Serve::spawn(&[
             "--strategy",
@@ -82,7 +82,7 @@ impl Serve {
         ])
     }
 
-    fn spawn(args: &[&str]) -> Serve {
+    pub(crate) fn spawn(args: &[&str]) -> Serve {
         let mut child = racelab()
             .arg("serve")
             .args(args)
@@ -117,12 +117,12 @@ impl Serve {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// SIGTERM, then the exit status (within 30 s).
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: signalling our own child by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -149,7 +149,7 @@ impl Drop for Serve {
 }
 
 /// `racelab http <args> --no-save --quiet`.
-fn http(args: &[&str]) -> Output {
+pub(crate) fn http(args: &[&str]) -> Output {
     racelab()
         .arg("http")
         .args(args)
@@ -159,7 +159,7 @@ fn http(args: &[&str]) -> Output {
         .expect("racelab http runs")
 }
 
-fn http_json(args: &[&str]) -> (Output, Value) {
+pub(crate) fn http_json(args: &[&str]) -> (Output, Value) {
     let mut all = args.to_vec();
     all.push("--json");
     let out = http(&all);
@@ -173,7 +173,7 @@ fn http_json(args: &[&str]) -> (Output, Value) {
     (out, v)
 }
 
-fn verify_sql(schema: &str) -> String {
+pub(crate) fn verify_sql(schema: &str) -> String {
     format!(
         "SELECT sum(stock)::int8 AS stock, \
          (SELECT coalesce(sum(qty), 0) FROM {schema}.orders)::int8 AS units_sold \
@@ -181,7 +181,7 @@ fn verify_sql(schema: &str) -> String {
     )
 }
 
-const BODY: &str = r#"{"buyer": {{buyer}}, "attempt": {{attempt}}, "qty": {{qty}}}"#;
+pub(crate) const BODY: &str = r#"{"buyer": {{buyer}}, "attempt": {{attempt}}, "qty": {{qty}}}"#;
 
 /// 100 buyers against `serve`, audited with --verify-sql, reset before
 /// each of `repeat` rounds, `--expect safe`, JUnit into `junit`.
@@ -191,11 +191,22 @@ fn race_verified(
     repeat: u32,
     junit: &std::path::Path,
 ) -> (Output, Value) {
+    race_verified_with(serve, schema, repeat, junit, &[])
+}
+
+/// `race_verified` with more flags (e.g. `--http2`).
+pub(crate) fn race_verified_with(
+    serve: &Serve,
+    schema: &str,
+    repeat: u32,
+    junit: &std::path::Path,
+    extra: &[&str],
+) -> (Output, Value) {
     let sql = verify_sql(schema);
     let (purchase, reset) = (serve.url("/purchase"), serve.url("/reset"));
     let repeat = repeat.to_string();
-    http_json(&[
-        &purchase,
+    let mut args = vec![
+        purchase.as_str(),
         "--buyers",
         "100",
         "--body",
@@ -212,7 +223,9 @@ fn race_verified(
         "safe",
         "--junit",
         junit.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    http_json(&args)
 }
 
 fn naive_verify_sql() -> Result<(), Failed> {
@@ -658,7 +671,7 @@ fn serve_embedded() -> Result<(), Failed> {
 }
 
 /// A plain GET over a raw socket (no client library between us and it).
-fn http_get(url: &str) -> std::io::Result<String> {
+pub(crate) fn http_get(url: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap());

@@ -14,6 +14,7 @@ mod db;
 mod explore;
 mod faults;
 mod http;
+mod http2;
 mod interp;
 mod run;
 mod strategy;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
     trials.extend(teach::tests());
     trials.extend(tricky::tests());
     trials.extend(http::tests());
+    trials.extend(http2::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
     trials.extend(explore::tests());
