@@ -112,6 +112,7 @@ pub fn audit(initial: i64, sold: i64, left: i64) -> Audit {
         orders_without_success: 0,
         unknown_committed: 0,
         unknown_not_committed: 0,
+        cache_drift: None,
     }
 }
 

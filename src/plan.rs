@@ -304,6 +304,10 @@ fn lab_of(
         },
         timeout_ms: a.sql.timeout.unwrap_or(0),
         watch_ms: a.watch,
+        redis: crate::db::redis::RedisOptions {
+            url: db.redis_url.clone(),
+            bin: db.redis_bin.clone(),
+        },
     })
 }
 

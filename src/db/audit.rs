@@ -25,6 +25,12 @@ pub struct Audit {
     /// Attempts of unknown fate that left no order: they did not commit.
     #[serde(default)]
     pub unknown_not_committed: i64,
+    /// With a strategy that counts stock in Redis (`stock:{:product}`): the
+    /// Redis counters' remaining stock minus (initial stock - units
+    /// ordered in Postgres), summed per product as absolute differences.
+    /// Absent when Redis does not count the stock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_drift: Option<i64>,
 }
 
 /// One product as the audit sees it.
@@ -66,6 +72,7 @@ impl Audit {
             orders_without_success,
             unknown_committed: 0,
             unknown_not_committed: 0,
+            cache_drift: None,
         }
     }
 }
@@ -147,6 +154,7 @@ mod tests {
                 orders_without_success: 0,
                 unknown_committed: 0,
                 unknown_not_committed: 0,
+                cache_drift: None,
             }
         );
     }

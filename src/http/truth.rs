@@ -365,6 +365,7 @@ pub fn audit(
         } else {
             0
         },
+        cache_drift: None,
     }
 }
 

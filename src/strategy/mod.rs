@@ -19,10 +19,11 @@ pub(crate) mod facts;
 mod interp;
 mod lex;
 mod parse;
+mod redis;
 
 pub use builtin::{builtins, load};
 pub(crate) use expr::{EvalError, Expr};
-pub use interp::{run_setup, Session};
+pub use interp::{run_setup, RedisConn, Session};
 pub use parse::{parse, Program};
 pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
@@ -128,6 +129,8 @@ pub enum TraceKind {
     Rollback,
     /// The pause between a conflict and the next try.
     Backoff,
+    /// A `\redis` command: `values` holds the reply stored by `\gset`.
+    Redis,
     /// The attempt's outcome; always the last event.
     Outcome,
 }
