@@ -14,6 +14,7 @@ mod db;
 mod faults;
 mod http;
 mod interp;
+mod redis;
 mod run;
 mod strategy;
 mod teach;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
     trials.extend(http::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
+    trials.extend(redis::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
