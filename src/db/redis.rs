@@ -356,7 +356,9 @@ impl RedisServer {
                 return !proc::alive(self.pid);
             }
             if proc::wait_gone(self.pid, wait) {
-                let _ = child.try_wait();
+                // Gone or exiting: reap it (a blocking wait on a process
+                // that has been seen dead returns at once).
+                let _ = child.wait();
                 return true;
             }
         }
