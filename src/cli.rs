@@ -226,6 +226,20 @@ pub struct DbArgs {
     /// Seconds to wait for a connection to the server.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub connect_timeout: f64,
+
+    /// Use this Redis server (redis://, rediss://, redis+unix://) for strategies with
+    /// `\redis` commands instead of an embedded one; only keys under `<schema>:` are touched.
+    #[arg(
+        long,
+        env = "RACELAB_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
+
+    /// Directory holding redis-server, for the embedded Redis.
+    #[arg(long, env = "RACELAB_REDIS_BIN", value_name = "DIR")]
+    pub redis_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -19,7 +19,25 @@ use crate::strategy::{self, Instr, Program, Strategy, BUILTIN_VARS, PRODUCT};
 
 /// The verdict on a program.
 pub fn verdict(prog: &Program) -> Verdict {
-    flow::verdict(prog)
+    let mut v = flow::verdict(prog);
+    // The gate may live in Redis, which the data flow does not follow: the
+    // SQL facts alone cannot call such a script safe or unsafe.
+    if let Some(first) = prog.redis.first() {
+        v.level = flow::Level::Unsure;
+        v.findings.insert(
+            0,
+            flow::Finding {
+                level: flow::Level::Unsure,
+                lines: vec![first.line],
+                text: format!(
+                    "the script sends Redis commands (line {}); explain reads the SQL only, so \
+                     whether Redis gates the stock is for the race and its cache_drift audit to show",
+                    first.line
+                ),
+            },
+        );
+    }
+    v
 }
 
 /// `racelab explain`: the script, annotated, then a summary and the verdict.
@@ -350,6 +368,10 @@ pub fn render(s: &Strategy) -> String {
             Instr::SoldOut { line } => {
                 notes[at(*line)].push("\\sold_out: ends the attempt as sold out".into())
             }
+            Instr::Redis(i) => {
+                let cmd = &prog.redis[*i];
+                notes[at(cmd.line)].push(cmd.note());
+            }
             _ => {}
         }
     }
@@ -472,6 +494,8 @@ mod tests {
         for (name, src) in strategy::builtins() {
             let want = if *name == "naive" {
                 Level::Unsafe
+            } else if name.starts_with("redis-") {
+                Level::Unsure
             } else {
                 Level::Safe
             };

@@ -10,6 +10,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 
+use crate::db::redis::{Redis, RedisOptions};
 use crate::db::{Claims, Database, DbOptions, ProductSeed};
 use crate::engine::{Control, Held, Lane, ProductPicker, SqlLanes};
 use crate::report::{Output, RunResult};
@@ -28,6 +29,8 @@ pub struct Lab {
     pub timeout_ms: u64,
     /// `--watch MS`: sample stock and units sold every MS milliseconds.
     pub watch_ms: Option<u64>,
+    /// Where Redis comes from, for strategies with `\redis` commands.
+    pub redis: RedisOptions,
 }
 
 /// Race every strategy of the lab: open the database, run the pipeline on
@@ -51,15 +54,33 @@ pub async fn execute(
         );
         timings::record("  cluster: postmaster ready", t.ready);
     }
-    let outcome = execute_on(&db, lab, pipeline, output, control).await;
+    let redis = if lab.strategies.iter().any(|s| s.program.uses_redis()) {
+        let prefix = format!("{}:", lab.db.schema);
+        match timings::time("open Redis", Redis::open(&lab.redis, &prefix)).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let _ = db.shutdown().await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let outcome = execute_on(&db, redis.as_ref(), lab, pipeline, output, control).await;
+    let redis_stopped = match redis {
+        Some(r) => r.shutdown().await,
+        None => Ok(()),
+    };
     let stopped = timings::time("stop the database", db.shutdown()).await;
     let results = outcome?;
     stopped.context("stopping the database")?;
+    redis_stopped.context("cleaning up Redis")?;
     Ok(results)
 }
 
 async fn execute_on(
     db: &Database,
+    redis: Option<&Redis>,
     lab: &Lab,
     pipeline: &Pipeline,
     output: &Output,
@@ -93,7 +114,12 @@ async fn execute_on(
     let targets: Vec<LabTarget> = lab
         .strategies
         .iter()
-        .map(|strategy| LabTarget::new(db, lab, pipeline, strategy, &seeds, &connect, &database))
+        .map(|strategy| {
+            let redis = redis.filter(|_| strategy.program.uses_redis());
+            LabTarget::new(
+                db, lab, pipeline, strategy, &seeds, &connect, &database, redis,
+            )
+        })
         .collect();
     run::execute(&targets, pipeline, output, control).await
 }
@@ -108,9 +134,12 @@ struct LabTarget<'a> {
     lanes: Arc<SqlLanes>,
     info: StrategyInfo,
     database: &'a DatabaseInfo,
+    /// Redis, when the strategy sends `\redis` commands.
+    redis: Option<&'a Redis>,
 }
 
 impl<'a> LabTarget<'a> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         db: &'a Database,
         lab: &'a Lab,
@@ -119,16 +148,22 @@ impl<'a> LabTarget<'a> {
         seeds: &'a [ProductSeed],
         connect: &PgConnectOptions,
         database: &'a DatabaseInfo,
+        redis: Option<&'a Redis>,
     ) -> LabTarget<'a> {
+        let mut lanes = SqlLanes::new(strategy.program.clone(), connect.clone());
+        if let Some(r) = redis {
+            lanes = lanes.with_redis(r.client(), r.prefix());
+        }
         LabTarget {
             db,
             lab,
             pipeline,
             strategy,
             seeds,
-            lanes: Arc::new(SqlLanes::new(strategy.program.clone(), connect.clone())),
+            lanes: Arc::new(lanes),
             info: strategy_info(strategy),
             database,
+            redis,
         }
     }
 }
@@ -148,6 +183,10 @@ impl Target for LabTarget<'_> {
         timings::time("prepare the lab", self.db.prepare_lab(self.seeds))
             .await
             .context("preparing the lab")?;
+        if let Some(r) = self.redis {
+            let products: Vec<(i64, i64)> = self.seeds.iter().map(|p| (p.id, p.stock)).collect();
+            r.seed(&products).await.context("seeding Redis")?;
+        }
         if self.strategy.program.has_setup() {
             let products: Vec<(i64, i64)> = self.seeds.iter().map(|p| (p.id, p.stock)).collect();
             let mut conn = self.db.connect().await?;
@@ -209,6 +248,15 @@ impl Target for LabTarget<'_> {
             None => self.db.audit_claims(&claims).await,
         };
         drop(held);
+        let audited = match (audited, self.redis) {
+            (Ok(a), Some(r)) if self.strategy.program.redis_counts_stock() => {
+                self.cache_drift(r).await.map(|d| crate::db::Audit {
+                    cache_drift: Some(d),
+                    ..a
+                })
+            }
+            (a, _) => a,
+        };
         let audit = raced.audited(audited, "auditing the database")?;
         raced.scenario.timeout_ms = self.lab.timeout_ms;
         let mut result = raced.result(
@@ -219,6 +267,25 @@ impl Target for LabTarget<'_> {
         result.watch = watch;
         result.timeline = timeline;
         Ok(result)
+    }
+}
+
+impl LabTarget<'_> {
+    /// The seam between Redis and the database: per product, Redis's
+    /// remaining stock against initial stock minus the units ordered in
+    /// Postgres; the sum of the absolute differences.
+    async fn cache_drift(&self, redis: &Redis) -> anyhow::Result<i64> {
+        let ids: Vec<i64> = self.seeds.iter().map(|p| p.id).collect();
+        let remaining = redis.stock(&ids).await?;
+        let sold = self.db.units_sold_by_product().await?;
+        let mut drift = 0i64;
+        for (seed, left) in self.seeds.iter().zip(remaining) {
+            let ordered = sold.get(&seed.id).copied().unwrap_or(0);
+            // A deleted counter counts as zero left.
+            let left = left.unwrap_or(0);
+            drift += (left - (seed.stock - ordered)).abs();
+        }
+        Ok(drift)
     }
 }
 

@@ -296,6 +296,10 @@ fn lab_of(
         db,
         timeout_ms: a.sql.timeout.unwrap_or(0),
         watch_ms: a.watch,
+        redis: crate::db::redis::RedisOptions {
+            url: a.db.redis_url.clone(),
+            bin: a.db.redis_bin.clone(),
+        },
     })
 }
 

@@ -120,6 +120,7 @@ impl Timeline {
 fn kind_name(k: TraceKind) -> &'static str {
     match k {
         TraceKind::Sql => "sql",
+        TraceKind::Redis => "redis",
         TraceKind::Set => "set",
         TraceKind::Sleep => "sleep",
         TraceKind::Meta => "meta",

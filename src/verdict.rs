@@ -56,6 +56,7 @@ pub fn of_audit(a: &Audit) -> Verdict {
         || a.successes_without_order != 0
         || a.orders_without_success != 0
         || a.sold_out_with_stock_left != 0
+        || a.cache_drift.is_some_and(|d| d != 0)
     {
         Verdict::Inconsistent
     } else {
@@ -562,6 +563,11 @@ pub fn sentence(r: &RunResult) -> String {
     }
     if a.negative_stock {
         notes.push("final stock is negative".to_string());
+    }
+    if let Some(d) = a.cache_drift.filter(|d| *d != 0) {
+        notes.push(format!(
+            "the Redis stock counter and the database disagree by {d} units (cache drift)"
+        ));
     }
     if a.successes_without_order > 0 {
         notes.push(format!(

@@ -33,6 +33,12 @@ pub struct Audit {
     /// The stock left after the race on the products of those answers.
     #[serde(default)]
     pub stock_left_after_sold_out: i64,
+    /// With a strategy that counts stock in Redis (`stock:{:product}`): the
+    /// Redis counters' remaining stock minus (initial stock - units
+    /// ordered in Postgres), summed per product as absolute differences.
+    /// Absent when Redis does not count the stock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_drift: Option<i64>,
 }
 
 /// What the buyers were told, for the audit to hold against the lab.
@@ -92,6 +98,7 @@ impl Audit {
             unknown_not_committed: 0,
             sold_out_with_stock_left: 0,
             stock_left_after_sold_out: 0,
+            cache_drift: None,
         }
     }
 
@@ -204,6 +211,7 @@ mod tests {
                 unknown_not_committed: 0,
                 sold_out_with_stock_left: 0,
                 stock_left_after_sold_out: 0,
+                cache_drift: None,
             }
         );
     }

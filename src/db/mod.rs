@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod kept;
 pub mod paths;
 pub mod proc;
+pub mod redis;
 pub mod schema;
 
 pub use audit::{Audit, Claims};
@@ -275,6 +276,21 @@ impl Database {
     /// Audit the lab after a run.
     pub async fn audit(&self, succeeded_attempts: &[i64]) -> anyhow::Result<Audit> {
         self.audit_with_unknown(succeeded_attempts, &[]).await
+    }
+
+    /// Units ordered per product (the database side of the Redis audit).
+    pub async fn units_sold_by_product(
+        &self,
+    ) -> anyhow::Result<std::collections::HashMap<i64, i64>> {
+        let mut conn = self.connect().await?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT product_id::int8, COALESCE(sum(qty), 0)::int8 FROM orders GROUP BY product_id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .context("reading the units ordered per product")?;
+        let _ = conn.close().await;
+        Ok(rows.into_iter().collect())
     }
 
     /// Audit the lab after a run, resolving the attempts of unknown fate.

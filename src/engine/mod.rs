@@ -22,7 +22,7 @@ use tokio::sync::{Barrier, Notify};
 use tokio::task::JoinSet;
 
 use crate::outcome::{AttemptReport, Outcome};
-use crate::strategy::{AttemptCtx, Program, Session, TraceEvent};
+use crate::strategy::{AttemptCtx, Program, RedisConn, Session, TraceEvent};
 pub use contention::Contention;
 use contention::{BuyerCount, Merged, Tracker};
 pub use pick::ProductPicker;
@@ -412,12 +412,29 @@ pub async fn race_with<L: Lanes>(
 pub struct SqlLanes {
     program: Arc<Program>,
     connect: PgConnectOptions,
+    /// For a strategy with `\redis` commands: the server and the key prefix.
+    redis: Option<(redis::Client, Arc<str>)>,
+    /// Each buyer's own Redis connection, opened with the lanes and taken
+    /// by `buyer`.
+    redis_conns: Mutex<Vec<redis::aio::MultiplexedConnection>>,
 }
 
 impl SqlLanes {
     /// Buyers that run `program` on connections made with `connect`.
     pub fn new(program: Arc<Program>, connect: PgConnectOptions) -> SqlLanes {
-        SqlLanes { program, connect }
+        SqlLanes {
+            program,
+            connect,
+            redis: None,
+            redis_conns: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Give every buyer a Redis connection of its own to `client`, keys
+    /// under `prefix`.
+    pub fn with_redis(mut self, client: redis::Client, prefix: Arc<str>) -> SqlLanes {
+        self.redis = Some((client, prefix));
+        self
     }
 }
 
@@ -426,7 +443,23 @@ impl Lanes for SqlLanes {
     type Buyer<'a> = SqlBuyer<'a>;
 
     async fn open(&self, config: &RaceConfig, control: &Control) -> anyhow::Result<Vec<Lane>> {
-        open_lanes(&self.connect, config, control).await
+        let lanes = open_lanes(&self.connect, config, control).await?;
+        if let Some((client, _)) = &self.redis {
+            let mut set = JoinSet::new();
+            for _ in 0..config.buyers {
+                let client = client.clone();
+                set.spawn(async move { client.get_multiplexed_tokio_connection().await });
+            }
+            let mut conns = Vec::with_capacity(config.buyers as usize);
+            while let Some(c) = set.join_next().await {
+                conns.push(
+                    c.context("opening a buyer's Redis connection")?
+                        .context("opening a buyer's Redis connection")?,
+                );
+            }
+            *self.redis_conns.lock().unwrap_or_else(|p| p.into_inner()) = conns;
+        }
+        Ok(lanes)
     }
 
     /// Close a finished buyer's own connection at once, so that the server
@@ -441,8 +474,22 @@ impl Lanes for SqlLanes {
     }
 
     fn buyer<'a>(&'a self, lane: &'a mut Lane, seed: u64) -> SqlBuyer<'a> {
+        let mut session = self.program.session(seed);
+        if let Some((_, prefix)) = &self.redis {
+            let conn = self
+                .redis_conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            if let Some(conn) = conn {
+                session.set_redis(RedisConn {
+                    conn,
+                    prefix: prefix.clone(),
+                });
+            }
+        }
         SqlBuyer {
-            session: self.program.session(seed),
+            session,
             conn: match lane {
                 Lane::Own(conn) => BuyerConn::Own(conn),
                 Lane::Pool(pool) => BuyerConn::Pool { pool, lease: None },

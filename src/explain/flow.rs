@@ -466,6 +466,14 @@ fn paths(prog: &Program) -> Option<Vec<Path>> {
                     }
                     st.vars[*slot] = d;
                 }
+                // A Redis reply comes from outside the database: its origin
+                // is unknown to the data flow.
+                Instr::Redis(i) => {
+                    let cmd = &prog.redis[*i];
+                    if let Some(slot) = cmd.into {
+                        st.vars[slot] = [Dep::Unknown(cmd.line)].into_iter().collect();
+                    }
+                }
                 Instr::Sleep { .. } => {
                     if st.held || st.session_held {
                         st.path.held_sleeps.push(pc);

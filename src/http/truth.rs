@@ -599,6 +599,7 @@ pub fn audit(
         },
         sold_out_with_stock_left: 0,
         stock_left_after_sold_out: 0,
+        cache_drift: None,
     }
 }
 

@@ -45,6 +45,12 @@ pub struct ExplorePlan {
 impl ExplorePlan {
     pub fn build(args: &ExploreArgs) -> anyhow::Result<ExplorePlan> {
         let strategy = strategy::load(args.strategy.trim())?;
+        if let Some(line) = strategy.program.first_redis_line() {
+            return Err(bad_input(format!(
+                "explore schedules SQL statements only, and `{}` sends \\redis commands (line {line}); race it with `racelab run --strategy {}` instead",
+                strategy.name, strategy.name
+            )));
+        }
         if !(1..=MAX_BUYERS).contains(&args.buyers) {
             return Err(bad_input(format!(
                 "--buyers must be between 1 and {MAX_BUYERS} for explore (every interleaving of more is too many to run), got {}",

@@ -9,7 +9,7 @@ use crate::error::bad_input;
 
 /// Embedded so the binary works from any directory; `build.rs` reruns when
 /// `strategies/` changes.
-static BUILTINS: [(&str, &str); 9] = [
+static BUILTINS: [(&str, &str); 13] = [
     ("naive", include_str!("../../strategies/naive.sql")),
     (
         "for-update",
@@ -40,6 +40,19 @@ static BUILTINS: [(&str, &str); 9] = [
         "skip-locked",
         include_str!("../../strategies/skip-locked.sql"),
     ),
+    (
+        "redis-decr",
+        include_str!("../../strategies/redis-decr.sql"),
+    ),
+    (
+        "redis-get-set",
+        include_str!("../../strategies/redis-get-set.sql"),
+    ),
+    (
+        "redis-lock",
+        include_str!("../../strategies/redis-lock.sql"),
+    ),
+    ("redis-lua", include_str!("../../strategies/redis-lua.sql")),
 ];
 
 /// The built-in strategies: (name, source), in a stable order.

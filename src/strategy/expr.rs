@@ -37,9 +37,11 @@ pub(crate) enum Func {
     Least,
     Greatest,
     Abs,
+    /// `is_null(:x)`: 1 when the variable is NULL (a nil Redis reply).
+    IsNull,
 }
 
-const FUNCS: [&str; 4] = ["random", "least", "greatest", "abs"];
+const FUNCS: [&str; 5] = ["random", "least", "greatest", "abs", "is_null"];
 
 /// A compiled expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,6 +421,7 @@ impl ExprParser<'_, '_> {
                     "least" => Func::Least,
                     "greatest" => Func::Greatest,
                     "abs" => Func::Abs,
+                    "is_null" => Func::IsNull,
                     _ => {
                         let hint = if matches!(self.peek().map(|t| &t.kind), Some(TokKind::LParen))
                         {
@@ -454,12 +457,14 @@ impl ExprParser<'_, '_> {
                 let ok = match func {
                     Func::Random => args.len() == 2,
                     Func::Abs => args.len() == 1,
+                    Func::IsNull => matches!(args.as_slice(), [Expr::Var(_)]),
                     Func::Least | Func::Greatest => !args.is_empty(),
                 };
                 if !ok {
                     let want = match func {
                         Func::Random => "two arguments (lo, hi)",
                         Func::Abs => "one argument",
+                        Func::IsNull => "one variable, like `is_null(:reply)`",
                         _ => "at least one argument",
                     };
                     return Err(eerr(t.col, format!("`{lower}` takes {want}")));
@@ -532,6 +537,14 @@ impl Expr {
                     BinOp::And | BinOp::Or => unreachable!("handled above"),
                 }
             }
+            Expr::Call(Func::IsNull, args) => match &args[0] {
+                Expr::Var(slot) => match var(*slot) {
+                    Err(EvalError::Null(_)) => 1,
+                    Ok(_) | Err(EvalError::NotInteger(_)) => 0,
+                    Err(e) => return Err(e),
+                },
+                _ => unreachable!("checked at parse time"),
+            },
             Expr::Call(Func::Abs, args) => args[0].eval(var, rng)?.checked_abs().ok_or(Overflow)?,
             Expr::Call(Func::Random, args) => {
                 let lo = args[0].eval(var, rng)?;

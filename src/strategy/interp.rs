@@ -29,6 +29,7 @@ use super::parse::{
     Gset, Instr, Program, SetupParam, Stmt, TxKind, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY,
     ROWS, THINK, TRY,
 };
+use super::redis::{Arg as RArg, Part, RedisCmd};
 use super::{AttemptCtx, TraceEvent, TraceKind};
 use crate::outcome::{AttemptReport, Outcome};
 
@@ -56,6 +57,10 @@ pub struct Session<'p> {
     slots: Vec<Slot>,
     rng: SmallRng,
     gate: Option<Box<dyn StepGate + 'p>>,
+    /// The buyer's own Redis connection, for `\redis` commands.
+    redis: Option<RedisConn>,
+    /// A WATCH or MULTI is open on `redis` (closed at the end of a try).
+    redis_open: bool,
 }
 
 /// A value bound to a statement's `$n` placeholder.
@@ -111,6 +116,14 @@ pub trait StepGate: Send {
     fn wait<'a>(&'a mut self, next: Boundary<'a>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
+/// A buyer's Redis connection and racelab's key prefix.
+pub struct RedisConn {
+    /// Used by this buyer alone, so WATCH and MULTI are its own.
+    pub conn: redis::aio::MultiplexedConnection,
+    /// Prepended to every key a script names.
+    pub prefix: std::sync::Arc<str>,
+}
+
 impl Program {
     /// A session for one buyer. `seed` drives `random()` and the retry
     /// jitter, so a run can be replayed.
@@ -125,7 +138,25 @@ impl Program {
             slots: vec![slot; self.vars.len()],
             rng: SmallRng::seed_from_u64(seed),
             gate: None,
+            redis: None,
+            redis_open: false,
         }
+    }
+
+    /// Whether the script sends `\redis` commands.
+    pub fn uses_redis(&self) -> bool {
+        !self.redis.is_empty()
+    }
+
+    /// The script line of the first `\redis` command, if any.
+    pub fn first_redis_line(&self) -> Option<usize> {
+        self.redis.iter().map(|c| c.line).min()
+    }
+
+    /// Whether a `\redis` command names the stock key `stock:{:product}`:
+    /// then the Redis counter is audited against the database.
+    pub fn redis_counts_stock(&self) -> bool {
+        self.redis.iter().any(|c| c.names_stock_key())
     }
 
     /// Whether the script has a `\setup` block with statements in it.
@@ -257,6 +288,9 @@ impl<'p> Session<'p> {
         loop {
             self.reset(ctx, try_no);
             let end = self.run_try(conn, try_no, trace.as_deref_mut()).await;
+            if self.redis_open {
+                self.close_redis_tx().await;
+            }
             let (outcome, message, lost, line) = match end {
                 TryEnd::Done {
                     outcome,
@@ -293,6 +327,166 @@ impl<'p> Session<'p> {
                 message,
                 connection_lost: lost,
             };
+        }
+    }
+
+    /// Give this buyer its Redis connection.
+    pub fn set_redis(&mut self, conn: RedisConn) {
+        self.redis = Some(conn);
+    }
+
+    /// A try ended with a WATCH or MULTI still open: discard it, so the
+    /// next try does not start inside it.
+    async fn close_redis_tx(&mut self) {
+        self.redis_open = false;
+        if let Some(r) = &mut self.redis {
+            let _: Result<redis::Value, _> = redis::cmd("DISCARD").query_async(&mut r.conn).await;
+            let _: Result<redis::Value, _> = redis::cmd("UNWATCH").query_async(&mut r.conn).await;
+        }
+    }
+
+    /// Append the value of `slot` as a Redis argument.
+    fn push_value(&self, out: &mut String, slot: usize, line: usize) -> Result<(), Fail> {
+        let s = &self.slots[slot];
+        match s.kind {
+            Kind::Int => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{}", s.int);
+                Ok(())
+            }
+            Kind::Text => {
+                out.push_str(&s.text);
+                Ok(())
+            }
+            Kind::Null | Kind::Unset => Err(Fail::Error(format!(
+                "variable :{} {} (line {line})",
+                self.program.vars[slot],
+                if s.kind == Kind::Null {
+                    "is NULL"
+                } else {
+                    "has no value yet"
+                }
+            ))),
+        }
+    }
+
+    /// Send one `\redis` command on the buyer's connection and store its
+    /// reply: integers as integers, strings as text, nil as NULL, an
+    /// array (EXEC's replies) as its last element.
+    async fn redis_exec(
+        &mut self,
+        cmd: &RedisCmd,
+        try_no: u32,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> Result<(), Fail> {
+        let line = cmd.line;
+        let Some(prefix) = self.redis.as_ref().map(|r| r.prefix.clone()) else {
+            return Err(Fail::Error(format!(
+                "no Redis connection for `\\redis` (line {line})"
+            )));
+        };
+        let mut c = redis::cmd(&cmd.name);
+        let mut buf = String::new();
+        for (arg, &key) in cmd.args.iter().zip(&cmd.keys) {
+            buf.clear();
+            if key {
+                buf.push_str(&prefix);
+            }
+            match arg {
+                RArg::Lit(s) => buf.push_str(s),
+                RArg::Var(slot) => self.push_value(&mut buf, *slot, line)?,
+                RArg::Template(parts) => {
+                    for p in parts {
+                        match p {
+                            Part::Lit(s) => buf.push_str(s),
+                            Part::Var(slot) => self.push_value(&mut buf, *slot, line)?,
+                        }
+                    }
+                }
+            }
+            c.arg(buf.as_str());
+        }
+        let start = trace.is_some().then(Instant::now);
+        let conn = &mut self.redis.as_mut().expect("checked above").conn;
+        let reply: Result<redis::Value, redis::RedisError> = c.query_async(conn).await;
+        match cmd.name.as_str() {
+            "WATCH" | "MULTI" => self.redis_open = true,
+            "EXEC" | "DISCARD" | "UNWATCH" => self.redis_open = false,
+            _ => {}
+        }
+        let result = match reply {
+            Ok(v) => {
+                if let Some(slot) = cmd.into {
+                    self.store_reply(slot, &v);
+                }
+                Ok(())
+            }
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => Err(
+                Fail::Lost(format!("lost the Redis connection: {e} (line {line})")),
+            ),
+            Err(e) => Err(Fail::Error(format!("redis: {e} (line {line})"))),
+        };
+        if let (Some(t), Some(start)) = (trace, start) {
+            let mut ev = event(TraceKind::Redis, try_no, line, cmd.display.clone(), start);
+            if let Some(slot) = cmd.into {
+                ev.values
+                    .push((self.program.vars[slot].clone(), self.show(slot)));
+            }
+            ev.error = result.as_ref().err().map(fail_message);
+            t.push(ev);
+        }
+        result
+    }
+
+    fn store_reply(&mut self, slot: usize, v: &redis::Value) {
+        use redis::Value as V;
+        let s = &mut self.slots[slot];
+        match v {
+            V::Nil => s.kind = Kind::Null,
+            V::Int(n) => {
+                s.kind = Kind::Int;
+                s.int = *n;
+            }
+            V::Boolean(b) => {
+                s.kind = Kind::Int;
+                s.int = i64::from(*b);
+            }
+            V::Array(items) | V::Set(items) => match items.last() {
+                Some(last) => self.store_reply(slot, last),
+                None => {
+                    s.kind = Kind::Text;
+                    s.text.clear();
+                }
+            },
+            V::BulkString(b) => {
+                s.kind = Kind::Text;
+                s.text.clear();
+                s.text.push_str(&String::from_utf8_lossy(b));
+            }
+            V::SimpleString(t) => {
+                s.kind = Kind::Text;
+                s.text.clone_from(t);
+            }
+            V::Okay => {
+                s.kind = Kind::Text;
+                s.text.clear();
+                s.text.push_str("OK");
+            }
+            other => {
+                s.kind = Kind::Text;
+                s.text = format!("{other:?}");
+            }
+        }
+    }
+
+    /// A variable's value for a trace.
+    fn show(&self, slot: usize) -> String {
+        let s = &self.slots[slot];
+        match s.kind {
+            Kind::Int => s.int.to_string(),
+            Kind::Text => s.text.clone(),
+            Kind::Null => "NULL".into(),
+            Kind::Unset => "(unset)".into(),
         }
     }
 
@@ -382,6 +576,12 @@ impl<'p> Session<'p> {
                                 || (!was_open && st.kind == TxKind::Other);
                         (f, st.line, maybe_committed)
                     })
+                }
+                Instr::Redis(i) => {
+                    let cmd = &prog.redis[*i];
+                    self.redis_exec(cmd, try_no, trace.as_deref_mut())
+                        .await
+                        .map_err(|f| (f, cmd.line, false))
                 }
                 Instr::Set { line, slot, expr } => {
                     let start = trace.is_some().then(Instant::now);

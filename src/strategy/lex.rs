@@ -97,8 +97,9 @@ enum Rest {
 }
 
 /// The meta-commands `parse` knows, for "did you mean" suggestions here.
-pub(crate) const META_COMMANDS: [&str; 11] = [
-    "set", "if", "elif", "else", "endif", "sleep", "sold_out", "retry", "setup", "endsetup", "gset",
+pub(crate) const META_COMMANDS: [&str; 12] = [
+    "set", "if", "elif", "else", "endif", "sleep", "sold_out", "retry", "setup", "endsetup",
+    "gset", "redis",
 ];
 
 pub(crate) fn is_var_start(c: char) -> bool {
@@ -254,8 +255,26 @@ impl Lexer {
             return Err(not_terminated(p));
         }
         let mut end = chars.len();
+        // `\redis` arguments may quote a `--` (a Lua comment, a value).
+        let quotes = name == "redis";
+        let mut quote: Option<char> = None;
         for k in j..chars.len() {
-            if chars[k] == '-' && chars.get(k + 1) == Some(&'-') {
+            let c = chars[k];
+            if quotes {
+                match quote {
+                    Some(q) if c == q => {
+                        quote = None;
+                        continue;
+                    }
+                    Some(_) => continue,
+                    None if c == '\'' || c == '"' => {
+                        quote = Some(c);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            if c == '-' && chars.get(k + 1) == Some(&'-') {
                 end = k;
                 break;
             }

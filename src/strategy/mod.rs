@@ -19,10 +19,13 @@ pub(crate) mod facts;
 mod interp;
 mod lex;
 mod parse;
+mod redis;
 
 pub use builtin::{builtins, load};
 pub(crate) use expr::{EvalError, Expr};
-pub use interp::{run_setup, setup_calls, Bound, Boundary, Session, SetupCall, StepGate, TxEffect};
+pub use interp::{
+    run_setup, setup_calls, Bound, Boundary, RedisConn, Session, SetupCall, StepGate, TxEffect,
+};
 pub use parse::{parse, Program};
 pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
@@ -128,6 +131,8 @@ pub enum TraceKind {
     Rollback,
     /// The pause between a conflict and the next try.
     Backoff,
+    /// A `\redis` command: `values` holds the reply stored by `\gset`.
+    Redis,
     /// The attempt's outcome; always the last event.
     Outcome,
 }

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use super::expr::{self, Expr};
 use super::facts::{self, Facts, Kind};
 use super::lex::{self, Command, GsetCmd, MetaCmd, SqlCmd, VarUse, META_COMMANDS};
+use super::redis::{self, RedisCmd};
 use super::ParseError;
 
 /// The built-in variables, in slot order: slot `i` is `BUILTIN_VARS[i]`.
@@ -30,6 +31,8 @@ pub struct Program {
     pub(crate) instrs: Vec<Instr>,
     pub(crate) stmts: Vec<Stmt>,
     pub(crate) setup: Vec<SetupStmt>,
+    /// The `\redis` commands, indexed by `Instr::Redis`.
+    pub(crate) redis: Vec<RedisCmd>,
 }
 
 /// How a statement changes the transaction state (from its facts).
@@ -131,12 +134,15 @@ pub(crate) enum Instr {
     Retry {
         line: usize,
     },
+    /// A `\redis` command: an index into `Program::redis`.
+    Redis(usize),
 }
 
 impl Instr {
     pub(crate) fn line(&self, prog: &Program) -> usize {
         match self {
             Instr::Sql(i) => prog.stmts[*i].line,
+            Instr::Redis(i) => prog.redis[*i].line,
             Instr::Set { line, .. }
             | Instr::JumpUnless { line, .. }
             | Instr::Sleep { line, .. }
@@ -172,6 +178,7 @@ struct Parser<'a> {
     instrs: Vec<Instr>,
     stmts: Vec<Stmt>,
     setup: Vec<SetupStmt>,
+    redis: Vec<RedisCmd>,
     /// Body variable uses, in source order, for the unknown-variable check.
     uses: Vec<VarUse>,
     /// Names given a value somewhere: `\set` targets and `\gset` columns.
@@ -197,6 +204,7 @@ pub fn parse(file: &str, source: &str) -> Result<Program, ParseError> {
         instrs: Vec::new(),
         stmts: Vec::new(),
         setup: Vec::new(),
+        redis: Vec::new(),
         uses: Vec::new(),
         defined: HashSet::new(),
         deferred: false,
@@ -223,6 +231,7 @@ pub fn parse(file: &str, source: &str) -> Result<Program, ParseError> {
         instrs: p.instrs,
         stmts: p.stmts,
         setup: p.setup,
+        redis: p.redis,
     })
 }
 
@@ -558,6 +567,25 @@ impl Parser<'_> {
                 } else {
                     Instr::SoldOut { line: m.line }
                 });
+            }
+            "redis" => {
+                self.body_started = true;
+                let (vars, uses, line) = (&mut self.vars, &mut self.uses, m.line);
+                let mut found = Vec::new();
+                let mut slot = |n: &str| slot_of(vars, n);
+                let parsed = redis::parse(line, &m.args, m.args_col, &mut slot, &mut found);
+                uses.extend(
+                    found
+                        .into_iter()
+                        .map(|(name, col)| VarUse { name, line, col }),
+                );
+                let (mut cmd, into) = parsed.map_err(|(col, msg)| self.err(m.line, col, msg))?;
+                if let Some(name) = into {
+                    cmd.into = Some(slot_of(&mut self.vars, &name));
+                    self.defined.insert(name);
+                }
+                self.redis.push(cmd);
+                self.instrs.push(Instr::Redis(self.redis.len() - 1));
             }
             _ => {
                 return Err(self.err(

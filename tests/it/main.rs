@@ -16,6 +16,7 @@ mod faults;
 mod http;
 mod http2;
 mod interp;
+mod redis;
 mod run;
 mod strategy;
 mod teach;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
     trials.extend(faults::tests());
     trials.extend(explore::tests());
     trials.extend(verdicts::tests());
+    trials.extend(redis::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -405,7 +405,13 @@ fn compare_all() -> Result<(), Failed> {
     let runs = runs(&v);
     assert_eq!(runs.len(), crate::cli::builtin_count());
     for r in &runs {
-        let want = if text(r, "strategy.name") == "naive" {
+        let name = text(r, "strategy.name");
+        // redis-lock's verdict depends on whether each holder beats its
+        // 50 ms TTL on this machine; tests/it/redis.rs races it on purpose.
+        if name == "redis-lock" {
+            continue;
+        }
+        let want = if name == "naive" || name == "redis-get-set" {
             "oversold"
         } else {
             "safe"
