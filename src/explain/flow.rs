@@ -19,7 +19,7 @@ use crate::strategy::facts::{
     AdvisoryAction, AdvisoryScope, Cmp, Comparison, Constraint, Facts, Isolation, Kind, Operand,
     Rows, Source, Value, WriteOp, COLUMN_SLOT,
 };
-use crate::strategy::{Instr, Program, BUILTIN_VARS, PRODUCT, QTY, ROWS};
+use crate::strategy::{Instr, Program, RedisEffect, BUILTIN_VARS, PRODUCT, QTY, ROWS};
 
 /// The most paths explain walks before it gives up (UNSURE).
 const MAX_PATHS: usize = 4096;
@@ -37,6 +37,8 @@ enum Dep {
     Advisory { event: usize, call: usize },
     /// A statement racelab cannot read, at this line.
     Unknown(usize),
+    /// The reply of `\\redis` command `Program::redis[cmd]`.
+    Redis { cmd: usize },
 }
 
 type Origin = BTreeSet<Dep>;
@@ -73,6 +75,14 @@ struct Path {
     acquired: Vec<(usize, usize)>,
     /// The `\sleep` instructions reached while a lock was held.
     held_sleeps: Vec<usize>,
+    /// `(cmd, before_event)` of Redis locks (`SET NX`) a decision showed
+    /// were acquired, before the event of that index.
+    redis_locks: Vec<(usize, usize)>,
+    /// `(cmd, line)` of `\sleep`s reached while a Redis lock was held.
+    redis_lock_sleeps: Vec<(usize, usize)>,
+    /// `(read, write)` commands: a Redis write of a value computed from a
+    /// Redis read.
+    redis_lost: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +96,8 @@ struct State {
     held: bool,
     /// A session-scoped advisory lock is held.
     session_held: bool,
+    /// The Redis lock (`Program::redis` index) held, if any.
+    redis_lock: Option<usize>,
     path: Path,
 }
 
@@ -157,6 +169,7 @@ pub fn verdict(prog: &Program) -> Verdict {
             for p in &paths {
                 a.path(p);
             }
+            a.redis_locks(&paths);
         }
         None => a.unsure(
             Vec::new(),
@@ -314,6 +327,47 @@ fn eval_with(cond: &crate::strategy::Expr, known: &[(usize, i64)]) -> Option<i64
         .ok()
 }
 
+/// The Redis lock a decision tests, when its condition reads only the
+/// reply of one `SET ... NX`.
+fn redis_lock_decision(
+    prog: &Program,
+    cond: &crate::strategy::Expr,
+    vs: &[usize],
+    vars: &[Origin],
+) -> Option<usize> {
+    let _ = cond;
+    let mut locks = vs
+        .iter()
+        .flat_map(|v| vars[*v].iter())
+        .filter_map(|d| match d {
+            Dep::Redis { cmd } if matches!(prog.redis[*cmd].effect(), RedisEffect::Lock { .. }) => {
+                Some(*cmd)
+            }
+            _ => None,
+        });
+    let c = locks.next()?;
+    let only = vs
+        .iter()
+        .all(|v| vars[*v].iter().all(|d| *d == Dep::Redis { cmd: c }));
+    (only && !vs.is_empty()).then_some(c)
+}
+
+/// `cond` with every variable of `vs` nil (`nil`) or set to 1.
+fn eval_nil(cond: &crate::strategy::Expr, vs: &[usize], nil: bool) -> Option<i64> {
+    use rand::SeedableRng;
+    let get = |s: usize| {
+        if !vs.contains(&s) {
+            Err(crate::strategy::EvalError::Unset(s))
+        } else if nil {
+            Err(crate::strategy::EvalError::Null(s))
+        } else {
+            Ok(1)
+        }
+    };
+    cond.eval(&get, &mut rand::rngs::SmallRng::seed_from_u64(0))
+        .ok()
+}
+
 /// Every path through the program, each with its events, decisions and
 /// variable origins; `None` when there are too many.
 fn paths(prog: &Program) -> Option<Vec<Path>> {
@@ -330,10 +384,14 @@ fn paths(prog: &Program) -> Option<Vec<Path>> {
         session_iso: Isolation::ReadCommitted,
         held: false,
         session_held: false,
+        redis_lock: None,
         path: Path {
             events: Vec::new(),
             decisions: Vec::new(),
             acquired: Vec::new(),
+            redis_locks: Vec::new(),
+            redis_lock_sleeps: Vec::new(),
+            redis_lost: Vec::new(),
             held_sleeps: Vec::new(),
         },
     }];
@@ -466,17 +524,30 @@ fn paths(prog: &Program) -> Option<Vec<Path>> {
                     }
                     st.vars[*slot] = d;
                 }
-                // A Redis reply comes from outside the database: its origin
-                // is unknown to the data flow.
+                // A Redis reply: what it means is the command's effect.
                 Instr::Redis(i) => {
                     let cmd = &prog.redis[*i];
+                    if let RedisEffect::Write { from } = cmd.effect() {
+                        for v in from {
+                            for d in &st.vars[v] {
+                                if let Dep::Redis { cmd: g } = d {
+                                    if prog.redis[*g].effect() == RedisEffect::Read {
+                                        st.path.redis_lost.push((*g, *i));
+                                    }
+                                }
+                            }
+                        }
+                    }
                     if let Some(slot) = cmd.into {
-                        st.vars[slot] = [Dep::Unknown(cmd.line)].into_iter().collect();
+                        st.vars[slot] = [Dep::Redis { cmd: *i }].into_iter().collect();
                     }
                 }
-                Instr::Sleep { .. } => {
-                    if st.held || st.session_held {
+                Instr::Sleep { line, .. } => {
+                    if st.held || st.session_held || st.redis_lock.is_some() {
                         st.path.held_sleeps.push(pc);
+                    }
+                    if let Some(c) = st.redis_lock {
+                        st.path.redis_lock_sleeps.push((c, *line));
                     }
                 }
                 Instr::Jump(t) => st.pc = *t,
@@ -534,6 +605,23 @@ fn paths(prog: &Program) -> Option<Vec<Path>> {
                             st.path.acquired.push(t);
                         } else if got == Some(0) && missed.is_some_and(|v| v != 0) {
                             other.path.acquired.push(t);
+                        }
+                    }
+                    // A decision on a Redis lock's reply alone: the side
+                    // where the reply is not nil holds the lock.
+                    if let Some(c) = redis_lock_decision(prog, cond, &vs, &st.vars) {
+                        let (got, missed) = (eval_nil(cond, &vs, false), eval_nil(cond, &vs, true));
+                        let holder = if got.is_some_and(|v| v != 0) && missed == Some(0) {
+                            Some(&mut st)
+                        } else if got == Some(0) && missed.is_some_and(|v| v != 0) {
+                            Some(&mut other)
+                        } else {
+                            None
+                        };
+                        if let Some(h) = holder {
+                            h.redis_lock = Some(c);
+                            let at = h.path.events.len();
+                            h.path.redis_locks.push((c, at));
                         }
                     }
                     todo.push(other);
@@ -821,6 +909,17 @@ impl Analysis<'_> {
                 }
             }
         }
+        // A Redis lock every buyer of the product takes first.
+        for &(c, before) in &p.redis_locks {
+            let cmd = &self.prog.redis[c];
+            if before <= re && cmd.key_is_shared() {
+                return Some(format!(
+                    "line {} holds a Redis lock (SET NX) on a key every buyer of the product shares, before line {} reads",
+                    cmd.line,
+                    lines(re)
+                ));
+            }
+        }
         None
     }
 
@@ -1001,6 +1100,7 @@ impl Analysis<'_> {
     }
 
     fn path(&mut self, p: &Path) {
+        self.redis(p);
         for e in 0..p.events.len() {
             let f = self.facts(p, e).clone();
             if f.writes.is_empty() {
@@ -1248,6 +1348,63 @@ impl Analysis<'_> {
         Some(self.guard_effective(p, e, wi).map(|()| col))
     }
 
+    /// What the path's Redis commands do on their own: a lost update in
+    /// Redis, and a lock whose TTL can run out under its holder.
+    fn redis(&mut self, p: &Path) {
+        for &(g, w) in &p.redis_lost {
+            let (g, w) = (&self.prog.redis[g], &self.prog.redis[w]);
+            self.unsafe_(
+                vec![g.line, w.line],
+                format!(
+                    "lost update in Redis: line {} sets the key ({}) from what line {} read ({}), and nothing stops another buyer's write in between: it is overwritten",
+                    w.line, w.name, g.line, g.name
+                ),
+            );
+        }
+    }
+
+    /// A Redis lock whose TTL can run out under its holder, with the
+    /// `\sleep`s any path reaches while holding it.
+    fn redis_locks(&mut self, paths: &[Path]) {
+        let mut locks: BTreeSet<usize> = BTreeSet::new();
+        let mut sleeps: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for p in paths {
+            locks.extend(p.redis_locks.iter().map(|(c, _)| *c));
+            sleeps.extend(p.redis_lock_sleeps.iter().copied());
+        }
+        for c in locks {
+            let cmd = &self.prog.redis[c];
+            let RedisEffect::Lock { ttl: Some(ttl) } = cmd.effect() else {
+                continue;
+            };
+            let held: Vec<usize> = sleeps
+                .iter()
+                .filter(|(l, _)| *l == c)
+                .map(|(_, line)| *line)
+                .collect();
+            let mut lines = vec![cmd.line];
+            lines.extend(&held);
+            let held = match held.as_slice() {
+                [] => String::new(),
+                [one] => format!(", and line {one} sleeps while holding it"),
+                more => format!(
+                    ", and lines {} sleep while holding it",
+                    more.iter()
+                        .map(|l| l.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.unsure(
+                lines,
+                format!(
+                    "the Redis lock of line {} expires after {ttl}{held}: a holder still running past it shares the product with the next buyer to take the lock, since nothing fences it (safe only while the body stays under the TTL)",
+                    cmd.line
+                ),
+            );
+        }
+    }
+
     /// A relative decrement: bounded by its WHERE, a constraint, or a
     /// protected check?
     #[allow(clippy::too_many_arguments)]
@@ -1376,9 +1533,28 @@ impl Analysis<'_> {
                 return;
             }
         }
+        let mut redis_read: Option<(usize, usize)> = None;
+        let mut redis_opaque: Option<(usize, usize)> = None;
         for d in &guards {
             for dep in &d.deps {
                 match dep {
+                    Dep::Redis { cmd } => {
+                        let c = &self.prog.redis[*cmd];
+                        match c.effect() {
+                            RedisEffect::Count => {
+                                self.safe(
+                                    vec![c.line, d.line, wline],
+                                    format!(
+                                        "line {wline} decrements {column} only after the check at line {} on the reply of an atomic Redis {} (line {}): each buyer's reply counts a different unit, so no more buyers pass than the counter holds (racelab seeds it from the database's stock, and the audit's cache_drift holds the two against each other)",
+                                        d.line, c.name, c.line
+                                    ),
+                                );
+                                return;
+                            }
+                            RedisEffect::Read => redis_read = Some((c.line, d.line)),
+                            _ => redis_opaque = Some((*cmd, d.line)),
+                        }
+                    }
                     Dep::Write { .. } if d.uses_qty => {
                         self.safe(
                             vec![d.line, wline],
@@ -1405,6 +1581,26 @@ impl Analysis<'_> {
                     _ => {}
                 }
             }
+        }
+        if let Some((rl, dl)) = redis_read {
+            self.unsafe_(
+                vec![rl, dl, wline],
+                format!(
+                    "line {rl} reads the stock from Redis (GET), line {dl} checks it, line {wline} decrements {column}: the read is not atomic with anything after it, so every buyer that checks before the others write passes (oversold)"
+                ),
+            );
+            return;
+        }
+        if let Some((c, dl)) = redis_opaque {
+            let c = &self.prog.redis[c];
+            self.unsure(
+                vec![c.line, dl, wline],
+                format!(
+                    "line {wline} decrements {column} only after the check at line {dl} on the reply of Redis {} (line {}), which racelab does not read: whether it gates the stock is for the race, and its cache_drift audit, to show",
+                    c.name, c.line
+                ),
+            );
+            return;
         }
         match stale {
             Some((rl, dl)) => self.unsafe_(

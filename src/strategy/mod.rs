@@ -20,6 +20,7 @@ mod interp;
 mod lex;
 mod parse;
 mod redis;
+pub(crate) use redis::RedisEffect;
 
 pub use builtin::{builtins, load};
 pub(crate) use expr::{EvalError, Expr};

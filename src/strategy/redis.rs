@@ -25,6 +25,23 @@ pub(crate) enum Arg {
     Template(Vec<Part>),
 }
 
+/// What a `\redis` command does to the data flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RedisEffect {
+    /// An atomic counter step (DECRBY, INCRBY): its reply is this buyer's
+    /// own, no other buyer gets the same.
+    Count,
+    /// A read (GET): its reply is not atomic with anything after it.
+    Read,
+    /// `SET key value NX [PX ttl]`: a lock, held while the reply is not nil,
+    /// until its TTL runs out.
+    Lock { ttl: Option<String> },
+    /// A write of variables (`SET key :value`).
+    Write { from: Vec<usize> },
+    /// Anything else, a Lua script among them: racelab does not read it.
+    Opaque,
+}
+
 /// A parsed `\redis` line.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisCmd {
@@ -336,25 +353,8 @@ pub(crate) fn parse(
 impl RedisCmd {
     /// What `explain` says about this command, from its name and arguments.
     pub fn note(&self) -> String {
-        let lit = |s: &str| {
-            self.args
-                .iter()
-                .any(|a| matches!(a, Arg::Lit(l) if l.eq_ignore_ascii_case(s)))
-        };
-        let ttl = self.args.iter().enumerate().find_map(|(i, a)| match a {
-            Arg::Lit(l) if l.eq_ignore_ascii_case("PX") || l.eq_ignore_ascii_case("EX") => {
-                let unit = if l.eq_ignore_ascii_case("PX") {
-                    "ms"
-                } else {
-                    "s"
-                };
-                match self.args.get(i + 1) {
-                    Some(Arg::Lit(n)) => Some(format!("{n} {unit}")),
-                    _ => Some(format!("a variable TTL in {unit}")),
-                }
-            }
-            _ => None,
-        });
+        let lit = |w: &str| self.has_word(w);
+        let ttl = self.ttl();
         match self.name.as_str() {
             "SET" if lit("NX") => match ttl {
                 Some(t) => format!(
@@ -385,6 +385,67 @@ impl RedisCmd {
             .zip(&self.keys)
             .filter(|(_, k)| **k)
             .map(|(a, _)| a)
+    }
+
+    /// What the command does, as the data flow of `explain` reads it.
+    /// Whether a literal word among the arguments is `w` (any case).
+    fn has_word(&self, w: &str) -> bool {
+        self.args
+            .iter()
+            .any(|a| matches!(a, Arg::Lit(l) if l.eq_ignore_ascii_case(w)))
+    }
+
+    /// The TTL a `PX`/`EX` argument gives, as text.
+    fn ttl(&self) -> Option<String> {
+        self.args.iter().enumerate().find_map(|(i, a)| match a {
+            Arg::Lit(l) if l.eq_ignore_ascii_case("PX") || l.eq_ignore_ascii_case("EX") => {
+                let unit = if l.eq_ignore_ascii_case("PX") {
+                    "ms"
+                } else {
+                    "s"
+                };
+                Some(match self.args.get(i + 1) {
+                    Some(Arg::Lit(n)) => format!("{n} {unit}"),
+                    _ => format!("a variable TTL in {unit}"),
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// What the command does, as the data flow of `explain` reads it.
+    pub(crate) fn effect(&self) -> RedisEffect {
+        match self.name.as_str() {
+            "DECR" | "DECRBY" | "HINCRBY" | "INCRBY" | "INCR" => RedisEffect::Count,
+            "GET" | "HGET" | "MGET" => RedisEffect::Read,
+            "SET" if self.has_word("NX") => RedisEffect::Lock { ttl: self.ttl() },
+            "SET" | "HSET" => RedisEffect::Write {
+                from: self
+                    .args
+                    .iter()
+                    .zip(&self.keys)
+                    .filter(|(_, key)| !**key)
+                    .filter_map(|(a, _)| match a {
+                        Arg::Var(v) => Some(*v),
+                        _ => None,
+                    })
+                    .collect(),
+            },
+            _ => RedisEffect::Opaque,
+        }
+    }
+
+    /// Whether every buyer of a product names the same key: no key part
+    /// is the buyer's or the attempt's number.
+    pub(crate) fn key_is_shared(&self) -> bool {
+        let own = [super::parse::BUYER, super::parse::ATTEMPT];
+        self.key_args().all(|a| match a {
+            Arg::Var(v) => !own.contains(v),
+            Arg::Template(parts) => parts
+                .iter()
+                .all(|p| !matches!(p, Part::Var(v) if own.contains(v))),
+            Arg::Lit(_) => true,
+        })
     }
 
     /// Whether this command names the stock key `stock:{:product}`.
