@@ -179,6 +179,12 @@ pub struct ScenarioArgs {
     #[arg(short, long, value_name = "SECONDS")]
     pub duration: Option<f64>,
 
+    /// Open loop: start attempts at this rate per second across all buyers
+    /// (exponential inter-arrival times, from --seed), each timed from its
+    /// scheduled start; the buyers cap how many run at once.
+    #[arg(long, value_name = "PER_SECOND", allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+
     /// Seed for think-time jitter and random choices (default: random, recorded in the result).
     #[arg(long)]
     pub seed: Option<u64>,

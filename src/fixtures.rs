@@ -90,6 +90,8 @@ pub fn run(
         audit,
         wall: Duration::from_millis(250),
         contention: raced(scenario.buyers, groups.iter().map(|g| g.n).sum()),
+        client_cpu: Some(Duration::from_millis(3)),
+        open_loop: None,
     };
     let strategy = StrategyInfo {
         name: name.to_string(),

@@ -222,6 +222,7 @@ fn overrides(args: &RaceArgs) -> Overrides {
         products: s.products,
         skew: s.skew,
         duration: s.duration,
+        rate: s.rate,
         ..Overrides::default()
     };
     if let RaceArgs::Lab { args, .. } = args {

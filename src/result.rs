@@ -56,6 +56,9 @@ pub struct RunResult {
     /// `--watch`: stock and units sold sampled during the race.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<crate::watch::WatchInfo>,
+    /// `--rate`: the open loop's schedule and its lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<OpenLoopInfo>,
     /// `--trace`: the analysed timeline; printed, not part of the JSON.
     #[serde(skip)]
     pub timeline: Option<crate::trace::Timeline>,
@@ -223,6 +226,43 @@ pub struct Throughput {
     pub wall_seconds: f64,
     pub attempts_per_sec: f64,
     pub successes_per_sec: f64,
+    /// racelab's own CPU time (every thread of its process) from the
+    /// release to the end of the race, per attempt made; null when no
+    /// attempt was made (or in results saved before racelab measured it).
+    #[serde(default)]
+    pub client_cpu_us_per_attempt: Option<f64>,
+}
+
+/// `--rate`: the open loop's schedule and how late attempts started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OpenLoopInfo {
+    /// The rate asked for, attempts per second across all buyers.
+    pub rate_per_s: f64,
+    /// Starts scheduled (exponential inter-arrival times from the seed).
+    pub scheduled: u64,
+    /// Attempts started on the schedule.
+    pub started: u64,
+    /// Of those, started more than `late_after_us` after their scheduled
+    /// start (every buyer busy, or a stalled server).
+    pub late: u64,
+    pub late_after_us: u64,
+    /// Scheduled start to actual start. Latencies (`latency_us`) run from
+    /// the scheduled start, so they include it.
+    pub lag_us: Summary,
+}
+
+impl OpenLoopInfo {
+    pub fn of(o: &crate::engine::OpenLoop) -> OpenLoopInfo {
+        let lag = o.lag.histogram();
+        OpenLoopInfo {
+            rate_per_s: o.rate,
+            scheduled: o.scheduled,
+            started: lag.map_or(0, |h| h.len()),
+            late: o.lag.late(),
+            late_after_us: u64::try_from(crate::engine::LATE_AFTER.as_micros()).unwrap_or(0),
+            lag_us: lag.map(Summary::of).unwrap_or_default(),
+        }
+    }
 }
 
 impl Summary {
@@ -261,6 +301,9 @@ pub struct RaceRecord {
     pub audit: Option<Audit>,
     pub wall: std::time::Duration,
     pub contention: Contention,
+    /// racelab's CPU time across the race.
+    pub client_cpu: Option<std::time::Duration>,
+    pub open_loop: Option<OpenLoopInfo>,
 }
 
 impl RunResult {
@@ -278,7 +321,7 @@ impl RunResult {
             Subject::Target(t) => (None, Some(t)),
         };
         let outcomes = Outcomes::of(tally);
-        let throughput = Throughput::of(&outcomes, record.wall);
+        let throughput = Throughput::of(&outcomes, record.wall, record.client_cpu);
         let latency = tally.latency();
         RunResult {
             racelab_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -300,6 +343,7 @@ impl RunResult {
             throughput,
             outcomes,
             watch: None,
+            open_loop: record.open_loop,
             timeline: None,
         }
     }
@@ -334,13 +378,20 @@ impl Outcomes {
 }
 
 impl Throughput {
-    pub fn of(o: &Outcomes, wall: std::time::Duration) -> Throughput {
+    pub fn of(
+        o: &Outcomes,
+        wall: std::time::Duration,
+        cpu: Option<std::time::Duration>,
+    ) -> Throughput {
         let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
         let secs = wall.as_secs_f64().max(1e-9);
         Throughput {
             wall_seconds: round3(wall.as_secs_f64()),
             attempts_per_sec: round3(o.attempts as f64 / secs),
             successes_per_sec: round3(o.succeeded as f64 / secs),
+            client_cpu_us_per_attempt: cpu
+                .filter(|_| o.attempts > 0)
+                .map(|c| (c.as_secs_f64() * 1e6 / o.attempts as f64 * 10.0).round() / 10.0),
         }
     }
 }

@@ -18,7 +18,9 @@ use crate::engine::{self, Control, Lanes, ProductPicker, RaceConfig, RaceOutput,
 use crate::error::Interrupted;
 use crate::report::progress::Progress;
 use crate::report::{save, Output};
-use crate::result::{DatabaseInfo, RaceRecord, RunResult, ScenarioInfo, Status, Subject};
+use crate::result::{
+    DatabaseInfo, OpenLoopInfo, RaceRecord, RunResult, ScenarioInfo, Status, Subject,
+};
 use crate::scenario::Scenario;
 use crate::timings;
 
@@ -61,6 +63,7 @@ impl Pipeline {
             seed,
             trace: self.trace,
             track_contention: true,
+            rate: (sc.rate_per_s > 0.0).then_some(sc.rate_per_s),
         }
     }
 }
@@ -164,6 +167,8 @@ impl<L> Raced<L> {
             audit,
             wall: self.output.wall,
             contention: self.output.contention,
+            client_cpu: Some(self.output.client_cpu),
+            open_loop: self.output.open_loop.as_ref().map(OpenLoopInfo::of),
         };
         RunResult::assemble(record, &mut self.output.tally, subject, database)
     }

@@ -4,6 +4,7 @@
 //! tallies and timings, and the evidence that the buyers contended
 //! (`contention`); knows nothing about printing.
 
+mod arrivals;
 pub mod contention;
 pub mod pick;
 pub mod pool;
@@ -23,6 +24,8 @@ use tokio::task::JoinSet;
 
 use crate::outcome::{AttemptReport, Outcome};
 use crate::strategy::{AttemptCtx, Program, RedisConn, Session, TraceEvent};
+use arrivals::Arrivals;
+pub use arrivals::{Lag, OpenLoop, LATE_AFTER};
 pub use contention::Contention;
 use contention::{BuyerCount, Merged, Tracker};
 pub use pick::ProductPicker;
@@ -48,6 +51,10 @@ pub struct RaceConfig {
     /// Measure contention (`RaceOutput::contention`). Always on in a run;
     /// off only to measure what measuring costs.
     pub track_contention: bool,
+    /// Open loop: attempts per second across all buyers, on a schedule
+    /// (`arrivals`); `None`: each buyer starts its next attempt when its
+    /// last one ends.
+    pub rate: Option<f64>,
 }
 
 /// One buyer, one attempt of one unit on one product, no think time, one
@@ -68,6 +75,7 @@ impl Default for RaceConfig {
             seed: 0,
             trace: false,
             track_contention: true,
+            rate: None,
         }
     }
 }
@@ -163,6 +171,28 @@ pub struct RaceOutput {
     pub contention: Contention,
     /// Sold-out answers per product id (only products that had any).
     pub sold_out_by_product: Vec<(i64, u64)>,
+    /// With a rate: the schedule and how late attempts started.
+    pub open_loop: Option<OpenLoop>,
+    /// CPU time racelab's process used from the release to the end of the
+    /// last buyer (every thread: the buyers, the orchestration, a sampler).
+    pub client_cpu: Duration,
+}
+
+/// CPU time this process has used so far.
+pub fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Build the runtime racelab races on: one worker thread for the buyers,
@@ -325,15 +355,30 @@ pub async fn race_with<L: Lanes>(
     let connect_took = connecting.elapsed();
     let barrier = Arc::new(Barrier::new(config.buyers as usize + 1));
     let tracker = Arc::new(Tracker::new(config.products.ids(), config.track_contention));
+    let (arrivals, go) = match config.rate {
+        Some(rate) => {
+            // Without a duration the schedule is every buyer's attempts.
+            let total = config
+                .duration
+                .is_none()
+                .then(|| u64::from(config.buyers) * u64::from(config.attempts_per_buyer));
+            let (a, go) =
+                Arrivals::start(rate, config.seed, config.duration, total, control.clone())
+                    .context("starting the open loop's dispatcher thread")?;
+            (Some(Arc::new(a)), Some(go))
+        }
+        None => (None, None),
+    };
 
     let mut set = JoinSet::new();
     for (buyer, mut lane) in (1..=config.buyers).zip(opened) {
-        let (lanes, config, control, barrier, tracker) = (
+        let (lanes, config, control, barrier, tracker, arrivals) = (
             lanes.clone(),
             config.clone(),
             control.clone(),
             barrier.clone(),
             tracker.clone(),
+            arrivals.clone(),
         );
         set.spawn(async move {
             let mut out = BuyerOutput::default();
@@ -341,19 +386,27 @@ pub async fn race_with<L: Lanes>(
             {
                 let mut worker = lanes.buyer(&mut lane, seed);
                 let mut attempts = Attempts::new(seed);
-                let first = attempts.next(buyer, &config, &control);
-                // Bounded by the lane's own time limits; a stop skips it, and
-                // every buyer still meets the barrier.
-                tokio::select! {
-                    biased;
-                    _ = control.stopped() => {}
-                    _ = worker.prime(&first) => {}
+                // An open loop's attempts start on the schedule: none is
+                // sent ahead of the release.
+                let first = config
+                    .rate
+                    .is_none()
+                    .then(|| attempts.next(buyer, &config, &control));
+                if let Some(first) = &first {
+                    // Bounded by the lane's own time limits; a stop skips
+                    // it, and every buyer still meets the barrier.
+                    tokio::select! {
+                        biased;
+                        _ = control.stopped() => {}
+                        _ = worker.prime(first) => {}
+                    }
                 }
                 barrier.wait().await;
                 let race = Race {
                     config: &config,
                     control: &control,
                     tracker: &tracker,
+                    arrivals: arrivals.as_deref(),
                 };
                 let work = buyer_loop(buyer, &mut worker, first, attempts, race, &mut out);
                 tokio::select! {
@@ -379,19 +432,34 @@ pub async fn race_with<L: Lanes>(
     }
     barrier.wait().await;
     let released_at = Instant::now();
+    let cpu_at_release = process_cpu();
+    if let Some(go) = go {
+        go.go(released_at);
+    }
 
     let mut tally = Tally::default();
     let mut traces = Vec::new();
     let mut merged = Merged::default();
+    let mut lag = Lag::default();
     let mut done = Vec::with_capacity(config.buyers as usize);
     while let Some(joined) = set.join_next().await {
         let (out, lane) = joined.context("a buyer task panicked")?;
+        lag.merge(&out.lag);
         tally.merge(out.tally);
         traces.extend(out.traces);
         merged.add(out.count);
         done.extend(lane);
     }
     let wall = released_at.elapsed();
+    let client_cpu = process_cpu().saturating_sub(cpu_at_release);
+    let open_loop = match (&arrivals, config.rate) {
+        (Some(a), Some(rate)) => Some(OpenLoop {
+            rate,
+            scheduled: a.finish(),
+            lag,
+        }),
+        _ => None,
+    };
     traces.sort_by_key(|t| t.events.first().map(|e| e.start));
     Ok((
         RaceOutput {
@@ -402,6 +470,8 @@ pub async fn race_with<L: Lanes>(
             traces,
             contention: merged.finish(&tracker),
             sold_out_by_product: tracker.sold_out_by_product(),
+            open_loop,
+            client_cpu,
         },
         done,
     ))
@@ -569,6 +639,7 @@ struct BuyerOutput {
     /// The attempt running now, if any (so a stop can name it).
     current: Option<i64>,
     count: BuyerCount,
+    lag: Lag,
 }
 
 /// What every buyer of one race shares.
@@ -577,6 +648,8 @@ struct Race<'a> {
     config: &'a RaceConfig,
     control: &'a Control,
     tracker: &'a Tracker,
+    /// The open loop's schedule, with a rate.
+    arrivals: Option<&'a Arrivals>,
 }
 
 /// A buyer's attempts in order: each one's number (unique in the run),
@@ -614,10 +687,12 @@ impl Attempts {
 
 /// One buyer: the only attempt loop, for every mode and every kind of lane.
 /// `first` is the attempt the lane may have primed before the barrier.
+/// In an open loop the buyer takes each attempt's scheduled start from
+/// the schedule and times the attempt from it.
 async fn buyer_loop<A: Attempt>(
     buyer: u32,
     worker: &mut A,
-    first: AttemptCtx,
+    first: Option<AttemptCtx>,
     mut attempts: Attempts,
     race: Race<'_>,
     out: &mut BuyerOutput,
@@ -626,20 +701,31 @@ async fn buyer_loop<A: Attempt>(
         config,
         control,
         tracker,
+        arrivals,
     } = race;
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut made = 0u32;
     let mut events = Vec::new();
-    let mut next = Some(first);
+    let mut next = first;
     loop {
         if control.is_stopped() {
             break;
         }
-        match deadline {
-            Some(deadline) if Instant::now() >= deadline => break,
-            None if made >= config.attempts_per_buyer => break,
-            _ => {}
-        }
+        // The schedule decides how many attempts there are, and when.
+        let scheduled = match arrivals {
+            Some(a) => match a.next().await {
+                Some(at) => Some((at, Instant::now())),
+                None => break,
+            },
+            None => {
+                match deadline {
+                    Some(deadline) if Instant::now() >= deadline => break,
+                    None if made >= config.attempts_per_buyer => break,
+                    _ => {}
+                }
+                None
+            }
+        };
         made += 1;
         let ctx = match next.take() {
             Some(first) => first,
@@ -662,13 +748,17 @@ async fn buyer_loop<A: Attempt>(
                 out.count.overlapped += 1;
             }
         }
-        let (report, us) = match done {
+        let (report, mut us) = match done {
             Ok(done) => done,
             Err(why) => {
                 control.stop(Stop::Aborted(why));
                 break;
             }
         };
+        if let Some((at, started)) = scheduled {
+            out.lag.record(started.saturating_duration_since(at));
+            us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        }
         out.current = None;
         out.tally.record(&report, attempt, us);
         if report.outcome == Outcome::SoldOut {
@@ -691,7 +781,7 @@ async fn buyer_loop<A: Attempt>(
             )));
             break;
         }
-        if deadline.is_some() && report.outcome == Outcome::SoldOut {
+        if deadline.is_some() && arrivals.is_none() && report.outcome == Outcome::SoldOut {
             break;
         }
     }

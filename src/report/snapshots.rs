@@ -93,6 +93,8 @@ fn http_run() -> RunResult {
         audit: Some(a),
         wall: Duration::from_millis(400),
         contention: fixtures::raced(20, 20),
+        client_cpu: Some(Duration::from_millis(2)),
+        open_loop: None,
     };
     let by_status: BTreeMap<String, Summary> = [
         ("201", &groups[0]),
@@ -137,6 +139,8 @@ fn http_unmapped_run() -> RunResult {
         audit: Some(audit(1, 1, 0)),
         wall: Duration::from_millis(200),
         contention: fixtures::raced(100, 100),
+        client_cpu: None,
+        open_loop: None,
     };
     let by_status: BTreeMap<String, Summary> = [
         (

@@ -109,13 +109,28 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
     out.push('\n');
 
     let tp = &r.throughput;
+    let cpu = tp.client_cpu_us_per_attempt.map_or(String::new(), |c| {
+        format!(", racelab CPU {c:.1} us/attempt")
+    });
     out.push_str(&format!(
-        "throughput: {} attempts in {:.3} s = {} attempts/s, {} successes/s\n",
+        "throughput: {} attempts in {:.3} s = {} attempts/s, {} successes/s{cpu}\n",
         fmt_count(o.attempts),
         tp.wall_seconds,
         fmt_count(tp.attempts_per_sec.round() as u64),
         fmt_count(tp.successes_per_sec.round() as u64),
     ));
+    if let Some(ol) = &r.open_loop {
+        out.push_str(&format!(
+            "open loop: {} attempts/s scheduled, {} started, {} late (> {}); schedule lag p50 {}, p90 {}, max {}; latency from the scheduled start\n",
+            ol.rate_per_s,
+            fmt_count(ol.started),
+            fmt_count(ol.late),
+            fmt_us(ol.late_after_us),
+            fmt_us(ol.lag_us.p50),
+            fmt_us(ol.lag_us.p90),
+            fmt_us(ol.lag_us.max),
+        ));
+    }
     out.push_str(&format!("contention: {}\n", contention(r)));
     for e in &r.error_messages {
         out.push_str(&format!("error ({}x): {}\n", e.count, e.message));

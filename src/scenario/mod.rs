@@ -27,6 +27,7 @@ pub mod limits {
     pub const MAX_CONNECTIONS: u32 = 10_000;
     pub const MAX_DURATION_S: f64 = 86_400.0;
     pub const MAX_SKEW: f64 = 10.0;
+    pub const MAX_RATE: f64 = 1_000_000.0;
 }
 
 /// The built-in scenarios: (name, toml source), in a stable order.
@@ -69,6 +70,16 @@ pub struct Scenario {
     pub connections: u32,
     /// 0: each buyer makes its attempts; otherwise buyers loop this long.
     pub duration_s: f64,
+    /// Open loop: attempts per second across all buyers, started on a
+    /// schedule of exponential inter-arrival times (the buyers are the
+    /// concurrency cap). 0: closed loop, each buyer starts its next attempt
+    /// when the last one ends.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_per_s: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Values that replace a scenario's own, each named in errors by the flag
@@ -84,6 +95,7 @@ pub struct Overrides {
     pub skew: Option<f64>,
     pub connections: Option<u32>,
     pub duration: Option<f64>,
+    pub rate: Option<f64>,
 }
 
 /// The file form: every key optional so that a missing one can be named.
@@ -102,6 +114,7 @@ struct RawScenario {
     product_skew: Option<f64>,
     connections: Option<i64>,
     duration_s: Option<f64>,
+    rate_per_s: Option<f64>,
 }
 
 impl Scenario {
@@ -170,6 +183,7 @@ impl Scenario {
             product_skew: raw.product_skew.unwrap_or(0.0),
             connections: to_u32(file, "connections", raw.connections.unwrap_or(0))?,
             duration_s: raw.duration_s.unwrap_or(0.0),
+            rate_per_s: raw.rate_per_s.unwrap_or(0.0),
         };
         s.validate(file)?;
         Ok(s)
@@ -209,6 +223,9 @@ impl Scenario {
         }
         if let Some(v) = args.duration {
             self.duration_s = v;
+        }
+        if let Some(v) = args.rate {
+            self.rate_per_s = v;
         }
         self.validate("command line")?;
         Ok(self)
@@ -301,6 +318,14 @@ impl Scenario {
                 self.duration_s
             ),
         )?;
+        check(
+            self.rate_per_s.is_finite() && (0.0..=MAX_RATE).contains(&self.rate_per_s),
+            "rate_per_s",
+            format!(
+                "must be between 0 and {MAX_RATE} attempts per second (0: closed loop), got {}",
+                self.rate_per_s
+            ),
+        )?;
         Ok(())
     }
 
@@ -327,6 +352,7 @@ fn flag_for(key: &str) -> &str {
         "think_jitter_ms" => "think-ms",
         "product_skew" => "skew",
         "duration_s" => "duration",
+        "rate_per_s" => "rate",
         other => other,
     }
 }
