@@ -145,6 +145,9 @@ impl Database {
         let bins = bins::find_server_bins(opts.pg_bin.as_deref())?;
         let mut copts = ClusterOptions::new(bins, dirs)?;
         copts.durable = opts.durable;
+        if opts.durable {
+            copts.temp_root = paths::disk_temp_root();
+        }
         copts.max_connections = opts.max_connections.saturating_add(10).max(20);
         let cluster = tokio::task::spawn_blocking(move || Cluster::start(&copts))
             .await
