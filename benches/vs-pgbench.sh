@@ -25,7 +25,7 @@ pgbench="$pgbin/pgbench"
 [ -x /usr/bin/time ] || { echo "/usr/bin/time not found: apt-get install time" >&2; exit 3; }
 
 cargo build --release --quiet
-racelab=$PWD/target/release/racelab
+racelab=${CARGO_TARGET_DIR:-$PWD/target}/release/racelab
 
 work=$(mktemp -d)
 export RACELAB_STATE_DIR=$work/state
@@ -46,8 +46,8 @@ run_racelab() {
     "$racelab" run --database-url "$url" --schema "$schema" --strategy "$1" \
     --buyers "$2" --stock "$STOCK" --think-ms 0 --duration "$DURATION" \
     --no-save --quiet --json >"$work/rl.json"
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["throughput"]["attempts_per_sec"], d["outcomes"]["attempts"])' "$work/rl.json" \
-    | { read -r tps n; echo "$tps $(cpu_of "$work/rl.time") $n"; }
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["throughput"]; print(t["attempts_per_sec"], d["outcomes"]["attempts"], t["client_cpu_us_per_attempt"])' "$work/rl.json" \
+    | { read -r tps n race_cpu; echo "$tps $(cpu_of "$work/rl.time") $n $race_cpu"; }
 }
 run_pgbench() {
   # A one-attempt racelab run resets the lab (fresh schema, same stock).
@@ -81,18 +81,23 @@ python3 - "$work/all" <<'PY'
 import sys, statistics
 rows = {}
 for line in open(sys.argv[1]):
-    s, c, rl, rlc, rln, pg, pgc, pgn = line.split()
-    rows.setdefault((s, int(c)), []).append((float(rl), float(rlc), int(rln), float(pg), float(pgc), int(pgn)))
-print(f"\n{'strategy':<12} {'clients':>7} | {'racelab tx/s':>12} {'pgbench tx/s':>12} {'ratio':>6} | {'racelab CPU/1k':>14} {'pgbench CPU/1k':>14}")
+    s, c, rl, rlc, rln, rlr, pg, pgc, pgn = line.split()
+    rows.setdefault((s, int(c)), []).append((float(rl), float(rlc), int(rln), float(pg), float(pgc), int(pgn), float(rlr)))
+print(f"\n{'strategy':<12} {'clients':>7} | {'racelab tx/s':>12} {'pgbench tx/s':>12} {'ratio':>6} | {'racelab CPU/1k':>14} {'race only':>10} {'pgbench CPU/1k':>14} {'ratio':>6}")
 for (s, c), runs in rows.items():
     rl = statistics.median(r[0] for r in runs)
     pg = statistics.median(r[3] for r in runs)
     ratio = statistics.median(r[0] / r[3] for r in runs)
     rlk = statistics.median(1e6 * r[1] / r[2] for r in runs)
     pgk = statistics.median(1e6 * r[4] / r[5] for r in runs)
-    print(f"{s:<12} {c:>7} | {rl:>12,.0f} {pg:>12,.0f} {ratio:>6.2f} | {rlk:>11.1f} ms {pgk:>11.1f} ms")
+    # client_cpu_us_per_attempt is CPU microseconds per attempt, which is
+    # CPU milliseconds per 1,000 attempts.
+    rlr = statistics.median(r[6] for r in runs)
+    cpu_ratio = statistics.median(r[6] / (1e6 * r[4] / r[5]) for r in runs)
+    print(f"{s:<12} {c:>7} | {rl:>12,.0f} {pg:>12,.0f} {ratio:>6.2f} | {rlk:>11.1f} ms {rlr:>7.1f} ms {pgk:>11.1f} ms {cpu_ratio:>6.2f}")
 print(f"(medians of {len(next(iter(rows.values())))} rounds; ratio = median of per-round racelab/pgbench)")
 PY
 echo
 echo "ratio = racelab/pgbench throughput; CPU/1k = client user+sys CPU per 1,000 transactions"
-echo "(racelab's CPU includes its start-up: connecting, resetting and auditing the lab)"
+echo "(racelab CPU/1k is the whole process, start-up and audit included; race only is"
+echo " throughput.client_cpu_us_per_attempt, the race alone; the last ratio is race only/pgbench)"

@@ -209,6 +209,10 @@ impl Target for LabTarget<'_> {
         self.lanes.clone()
     }
 
+    fn connect_while_preparing(&self) -> bool {
+        true
+    }
+
     async fn finish(&self, mut raced: Raced<Lane>, before: Watching) -> anyhow::Result<RunResult> {
         let race = &raced.output;
         let sc = &self.pipeline.scenario;

@@ -95,6 +95,14 @@ pub trait Target {
     /// The buyers' lanes for one race.
     fn lanes(&self) -> Arc<Self::Lanes>;
 
+    /// Whether the buyers may connect while `prepare` runs: only where
+    /// opening a lane sends nothing the target could count (a database
+    /// connection does; an HTTP warm-up request must wait for the truth's
+    /// checks).
+    fn connect_while_preparing(&self) -> bool {
+        false
+    }
+
     /// After the race: audit against the truth and say what was raced.
     /// `Raced` carries the race and offers the shared parts (the audit
     /// policy, the assembly of the result).
@@ -220,8 +228,23 @@ async fn race_once<T: Target>(
     control: &Arc<Control>,
 ) -> anyhow::Result<Option<RunResult>> {
     let started_at = now_rfc3339();
-    let before = target.prepare().await?;
     let seed = pipeline.seed_of(repetition);
+    let config = pipeline.race_config(seed);
+    let lanes = target.lanes();
+    // The buyers connect while the lab is readied where neither needs the
+    // other.
+    let (before, opened) = if target.connect_while_preparing() {
+        tokio::join!(target.prepare(), engine::open(&*lanes, &config, control))
+    } else {
+        let before = target.prepare().await?;
+        (Ok(before), engine::open(&*lanes, &config, control).await)
+    };
+    let before = before?;
+    let opened = match opened {
+        Ok(opened) => opened,
+        Err(e) if e.is::<Interrupted>() => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let label = if pipeline.repeat > 1 {
         format!("{} {repetition}/{}", target.label(), pipeline.repeat)
     } else {
@@ -232,8 +255,7 @@ async fn race_once<T: Target>(
         .demand()
         .map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
     let progress = Progress::start(!output.quiet, &label, total, control.clone());
-    let raced =
-        engine::race_with(target.lanes(), pipeline.race_config(seed), control.clone()).await;
+    let raced = engine::race_opened(lanes, opened, config, control.clone()).await;
     progress.finish();
     let (race, lanes) = match raced {
         Ok(raced) => raced,

@@ -13,7 +13,7 @@
 -- with many buyers give it room (--max-tries 0 retries without limit).
 \redis SET lock:{:product} :attempt NX PX 50 \gset got
 \if is_null(:got)
-  \sleep random(2, 10) ms
+  \sleep random(5, 10) * least(:try, 10) ms
   \retry
 \endif
 BEGIN;

@@ -90,7 +90,10 @@ fn memory_fs() -> Option<PathBuf> {
         return None;
     }
     #[allow(clippy::unnecessary_cast)]
-    let (kind, free) = (st.f_type as i64, (st.f_bavail as u64).saturating_mul(st.f_bsize as u64));
+    let (kind, free) = (
+        st.f_type as i64,
+        (st.f_bavail as u64).saturating_mul(st.f_bsize as u64),
+    );
     (kind == TMPFS_MAGIC && free >= ROOM).then_some(dir)
 }
 

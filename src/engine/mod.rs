@@ -348,11 +348,45 @@ pub async fn race_with<L: Lanes>(
     config: RaceConfig,
     control: Arc<Control>,
 ) -> anyhow::Result<(RaceOutput, Vec<L::Lane>)> {
+    let opened = open(&*lanes, &config, &control).await?;
+    race_opened(lanes, opened, config, control).await
+}
+
+/// The buyers' lanes, opened before a race (see `race_opened`).
+pub struct Opened<L: Lanes> {
+    lanes: Vec<L::Lane>,
+    took: Duration,
+}
+
+/// Open the buyers' lanes for a race of `config`: their connections (or
+/// the pool's). Separate from the race so that a caller can open them
+/// while it readies the lab.
+pub async fn open<L: Lanes>(
+    lanes: &L,
+    config: &RaceConfig,
+    control: &Control,
+) -> anyhow::Result<Opened<L>> {
+    let connecting = Instant::now();
+    let opened = lanes.open(config, control).await?;
+    Ok(Opened {
+        lanes: opened,
+        took: connecting.elapsed(),
+    })
+}
+
+/// Run one race on lanes `open` opened with the same `config`.
+pub async fn race_opened<L: Lanes>(
+    lanes: Arc<L>,
+    opened: Opened<L>,
+    config: RaceConfig,
+    control: Arc<Control>,
+) -> anyhow::Result<(RaceOutput, Vec<L::Lane>)> {
     control.begin_race();
     let config = Arc::new(config);
-    let connecting = Instant::now();
-    let opened = lanes.open(&config, &control).await?;
-    let connect_took = connecting.elapsed();
+    let Opened {
+        lanes: opened,
+        took: connect_took,
+    } = opened;
     let barrier = Arc::new(Barrier::new(config.buyers as usize + 1));
     let tracker = Arc::new(Tracker::new(config.products.ids(), config.track_contention));
     let (arrivals, go) = match config.rate {
