@@ -30,7 +30,7 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-const SAFE: &str = "for-update,conditional,optimistic,advisory,serializable,repeatable-read,check-constraint,skip-locked";
+const SAFE: &str = "for-update,conditional,optimistic,advisory,serializable,repeatable-read,check-constraint,skip-locked,idempotent";
 const BLOCKING: [&str; 4] = ["for-update", "conditional", "advisory", "check-constraint"];
 
 fn naive_oversells() -> Result<(), Failed> {

@@ -180,6 +180,7 @@ fn explain_all() -> Result<(), Failed> {
         ("repeatable-read", &["REPEATABLE READ", "40001", "SAFE"]),
         ("check-constraint", &["CHECK constraint", "23514", "SAFE"]),
         ("skip-locked", &["SKIP LOCKED", "never waits", "SAFE"]),
+        ("idempotent", &["ON CONFLICT", "guarded by WHERE", "SAFE"]),
     ];
     let names: Vec<&str> = racelab::strategy::builtins()
         .iter()
