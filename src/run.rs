@@ -37,6 +37,8 @@ pub struct Pipeline {
     pub repeat: u32,
     /// Record every statement of every attempt (`--trace`).
     pub trace: bool,
+    /// `--retry-unknown`: resubmissions of an unknown attempt (0: none).
+    pub retry_unknown: u32,
 }
 
 impl Pipeline {
@@ -61,6 +63,7 @@ impl Pipeline {
             seed,
             trace: self.trace,
             track_contention: true,
+            retry_unknown: self.retry_unknown,
         }
     }
 }

@@ -881,6 +881,7 @@ mod tests {
             seed: 1,
             trace: false,
             track_contention: true,
+            retry_unknown: 0,
         }
     }
 
