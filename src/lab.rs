@@ -48,10 +48,11 @@ pub fn client_deadline(timeout_ms: u64) -> Option<std::time::Duration> {
     })
 }
 
-/// TCP keepalive asked of the server for the buyers' connections (sqlx
-/// sets none on the client's socket): a server that loses its client to a
-/// partition notices within about 20 s and ends the backend, rather than
-/// holding its locks for hours. Over a unix socket the server ignores them.
+/// TCP keepalive asked of the server for the buyers' connections (racelab
+/// sets its own side on the sockets, `db::keepalive`): a server that loses
+/// its client to a partition notices within about 20 s and ends the
+/// backend, rather than holding its locks for hours. Over a unix socket the
+/// server ignores them.
 const KEEPALIVE: [(&str, &str); 3] = [
     ("tcp_keepalives_idle", "10"),
     ("tcp_keepalives_interval", "5"),

@@ -21,6 +21,7 @@ pub mod audit;
 pub mod bins;
 pub mod capacity;
 pub mod cluster;
+pub mod keepalive;
 pub mod kept;
 pub mod paths;
 pub mod proc;
@@ -299,7 +300,10 @@ impl Database {
         )
         .await
         {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(conn)) => {
+                keepalive::enable_for(&self.base);
+                Ok(conn)
+            }
             Ok(Err(e)) => Err(anyhow::anyhow!(
                 "could not connect to {}: {e}; {hint}",
                 self.shown_as

@@ -510,6 +510,7 @@ impl SqlLanes {
                 _ => return Err("could not reconnect a buyer: its new connection failed".into()),
             }
         }
+        crate::db::keepalive::enable_for(&self.connect);
         self.counters
             .reconnects
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -544,6 +545,7 @@ impl Lanes for SqlLanes {
     async fn open(&self, config: &RaceConfig, control: &Control) -> anyhow::Result<Vec<Lane>> {
         self.counters.reset();
         let mut lanes = open_lanes(&self.connect, config, control).await?;
+        crate::db::keepalive::enable_for(&self.connect);
         if self.faults.terminate_per_s > 0.0 {
             let mut pooled = false;
             for lane in &mut lanes {

@@ -158,6 +158,7 @@ pub async fn terminator(
     let Ok(Ok(mut conn)) = tokio::time::timeout(limit, connect.connect()).await else {
         return;
     };
+    crate::db::keepalive::enable_for(&connect);
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
     loop {
         // Exponential gaps: a Poisson process of `per_s` terminations a second.
