@@ -59,19 +59,7 @@ pub fn enable_to(host: &str, port: u16) -> usize {
 
 /// The peer of `fd` if it is a connected TCP socket.
 fn tcp_peer(fd: libc::c_int) -> Option<SocketAddr> {
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `ty`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 || ty != libc::SOCK_STREAM {
+    if sockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE) != Some(libc::SOCK_STREAM) {
         return None;
     }
     // SAFETY: sockaddr_storage is plain data; getpeername writes at most `len` bytes.
@@ -126,19 +114,24 @@ fn set_keepalive(fd: libc::c_int) -> bool {
 
 /// Whether `fd` has keepalive on (for tests).
 pub fn is_on(fd: libc::c_int) -> bool {
+    sockopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE).is_some_and(|v| v != 0)
+}
+
+/// An integer socket option of `fd`.
+fn sockopt(fd: libc::c_int, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `v`.
     let r = unsafe {
         libc::getsockopt(
             fd,
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
+            level,
+            name,
             (&mut v as *mut libc::c_int).cast(),
             &mut len,
         )
     };
-    r == 0 && v != 0
+    (r == 0).then_some(v)
 }
 
 #[cfg(test)]
