@@ -38,6 +38,10 @@ pub fn tests() -> Vec<Trial> {
             "nemesis::drop_reply_resubmitted_duplicates_conditional_not_idempotent",
             drop_reply_duplicates,
         ),
+        trial(
+            "nemesis::request_timeout_bounds_a_silent_http_peer",
+            silent_http_peer,
+        ),
         trial("nemesis::bad_specs_are_bad_input", bad_specs),
     ]
 }
@@ -532,4 +536,61 @@ fn bad_specs() -> anyhow::Result<()> {
         ensure!(started.elapsed() < Duration::from_secs(5), "{args:?}: slow");
     }
     Ok(())
+}
+
+/// `racelab http` against a peer that accepts connections and never
+/// answers (HTTP/1.1 with and without last-byte sync, HTTP/2): every
+/// request ends `unknown` at --request-timeout and the run ends, aborted.
+fn silent_http_peer() -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let url = format!("http://127.0.0.1:{}/buy", listener.local_addr()?.port());
+    let stop = Arc::new(AtomicBool::new(false));
+    let holder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((c, _)) => held.push(c),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    let result = (|| {
+        for extra in [&[][..], &["--sync", "none"], &["--http2"]] {
+            let started = Instant::now();
+            let out = racelab()
+                .args([
+                    "http",
+                    &url,
+                    "--buyers",
+                    "3",
+                    "--attempts",
+                    "2",
+                    "--stock",
+                    "10",
+                ])
+                .args(["--request-timeout", "500", "--no-save"])
+                .args(extra)
+                .output()?;
+            let took = started.elapsed();
+            let err = crate::cli::stderr(&out);
+            ensure!(
+                out.status.code() == Some(3),
+                "{extra:?}: exit {:?}: {err}",
+                out.status
+            );
+            ensure!(took < Duration::from_secs(10), "{extra:?}: took {took:?}");
+            ensure!(
+                err.contains("within 500 ms"),
+                "{extra:?}: not bounded by --request-timeout: {err}"
+            );
+        }
+        Ok(())
+    })();
+    stop.store(true, Ordering::SeqCst);
+    let _ = holder.join();
+    result
 }
