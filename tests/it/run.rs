@@ -135,7 +135,7 @@ fn safe_at_100() -> Result<(), Failed> {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let runs = runs(&v);
-    assert_eq!(runs.len(), 80);
+    assert_eq!(runs.len(), SAFE.split(',').count() * 10);
     check_safe(&runs, 100);
     Ok(())
 }
