@@ -378,6 +378,19 @@ fn frozen_connections_audited() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A real result with a nemesis follows docs/result.schema.json.
+fn follows_the_schema(v: &Value) -> anyhow::Result<()> {
+    let schema: Value = serde_json::from_str(include_str!("../../docs/result.schema.json"))?;
+    let validator =
+        jsonschema::validator_for(&schema).map_err(|e| anyhow::anyhow!("schema: {e}"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    ensure!(errors.is_empty(), "{errors:?}");
+    Ok(())
+}
+
 /// The audit's counts against the tables of `schema`, by direct SQL.
 fn check_against_tables(v: &Value, schema: &str) -> anyhow::Result<()> {
     let sold = scalar(&format!(
@@ -437,6 +450,7 @@ fn terminate_reconnects() -> anyhow::Result<()> {
             "{schema}: {reconnects} reconnects for {terminated} terminations"
         );
         ensure!(n["faults"][0]["kind"] == "terminate", "{n}");
+        follows_the_schema(&v)?;
         // Each reconnect followed one lost attempt, error or unknown.
         let lost = int(&v, "outcomes.errors") + int(&v, "outcomes.unknown");
         ensure!(
@@ -495,6 +509,7 @@ fn drop_reply_duplicates() -> anyhow::Result<()> {
     );
     ensure!(text(&v, "verdict") == "inconsistent", "{v}");
     check_against_tables(&v, "t_drop_conditional")?;
+    follows_the_schema(&v)?;
 
     let (out, v) = race("t_drop_idempotent", "idempotent");
     ensure!(out.status.success(), "{}", crate::cli::stderr(&out));
