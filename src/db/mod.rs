@@ -188,23 +188,34 @@ impl Database {
             deadline: None,
         };
         let mut conn = db.connect().await?;
-        db.server_version = version_of(&mut conn).await?;
+        // Two trivial queries right after connecting: a server that does
+        // not answer them within --connect-timeout is not answering.
+        let limit = db.connect_timeout;
+        db.server_version = db
+            .bounded(limit, "reading the server version", version_of(&mut conn))
+            .await?;
         // Report what the server really does; a Postgres-wire server
         // without these settings is taken as durable.
-        db.durable = sqlx::query_scalar::<_, bool>(
+        let durable = sqlx::query_scalar::<_, bool>(
             "SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'",
         )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or(true);
-        let _ = conn.close().await;
+        .fetch_one(&mut conn);
+        db.durable = tokio::time::timeout(limit, durable)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(true);
+        let _ = tokio::time::timeout(limit, conn.close()).await;
         Ok(db)
     }
 
     async fn query_version(&self) -> anyhow::Result<String> {
         let mut conn = self.connect().await?;
-        let v = version_of(&mut conn).await;
-        let _ = conn.close().await;
+        let limit = self.connect_timeout;
+        let v = self
+            .bounded(limit, "reading the server version", version_of(&mut conn))
+            .await;
+        let _ = tokio::time::timeout(limit, conn.close()).await;
         v
     }
 
