@@ -205,9 +205,23 @@ pub struct SqlArgs {
     #[arg(long, value_name = "N")]
     pub max_tries: Option<u32>,
 
-    /// Per-statement time limit in milliseconds (statement_timeout and lock_timeout); 0 = none.
+    /// Per-statement time limit in milliseconds: the server's statement_timeout and
+    /// lock_timeout, and racelab's own deadline on every reply (MS plus a grace), so a
+    /// server that stops answering ends the run (aborted) instead of hanging it; 0 = none.
     #[arg(long, value_name = "MS")]
     pub timeout: Option<u64>,
+
+    /// Inject a fault during the race (repeatable): `terminate:RATE` terminates random
+    /// buyer backends RATE times a second (buyers reconnect and go on); `drop-reply:P`
+    /// drops a buyer's connection right after it sends its COMMIT, with probability P,
+    /// so the outcome is unknown although the server may have committed.
+    #[arg(long, value_name = "KIND:RATE")]
+    pub nemesis: Vec<String>,
+
+    /// Resubmit an attempt of unknown outcome under the same attempt id, as a client
+    /// that times out and retries would, up to N times (default 3).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "3")]
+    pub retry_unknown: Option<u32>,
 }
 
 /// Where the server comes from.

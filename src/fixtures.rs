@@ -126,6 +126,7 @@ pub fn audit(initial: i64, sold: i64, left: i64) -> Audit {
         orders_without_success: 0,
         unknown_committed: 0,
         unknown_not_committed: 0,
+        duplicate_orders: 0,
         sold_out_with_stock_left: 0,
         stock_left_after_sold_out: 0,
         cache_drift: None,

@@ -12,9 +12,9 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::db::redis::{Redis, RedisOptions};
 use crate::db::{Claims, Database, DbOptions, ProductSeed};
-use crate::engine::{Control, Held, Lane, ProductPicker, SqlLanes};
+use crate::engine::{Control, Faults, Held, Lane, ProductPicker, SqlLanes};
 use crate::report::{Output, RunResult};
-use crate::result::{DatabaseInfo, StrategyInfo, Subject};
+use crate::result::{DatabaseInfo, NemesisInfo, StrategyInfo, Subject};
 use crate::run::{self, Pipeline, Raced, Target};
 use crate::strategy::{self, Origin, Strategy};
 use crate::timings;
@@ -25,13 +25,39 @@ use crate::watch::{self, Watcher};
 pub struct Lab {
     pub strategies: Vec<Strategy>,
     pub db: DbOptions,
-    /// Per-statement limit in milliseconds (statement and lock timeout); 0 = none.
+    /// Per-statement limit in milliseconds (statement and lock timeout, and
+    /// racelab's own deadline on each reply: see `client_deadline`); 0 = none.
     pub timeout_ms: u64,
+    /// `--nemesis` and `--retry-unknown`.
+    pub faults: Faults,
     /// `--watch MS`: sample stock and units sold every MS milliseconds.
     pub watch_ms: Option<u64>,
     /// Where Redis comes from, for strategies with `\redis` commands.
     pub redis: RedisOptions,
 }
+
+/// racelab's own deadline on every statement's reply with `--timeout MS`:
+/// MS plus a grace (a quarter of MS, at least one second), so that the
+/// server's own statement_timeout or lock_timeout normally answers first,
+/// and only a server that stops answering at all (a frozen network) runs
+/// into this one.
+pub fn client_deadline(timeout_ms: u64) -> Option<std::time::Duration> {
+    (timeout_ms > 0).then(|| {
+        let grace = (timeout_ms / 4).max(1_000);
+        std::time::Duration::from_millis(timeout_ms.saturating_add(grace))
+    })
+}
+
+/// TCP keepalive asked of the server for the buyers' connections (racelab
+/// sets its own side on the sockets, `db::keepalive`): a server that loses
+/// its client to a partition notices within about 20 s and ends the
+/// backend, rather than holding its locks for hours. Over a unix socket the
+/// server ignores them.
+const KEEPALIVE: [(&str, &str); 3] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "2"),
+];
 
 /// Race every strategy of the lab: open the database, run the pipeline on
 /// one target per strategy, stop the database (also after a failure).
@@ -41,7 +67,8 @@ pub async fn execute(
     output: &Output,
     control: &Arc<Control>,
 ) -> anyhow::Result<Vec<RunResult>> {
-    let db = timings::time("open the database", Database::open(&lab.db)).await?;
+    let mut db = timings::time("open the database", Database::open(&lab.db)).await?;
+    db.set_deadline(client_deadline(lab.timeout_ms));
     if let Some(t) = db.cluster().map(|c| c.start_timings()) {
         timings::record("  cluster: dirs and version", t.setup);
         timings::record(
@@ -98,7 +125,7 @@ async fn execute_on(
             stock: sc.stock,
         })
         .collect();
-    let mut connect = db.connect_options();
+    let mut connect = db.connect_options().options(KEEPALIVE);
     if lab.timeout_ms > 0 {
         let ms = lab.timeout_ms.to_string();
         connect = connect.options([
@@ -150,7 +177,11 @@ impl<'a> LabTarget<'a> {
         database: &'a DatabaseInfo,
         redis: Option<&'a Redis>,
     ) -> LabTarget<'a> {
-        let mut lanes = SqlLanes::new(strategy.program.clone(), connect.clone());
+        let mut lanes = SqlLanes::new(strategy.program.clone(), connect.clone()).with_faults(
+            lab.faults,
+            client_deadline(lab.timeout_ms),
+            lab.db.connect_timeout,
+        );
         if let Some(r) = redis {
             lanes = lanes.with_redis(r.client(), r.prefix());
         }
@@ -190,7 +221,9 @@ impl Target for LabTarget<'_> {
         if self.strategy.program.has_setup() {
             let products: Vec<(i64, i64)> = self.seeds.iter().map(|p| (p.id, p.stock)).collect();
             let mut conn = self.db.connect().await?;
-            strategy::run_setup(&self.strategy.program, &mut conn, &products)
+            let setup = strategy::run_setup(&self.strategy.program, &mut conn, &products);
+            self.db
+                .bounded(self.db.setup_limit(), "running the \\setup block", setup)
                 .await
                 .with_context(|| {
                     format!(
@@ -215,6 +248,7 @@ impl Target for LabTarget<'_> {
 
     async fn finish(&self, mut raced: Raced<Lane>, before: Watching) -> anyhow::Result<RunResult> {
         let race = &raced.output;
+        let resubmitted = race.tally.resubmitted;
         let sc = &self.pipeline.scenario;
         let watch = match before.0 {
             Some(w) => {
@@ -242,7 +276,8 @@ impl Target for LabTarget<'_> {
             sold_out: &race.sold_out_by_product,
             quantity: sc.quantity,
         };
-        let idle = if raced.completed() {
+        // A nemesis may have taken any connection of the race, so then too.
+        let idle = if raced.completed() && !self.lab.faults.reconnects() {
             held.connection()
         } else {
             None
@@ -270,6 +305,13 @@ impl Target for LabTarget<'_> {
         );
         result.watch = watch;
         result.timeline = timeline;
+        if self.lab.faults.any() {
+            result.nemesis = Some(NemesisInfo::of(
+                &self.lab.faults,
+                self.lanes.nemesis_done(),
+                resubmitted,
+            ));
+        }
         Ok(result)
     }
 }

@@ -14,8 +14,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, Url};
 
-use crate::cli::{self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs};
+use crate::cli::{self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs, SqlArgs};
 use crate::db::DbOptions;
+use crate::engine::Faults;
 use crate::error::{bad_input, Diagnostic};
 use crate::http::{self, h1, lane, template::Template, truth};
 use crate::lab::Lab;
@@ -50,7 +51,7 @@ pub struct Plan {
 #[derive(Debug)]
 pub enum TargetPlan {
     /// Strategies on the SQL lab (`run`, `compare`).
-    Lab(Lab),
+    Lab(Box<Lab>),
     /// An HTTP service (`http`).
     Http(Box<http::Service>),
 }
@@ -152,12 +153,13 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         seed: sargs.seed.unwrap_or_else(rand::random),
         repeat: gate.repeat,
         trace: output.trace,
+        retry_unknown: 0,
     };
     let (target, grouped) = match target {
         Target::Lab(strategies, a) => {
             let lab = lab_of(strategies, a, &mut pipeline)?;
             let compare = matches!(args, RaceArgs::Lab { compare: true, .. });
-            (TargetPlan::Lab(lab), compare || gate.repeat > 1)
+            (TargetPlan::Lab(Box::new(lab)), compare || gate.repeat > 1)
         }
         Target::Http(request, a) => {
             let service = service_of(request, a, &output, &mut pipeline)?;
@@ -292,9 +294,12 @@ fn lab_of(
         }
     }
     pipeline.max_tries = a.sql.max_tries.unwrap_or(DEFAULT_MAX_TRIES);
+    let faults = faults_of(&a.sql)?;
+    pipeline.retry_unknown = faults.retry_unknown;
     Ok(Lab {
         strategies,
         db,
+        faults,
         timeout_ms: a.sql.timeout.unwrap_or(0),
         watch_ms: a.watch,
         redis: crate::db::redis::RedisOptions {
@@ -303,6 +308,27 @@ fn lab_of(
         },
     })
 }
+
+/// `--nemesis KIND:RATE` (each) and `--retry-unknown [N]`.
+fn faults_of(sql: &SqlArgs) -> anyhow::Result<Faults> {
+    let mut faults = Faults::default();
+    for spec in &sql.nemesis {
+        faults.add_spec(spec).map_err(bad_input)?;
+    }
+    if let Some(n) = sql.retry_unknown {
+        if n == 0 || n > MAX_RETRY_UNKNOWN {
+            return Err(bad_input(format!(
+                "--retry-unknown takes the resubmissions per unknown attempt, 1 to \
+                 {MAX_RETRY_UNKNOWN}, got {n}; omit it to resubmit nothing"
+            )));
+        }
+        faults.retry_unknown = n;
+    }
+    Ok(faults)
+}
+
+/// Resubmissions of one unknown attempt at most.
+const MAX_RETRY_UNKNOWN: u32 = 100;
 
 /// Validate the database flags (the connect timeout, the URL) into the
 /// options `db` opens a server with; `max_connections` sizes an embedded

@@ -59,6 +59,9 @@ pub struct RunResult {
     /// `--rate`: the open loop's schedule and its lag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoopInfo>,
+    /// `--nemesis` and `--retry-unknown`: what was injected, and how often.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nemesis: Option<NemesisInfo>,
     /// `--trace`: the analysed timeline; printed, not part of the JSON.
     #[serde(skip)]
     pub timeline: Option<crate::trace::Timeline>,
@@ -95,6 +98,62 @@ pub enum Status {
 /// The workload as raced: every scenario field (flattened into the same
 /// JSON object) and the run's own settings. Derefs to the `Scenario`, so
 /// `result.scenario.buyers` reads as it looks.
+/// The faults a run injected into its own race, as asked and as done.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NemesisInfo {
+    /// Each `--nemesis KIND:RATE`, in a fixed order.
+    pub faults: Vec<FaultInfo>,
+    /// `--retry-unknown`: resubmissions allowed per unknown attempt (0: none).
+    pub retry_unknown: u32,
+    /// Buyer backends the terminator ended (`terminate`).
+    pub terminated: u64,
+    /// Replies buyers dropped after sending the statement that commits (`drop-reply`).
+    pub dropped_replies: u64,
+    /// New connections buyers opened after losing one on purpose.
+    pub reconnects: u64,
+    /// Unknown attempts sent again under the same attempt id.
+    pub resubmitted: u64,
+}
+
+/// One `--nemesis KIND:RATE`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultInfo {
+    /// `terminate` or `drop-reply`.
+    pub kind: String,
+    /// Terminations per second, or the probability of a dropped reply.
+    pub rate: f64,
+}
+
+impl NemesisInfo {
+    pub fn of(
+        faults: &crate::engine::Faults,
+        done: crate::engine::nemesis::Done,
+        resubmitted: u64,
+    ) -> NemesisInfo {
+        let mut kinds = Vec::new();
+        if faults.terminate_per_s > 0.0 {
+            kinds.push(FaultInfo {
+                kind: "terminate".into(),
+                rate: faults.terminate_per_s,
+            });
+        }
+        if faults.drop_reply > 0.0 {
+            kinds.push(FaultInfo {
+                kind: "drop-reply".into(),
+                rate: faults.drop_reply,
+            });
+        }
+        NemesisInfo {
+            faults: kinds,
+            retry_unknown: faults.retry_unknown,
+            terminated: done.terminated,
+            dropped_replies: done.dropped_replies,
+            reconnects: done.reconnects,
+            resubmitted,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScenarioInfo {
     #[serde(flatten)]
@@ -344,6 +403,7 @@ impl RunResult {
             outcomes,
             watch: None,
             open_loop: record.open_loop,
+            nemesis: None,
             timeline: None,
         }
     }

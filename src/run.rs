@@ -39,6 +39,8 @@ pub struct Pipeline {
     pub repeat: u32,
     /// Record every statement of every attempt (`--trace`).
     pub trace: bool,
+    /// `--retry-unknown`: resubmissions of an unknown attempt (0: none).
+    pub retry_unknown: u32,
 }
 
 impl Pipeline {
@@ -64,6 +66,7 @@ impl Pipeline {
             trace: self.trace,
             track_contention: true,
             rate: (sc.rate_per_s > 0.0).then_some(sc.rate_per_s),
+            retry_unknown: self.retry_unknown,
         }
     }
 }

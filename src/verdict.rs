@@ -55,6 +55,7 @@ pub fn of_audit(a: &Audit) -> Verdict {
         || a.negative_stock
         || a.successes_without_order != 0
         || a.orders_without_success != 0
+        || a.duplicate_orders != 0
         || a.sold_out_with_stock_left != 0
         || a.cache_drift.is_some_and(|d| d != 0)
     {
@@ -581,6 +582,13 @@ pub fn sentence(r: &RunResult) -> String {
             a.orders_without_success
         ));
     }
+    if a.duplicate_orders > 0 {
+        notes.push(format!(
+            "{} duplicate {} (an attempt id ordered more than once: one purchase processed twice)",
+            a.duplicate_orders,
+            noun(a.duplicate_orders, "order", "orders")
+        ));
+    }
     // An inconclusive run that sold nothing has listed its outcomes already.
     let listed =
         r.verdict == Some(Verdict::Inconclusive) && untested(r) == Some(Untested::NothingSold);
@@ -657,6 +665,35 @@ mod tests {
         assert_eq!(of_audit(&Audit::from_tallies(&[], 0, 0)), Verdict::Safe);
         let told = clean.clone().with_sold_out([(6, 3)], 1);
         assert_eq!(of_audit(&told), Verdict::Inconsistent);
+        // A purchase processed twice: the stock balances (it was
+        // decremented twice too), the books do not.
+        let twice = Audit {
+            duplicate_orders: 2,
+            ..clean.clone()
+        };
+        assert_eq!(of_audit(&twice), Verdict::Inconsistent);
+        // Duplicates that sold more than the stock are an oversell.
+        let over_twice = Audit {
+            duplicate_orders: 3,
+            ..Audit::from_tallies(&[t(5, 8, -3)], 0, 0)
+        };
+        assert_eq!(of_audit(&over_twice), Verdict::Oversold);
+    }
+
+    #[test]
+    fn duplicates_are_named_in_the_sentence() {
+        let mut r = fixtures::for_update_safe(1);
+        if let Some(a) = r.audit.as_mut() {
+            a.duplicate_orders = 4;
+        }
+        r.verdict = decide(&r);
+        assert_eq!(r.verdict, Some(Verdict::Inconsistent));
+        let s = sentence(&r);
+        assert!(s.starts_with("INCONSISTENT: "), "{s}");
+        assert!(
+            s.contains("4 duplicate orders (an attempt id ordered more than once"),
+            "{s}"
+        );
     }
 
     /// A strategy whose every attempt failed with an SQL error.

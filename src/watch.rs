@@ -46,6 +46,10 @@ const QUERY: &str = "SELECT (SELECT coalesce(sum(stock), 0)::int8 FROM products)
 /// Connect and start sampling every `interval_ms` until `finish`.
 pub async fn start(db: &Database, interval_ms: u64) -> anyhow::Result<Watcher> {
     let mut conn = db.connect().await?;
+    // A sample that gets no reply within the audit's limit ends the
+    // sampling (the samples so far are kept): a frozen network must not
+    // hold the run after the race.
+    let limit = db.audit_limit();
     let (stop, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut samples = Vec::new();
@@ -56,12 +60,19 @@ pub async fn start(db: &Database, interval_ms: u64) -> anyhow::Result<Watcher> {
                 _ = &mut stopped => break,
                 _ = tick.tick() => {}
             }
-            let row = sqlx::query(QUERY).fetch_one(&mut conn).await?;
+            let sample = tokio::time::timeout(limit, sqlx::query(QUERY).fetch_one(&mut conn));
+            let Ok(row) = sample.await else {
+                return Ok(samples);
+            };
+            let row = row?;
             samples.push((Instant::now(), row.try_get(0)?, row.try_get(1)?));
         }
         // One last look after the race, so every run has its end state.
-        let row = sqlx::query(QUERY).fetch_one(&mut conn).await?;
-        samples.push((Instant::now(), row.try_get(0)?, row.try_get(1)?));
+        let sample = tokio::time::timeout(limit, sqlx::query(QUERY).fetch_one(&mut conn));
+        if let Ok(row) = sample.await {
+            let row = row?;
+            samples.push((Instant::now(), row.try_get(0)?, row.try_get(1)?));
+        }
         Ok(samples)
     });
     Ok(Watcher {

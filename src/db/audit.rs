@@ -25,6 +25,11 @@ pub struct Audit {
     /// Attempts of unknown fate that left no order: they did not commit.
     #[serde(default)]
     pub unknown_not_committed: i64,
+    /// Orders that share an attempt id with an earlier order: one
+    /// purchase processed twice (a resubmitted attempt whose first try
+    /// had committed). Any is a fault of the books.
+    #[serde(default)]
+    pub duplicate_orders: i64,
     /// Sold-out answers given for a product that still had a purchase's
     /// worth of stock after the race: what the buyers were told, which the
     /// truth contradicts (per product where the truth is per product).
@@ -96,6 +101,7 @@ impl Audit {
             orders_without_success,
             unknown_committed: 0,
             unknown_not_committed: 0,
+            duplicate_orders: 0,
             sold_out_with_stock_left: 0,
             stock_left_after_sold_out: 0,
             cache_drift: None,
@@ -164,7 +170,8 @@ pub async fn query(conn: &mut PgConnection, claims: &Claims<'_>) -> anyhow::Resu
            (SELECT count(*) FROM recorded r WHERE NOT EXISTS (SELECT 1 FROM claimed c WHERE c.a = r.a) \
                                               AND NOT EXISTS (SELECT 1 FROM unsure u WHERE u.a = r.a)), \
            (SELECT count(*) FROM unsure u WHERE EXISTS (SELECT 1 FROM recorded r WHERE r.a = u.a)), \
-           (SELECT count(*) FROM unsure u WHERE NOT EXISTS (SELECT 1 FROM recorded r WHERE r.a = u.a))",
+           (SELECT count(*) FROM unsure u WHERE NOT EXISTS (SELECT 1 FROM recorded r WHERE r.a = u.a)), \
+           (SELECT count(*) - count(DISTINCT attempt_id) FROM orders)",
     )
     .bind(claims.succeeded)
     .bind(claims.unknown)
@@ -175,6 +182,7 @@ pub async fn query(conn: &mut PgConnection, claims: &Claims<'_>) -> anyhow::Resu
     let audit = Audit {
         unknown_committed: row.try_get(2)?,
         unknown_not_committed: row.try_get(3)?,
+        duplicate_orders: row.try_get(4)?,
         ..Audit::from_tallies(&tallies, row.try_get(0)?, row.try_get(1)?)
     };
     Ok(audit.with_sold_out(
@@ -209,6 +217,7 @@ mod tests {
                 orders_without_success: 0,
                 unknown_committed: 0,
                 unknown_not_committed: 0,
+                duplicate_orders: 0,
                 sold_out_with_stock_left: 0,
                 stock_left_after_sold_out: 0,
                 cache_drift: None,

@@ -76,8 +76,13 @@ impl Database {
             return Ok(());
         }
         let mut conn = self.connect().await?;
-        let room = query_room(&mut conn).await;
-        let _ = conn.close().await;
+        let limit = self.setup_limit();
+        let room = self
+            .bounded(limit, "reading the server's connection limits", async {
+                query_room(&mut conn).await.map_err(anyhow::Error::from)
+            })
+            .await;
+        let _ = tokio::time::timeout(limit, conn.close()).await;
         match room
             .ok()
             .and_then(|r| r.refuse(needed, buyers, &self.shown_as))

@@ -21,6 +21,7 @@ pub mod audit;
 pub mod bins;
 pub mod capacity;
 pub mod cluster;
+pub mod keepalive;
 pub mod kept;
 pub mod paths;
 pub mod proc;
@@ -102,7 +103,15 @@ pub struct Database {
     /// What to call the server in messages (never with a password).
     shown_as: String,
     cluster: Option<Cluster>,
+    /// racelab's deadline on a reply (`--timeout` plus a grace), if any:
+    /// bounds the audit's queries (see `bounded`).
+    deadline: Option<Duration>,
 }
+
+/// How long preparing the lab, its `\setup` or the audit may take at most
+/// when no `--timeout` bounds them: long enough for a big seed, short of
+/// hanging for ever on a server that stopped answering.
+const LAB_OPERATION_LIMIT: Duration = Duration::from_secs(300);
 
 impl Database {
     /// Open the database for a run (see the module docs for the order),
@@ -134,6 +143,7 @@ impl Database {
                 base: info.connect_options(),
                 shown_as: format!("the kept cluster at {}", info.url),
                 cluster: None,
+                deadline: None,
             };
             db.server_version = db.query_version().await?;
             return Ok(db);
@@ -162,6 +172,7 @@ impl Database {
             base: cluster.connect_options(),
             shown_as: format!("the embedded cluster in {}", cluster.dir().display()),
             cluster: Some(cluster),
+            deadline: None,
         })
     }
 
@@ -177,25 +188,37 @@ impl Database {
             base,
             shown_as: redact_url(url),
             cluster: None,
+            deadline: None,
         };
         let mut conn = db.connect().await?;
-        db.server_version = version_of(&mut conn).await?;
+        // Two trivial queries right after connecting: a server that does
+        // not answer them within --connect-timeout is not answering.
+        let limit = db.connect_timeout;
+        db.server_version = db
+            .bounded(limit, "reading the server version", version_of(&mut conn))
+            .await?;
         // Report what the server really does; a Postgres-wire server
         // without these settings is taken as durable.
-        db.durable = sqlx::query_scalar::<_, bool>(
+        let durable = sqlx::query_scalar::<_, bool>(
             "SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'",
         )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or(true);
-        let _ = conn.close().await;
+        .fetch_one(&mut conn);
+        db.durable = tokio::time::timeout(limit, durable)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(true);
+        let _ = tokio::time::timeout(limit, conn.close()).await;
         Ok(db)
     }
 
     async fn query_version(&self) -> anyhow::Result<String> {
         let mut conn = self.connect().await?;
-        let v = version_of(&mut conn).await;
-        let _ = conn.close().await;
+        let limit = self.connect_timeout;
+        let v = self
+            .bounded(limit, "reading the server version", version_of(&mut conn))
+            .await;
+        let _ = tokio::time::timeout(limit, conn.close()).await;
         v
     }
 
@@ -231,6 +254,42 @@ impl Database {
             .options([("search_path", self.schema.as_str())])
     }
 
+    /// Bound the audit's queries by `deadline` (racelab's side of
+    /// `--timeout`); preparing the lab is bounded by the larger of it and
+    /// `LAB_OPERATION_LIMIT`.
+    pub fn set_deadline(&mut self, deadline: Option<Duration>) {
+        self.deadline = deadline;
+    }
+
+    /// `work` on a lab connection, unless it takes longer than `limit`:
+    /// then a server that stopped answering is an error, not a hang.
+    pub async fn bounded<T>(
+        &self,
+        limit: Duration,
+        doing: &str,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        match tokio::time::timeout(limit, work).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "{doing}: no reply from {} within {} ms (the connection stopped answering)",
+                self.shown_as,
+                limit.as_millis()
+            )),
+        }
+    }
+
+    /// The limit on preparing the lab and running its `\setup`.
+    pub fn setup_limit(&self) -> Duration {
+        self.deadline
+            .map_or(LAB_OPERATION_LIMIT, |d| d.max(LAB_OPERATION_LIMIT))
+    }
+
+    /// The limit on the audit's queries.
+    pub fn audit_limit(&self) -> Duration {
+        self.deadline.unwrap_or(LAB_OPERATION_LIMIT)
+    }
+
     /// One connection, within `connect_timeout`.
     pub async fn connect(&self) -> anyhow::Result<PgConnection> {
         let hint = match self.kind {
@@ -255,7 +314,10 @@ impl Database {
         )
         .await
         {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(conn)) => {
+                keepalive::enable_for(&self.base);
+                Ok(conn)
+            }
             Ok(Err(e)) => Err(anyhow::anyhow!(
                 "could not connect to {}: {e}; {hint}",
                 self.shown_as
@@ -271,8 +333,15 @@ impl Database {
     /// carries racelab's marker), migrated, seeded with `stock = initial_stock`.
     pub async fn prepare_lab(&self, products: &[ProductSeed]) -> anyhow::Result<()> {
         let mut conn = self.connect().await?;
-        let result = schema::prepare(&mut conn, &self.schema, products).await;
-        let _ = conn.close().await;
+        let limit = self.setup_limit();
+        let result = self
+            .bounded(
+                limit,
+                "preparing the lab",
+                schema::prepare(&mut conn, &self.schema, products),
+            )
+            .await;
+        let _ = tokio::time::timeout(limit, conn.close()).await;
         result.with_context(|| format!("could not prepare the lab schema \"{}\"", self.schema))
     }
 
@@ -286,13 +355,19 @@ impl Database {
         &self,
     ) -> anyhow::Result<std::collections::HashMap<i64, i64>> {
         let mut conn = self.connect().await?;
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+        let query = sqlx::query_as(
             "SELECT product_id::int8, COALESCE(sum(qty), 0)::int8 FROM orders GROUP BY product_id",
         )
-        .fetch_all(&mut conn)
-        .await
-        .context("reading the units ordered per product")?;
-        let _ = conn.close().await;
+        .fetch_all(&mut conn);
+        let rows: Vec<(i64, i64)> = self
+            .bounded(
+                self.audit_limit(),
+                "reading the units ordered per product",
+                async { query.await.map_err(anyhow::Error::from) },
+            )
+            .await
+            .context("reading the units ordered per product")?;
+        let _ = tokio::time::timeout(self.audit_limit(), conn.close()).await;
         Ok(rows.into_iter().collect())
     }
 
@@ -314,8 +389,8 @@ impl Database {
     /// told against it.
     pub async fn audit_claims(&self, claims: &Claims<'_>) -> anyhow::Result<Audit> {
         let mut conn = self.connect().await?;
-        let result = audit::query(&mut conn, claims).await;
-        let _ = conn.close().await;
+        let result = self.audit_on(&mut conn, claims).await;
+        let _ = tokio::time::timeout(self.audit_limit(), conn.close()).await;
         result
     }
 
@@ -326,7 +401,12 @@ impl Database {
         conn: &mut PgConnection,
         claims: &Claims<'_>,
     ) -> anyhow::Result<Audit> {
-        audit::query(conn, claims).await
+        self.bounded(
+            self.audit_limit(),
+            "auditing the lab",
+            audit::query(conn, claims),
+        )
+        .await
     }
 
     /// Stop an embedded cluster and remove its directory (no-op otherwise).

@@ -6,6 +6,7 @@
 
 mod arrivals;
 pub mod contention;
+pub mod nemesis;
 pub mod pick;
 pub mod pool;
 pub mod tally;
@@ -23,11 +24,14 @@ use tokio::sync::{Barrier, Notify};
 use tokio::task::JoinSet;
 
 use crate::outcome::{AttemptReport, Outcome};
-use crate::strategy::{AttemptCtx, Program, RedisConn, Session, TraceEvent};
+use crate::strategy::{
+    AttemptCtx, Injected, Program, RedisConn, Session, SessionFaults, TraceEvent,
+};
 use arrivals::Arrivals;
 pub use arrivals::{Lag, OpenLoop, LATE_AFTER};
 pub use contention::Contention;
 use contention::{BuyerCount, Merged, Tracker};
+pub use nemesis::Faults;
 pub use pick::ProductPicker;
 pub use tally::{Latency, Tally};
 
@@ -55,6 +59,9 @@ pub struct RaceConfig {
     /// (`arrivals`); `None`: each buyer starts its next attempt when its
     /// last one ends.
     pub rate: Option<f64>,
+    /// `--retry-unknown`: resubmit an attempt that ended `unknown`, under
+    /// the same attempt id, up to this many times; 0 is off.
+    pub retry_unknown: u32,
 }
 
 /// One buyer, one attempt of one unit on one product, no think time, one
@@ -76,6 +83,7 @@ impl Default for RaceConfig {
             trace: false,
             track_contention: true,
             rate: None,
+            retry_unknown: 0,
         }
     }
 }
@@ -294,6 +302,13 @@ pub trait Lanes: Send + Sync + 'static {
     /// The buyer that runs on `lane`; `seed` is the buyer's own.
     fn buyer<'a>(&'a self, lane: &'a mut Self::Lane, seed: u64) -> Self::Buyer<'a>;
 
+    /// What runs beside the buyers from their release until the last one
+    /// is done (then it is dropped), e.g. a nemesis. Nothing by default.
+    fn during(&self, config: &RaceConfig) -> impl Future<Output = ()> + Send {
+        let _ = config;
+        async {}
+    }
+
     /// A buyer has finished: keep its lane for `race_with` to hand back, or
     /// let it go now (`None`).
     fn finished(&self, buyer: u32, lane: Self::Lane) -> Option<Self::Lane> {
@@ -476,7 +491,18 @@ pub async fn race_opened<L: Lanes>(
     let mut merged = Merged::default();
     let mut lag = Lag::default();
     let mut done = Vec::with_capacity(config.buyers as usize);
-    while let Some(joined) = set.join_next().await {
+    let beside = lanes.during(&config);
+    tokio::pin!(beside);
+    let mut beside_done = false;
+    loop {
+        let joined = tokio::select! {
+            joined = set.join_next() => joined,
+            () = &mut beside, if !beside_done => {
+                beside_done = true;
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
         let (out, lane) = joined.context("a buyer task panicked")?;
         lag.merge(&out.lag);
         tally.merge(out.tally);
@@ -521,6 +547,13 @@ pub struct SqlLanes {
     /// Each buyer's own Redis connection, opened with the lanes and taken
     /// by `buyer`.
     redis_conns: Mutex<Vec<redis::aio::MultiplexedConnection>>,
+    /// The nemesis and the client-side deadline (all off by default).
+    faults: Faults,
+    session_faults: SessionFaults,
+    /// How long a buyer (or the terminator) may take to (re)connect.
+    connect_timeout: Duration,
+    /// What the nemesis did in the current race.
+    counters: Arc<nemesis::Counters>,
 }
 
 impl SqlLanes {
@@ -531,7 +564,74 @@ impl SqlLanes {
             connect,
             redis: None,
             redis_conns: Mutex::new(Vec::new()),
+            faults: Faults::default(),
+            session_faults: SessionFaults::default(),
+            connect_timeout: Duration::from_secs(10),
+            counters: Arc::default(),
         }
+    }
+
+    /// Bound every statement by `deadline` (racelab's side of `--timeout`),
+    /// inject `faults`, and (re)connect within `connect_timeout`.
+    pub fn with_faults(
+        mut self,
+        faults: Faults,
+        deadline: Option<Duration>,
+        connect_timeout: Duration,
+    ) -> SqlLanes {
+        self.faults = faults;
+        self.session_faults = SessionFaults {
+            deadline,
+            drop_reply: faults.drop_reply,
+        };
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// What the nemesis did in the last race.
+    pub fn nemesis_done(&self) -> nemesis::Done {
+        self.counters.done()
+    }
+
+    /// A new connection for a buyer whose connection was lost on purpose.
+    async fn reconnect(&self) -> Result<PgConnection, String> {
+        let secs = self.connect_timeout.as_secs_f64();
+        let mut conn =
+            match tokio::time::timeout(self.connect_timeout, self.connect.connect()).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(format!("could not reconnect a buyer: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "could not reconnect a buyer within {secs}s (--connect-timeout)"
+                    ))
+                }
+            };
+        if self.faults.terminate_per_s > 0.0 {
+            let registered =
+                tokio::time::timeout(self.connect_timeout, self.counters.register(&mut conn));
+            match registered.await {
+                Ok(Ok(())) => {}
+                _ => return Err("could not reconnect a buyer: its new connection failed".into()),
+            }
+        }
+        crate::db::keepalive::enable_for(&self.connect);
+        self.counters
+            .reconnects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(conn)
+    }
+
+    /// After an attempt that lost its connection: whether to reconnect and
+    /// go on (a fault injected on purpose) rather than end the race.
+    fn goes_on(&self, report: &AttemptReport, fault: Option<Injected>) -> bool {
+        if fault == Some(Injected::DroppedReply) {
+            self.counters
+                .dropped_replies
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // A deadline that expired is a peer that stopped answering: the
+        // run ends (aborted), whatever the nemesis.
+        report.connection_lost && self.faults.reconnects() && fault != Some(Injected::Deadline)
     }
 
     /// Give every buyer a Redis connection of its own to `client`, keys
@@ -547,7 +647,24 @@ impl Lanes for SqlLanes {
     type Buyer<'a> = SqlBuyer<'a>;
 
     async fn open(&self, config: &RaceConfig, control: &Control) -> anyhow::Result<Vec<Lane>> {
-        let lanes = open_lanes(&self.connect, config, control).await?;
+        self.counters.reset();
+        let mut lanes = open_lanes(&self.connect, config, control).await?;
+        crate::db::keepalive::enable_for(&self.connect);
+        if self.faults.terminate_per_s > 0.0 {
+            let mut pooled = false;
+            for lane in &mut lanes {
+                let registered = match lane {
+                    Lane::Own(conn) => self.counters.register(conn).await,
+                    // Every buyer shares the one pool.
+                    Lane::Pool(_) if pooled => Ok(()),
+                    Lane::Pool(pool) => {
+                        pooled = true;
+                        pool.register_all(&self.counters).await
+                    }
+                };
+                registered.context("learning the buyers' backend pids for --nemesis terminate")?;
+            }
+        }
         if let Some((client, _)) = &self.redis {
             let mut set = JoinSet::new();
             for _ in 0..config.buyers {
@@ -577,8 +694,22 @@ impl Lanes for SqlLanes {
         }
     }
 
+    fn during(&self, config: &RaceConfig) -> impl Future<Output = ()> + Send {
+        let per_s = self.faults.terminate_per_s;
+        let (connect, counters) = (self.connect.clone(), self.counters.clone());
+        let (seed, limit) = (config.seed, self.connect_timeout);
+        async move {
+            if per_s > 0.0 {
+                nemesis::terminator(connect, per_s, seed, limit, &counters).await;
+            }
+        }
+    }
+
     fn buyer<'a>(&'a self, lane: &'a mut Lane, seed: u64) -> SqlBuyer<'a> {
         let mut session = self.program.session(seed);
+        if self.session_faults != SessionFaults::default() {
+            session = session.with_faults(self.session_faults);
+        }
         if let Some((_, prefix)) = &self.redis {
             let conn = self
                 .redis_conns
@@ -593,6 +724,7 @@ impl Lanes for SqlLanes {
             }
         }
         SqlBuyer {
+            lanes: self,
             session,
             conn: match lane {
                 Lane::Own(conn) => BuyerConn::Own(conn),
@@ -609,6 +741,7 @@ pub enum Lane {
 }
 
 pub struct SqlBuyer<'a> {
+    lanes: &'a SqlLanes,
     session: Session<'a>,
     conn: BuyerConn<'a>,
 }
@@ -647,16 +780,27 @@ impl Attempt for SqlBuyer<'_> {
         match &mut self.conn {
             BuyerConn::Own(conn) => {
                 let started = Instant::now();
-                let report = self.session.attempt(conn, ctx, trace).await;
-                Ok((report, started.elapsed().as_micros() as u64))
+                let mut report = self.session.attempt(conn, ctx, trace).await;
+                let us = started.elapsed().as_micros() as u64;
+                if self.lanes.goes_on(&report, self.session.take_fault()) {
+                    // Dropping the old connection closes it, its reply unread.
+                    **conn = self.lanes.reconnect().await?;
+                    report.connection_lost = false;
+                }
+                Ok((report, us))
             }
             BuyerConn::Pool { pool, lease } => {
                 let mut leased = lease.take().expect("leased by ready");
                 let started = Instant::now();
-                let report = self.session.attempt(&mut leased.conn, ctx, trace).await;
+                let mut report = self.session.attempt(&mut leased.conn, ctx, trace).await;
                 let us = started.elapsed().as_micros() as u64;
-                // A lost connection is not given back: the pool shrinks and
-                // the race stops, rather than reconnecting behind our back.
+                // A connection lost on purpose is replaced; any other lost
+                // connection is not given back: the pool shrinks and the
+                // race stops, rather than reconnecting behind our back.
+                if self.lanes.goes_on(&report, self.session.take_fault()) {
+                    leased.conn = self.lanes.reconnect().await?;
+                    report.connection_lost = false;
+                }
                 if !report.connection_lost {
                     pool.give_back(leased);
                 }
@@ -776,7 +920,10 @@ async fn buyer_loop<A: Attempt>(
             out.count.first_sent = Some(Instant::now());
         }
         let span = tracker.start(ctx.product);
-        let done = worker.attempt(&ctx, trace).await;
+        let mut done = worker.attempt(&ctx, trace).await;
+        if config.retry_unknown > 0 {
+            done = resubmit(worker, &ctx, done, race, &mut events, out).await;
+        }
         if let Some(span) = span {
             if tracker.end(span) {
                 out.count.overlapped += 1;
@@ -819,6 +966,54 @@ async fn buyer_loop<A: Attempt>(
             break;
         }
     }
+}
+
+/// `--retry-unknown`: while `done` is an unknown outcome on a lane that
+/// can go on, send the same attempt (same id) again, as a client that
+/// timed out and retries would, up to `retry_unknown` times. The attempt's
+/// report is its last submission's, its tries and time those of all. One
+/// that ends other than in success after an unknown submission stays of
+/// unknown fate to the audit: an earlier submission may have committed.
+async fn resubmit<A: Attempt>(
+    worker: &mut A,
+    ctx: &AttemptCtx,
+    mut done: Result<(AttemptReport, u64), String>,
+    race: Race<'_>,
+    events: &mut Vec<TraceEvent>,
+    out: &mut BuyerOutput,
+) -> Result<(AttemptReport, u64), String> {
+    let mut again = 0;
+    while again < race.config.retry_unknown && !race.control.is_stopped() {
+        let (first, us) = match done {
+            Ok((r, us)) if r.outcome == Outcome::Unknown && !r.connection_lost => (r, us),
+            other => return finish_resubmitted(other, again, ctx, out),
+        };
+        again += 1;
+        worker.ready().await?;
+        let trace = race.config.trace.then_some(&mut *events);
+        done = worker.attempt(ctx, trace).await.map(|(r, more)| {
+            let tries = first.tries.saturating_add(r.tries);
+            (AttemptReport { tries, ..r }, us + more)
+        });
+    }
+    finish_resubmitted(done, again, ctx, out)
+}
+
+fn finish_resubmitted(
+    done: Result<(AttemptReport, u64), String>,
+    again: u32,
+    ctx: &AttemptCtx,
+    out: &mut BuyerOutput,
+) -> Result<(AttemptReport, u64), String> {
+    if again > 0 {
+        out.tally.resubmitted += u64::from(again);
+        if let Ok((r, _)) = &done {
+            if !matches!(r.outcome, Outcome::Succeeded | Outcome::Unknown) {
+                out.tally.unknown_attempts.push(ctx.attempt);
+            }
+        }
+    }
+    done
 }
 
 /// Open every buyer's connection (or the pool's) before the barrier, so

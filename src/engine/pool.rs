@@ -6,8 +6,9 @@
 //! ping fails it drops the connection quietly and reconnects on the next
 //! acquire, retrying a refused connection until the acquire timeout: when
 //! the server died between attempts, every buyer waited for a server that
-//! was gone instead of the run stopping. Here a connection is never
-//! replaced: the attempt that loses one reports it, and the race stops.
+//! was gone instead of the run stopping. Here a connection is replaced
+//! only when the nemesis took it on purpose (`--nemesis`); otherwise the
+//! attempt that loses one reports it, and the race stops.
 
 use std::sync::Mutex;
 
@@ -53,6 +54,23 @@ impl SharedPool {
         let permit = self.permits.try_acquire().ok()?;
         permit.forget();
         self.lock().pop()
+    }
+
+    /// Learn the backend pid of every idle connection (before the race).
+    pub async fn register_all(
+        &self,
+        counters: &super::nemesis::Counters,
+    ) -> Result<(), sqlx::Error> {
+        let mut conns = std::mem::take(&mut *self.lock());
+        let mut result = Ok(());
+        for conn in &mut conns {
+            result = counters.register(conn).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        self.lock().append(&mut conns);
+        result
     }
 
     /// Return a connection after an attempt that left it usable.

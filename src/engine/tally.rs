@@ -74,6 +74,8 @@ pub struct Tally {
     pub errors: Vec<(String, u64)>,
     /// Attempts abandoned in flight when the run was stopped.
     pub in_flight: u64,
+    /// Resubmissions of unknown attempts (`--retry-unknown`).
+    pub resubmitted: u64,
     samples: Vec<u32>,
     latency: Option<Box<Latency>>,
 }
@@ -141,6 +143,7 @@ impl Tally {
         }
         self.tries += other.tries;
         self.in_flight += other.in_flight;
+        self.resubmitted += other.resubmitted;
         self.succeeded_attempts
             .append(&mut other.succeeded_attempts);
         self.unknown_attempts.append(&mut other.unknown_attempts);

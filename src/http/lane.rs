@@ -882,6 +882,7 @@ mod tests {
             trace: false,
             track_contention: true,
             rate: None,
+            retry_unknown: 0,
         }
     }
 

@@ -597,6 +597,7 @@ pub fn audit(
         } else {
             0
         },
+        duplicate_orders: 0,
         sold_out_with_stock_left: 0,
         stock_left_after_sold_out: 0,
         cache_drift: None,

@@ -191,6 +191,54 @@ fn aborted_run() -> RunResult {
     r
 }
 
+/// conditional under `--nemesis drop-reply:0.3 --retry-unknown`: replies
+/// dropped after COMMIT, resubmitted under the same attempt id, and the
+/// purchases that committed twice found by the audit.
+fn nemesis_run() -> RunResult {
+    let mut a = audit(100, 100, 0);
+    a.duplicate_orders = 26;
+    a.unknown_committed = 10;
+    a.unknown_not_committed = 39;
+    let mut r = fixtures::run(
+        "conditional",
+        fixtures::scenario(20, 100),
+        &[
+            attempts(Outcome::Succeeded, 64, 30_000, 10_000),
+            attempts(Outcome::SoldOut, 135, 20_000, 8_000),
+            Attempts {
+                message: Some(
+                    "reply dropped after sending line 8 (--nemesis drop-reply): \
+                     the purchase may or may not have happened",
+                ),
+                ..attempts(Outcome::Unknown, 1, 92_000, 1)
+            },
+        ],
+        Some(a),
+        1,
+    );
+    r.nemesis = Some(crate::result::NemesisInfo {
+        faults: vec![crate::result::FaultInfo {
+            kind: "drop-reply".into(),
+            rate: 0.3,
+        }],
+        retry_unknown: 3,
+        terminated: 0,
+        dropped_replies: 95,
+        reconnects: 95,
+        resubmitted: 94,
+    });
+    r.verdict = crate::verdict::decide(&r);
+    r
+}
+
+#[test]
+fn run_table_of_a_nemesis_run_with_duplicates() {
+    check(
+        "table_nemesis",
+        &super::table::render_run(&nemesis_run(), false),
+    );
+}
+
 #[test]
 fn run_table_of_an_oversold_strategy() {
     check(
@@ -393,6 +441,20 @@ fn json_follows_the_schema() {
     let mut broken = many.clone();
     broken["verdict"] = "fine".into();
     assert!(!validator.is_valid(&broken));
+    let nemesis: serde_json::Value =
+        serde_json::from_str(&super::render_runs(&[nemesis_run()], &json, false, false)).unwrap();
+    assert_eq!(errors(&nemesis), Vec::<String>::new());
+    assert_eq!(nemesis["audit"]["duplicate_orders"], 26);
+    assert_eq!(nemesis["nemesis"]["dropped_replies"], 95);
+    let mut unknown_kind = nemesis.clone();
+    unknown_kind["nemesis"]["faults"][0]["kind"] = "boom".into();
+    assert!(!validator.is_valid(&unknown_kind));
+    let mut no_duplicates = nemesis.clone();
+    no_duplicates["audit"]
+        .as_object_mut()
+        .unwrap()
+        .remove("duplicate_orders");
+    assert!(!validator.is_valid(&no_duplicates));
     let mut no_contention = one.clone();
     no_contention.as_object_mut().unwrap().remove("contention");
     assert!(!validator.is_valid(&no_contention));

@@ -7,7 +7,7 @@ use comfy_table::{Cell, CellAlignment, Color, Table};
 use super::{fmt_count, fmt_us, RunResult};
 use crate::db::DbKind;
 use crate::outcome::Outcome;
-use crate::result::{Summary, Truth};
+use crate::result::{NemesisInfo, Summary, Truth};
 use crate::verdict::{self, Verdict};
 
 /// Render one run for a terminal (`color` adds ANSI colours to the verdict).
@@ -60,7 +60,13 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
             r.believed_units_sold.to_string(),
         ),
     ];
-    for (name, count, audit_name, audit_value) in rows {
+    // Duplicates are shown where they can occur or did: with a nemesis,
+    // or when the audit found any.
+    let duplicates = a
+        .map(|a| a.duplicate_orders)
+        .filter(|&n| n > 0 || r.nemesis.is_some());
+    let extra = duplicates.map(|n| ("", String::new(), "duplicate orders", n.to_string()));
+    for (name, count, audit_name, audit_value) in rows.into_iter().chain(extra) {
         t.add_row(vec![
             Cell::new(name),
             Cell::new(count).set_alignment(CellAlignment::Right),
@@ -207,11 +213,55 @@ pub fn headline(r: &RunResult) -> String {
         DbKind::External => "external",
     };
     let durability = if db.durable { "durable" } else { "fsync off" };
-    format!(
+    let mut line = format!(
         "strategy {} on scenario {}: {work}, stock {}{products}, quantity {}, think {} ms{pool}\n\
          PostgreSQL {} ({kind}, {durability}), seed {}",
         strategy.name, s.name, s.stock, s.quantity, s.think_ms, db.server_version, s.seed
-    )
+    );
+    if let Some(n) = &r.nemesis {
+        line.push('\n');
+        line.push_str(&nemesis(n));
+    }
+    line
+}
+
+/// "nemesis: terminate 5/s (12 backends terminated), drop-reply 0.3 (41
+/// replies dropped); 53 reconnects; retry-unknown 3 (41 resubmitted)".
+pub fn nemesis(n: &NemesisInfo) -> String {
+    let mut parts: Vec<String> = n
+        .faults
+        .iter()
+        .map(|f| match f.kind.as_str() {
+            "terminate" => format!(
+                "terminate {}/s ({} {} terminated)",
+                f.rate,
+                n.terminated,
+                verdict::noun(n.terminated as i64, "backend", "backends")
+            ),
+            "drop-reply" => format!(
+                "drop-reply {} ({} {} dropped)",
+                f.rate,
+                n.dropped_replies,
+                verdict::noun(n.dropped_replies as i64, "reply", "replies")
+            ),
+            other => format!("{other} {}", f.rate),
+        })
+        .collect();
+    if !n.faults.is_empty() {
+        parts = vec![format!(
+            "{}; {} {}",
+            parts.join(", "),
+            n.reconnects,
+            verdict::noun(n.reconnects as i64, "reconnect", "reconnects")
+        )];
+    }
+    if n.retry_unknown > 0 {
+        parts.push(format!(
+            "retry-unknown {} ({} resubmitted)",
+            n.retry_unknown, n.resubmitted
+        ));
+    }
+    format!("nemesis: {}", parts.join("; "))
 }
 
 /// "target POST http://... : 100 buyers x 1 attempt, quantity 1", how the

@@ -9,7 +9,7 @@ use crate::error::bad_input;
 
 /// Embedded so the binary works from any directory; `build.rs` reruns when
 /// `strategies/` changes.
-static BUILTINS: [(&str, &str); 13] = [
+static BUILTINS: [(&str, &str); 14] = [
     ("naive", include_str!("../../strategies/naive.sql")),
     (
         "for-update",
@@ -39,6 +39,10 @@ static BUILTINS: [(&str, &str); 13] = [
     (
         "skip-locked",
         include_str!("../../strategies/skip-locked.sql"),
+    ),
+    (
+        "idempotent",
+        include_str!("../../strategies/idempotent.sql"),
     ),
     (
         "redis-decr",

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use sqlx::postgres::{PgRow, Postgres};
+use sqlx::postgres::{PgArguments, PgRow, PgTypeInfo, Postgres};
 use sqlx::{
     Column as _, Executor as _, PgConnection, Row as _, Type, TypeInfo as _, ValueRef as _,
 };
@@ -61,6 +61,35 @@ pub struct Session<'p> {
     redis: Option<RedisConn>,
     /// A WATCH or MULTI is open on `redis` (closed at the end of a try).
     redis_open: bool,
+    /// racelab's own limit on every statement's reply (see `Faults`).
+    deadline: Option<Duration>,
+    /// `--nemesis drop-reply`: the probability of dropping the connection
+    /// right after sending a statement that commits; 0 is off.
+    drop_reply: f64,
+    /// What injected fault or expired deadline lost the connection in the
+    /// last attempt, if one did.
+    fault: Option<Injected>,
+}
+
+/// Why an attempt lost its connection on racelab's side rather than the
+/// server's: the lane decides from it whether to reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// No reply within the client-side deadline: the peer stopped
+    /// answering (a frozen network); reconnecting would not help.
+    Deadline,
+    /// `--nemesis drop-reply`: the statement that commits was sent and the
+    /// connection dropped before its reply was read.
+    DroppedReply,
+}
+
+/// How a session bounds and disturbs its statements (all off by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SessionFaults {
+    /// No statement may wait longer than this for its reply.
+    pub deadline: Option<Duration>,
+    /// The probability (0..1) of dropping the reply of a statement that commits.
+    pub drop_reply: f64,
 }
 
 /// A value bound to a statement's `$n` placeholder.
@@ -140,6 +169,9 @@ impl Program {
             gate: None,
             redis: None,
             redis_open: false,
+            deadline: None,
+            drop_reply: 0.0,
+            fault: None,
         }
     }
 
@@ -269,6 +301,20 @@ fn backoff_cap_us(tries: u32) -> u64 {
 }
 
 impl<'p> Session<'p> {
+    /// Bound every statement by a client-side deadline and inject the
+    /// faults of `faults`.
+    pub fn with_faults(mut self, faults: SessionFaults) -> Self {
+        self.deadline = faults.deadline;
+        self.drop_reply = faults.drop_reply.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The injected fault (or expired deadline) that lost the connection in
+    /// the last attempt, if any; cleared by the call.
+    pub fn take_fault(&mut self) -> Option<Injected> {
+        self.fault.take()
+    }
+
     /// Hold every SQL statement of this session's attempts at `gate`.
     pub fn with_gate(mut self, gate: Box<dyn StepGate + 'p>) -> Self {
         self.gate = Some(gate);
@@ -563,7 +609,16 @@ impl<'p> Session<'p> {
                 Instr::Sql(i) => {
                     let st = &prog.stmts[*i];
                     let was_open = tx.is_some();
-                    let r = self.exec(conn, st, try_no, trace.as_deref_mut()).await;
+                    // The statement whose reply says whether the purchase
+                    // committed: a COMMIT, or a write outside a transaction.
+                    let commits = match st.kind {
+                        TxKind::Commit | TxKind::CommitChain => was_open,
+                        TxKind::Other => !was_open && !st.facts.writes.is_empty(),
+                        _ => false,
+                    };
+                    let r = self
+                        .exec(conn, st, commits, try_no, trace.as_deref_mut())
+                        .await;
                     match st.kind {
                         TxKind::Begin | TxKind::CommitChain if r.is_ok() => tx = Some(st.line),
                         // A failed COMMIT ends the transaction too.
@@ -729,6 +784,7 @@ impl<'p> Session<'p> {
         &mut self,
         conn: &mut PgConnection,
         st: &Stmt,
+        commits: bool,
         try_no: u32,
         trace: Option<&mut Vec<TraceEvent>>,
     ) -> Result<(), Fail> {
@@ -771,26 +827,25 @@ impl<'p> Session<'p> {
             })
             .await;
         }
-        let start = trace.is_some().then(Instant::now);
-        let mut q = sqlx::query(st.sql.as_str());
-        for &s in &st.params {
-            let slot = &self.slots[s];
-            q = if slot.kind == Kind::Int {
-                q.bind(slot.int)
-            } else {
-                q.bind(slot.text.as_str())
-            };
+        if commits && self.drop_reply > 0.0 && self.rng.gen_bool(self.drop_reply) {
+            return self.send_and_drop(conn, st, try_no, trace).await;
         }
+        let start = trace.is_some().then(Instant::now);
+        let deadline = self.deadline;
+        let q = self.bound(st);
         let mut sqlstate = None;
         let (result, rows) = match &st.gset {
-            None => match conn.execute(q).await {
+            None => match bounded(deadline, conn.execute(q)).await {
                 Ok(done) => (Ok(()), done.rows_affected()),
                 Err(e) => {
                     sqlstate = sqlstate_of(&e);
+                    if deadline.is_some() && is_deadline(&e) {
+                        self.fault = Some(Injected::Deadline);
+                    }
                     (Err(classify(&e, st.line)), 0)
                 }
             },
-            Some(g) => match conn.fetch_all(q).await {
+            Some(g) => match bounded(deadline, conn.fetch_all(q)).await {
                 Ok(found) => {
                     let mut values = start.map(|_| Vec::new());
                     let r = self.store_gset(st, g, &found, values.as_mut());
@@ -807,6 +862,9 @@ impl<'p> Session<'p> {
                 }
                 Err(e) => {
                     sqlstate = sqlstate_of(&e);
+                    if deadline.is_some() && is_deadline(&e) {
+                        self.fault = Some(Injected::Deadline);
+                    }
                     (Err(classify(&e, st.line)), 0)
                 }
             },
@@ -822,6 +880,71 @@ impl<'p> Session<'p> {
             self.set_int(ROWS, i64::try_from(rows).unwrap_or(i64::MAX));
         }
         result
+    }
+
+    /// The statement with its slots bound: integers as `int8`, the rest as `text`.
+    fn bound<'q>(&'q self, st: &'q Stmt) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+        let mut q = sqlx::query(st.sql.as_str());
+        for &s in &st.params {
+            let slot = &self.slots[s];
+            q = if slot.kind == Kind::Int {
+                q.bind(slot.int)
+            } else {
+                q.bind(slot.text.as_str())
+            };
+        }
+        q
+    }
+
+    /// `--nemesis drop-reply`: send the statement that commits and give up
+    /// on its reply at once, as a client whose reply was lost would. The
+    /// statement is prepared first (a round trip, when not cached yet), so
+    /// that the one poll below writes it whole (Bind, Execute, Sync) to the
+    /// socket; the server then runs it, and commits, on its own. The lane
+    /// drops the connection (the reply unread) before the next attempt.
+    async fn send_and_drop(
+        &mut self,
+        conn: &mut PgConnection,
+        st: &Stmt,
+        try_no: u32,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> Result<(), Fail> {
+        let start = Instant::now();
+        let types: Vec<PgTypeInfo> = st
+            .params
+            .iter()
+            .map(|&s| match self.slots[s].kind {
+                Kind::Int => <i64 as Type<Postgres>>::type_info(),
+                _ => <&str as Type<Postgres>>::type_info(),
+            })
+            .collect();
+        if let Err(e) = bounded(self.deadline, conn.prepare_with(&st.sql, &types)).await {
+            return Err(classify(&e, st.line));
+        }
+        {
+            let q = self.bound(st);
+            // Unconstrained: tokio's cooperative budget must not make the
+            // one poll return before the statement is written.
+            let send = tokio::task::unconstrained(conn.execute(q));
+            let mut send = std::pin::pin!(send);
+            std::future::poll_fn(|cx| {
+                let _ = send.as_mut().poll(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+        }
+        self.fault = Some(Injected::DroppedReply);
+        let msg = format!(
+            "reply dropped after sending line {} (--nemesis drop-reply): \
+             the purchase may or may not have happened",
+            st.line
+        );
+        if let Some(t) = trace {
+            let mut ev = event(TraceKind::Sql, try_no, st.line, st.display.clone(), start);
+            ev.error = Some(msg.clone());
+            t.push(ev);
+        }
+        Err(Fail::Lost(msg))
     }
 
     /// Store the single row of a `\gset` query into its variables.
@@ -905,6 +1028,34 @@ impl<'p> Session<'p> {
     }
 }
 
+/// `f`, or an I/O error of kind `TimedOut` when no reply came within
+/// `limit`. Without a limit this is `f` itself: nothing is allocated or
+/// armed per statement.
+async fn bounded<T>(
+    limit: Option<Duration>,
+    f: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    match limit {
+        None => f.await,
+        Some(limit) => match tokio::time::timeout(limit, f).await {
+            Ok(r) => r,
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no reply within {} ms (racelab's deadline, --timeout plus a grace): \
+                     the connection stopped answering",
+                    limit.as_millis()
+                ),
+            ))),
+        },
+    }
+}
+
+/// Whether `e` is `bounded`'s expired deadline.
+fn is_deadline(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
+}
+
 fn fail_message(f: &Fail) -> String {
     match f {
         Fail::Conflict(m) | Fail::Rejected(m) | Fail::Error(m) | Fail::Lost(m) => m.clone(),
@@ -947,7 +1098,10 @@ impl Session<'_> {
             .await;
         }
         let start = trace.is_some().then(Instant::now);
-        let r = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+        let r = bounded(self.deadline, conn.execute(sqlx::raw_sql("ROLLBACK"))).await;
+        if self.deadline.is_some() && r.as_ref().is_err_and(is_deadline) {
+            self.fault = Some(Injected::Deadline);
+        }
         let fail = r.as_ref().err().map(|e| classify(e, line));
         if let (Some(t), Some(start)) = (trace, start) {
             let mut ev = event(TraceKind::Rollback, try_no, line, "ROLLBACK".into(), start);

@@ -25,7 +25,8 @@ pub(crate) use redis::RedisEffect;
 pub use builtin::{builtins, load};
 pub(crate) use expr::{EvalError, Expr};
 pub use interp::{
-    run_setup, setup_calls, Bound, Boundary, RedisConn, Session, SetupCall, StepGate, TxEffect,
+    run_setup, setup_calls, Bound, Boundary, Injected, RedisConn, Session, SessionFaults,
+    SetupCall, StepGate, TxEffect,
 };
 pub use parse::{parse, Program};
 pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};

@@ -174,6 +174,7 @@ fn safe_builtins() -> Result<(), Failed> {
         "repeatable-read",
         "check-constraint",
         "skip-locked",
+        "idempotent",
     ];
     let mut runs: Vec<(&str, &str)> = safe.iter().map(|s| (*s, "2")).collect();
     runs.push(("for-update", "3"));

@@ -138,10 +138,10 @@ impl Drop for Sandbox {
 }
 
 /// A running racelab that is killed if the test ends before it does.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Running {
-    fn spawn(mut cmd: Command) -> anyhow::Result<Running> {
+    pub(crate) fn spawn(mut cmd: Command) -> anyhow::Result<Running> {
         Ok(Running(
             cmd.stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -151,7 +151,10 @@ impl Running {
     }
 
     /// Wait for the exit (at most `limit`); returns status, stdout, stderr.
-    fn finish(&mut self, limit: Duration) -> anyhow::Result<(ExitStatus, String, String)> {
+    pub(crate) fn finish(
+        &mut self,
+        limit: Duration,
+    ) -> anyhow::Result<(ExitStatus, String, String)> {
         let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(s) = self.0.try_wait()? {
@@ -190,7 +193,7 @@ fn port_of(cluster_dir: &Path) -> Option<u16> {
 }
 
 /// Orders in a lab, or an error while it does not exist yet.
-fn orders_in(url: &str, schema: &str) -> anyhow::Result<i64> {
+pub(crate) fn orders_in(url: &str, schema: &str) -> anyhow::Result<i64> {
     block_on(async {
         let mut c = PgConnection::connect(url).await?;
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.orders"))
@@ -201,7 +204,7 @@ fn orders_in(url: &str, schema: &str) -> anyhow::Result<i64> {
     })
 }
 
-fn json(stdout: &str) -> anyhow::Result<Value> {
+pub(crate) fn json(stdout: &str) -> anyhow::Result<Value> {
     serde_json::from_str(stdout).with_context(|| format!("stdout is not JSON: {stdout}"))
 }
 
@@ -226,7 +229,7 @@ fn check_unknowns_resolved(v: &Value) -> anyhow::Result<()> {
 }
 
 /// A race on a hot row that lasts far longer than any test waits, JSON on stdout.
-const LONG_RACE: [&str; 8] = [
+pub(crate) const LONG_RACE: [&str; 8] = [
     "run",
     "--strategy",
     "conditional",
@@ -261,7 +264,7 @@ fn check_aborted(status: ExitStatus, stdout: &str, stderr: &str) -> anyhow::Resu
 }
 
 /// The only file in `dir`, parsed (no temp files beside it).
-fn only_result_file(dir: &Path) -> anyhow::Result<Value> {
+pub(crate) fn only_result_file(dir: &Path) -> anyhow::Result<Value> {
     let names: Vec<String> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())

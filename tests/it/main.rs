@@ -16,6 +16,7 @@ mod faults;
 mod http;
 mod http2;
 mod interp;
+mod nemesis;
 mod openloop;
 mod redis;
 mod run;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
     trials.extend(http2::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
+    trials.extend(nemesis::tests());
     trials.extend(explore::tests());
     trials.extend(verdicts::tests());
     trials.extend(redis::tests());

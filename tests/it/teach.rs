@@ -197,6 +197,7 @@ fn explain_all() -> Result<(), Failed> {
             ],
         ),
         ("redis-lua", &["Lua script", "does not read", "UNSURE"]),
+        ("idempotent", &["ON CONFLICT", "guarded by WHERE", "SAFE"]),
     ];
     let names: Vec<&str> = racelab::strategy::builtins()
         .iter()
