@@ -114,8 +114,9 @@ async fn execute_on(
     control: &Arc<Control>,
 ) -> anyhow::Result<Vec<RunResult>> {
     let sc = &pipeline.scenario;
-    // Before the lab is touched: never a half-started race.
-    db.check_room(sc.connections_needed(), sc.buyers).await?;
+    // Before the lab is touched: never a half-started race. The buyers
+    // connect while one more connection readies the lab.
+    db.check_room(sc.connections_needed() + 1, sc.buyers).await?;
     let seeds: Vec<ProductSeed> = ProductPicker::new(sc.products, sc.product_skew)
         .ids()
         .iter()
