@@ -444,26 +444,7 @@ impl Cluster {
             cmd.uid(u.uid).gid(u.gid);
         }
         let spawned = match mode {
-            Mode::Owned => {
-                // Own process group: a terminal Ctrl-C reaches racelab, which
-                // then audits and stops the server itself.
-                cmd.process_group(0);
-                let parent = std::process::id() as libc::pid_t;
-                // SAFETY: the hook only calls async-signal-safe functions.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong) != 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                        // The parent may have died before prctl took effect.
-                        if libc::getppid() != parent {
-                            return Err(io::Error::other("racelab exited during spawn"));
-                        }
-                        Ok(())
-                    });
-                }
-                proc::spawn_from_process_thread(cmd)
-            }
+            Mode::Owned => proc::spawn_owned(cmd, libc::SIGINT),
             Mode::Detached => {
                 // SAFETY: setsid is async-signal-safe.
                 unsafe {

@@ -417,6 +417,9 @@ pub struct SqlLanes {
     /// Each buyer's own Redis connection, opened with the lanes and taken
     /// by `buyer`.
     redis_conns: Mutex<Vec<redis::aio::MultiplexedConnection>>,
+    /// Send unnamed statements (a pooler switches server connections);
+    /// whether to wrap a statement alone in a transaction of its own.
+    unnamed: Option<bool>,
 }
 
 impl SqlLanes {
@@ -427,7 +430,14 @@ impl SqlLanes {
             connect,
             redis: None,
             redis_conns: Mutex::new(Vec::new()),
+            unnamed: None,
         }
+    }
+
+    /// Buyers send unnamed statements (see `Session::with_unnamed_statements`).
+    pub fn with_unnamed_statements(mut self, wrap_alone: bool) -> SqlLanes {
+        self.unnamed = Some(wrap_alone);
+        self
     }
 
     /// Give every buyer a Redis connection of its own to `client`, keys
@@ -475,6 +485,9 @@ impl Lanes for SqlLanes {
 
     fn buyer<'a>(&'a self, lane: &'a mut Lane, seed: u64) -> SqlBuyer<'a> {
         let mut session = self.program.session(seed);
+        if let Some(wrap_alone) = self.unnamed {
+            session = session.with_unnamed_statements(wrap_alone);
+        }
         if let Some((_, prefix)) = &self.redis {
             let conn = self
                 .redis_conns

@@ -61,6 +61,13 @@ pub struct Session<'p> {
     redis: Option<RedisConn>,
     /// A WATCH or MULTI is open on `redis` (closed at the end of a try).
     redis_open: bool,
+    /// Send statements as named prepared statements, cached per connection
+    /// (the default); otherwise unnamed, parsed again each time, for a
+    /// pooler that may hand the next statement to another server connection.
+    named: bool,
+    /// With unnamed statements: run a statement outside a transaction in a
+    /// BEGIN ... COMMIT of its own (see `exec_alone`).
+    wrap_alone: bool,
 }
 
 /// A value bound to a statement's `$n` placeholder.
@@ -140,6 +147,8 @@ impl Program {
             gate: None,
             redis: None,
             redis_open: false,
+            named: true,
+            wrap_alone: false,
         }
     }
 
@@ -157,6 +166,26 @@ impl Program {
     /// then the Redis counter is audited against the database.
     pub fn redis_counts_stock(&self) -> bool {
         self.redis.iter().any(|c| c.names_stock_key())
+    }
+
+    /// The line of the first statement that opens a transaction block
+    /// (BEGIN, START TRANSACTION, COMMIT AND CHAIN), if any.
+    pub fn first_transaction_line(&self) -> Option<usize> {
+        self.stmts
+            .iter()
+            .filter(|st| matches!(st.kind, TxKind::Begin | TxKind::CommitChain))
+            .map(|st| st.line)
+            .min()
+    }
+
+    /// The line of the first statement sent with bind parameters (or read
+    /// with `\gset`), which needs the extended query protocol.
+    pub fn first_extended_line(&self) -> Option<usize> {
+        self.stmts
+            .iter()
+            .filter(|st| !st.params.is_empty() || st.gset.is_some())
+            .map(|st| st.line)
+            .min()
     }
 
     /// Whether the script has a `\setup` block with statements in it.
@@ -269,6 +298,17 @@ fn backoff_cap_us(tries: u32) -> u64 {
 }
 
 impl<'p> Session<'p> {
+    /// Send every statement unnamed (not prepared once and cached): a
+    /// named statement lives on one server connection, and through a pooler
+    /// in transaction or statement mode the next use may reach another.
+    /// `wrap_alone`: see `exec_alone` (impossible where the pooler refuses
+    /// transaction blocks).
+    pub fn with_unnamed_statements(mut self, wrap_alone: bool) -> Self {
+        self.named = false;
+        self.wrap_alone = wrap_alone;
+        self
+    }
+
     /// Hold every SQL statement of this session's attempts at `gate`.
     pub fn with_gate(mut self, gate: Box<dyn StepGate + 'p>) -> Self {
         self.gate = Some(gate);
@@ -563,7 +603,16 @@ impl<'p> Session<'p> {
                 Instr::Sql(i) => {
                     let st = &prog.stmts[*i];
                     let was_open = tx.is_some();
-                    let r = self.exec(conn, st, try_no, trace.as_deref_mut()).await;
+                    let alone = self.wrap_alone
+                        && !was_open
+                        && st.kind == TxKind::Other
+                        && !(st.params.is_empty() && st.gset.is_none());
+                    let r = if alone {
+                        self.exec_alone(conn, st, try_no, trace.as_deref_mut())
+                            .await
+                    } else {
+                        self.exec(conn, st, try_no, trace.as_deref_mut()).await
+                    };
                     match st.kind {
                         TxKind::Begin | TxKind::CommitChain if r.is_ok() => tx = Some(st.line),
                         // A failed COMMIT ends the transaction too.
@@ -772,7 +821,7 @@ impl<'p> Session<'p> {
             .await;
         }
         let start = trace.is_some().then(Instant::now);
-        let mut q = sqlx::query(st.sql.as_str());
+        let mut q = sqlx::query(st.sql.as_str()).persistent(self.named);
         for &s in &st.params {
             let slot = &self.slots[s];
             q = if slot.kind == Kind::Int {
@@ -782,7 +831,19 @@ impl<'p> Session<'p> {
             };
         }
         let mut sqlstate = None;
+        // Through a pooler that switches server connections, a statement
+        // without parameters goes in one simple-protocol message: an
+        // extended-protocol one takes two round trips, and a BEGIN parsed
+        // on one server connection may be bound on another.
+        let simple = !self.named && st.params.is_empty() && st.gset.is_none();
         let (result, rows) = match &st.gset {
+            None if simple => match conn.execute(sqlx::raw_sql(st.sql.as_str())).await {
+                Ok(done) => (Ok(()), done.rows_affected()),
+                Err(e) => {
+                    sqlstate = sqlstate_of(&e);
+                    (Err(classify(&e, st.line)), 0)
+                }
+            },
             None => match conn.execute(q).await {
                 Ok(done) => (Ok(()), done.rows_affected()),
                 Err(e) => {
@@ -822,6 +883,33 @@ impl<'p> Session<'p> {
             self.set_int(ROWS, i64::try_from(rows).unwrap_or(i64::MAX));
         }
         result
+    }
+
+    /// A statement with bind parameters (or a `\gset`) outside a
+    /// transaction, through a pooler that switches server connections: in a
+    /// BEGIN ... COMMIT of its own. sqlx parses an unnamed statement in one round trip and binds
+    /// and executes it in a second; between the two, a pooler in
+    /// transaction mode may give the client another server connection, and
+    /// the statement is gone (measured with PgBouncer 1.18: `26000: unnamed
+    /// prepared statement does not exist`). Inside a transaction block the
+    /// server connection stays, and a statement alone is its own
+    /// transaction anyway, so the wrapping changes nothing else.
+    async fn exec_alone(
+        &mut self,
+        conn: &mut PgConnection,
+        st: &Stmt,
+        try_no: u32,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> Result<(), Fail> {
+        if let Err(e) = conn.execute(sqlx::raw_sql("BEGIN")).await {
+            return Err(classify(&e, st.line));
+        }
+        let r = self.exec(conn, st, try_no, trace).await;
+        let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match conn.execute(sqlx::raw_sql(end)).await {
+            Err(e) if r.is_ok() => Err(classify(&e, st.line)),
+            _ => r,
+        }
     }
 
     /// Store the single row of a `\gset` query into its variables.

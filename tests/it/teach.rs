@@ -180,6 +180,15 @@ fn explain_all() -> Result<(), Failed> {
         ("repeatable-read", &["REPEATABLE READ", "40001", "SAFE"]),
         ("check-constraint", &["CHECK constraint", "23514", "SAFE"]),
         ("skip-locked", &["SKIP LOCKED", "never waits", "SAFE"]),
+        (
+            "advisory-session",
+            &[
+                "pg_advisory_lock",
+                "SAFE",
+                "through transaction pooling",
+                "protects nothing",
+            ],
+        ),
     ];
     let names: Vec<&str> = racelab::strategy::builtins()
         .iter()
