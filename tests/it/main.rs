@@ -16,6 +16,7 @@ mod faults;
 mod http;
 mod http2;
 mod interp;
+mod pgbouncer;
 mod redis;
 mod run;
 mod strategy;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
     trials.extend(explore::tests());
     trials.extend(verdicts::tests());
     trials.extend(redis::tests());
+    trials.extend(pgbouncer::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
