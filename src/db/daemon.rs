@@ -210,6 +210,46 @@ impl Drop for Daemon {
     }
 }
 
+/// Find the program `name`: in the `flag` directory if one was given,
+/// else on `PATH`, else in `fallback`. The errors end with `hint`;
+/// `missing` says why it was looked for.
+pub(crate) fn find_program(
+    name: &str,
+    explicit: Option<&Path>,
+    flag: &str,
+    fallback: &[&str],
+    missing: &str,
+    hint: &str,
+) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("{flag} {}: no {name} there; {hint}", dir.display());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain(fallback.iter().map(PathBuf::from));
+    for d in dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("{name} not found ({missing}); {hint}")
+}
+
+/// Whether a directory entry changed less than a minute ago (its owner
+/// may still be writing it).
+pub(crate) fn is_young(entry: &fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .map_or(true, |age| age < Duration::from_secs(60))
+}
+
 /// SIGTERM, wait up to 5 s, then SIGKILL and wait up to 2 s. Whether the
 /// process is gone.
 fn halt_pid(pid: u32) -> bool {
@@ -259,17 +299,8 @@ pub(crate) fn cleanup_stale(root: &Path, prefix: &str, name: &str) -> Vec<PathBu
                     }
                 }
             }
-            None => {
-                let young = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .map_or(true, |age| age < Duration::from_secs(60));
-                if young {
-                    continue;
-                }
-            }
+            None if is_young(&entry) => continue,
+            None => {}
         }
         if remove_dir(&dir).is_ok() {
             removed.push(dir);

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use super::daemon::{Daemon, Spawn};
+use super::daemon::{self, Daemon, Spawn};
 use super::proc::{self, RunAs};
 
 /// The port number in the socket's name (`.s.PGSQL.6432`); the socket
@@ -104,31 +104,15 @@ impl std::fmt::Debug for Upstream {
 /// Find `pgbouncer`: in `--pgbouncer-bin DIR`, else on `PATH`, else
 /// `/usr/sbin` (where Debian puts it), `/usr/bin`, `/usr/local/bin`.
 pub fn find_pgbouncer(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    const HINT: &str = "install it (`apt-get install pgbouncer`, `brew install pgbouncer`), \
-                        point at it with --pgbouncer-bin DIR, or run without --via pgbouncer";
-    if let Some(dir) = explicit {
-        let p = dir.join("pgbouncer");
-        if p.is_file() {
-            return Ok(p);
-        }
-        bail!(
-            "--pgbouncer-bin {}: no pgbouncer there; {HINT}",
-            dir.display()
-        );
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(
-        ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"]
-            .into_iter()
-            .map(PathBuf::from),
-    );
-    for d in dirs {
-        let p = d.join("pgbouncer");
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!("pgbouncer not found (--via pgbouncer); {HINT}")
+    daemon::find_program(
+        "pgbouncer",
+        explicit,
+        "--pgbouncer-bin",
+        &["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"],
+        "--via pgbouncer",
+        "install it (`apt-get install pgbouncer`, `brew install pgbouncer`), \
+         point at it with --pgbouncer-bin DIR, or run without --via pgbouncer",
+    )
 }
 
 /// A running embedded PgBouncer.

@@ -9,10 +9,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use redis::aio::MultiplexedConnection;
 
-use super::daemon::{Daemon, Spawn};
+use super::daemon::{self, Daemon, Spawn};
 
 /// Where Redis comes from (built by `plan`).
 #[derive(Debug, Clone, Default)]
@@ -205,28 +205,15 @@ fn glob_escape(s: &str) -> String {
 /// Find `redis-server`: in `--redis-bin DIR`, else on `PATH`, else
 /// `/usr/bin`, `/usr/local/bin`.
 pub fn find_redis_server(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    const HINT: &str = "install it (`apt-get install redis-server`, `brew install redis`), \
-                        point at it with --redis-bin DIR, or pass --redis-url";
-    if let Some(dir) = explicit {
-        let p = dir.join("redis-server");
-        if p.is_file() {
-            return Ok(p);
-        }
-        bail!(
-            "--redis-bin {}: no redis-server there; {HINT}",
-            dir.display()
-        );
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")]);
-    for d in dirs {
-        let p = d.join("redis-server");
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!("redis-server not found (a strategy uses Redis and no --redis-url was given); {HINT}")
+    daemon::find_program(
+        "redis-server",
+        explicit,
+        "--redis-bin",
+        &["/usr/bin", "/usr/local/bin"],
+        "a strategy uses Redis and no --redis-url was given",
+        "install it (`apt-get install redis-server`, `brew install redis`), \
+         point at it with --redis-bin DIR, or pass --redis-url",
+    )
 }
 
 /// An embedded `redis-server`: no persistence, a private unix socket (no

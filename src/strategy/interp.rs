@@ -837,14 +837,11 @@ impl<'p> Session<'p> {
         // on one server connection may be bound on another.
         let simple = !self.named && st.params.is_empty() && st.gset.is_none();
         let (result, rows) = match &st.gset {
-            None if simple => match conn.execute(sqlx::raw_sql(st.sql.as_str())).await {
-                Ok(done) => (Ok(()), done.rows_affected()),
-                Err(e) => {
-                    sqlstate = sqlstate_of(&e);
-                    (Err(classify(&e, st.line)), 0)
-                }
-            },
-            None => match conn.execute(q).await {
+            None => match if simple {
+                conn.execute(sqlx::raw_sql(st.sql.as_str())).await
+            } else {
+                conn.execute(q).await
+            } {
                 Ok(done) => (Ok(()), done.rows_affected()),
                 Err(e) => {
                     sqlstate = sqlstate_of(&e);
