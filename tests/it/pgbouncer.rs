@@ -37,6 +37,10 @@ pub fn tests() -> Vec<Trial> {
         ),
         needs("nothing_left_after_a_failed_run", failed_run),
         needs("nothing_left_after_ctrl_c", ctrl_c),
+        needs(
+            "a_killed_racelabs_pgbouncer_stops_and_is_cleaned_up",
+            killed,
+        ),
         Trial::test("pgbouncer::bad_flags_exit_2", bad_flags),
         Trial::test("pgbouncer::missing_binary_exits_3", missing_binary),
     ]
@@ -183,17 +187,17 @@ fn safe_direct_and_session() -> Result<(), Failed> {
 /// holds the lock, serially. Measured under a loaded machine (two races at
 /// once), 50 buyers on 5 units, 20 ms think: --pool-size 2 oversold 2 of 8
 /// runs, 5: 4 of 8, 20 (the default): most, 50 (a server connection free
-/// for every buyer): 8 of 8, by 16 to 37 units; inside the loaded test
-/// suite, of three runs one oversold by 32, one lost an update (drift -2,
-/// stock left) and one sold exactly the stock with 35 buyers stuck on the
-/// lock. So the test asks every run not to pass as clean and safe, and at
-/// least one of three to lose updates (oversold or drifted).
+/// for every buyer): 8 of 8, by 16 to 37 units. Inside the loaded test
+/// suite some runs come out clean: when buyers reach PgBouncer one by one,
+/// it hands each the connection used last, the one holding the lock, and
+/// the purchases serialize on it by luck, not by the lock. So the test races
+/// five times and asks at least one to lose updates (oversold or drifted).
 fn oversold_through_transaction_pooling() -> Result<(), Failed> {
     let (out, v) = json_run(
         "pgb_txn",
         &with(&[
             "--repeat",
-            "3",
+            "5",
             "--timeout",
             "2000",
             "--via",
@@ -203,24 +207,28 @@ fn oversold_through_transaction_pooling() -> Result<(), Failed> {
         ]),
     );
     let all = runs(&v);
-    assert_eq!(all.len(), 3, "{v}");
+    assert_eq!(all.len(), 5, "{v}");
     let mut lost = 0;
+    let mut seen = Vec::new();
     for r in &all {
-        let clean_safe = r["verdict"] == "safe" && int(r, "outcomes.errors") == 0;
-        assert!(
-            !clean_safe,
-            "a clean safe run through transaction pooling: {r}"
-        );
-        if r["verdict"] == "oversold" || int(r, "audit.stock_drift") != 0 {
+        let drift = int(r, "audit.stock_drift");
+        if r["verdict"] == "oversold" || drift != 0 {
             lost += 1;
         }
+        seen.push(format!(
+            "{} (sold {}, drift {drift}, errors {})",
+            text(r, "verdict"),
+            int(r, "audit.units_sold"),
+            int(r, "outcomes.errors")
+        ));
         assert_eq!(
             r["topology"],
             serde_json::json!({"via": "pgbouncer", "pool_mode": "transaction", "pool_size": 50}),
             "{r}"
         );
     }
-    assert!(lost >= 1, "no run of 3 lost an update: {v}");
+    assert!(lost >= 1, "no run of 5 lost an update: {seen:?}");
+    eprintln!("advisory-session through transaction pooling: {seen:?}");
     // No --expect: the run itself succeeded.
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The table's headline says where the buyers went.
@@ -359,6 +367,80 @@ fn ctrl_c() -> Result<(), Failed> {
     let status = child.wait()?;
     assert_eq!(status.code(), Some(130));
     assert_nothing_left(pid);
+    Ok(())
+}
+
+/// racelab killed with SIGKILL cannot clean up: its PgBouncer gets the
+/// death signal and exits, and the next racelab that starts one removes
+/// the directory left behind.
+fn killed() -> Result<(), Failed> {
+    let mut child = racelab()
+        .args([
+            "run",
+            "--strategy",
+            "conditional",
+            "--buyers",
+            "3",
+            "--stock",
+            "100000",
+            "--think-ms",
+            "100",
+            "--duration",
+            "30",
+            "--via",
+            "pgbouncer",
+            "--database-url",
+            crate::common::server_url(),
+            "--schema",
+            "pgb_killed",
+            "--no-save",
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pgbouncers_of(pid).is_empty() {
+        assert!(Instant::now() < deadline, "no pgbouncer appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill()?;
+    child.wait()?;
+    // The death signal stops it; the suite (a subreaper) reaps it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // SAFETY: reaping any exited child of the suite, without blocking.
+        unsafe { while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {} };
+        if pgbouncers_of(pid).is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pgbouncer outlived its killed racelab"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(dirs_of(pid).len(), 1, "the killed racelab's directory");
+    let (out, _) = json_run(
+        "pgb_killed",
+        &[
+            "run",
+            "--strategy",
+            "conditional",
+            "--buyers",
+            "2",
+            "--via",
+            "pgbouncer",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        dirs_of(pid).is_empty(),
+        "stale directory not removed: {:?}",
+        dirs_of(pid)
+    );
     Ok(())
 }
 
