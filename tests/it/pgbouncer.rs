@@ -326,16 +326,20 @@ fn failed_run() -> Result<(), Failed> {
     Ok(())
 }
 
-fn ctrl_c() -> Result<(), Failed> {
-    let mut child = racelab()
+/// A 30-second race through PgBouncer (a few buyers thinking 100 ms),
+/// once its PgBouncer is up: the child and its pid.
+fn long_run(strategy: &str, schema: &str) -> Result<(std::process::Child, u32), Failed> {
+    let child = racelab()
         .args([
             "run",
             "--strategy",
-            "for-update",
+            strategy,
             "--buyers",
-            "5",
+            "4",
             "--stock",
             "100000",
+        ])
+        .args([
             "--think-ms",
             "100",
             "--duration",
@@ -347,10 +351,9 @@ fn ctrl_c() -> Result<(), Failed> {
             "--database-url",
             crate::common::server_url(),
             "--schema",
-            "pgb_sigint",
-            "--no-save",
-            "--quiet",
+            schema,
         ])
+        .args(["--no-save", "--quiet"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -361,7 +364,12 @@ fn ctrl_c() -> Result<(), Failed> {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Into the race (buyers thinking), not during start-up.
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(1000));
+    Ok((child, pid))
+}
+
+fn ctrl_c() -> Result<(), Failed> {
+    let (mut child, pid) = long_run("for-update", "pgb_sigint")?;
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let status = child.wait()?;
@@ -374,45 +382,17 @@ fn ctrl_c() -> Result<(), Failed> {
 /// death signal and exits, and the next racelab that starts one removes
 /// the directory left behind.
 fn killed() -> Result<(), Failed> {
-    let mut child = racelab()
-        .args([
-            "run",
-            "--strategy",
-            "conditional",
-            "--buyers",
-            "3",
-            "--stock",
-            "100000",
-            "--think-ms",
-            "100",
-            "--duration",
-            "30",
-            "--via",
-            "pgbouncer",
-            "--database-url",
-            crate::common::server_url(),
-            "--schema",
-            "pgb_killed",
-            "--no-save",
-            "--quiet",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pgbouncers_of(pid).is_empty() {
-        assert!(Instant::now() < deadline, "no pgbouncer appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let (mut child, pid) = long_run("conditional", "pgb_killed")?;
+    let bouncers: Vec<u32> = pgbouncers_of(pid).into_iter().map(|(p, _)| p).collect();
     child.kill()?;
     child.wait()?;
     // The death signal stops it; the suite (a subreaper) reaps it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        // SAFETY: reaping any exited child of the suite, without blocking.
-        unsafe { while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {} };
+        for &b in &bouncers {
+            // SAFETY: reaping that one orphan if it has exited, without blocking.
+            unsafe { libc::waitpid(b as i32, std::ptr::null_mut(), libc::WNOHANG) };
+        }
         if pgbouncers_of(pid).is_empty() {
             break;
         }
