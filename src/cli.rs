@@ -3,8 +3,8 @@
 //! command layer sees them. Flag groups shared by several commands are
 //! declared once and flattened: `ScenarioArgs` (the workload: `run`,
 //! `compare`, `http`), `GateArgs` (repetitions and what must hold),
-//! `OutputArgs`; `SqlArgs` and `DbArgs` belong to the SQL lab (`run`,
-//! `compare`), `RequestArgs` and `TruthArgs` to `http`.
+//! `OutputArgs`; `SqlArgs`, `DbArgs` and `ViaArgs` belong to the SQL lab
+//! (`run`, `compare`; `DbArgs` also to `serve` and `explore`), `RequestArgs` and `TruthArgs` to `http`.
 
 use std::path::PathBuf;
 
@@ -87,6 +87,9 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub db: DbArgs,
+
+    #[command(flatten)]
+    pub via: ViaArgs,
 
     #[command(flatten)]
     pub gate: GateArgs,
@@ -260,6 +263,46 @@ pub struct DbArgs {
     /// Directory holding redis-server, for the embedded Redis.
     #[arg(long, env = "RACELAB_REDIS_BIN", value_name = "DIR")]
     pub redis_bin: Option<PathBuf>,
+}
+
+/// What stands between the buyers and the server (`run`, `compare`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ViaArgs {
+    /// Send the buyers' connections through a pooler that racelab starts
+    /// (setup, reset and the audit still go to the server directly).
+    #[arg(long, value_enum, value_name = "POOLER")]
+    pub via: Option<Via>,
+
+    /// With --via pgbouncer: when a server connection goes back to the pool
+    /// (after each transaction by default).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub pool_mode: Option<PoolMode>,
+
+    /// With --via pgbouncer: server connections in the pool (default 20,
+    /// PgBouncer's default_pool_size).
+    #[arg(long, value_name = "N")]
+    pub pool_size: Option<u32>,
+
+    /// Directory holding pgbouncer, for --via pgbouncer.
+    #[arg(long, env = "RACELAB_PGBOUNCER_BIN", value_name = "DIR")]
+    pub pgbouncer_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// An embedded PgBouncer.
+    Pgbouncer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolMode {
+    /// A client keeps its server connection until it disconnects.
+    Session,
+    /// The server connection goes back after each transaction.
+    Transaction,
+    /// The server connection goes back after each statement; multi-statement
+    /// transactions are refused.
+    Statement,
 }
 
 #[derive(Debug, Args, Clone)]

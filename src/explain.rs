@@ -405,7 +405,33 @@ pub fn render(s: &Strategy) -> String {
     }
     let v = verdict(prog);
     out.push_str(&render_verdict(&v));
+    if let Some(line) = session_lock_line(prog) {
+        let _ = writeln!(
+            out,
+            "Topology: the advisory lock of line {line} is session-level: it belongs to the server \
+             connection that ran line {line}, not to the buyer. The verdict holds on a direct connection \
+             and through session pooling. Through transaction pooling (PgBouncer's pool_mode = \
+             transaction) each transaction, and each statement outside one, may run on another server \
+             connection: the lock stays with a connection that other buyers then use (re-entering it \
+             without waiting), the buyer's own transaction runs elsewhere, and the lock protects \
+             nothing. Try `racelab run --strategy {} --via pgbouncer`.",
+            s.name
+        );
+    }
     out
+}
+
+/// The line of the first session-level advisory lock the script takes.
+fn session_lock_line(prog: &Program) -> Option<usize> {
+    prog.stmts
+        .iter()
+        .find(|st| {
+            st.facts
+                .advisory
+                .iter()
+                .any(|a| a.scope == AdvisoryScope::Session && a.action == AdvisoryAction::Lock)
+        })
+        .map(|st| st.line)
 }
 
 /// The verdict line and its reasons.
@@ -552,6 +578,20 @@ mod tests {
         let out = render(&s);
         assert!(out.contains("Isolation level: none"), "{out}");
         assert!(out.contains("guarded by WHERE version = :version"), "{out}");
+    }
+
+    #[test]
+    fn session_locks_say_what_pooling_does_to_them() {
+        let out = render(&strategy::load("advisory-session").unwrap());
+        assert!(out.contains("\nVerdict: SAFE\n"), "{out}");
+        assert!(
+            out.contains("Topology: the advisory lock of line 18 is session-level")
+                && out.contains("protects nothing"),
+            "{out}"
+        );
+        // A transaction-scoped lock goes with the transaction: no caveat.
+        let out = render(&strategy::load("advisory").unwrap());
+        assert!(!out.contains("Topology:"), "{out}");
     }
 
     /// Misleading words for comments.

@@ -4,17 +4,18 @@
 //! strategy on their own connections (or a shared pool), then the audit of
 //! the lab, `--watch` samples and the `--trace` timeline.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 
+use crate::db::pgbouncer::{PgBouncer, PgBouncerOptions, PoolMode};
 use crate::db::redis::{Redis, RedisOptions};
 use crate::db::{Claims, Database, DbOptions, ProductSeed};
 use crate::engine::{Control, Faults, Held, Lane, ProductPicker, SqlLanes};
 use crate::report::{Output, RunResult};
-use crate::result::{DatabaseInfo, NemesisInfo, StrategyInfo, Subject};
+use crate::result::{DatabaseInfo, NemesisInfo, StrategyInfo, Subject, Topology};
 use crate::run::{self, Pipeline, Raced, Target};
 use crate::strategy::{self, Origin, Strategy};
 use crate::timings;
@@ -23,6 +24,8 @@ use crate::watch::{self, Watcher};
 /// A validated SQL-lab plan: what `plan` builds for `run` and `compare`.
 #[derive(Debug)]
 pub struct Lab {
+    /// `--via pgbouncer`: the buyers connect through an embedded PgBouncer.
+    pub via: Option<PgBouncerOptions>,
     pub strategies: Vec<Strategy>,
     pub db: DbOptions,
     /// Per-statement limit in milliseconds (statement and lock timeout, and
@@ -93,7 +96,39 @@ pub async fn execute(
     } else {
         None
     };
-    let outcome = execute_on(&db, redis.as_ref(), lab, pipeline, output, control).await;
+    let bouncer = match &lab.via {
+        Some(opts) => {
+            let upstream = db.upstream(server_settings(lab));
+            match timings::time("start pgbouncer", PgBouncer::start(opts, &upstream)).await {
+                Ok(b) => Some(Mutex::new(b)),
+                Err(e) => {
+                    if let Some(r) = redis {
+                        let _ = r.shutdown().await;
+                    }
+                    let _ = db.shutdown().await;
+                    return Err(e.context("could not start PgBouncer (--via pgbouncer)"));
+                }
+            }
+        }
+        None => None,
+    };
+    let outcome = execute_on(
+        &db,
+        redis.as_ref(),
+        bouncer.as_ref(),
+        lab,
+        pipeline,
+        output,
+        control,
+    )
+    .await;
+    let bouncer_stopped = match bouncer {
+        Some(b) => {
+            let b = b.into_inner().unwrap_or_else(|p| p.into_inner());
+            timings::time("stop pgbouncer", b.shutdown()).await
+        }
+        None => Ok(()),
+    };
     let redis_stopped = match redis {
         Some(r) => r.shutdown().await,
         None => Ok(()),
@@ -101,22 +136,57 @@ pub async fn execute(
     let stopped = timings::time("stop the database", db.shutdown()).await;
     let results = outcome?;
     stopped.context("stopping the database")?;
+    bouncer_stopped.context("stopping PgBouncer")?;
     redis_stopped.context("cleaning up Redis")?;
     Ok(results)
+}
+
+/// The lock wait limit through a pooler that switches server connections,
+/// when --timeout sets none (see `server_settings`).
+pub const POOLED_LOCK_TIMEOUT_MS: u64 = 10_000;
+
+/// What every server connection of a pooler sets first: the lab's
+/// search_path and the run's timeouts (a pooler does not pass the startup
+/// options of racelab's own connections on).
+fn server_settings(lab: &Lab) -> String {
+    // The schema name is validated (an identifier) before anything starts.
+    let mut sql = format!("SET search_path TO \"{}\"", lab.db.schema);
+    if lab.timeout_ms > 0 {
+        let ms = lab.timeout_ms;
+        sql.push_str(&format!(
+            "; SET statement_timeout = {ms}; SET lock_timeout = {ms}"
+        ));
+    } else if lab
+        .via
+        .as_ref()
+        .is_some_and(|v| v.pool_mode.switches_connections())
+    {
+        // A session lock taken through transaction pooling stays with a
+        // server connection that no buyer owns any more: a buyer waiting
+        // for it on another one would wait for ever.
+        sql.push_str(&format!("; SET lock_timeout = {POOLED_LOCK_TIMEOUT_MS}"));
+    }
+    sql
 }
 
 async fn execute_on(
     db: &Database,
     redis: Option<&Redis>,
+    bouncer: Option<&Mutex<PgBouncer>>,
     lab: &Lab,
     pipeline: &Pipeline,
     output: &Output,
     control: &Arc<Control>,
 ) -> anyhow::Result<Vec<RunResult>> {
     let sc = &pipeline.scenario;
-    // Before the lab is touched: never a half-started race. The buyers
-    // connect while one more connection readies the lab.
-    db.check_room(sc.connections_needed() + 1, sc.buyers).await?;
+    // Before the lab is touched: never a half-started race. Through a
+    // pooler the server only sees its pool (and racelab's own connections);
+    // the buyers connect while one more connection readies the lab.
+    let server_conns = match &lab.via {
+        Some(p) => p.pool_size.min(sc.connections_needed()) + 2,
+        None => sc.connections_needed() + 1,
+    };
+    db.check_room(server_conns, sc.buyers).await?;
     let seeds: Vec<ProductSeed> = ProductPicker::new(sc.products, sc.product_skew)
         .ids()
         .iter()
@@ -139,17 +209,46 @@ async fn execute_on(
         server_version: db.server_version().to_string(),
         durable: db.durable(),
     };
+    let via = match (bouncer, &lab.via) {
+        (Some(b), Some(opts)) => {
+            connect = b
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .connect_options();
+            Some(Via {
+                bouncer: b,
+                opts,
+                topology: Topology::pgbouncer(opts.pool_mode, opts.pool_size),
+            })
+        }
+        _ => None,
+    };
     let targets: Vec<LabTarget> = lab
         .strategies
         .iter()
         .map(|strategy| {
             let redis = redis.filter(|_| strategy.program.uses_redis());
             LabTarget::new(
-                db, lab, pipeline, strategy, &seeds, &connect, &database, redis,
+                db,
+                lab,
+                pipeline,
+                strategy,
+                &seeds,
+                &connect,
+                &database,
+                redis,
+                via.as_ref(),
             )
         })
         .collect();
     run::execute(&targets, pipeline, output, control).await
+}
+
+/// The pooler between the buyers and the server.
+struct Via<'a> {
+    bouncer: &'a Mutex<PgBouncer>,
+    opts: &'a PgBouncerOptions,
+    topology: Topology,
 }
 
 /// One strategy on the lab.
@@ -164,6 +263,8 @@ struct LabTarget<'a> {
     database: &'a DatabaseInfo,
     /// Redis, when the strategy sends `\redis` commands.
     redis: Option<&'a Redis>,
+    /// `--via pgbouncer`.
+    via: Option<&'a Via<'a>>,
 }
 
 impl<'a> LabTarget<'a> {
@@ -177,12 +278,16 @@ impl<'a> LabTarget<'a> {
         connect: &PgConnectOptions,
         database: &'a DatabaseInfo,
         redis: Option<&'a Redis>,
+        via: Option<&'a Via<'a>>,
     ) -> LabTarget<'a> {
         let mut lanes = SqlLanes::new(strategy.program.clone(), connect.clone()).with_faults(
             lab.faults,
             client_deadline(lab.timeout_ms),
             lab.db.connect_timeout,
         );
+        if let Some(v) = via.filter(|v| v.opts.pool_mode.switches_connections()) {
+            lanes = lanes.with_unnamed_statements(v.opts.pool_mode == PoolMode::Transaction);
+        }
         if let Some(r) = redis {
             lanes = lanes.with_redis(r.client(), r.prefix());
         }
@@ -196,6 +301,7 @@ impl<'a> LabTarget<'a> {
             info: strategy_info(strategy),
             database,
             redis,
+            via,
         }
     }
 }
@@ -212,6 +318,15 @@ impl Target for LabTarget<'_> {
     }
 
     async fn prepare(&self) -> anyhow::Result<Watching> {
+        if let Some(v) = self.via {
+            // New server connections for every race: nothing a previous
+            // race left on one (a session lock, a SET) carries over.
+            v.bouncer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .restart()
+                .context("restarting PgBouncer before the race")?;
+        }
         timings::time("prepare the lab", self.db.prepare_lab(self.seeds))
             .await
             .context("preparing the lab")?;
@@ -277,8 +392,9 @@ impl Target for LabTarget<'_> {
             sold_out: &race.sold_out_by_product,
             quantity: sc.quantity,
         };
-        // A nemesis may have taken any connection of the race, so then too.
-        let idle = if raced.completed() && !self.lab.faults.reconnects() {
+        // A nemesis may have taken any connection of the race, so then too;
+        // through a pooler the audit goes to the server directly.
+        let idle = if raced.completed() && !self.lab.faults.reconnects() && self.via.is_none() {
             held.connection()
         } else {
             None
@@ -313,6 +429,7 @@ impl Target for LabTarget<'_> {
                 resubmitted,
             ));
         }
+        result.topology = self.via.map(|v| v.topology.clone());
         Ok(result)
     }
 }

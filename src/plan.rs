@@ -15,6 +15,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, Url};
 
 use crate::cli::{self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs, SqlArgs};
+use crate::db::pgbouncer::{self, PgBouncerOptions, PoolMode};
 use crate::db::DbOptions;
 use crate::engine::Faults;
 use crate::error::{bad_input, Diagnostic};
@@ -296,7 +297,9 @@ fn lab_of(
     pipeline.max_tries = a.sql.max_tries.unwrap_or(DEFAULT_MAX_TRIES);
     let faults = faults_of(&a.sql)?;
     pipeline.retry_unknown = faults.retry_unknown;
+    let via = via_of(&a.via, &strategies, scenario.connections_needed())?;
     Ok(Lab {
+        via,
         strategies,
         db,
         faults,
@@ -329,6 +332,65 @@ fn faults_of(sql: &SqlArgs) -> anyhow::Result<Faults> {
 
 /// Resubmissions of one unknown attempt at most.
 const MAX_RETRY_UNKNOWN: u32 = 100;
+
+/// `--via pgbouncer` and its flags. Statement pooling cannot run a
+/// transaction of several statements: a strategy that opens one is
+/// refused here, by name and line.
+fn via_of(
+    v: &cli::ViaArgs,
+    strategies: &[Strategy],
+    clients: u32,
+) -> anyhow::Result<Option<PgBouncerOptions>> {
+    let Some(cli::Via::Pgbouncer) = v.via else {
+        for (set, flag) in [
+            (v.pool_mode.is_some(), "--pool-mode"),
+            (v.pool_size.is_some(), "--pool-size"),
+            (v.pgbouncer_bin.is_some(), "--pgbouncer-bin"),
+        ] {
+            if set {
+                return Err(bad_input(format!(
+                    "{flag} is for the pooler between buyers and server: add --via pgbouncer (or drop {flag})"
+                )));
+            }
+        }
+        return Ok(None);
+    };
+    let pool_size = v.pool_size.unwrap_or(pgbouncer::DEFAULT_POOL_SIZE);
+    if !(1..=10_000).contains(&pool_size) {
+        return Err(bad_input(format!(
+            "--pool-size must be between 1 and 10000 server connections, got {pool_size}"
+        )));
+    }
+    let pool_mode = match v.pool_mode.unwrap_or(cli::PoolMode::Transaction) {
+        cli::PoolMode::Session => PoolMode::Session,
+        cli::PoolMode::Transaction => PoolMode::Transaction,
+        cli::PoolMode::Statement => PoolMode::Statement,
+    };
+    if pool_mode == PoolMode::Statement {
+        for s in strategies {
+            if let Some(line) = s.program.first_transaction_line() {
+                return Err(bad_input(format!(
+                    "strategy `{}` opens a transaction of several statements (line {line}), which                      PgBouncer's statement pooling cannot run; use --pool-mode transaction or session,                      or a strategy of single statements (e.g. conditional)",
+                    s.name
+                )));
+            }
+            if let Some(line) = s.program.first_extended_line() {
+                return Err(bad_input(format!(
+                    "strategy `{}` sends bind parameters (line {line}), which racelab parses in one round trip \
+                     and binds in the next; PgBouncer's statement pooling may hand the second to another \
+                     server connection and run another buyer's statement; use --pool-mode transaction or session",
+                    s.name
+                )));
+            }
+        }
+    }
+    Ok(Some(PgBouncerOptions {
+        bin: v.pgbouncer_bin.clone(),
+        pool_mode,
+        pool_size,
+        max_clients: clients.saturating_add(10),
+    }))
+}
 
 /// Validate the database flags (the connect timeout, the URL) into the
 /// options `db` opens a server with; `max_connections` sizes an embedded

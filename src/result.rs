@@ -11,6 +11,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::db::pgbouncer::PoolMode;
 use crate::db::{Audit, DbKind};
 pub use crate::engine::Contention;
 use crate::engine::{Latency, Tally};
@@ -31,6 +32,10 @@ pub struct RunResult {
     pub target: Option<TargetInfo>,
     /// The server the audit read; null for an HTTP run without `--verify-sql`.
     pub database: Option<DatabaseInfo>,
+    /// What stood between the buyers and the server (`--via pgbouncer`);
+    /// absent when they connected directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
     /// 1-based index of this run among `--repeat` runs of its strategy.
     pub repetition: u32,
     pub outcomes: Outcomes,
@@ -233,6 +238,27 @@ pub struct DatabaseInfo {
     pub durable: bool,
 }
 
+/// The buyers' path to the server when it was not direct.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Topology {
+    /// The pooler: `pgbouncer`.
+    pub via: String,
+    /// When a server connection went back to the pool.
+    pub pool_mode: PoolMode,
+    /// The server connections in the pool.
+    pub pool_size: u32,
+}
+
+impl Topology {
+    pub fn pgbouncer(pool_mode: PoolMode, pool_size: u32) -> Topology {
+        Topology {
+            via: "pgbouncer".into(),
+            pool_mode,
+            pool_size,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Outcomes {
     pub attempts: u64,
@@ -391,6 +417,7 @@ impl RunResult {
             strategy,
             target,
             database,
+            topology: None,
             repetition: record.repetition,
             error_messages: ErrorCount::list(tally),
             verdict: None,

@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
@@ -444,26 +444,7 @@ impl Cluster {
             cmd.uid(u.uid).gid(u.gid);
         }
         let spawned = match mode {
-            Mode::Owned => {
-                // Own process group: a terminal Ctrl-C reaches racelab, which
-                // then audits and stops the server itself.
-                cmd.process_group(0);
-                let parent = std::process::id() as libc::pid_t;
-                // SAFETY: the hook only calls async-signal-safe functions.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong) != 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                        // The parent may have died before prctl took effect.
-                        if libc::getppid() != parent {
-                            return Err(io::Error::other("racelab exited during spawn"));
-                        }
-                        Ok(())
-                    });
-                }
-                proc::spawn_from_process_thread(cmd)
-            }
+            Mode::Owned => proc::spawn_owned(cmd, libc::SIGINT),
             Mode::Detached => {
                 // SAFETY: setsid is async-signal-safe.
                 unsafe {
@@ -824,18 +805,8 @@ pub fn cleanup_stale(temp_root: &Path) -> Vec<PathBuf> {
         let pm_pid = match OwnerMarker::read(&dir) {
             Some(m) if proc::same_process_alive(m.racelab_pid, m.racelab_start) => continue,
             Some(m) => m.postmaster_pid,
-            None => {
-                let young = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .map_or(true, |age| age < Duration::from_secs(60));
-                if young {
-                    continue;
-                }
-                None
-            }
+            None if super::daemon::is_young(&entry) => continue,
+            None => None,
         };
         if kill_and_remove(&dir, &dir.join("data"), pm_pid).is_ok() {
             removed.push(dir);

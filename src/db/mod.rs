@@ -21,9 +21,11 @@ pub mod audit;
 pub mod bins;
 pub mod capacity;
 pub mod cluster;
+mod daemon;
 pub mod keepalive;
 pub mod kept;
 pub mod paths;
+pub mod pgbouncer;
 pub mod proc;
 pub mod redis;
 pub mod schema;
@@ -102,6 +104,8 @@ pub struct Database {
     base: PgConnectOptions,
     /// What to call the server in messages (never with a password).
     shown_as: String,
+    /// The password of an external server, for a pooler in front of it.
+    password: Option<String>,
     cluster: Option<Cluster>,
     /// racelab's deadline on a reply (`--timeout` plus a grace), if any:
     /// bounds the audit's queries (see `bounded`).
@@ -142,6 +146,7 @@ impl Database {
                 connect_timeout: opts.connect_timeout,
                 base: info.connect_options(),
                 shown_as: format!("the kept cluster at {}", info.url),
+                password: None,
                 cluster: None,
                 deadline: None,
             };
@@ -171,6 +176,7 @@ impl Database {
             connect_timeout: opts.connect_timeout,
             base: cluster.connect_options(),
             shown_as: format!("the embedded cluster in {}", cluster.dir().display()),
+            password: None,
             cluster: Some(cluster),
             deadline: None,
         })
@@ -187,6 +193,7 @@ impl Database {
             connect_timeout: opts.connect_timeout,
             base,
             shown_as: redact_url(url),
+            password: url_password(url),
             cluster: None,
             deadline: None,
         };
@@ -288,6 +295,25 @@ impl Database {
     /// The limit on the audit's queries.
     pub fn audit_limit(&self) -> Duration {
         self.deadline.unwrap_or(LAB_OPERATION_LIMIT)
+    }
+
+    /// The server as a pooler in front of it must log in to it: the same
+    /// host (or socket directory), port, user, database and password as
+    /// racelab's own connections; each server connection runs
+    /// `connect_query` first.
+    pub fn upstream(&self, connect_query: String) -> pgbouncer::Upstream {
+        let b = &self.base;
+        pgbouncer::Upstream {
+            host: match b.get_socket() {
+                Some(dir) => dir.display().to_string(),
+                None => b.get_host().to_string(),
+            },
+            port: b.get_port(),
+            user: b.get_username().to_string(),
+            dbname: b.get_database().unwrap_or(b.get_username()).to_string(),
+            password: self.password.clone(),
+            connect_query,
+        }
     }
 
     /// One connection, within `connect_timeout`.
@@ -451,6 +477,37 @@ pub fn parse_external_url(url: &str) -> anyhow::Result<PgConnectOptions> {
     })
 }
 
+/// The password of a `--database-url` (percent-decoded), from its user
+/// info or a `password` parameter, else `PGPASSWORD` as libpq would.
+fn url_password(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let from_url = u.password().map(percent_decode).or_else(|| {
+        u.query_pairs()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v.into_owned())
+    });
+    from_url.or_else(|| std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A URL fit to print: any password (in the user info or a `password`
 /// query parameter) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
@@ -494,6 +551,19 @@ mod tests {
         assert!(r.contains("sslmode=require"), "{r}");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact_url("postgres://a:s3cret@[bad"), "<the database URL>");
+    }
+
+    #[test]
+    fn the_password_of_a_url_is_decoded() {
+        assert_eq!(
+            url_password("postgres://bob:s%40cr%27t@h/db").as_deref(),
+            Some("s@cr't")
+        );
+        assert_eq!(
+            url_password("postgres://bob@h/db?password=x%20y").as_deref(),
+            Some("x y")
+        );
+        assert_eq!(percent_decode("100%"), "100%");
     }
 
     #[test]

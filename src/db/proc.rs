@@ -219,6 +219,32 @@ pub fn chown(path: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
 }
 
+/// Spawn a server racelab owns: in its own process group (a terminal's
+/// Ctrl-C reaches racelab, which then stops the server itself), with
+/// `death_signal` sent to it when racelab dies, from the spawner thread
+/// (see `spawn_from_process_thread`). Set the uid on `cmd` before: std
+/// changes it before this pre-exec hook runs, and a uid change would
+/// clear the death signal.
+pub fn spawn_owned(mut cmd: Command, death_signal: libc::c_int) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt as _;
+    cmd.process_group(0);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the hook only calls async-signal-safe functions.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("racelab exited during spawn"));
+            }
+            Ok(())
+        });
+    }
+    spawn_from_process_thread(cmd)
+}
+
 type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
 
 /// Spawn `cmd` from a dedicated thread that lives as long as the process.

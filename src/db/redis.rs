@@ -4,17 +4,15 @@
 //! before each race, read by the audit, deleted afterwards. Every key
 //! racelab touches starts with its prefix; nothing else is read or written.
 
-use std::io;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use redis::aio::MultiplexedConnection;
 
-use super::{paths, proc};
+use super::daemon::{self, Daemon, Spawn};
 
 /// Where Redis comes from (built by `plan`).
 #[derive(Debug, Clone, Default)]
@@ -207,52 +205,31 @@ fn glob_escape(s: &str) -> String {
 /// Find `redis-server`: in `--redis-bin DIR`, else on `PATH`, else
 /// `/usr/bin`, `/usr/local/bin`.
 pub fn find_redis_server(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    const HINT: &str = "install it (`apt-get install redis-server`, `brew install redis`), \
-                        point at it with --redis-bin DIR, or pass --redis-url";
-    if let Some(dir) = explicit {
-        let p = dir.join("redis-server");
-        if p.is_file() {
-            return Ok(p);
-        }
-        bail!(
-            "--redis-bin {}: no redis-server there; {HINT}",
-            dir.display()
-        );
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")]);
-    for d in dirs {
-        let p = d.join("redis-server");
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!("redis-server not found (a strategy uses Redis and no --redis-url was given); {HINT}")
+    daemon::find_program(
+        "redis-server",
+        explicit,
+        "--redis-bin",
+        &["/usr/bin", "/usr/local/bin"],
+        "a strategy uses Redis and no --redis-url was given",
+        "install it (`apt-get install redis-server`, `brew install redis`), \
+         point at it with --redis-bin DIR, or pass --redis-url",
+    )
 }
 
 /// An embedded `redis-server`: no persistence, a private unix socket (no
 /// TCP port), its own temporary directory; stopped by pid and the
-/// directory removed on `stop` or drop.
+/// directory removed on `stop` or drop (see `daemon`).
 struct RedisServer {
-    child: Option<Child>,
-    pid: u32,
-    dir: PathBuf,
+    daemon: Daemon,
     socket: PathBuf,
 }
 
 impl RedisServer {
     fn start(bin: Option<&Path>) -> anyhow::Result<RedisServer> {
         let exe = find_redis_server(bin)?;
-        let root = paths::default_temp_root();
-        paths::ensure_private_dir(&root)?;
-        let dir = root.join(format!(
-            "redis-{}-{}",
-            std::process::id(),
-            paths::random_suffix()
-        ));
-        std::fs::create_dir(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+        let dir = Daemon::make_dir("redis", "redis-server", None)?;
         let socket = dir.join("redis.sock");
+        let log = dir.join("redis.log");
         let mut cmd = Command::new(&exe);
         cmd.arg("--port")
             .arg("0")
@@ -267,110 +244,23 @@ impl RedisServer {
             .arg("--dir")
             .arg(&dir)
             .arg("--logfile")
-            .arg(dir.join("redis.log"))
+            .arg(&log)
             .arg("--daemonize")
-            .arg("no")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Own process group: a terminal Ctrl-C reaches racelab, which stops
-        // the server itself; the death signal covers racelab being killed.
-        cmd.process_group(0);
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the hook only calls async-signal-safe functions.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    return Err(io::Error::other("racelab exited during spawn"));
-                }
-                Ok(())
-            });
-        }
-        let child = match proc::spawn_from_process_thread(cmd) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e).with_context(|| format!("could not start {}", exe.display()));
-            }
+            .arg("no");
+        let spawn = Spawn {
+            name: "redis-server",
+            cmd,
+            run_as: None,
         };
-        let mut server = RedisServer {
-            pid: child.id(),
-            child: Some(child),
-            dir,
-            socket,
-        };
-        server.wait_ready()?;
-        Ok(server)
+        let mut daemon = Daemon::spawn(spawn, dir)
+            .with_context(|| format!("could not start {}", exe.display()))?;
+        daemon.wait_ready(&log, Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        })?;
+        Ok(RedisServer { daemon, socket })
     }
 
-    /// Poll the socket until the server accepts connections.
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return Ok(());
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(3).collect();
-                bail!(
-                    "redis-server exited at start ({status}): {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!("redis-server did not open its socket within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
-        let gone = self.halt();
-        let removed = std::fs::remove_dir_all(&self.dir);
-        self.child = None;
-        if !gone {
-            bail!("redis-server (pid {}) did not stop", self.pid);
-        }
-        removed.with_context(|| format!("could not remove {}", self.dir.display()))
-    }
-
-    /// SIGTERM, then SIGKILL; reaps the child. Whether it is gone.
-    fn halt(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        for (sig, wait) in [
-            (libc::SIGTERM, Duration::from_secs(5)),
-            (libc::SIGKILL, Duration::from_secs(2)),
-        ] {
-            if proc::signal(self.pid, sig).is_err() {
-                let _ = child.try_wait();
-                return !proc::alive(self.pid);
-            }
-            if proc::wait_gone(self.pid, wait) {
-                // Gone or exiting: reap it (a blocking wait on a process
-                // that has been seen dead returns at once).
-                let _ = child.wait();
-                return true;
-            }
-        }
-        false
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.halt();
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+    fn stop(self) -> anyhow::Result<()> {
+        self.daemon.stop()
     }
 }

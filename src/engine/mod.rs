@@ -554,6 +554,9 @@ pub struct SqlLanes {
     connect_timeout: Duration,
     /// What the nemesis did in the current race.
     counters: Arc<nemesis::Counters>,
+    /// Send unnamed statements (a pooler switches server connections);
+    /// whether to wrap a statement alone in a transaction of its own.
+    unnamed: Option<bool>,
 }
 
 impl SqlLanes {
@@ -568,7 +571,14 @@ impl SqlLanes {
             session_faults: SessionFaults::default(),
             connect_timeout: Duration::from_secs(10),
             counters: Arc::default(),
+            unnamed: None,
         }
+    }
+
+    /// Buyers send unnamed statements (see `Session::with_unnamed_statements`).
+    pub fn with_unnamed_statements(mut self, wrap_alone: bool) -> SqlLanes {
+        self.unnamed = Some(wrap_alone);
+        self
     }
 
     /// Bound every statement by `deadline` (racelab's side of `--timeout`),
@@ -709,6 +719,9 @@ impl Lanes for SqlLanes {
         let mut session = self.program.session(seed);
         if self.session_faults != SessionFaults::default() {
             session = session.with_faults(self.session_faults);
+        }
+        if let Some(wrap_alone) = self.unnamed {
+            session = session.with_unnamed_statements(wrap_alone);
         }
         if let Some((_, prefix)) = &self.redis {
             let conn = self

@@ -248,6 +248,16 @@ fn run_table_of_an_oversold_strategy() {
 }
 
 #[test]
+fn run_table_through_pgbouncer() {
+    let mut r = fixtures::naive_oversold(1);
+    r.topology = Some(crate::result::Topology::pgbouncer(
+        crate::db::pgbouncer::PoolMode::Transaction,
+        20,
+    ));
+    check("table_pgbouncer", &super::table::render_run(&r, false));
+}
+
+#[test]
 fn run_table_of_an_http_target() {
     check("table_http", &super::table::render_run(&http_run(), false));
 }
@@ -458,4 +468,18 @@ fn json_follows_the_schema() {
     let mut no_contention = one.clone();
     no_contention.as_object_mut().unwrap().remove("contention");
     assert!(!validator.is_valid(&no_contention));
+    // Through PgBouncer: the topology is recorded, and checked.
+    let mut pooled = fixtures::for_update_safe(1);
+    pooled.topology = Some(crate::result::Topology::pgbouncer(
+        crate::db::pgbouncer::PoolMode::Session,
+        5,
+    ));
+    let pooled: serde_json::Value =
+        serde_json::from_str(&super::render_runs(&[pooled], &json, false, false)).unwrap();
+    assert_eq!(errors(&pooled), Vec::<String>::new());
+    assert_eq!(pooled["topology"]["pool_mode"], "session");
+    assert!(one.get("topology").is_none(), "direct runs record none");
+    let mut bad_mode = pooled.clone();
+    bad_mode["topology"]["pool_mode"] = "sometimes".into();
+    assert!(!validator.is_valid(&bad_mode));
 }

@@ -215,8 +215,15 @@ pub fn headline(r: &RunResult) -> String {
     let durability = if db.durable { "durable" } else { "fsync off" };
     let mut line = format!(
         "strategy {} on scenario {}: {work}, stock {}{products}, quantity {}, think {} ms{pool}\n\
-         PostgreSQL {} ({kind}, {durability}), seed {}",
-        strategy.name, s.name, s.stock, s.quantity, s.think_ms, db.server_version, s.seed
+         PostgreSQL {} ({kind}, {durability}){}, seed {}",
+        strategy.name,
+        s.name,
+        s.stock,
+        s.quantity,
+        s.think_ms,
+        db.server_version,
+        topology(r),
+        s.seed
     );
     if let Some(n) = &r.nemesis {
         line.push('\n');
@@ -262,6 +269,29 @@ pub fn nemesis(n: &NemesisInfo) -> String {
         ));
     }
     format!("nemesis: {}", parts.join("; "))
+}
+
+/// ", buyers through PgBouncer (transaction pooling, 20 server
+/// connections)", or nothing for buyers connected directly.
+pub fn topology(r: &RunResult) -> String {
+    match &r.topology {
+        Some(t) => format!(
+            ", buyers through {} ({} pooling, {} server {})",
+            if t.via == "pgbouncer" {
+                "PgBouncer"
+            } else {
+                t.via.as_str()
+            },
+            t.pool_mode.as_str(),
+            t.pool_size,
+            if t.pool_size == 1 {
+                "connection"
+            } else {
+                "connections"
+            }
+        ),
+        None => String::new(),
+    }
 }
 
 /// "target POST http://... : 100 buyers x 1 attempt, quantity 1", how the

@@ -9,7 +9,7 @@ use crate::error::bad_input;
 
 /// Embedded so the binary works from any directory; `build.rs` reruns when
 /// `strategies/` changes.
-static BUILTINS: [(&str, &str); 14] = [
+static BUILTINS: [(&str, &str); 15] = [
     ("naive", include_str!("../../strategies/naive.sql")),
     (
         "for-update",
@@ -24,6 +24,10 @@ static BUILTINS: [(&str, &str); 14] = [
         include_str!("../../strategies/optimistic.sql"),
     ),
     ("advisory", include_str!("../../strategies/advisory.sql")),
+    (
+        "advisory-session",
+        include_str!("../../strategies/advisory-session.sql"),
+    ),
     (
         "serializable",
         include_str!("../../strategies/serializable.sql"),

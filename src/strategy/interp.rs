@@ -69,6 +69,13 @@ pub struct Session<'p> {
     /// What injected fault or expired deadline lost the connection in the
     /// last attempt, if one did.
     fault: Option<Injected>,
+    /// Send statements as named prepared statements, cached per connection
+    /// (the default); otherwise unnamed, parsed again each time, for a
+    /// pooler that may hand the next statement to another server connection.
+    named: bool,
+    /// With unnamed statements: run a statement outside a transaction in a
+    /// BEGIN ... COMMIT of its own (see `exec_alone`).
+    wrap_alone: bool,
 }
 
 /// Why an attempt lost its connection on racelab's side rather than the
@@ -172,6 +179,8 @@ impl Program {
             deadline: None,
             drop_reply: 0.0,
             fault: None,
+            named: true,
+            wrap_alone: false,
         }
     }
 
@@ -189,6 +198,26 @@ impl Program {
     /// then the Redis counter is audited against the database.
     pub fn redis_counts_stock(&self) -> bool {
         self.redis.iter().any(|c| c.names_stock_key())
+    }
+
+    /// The line of the first statement that opens a transaction block
+    /// (BEGIN, START TRANSACTION, COMMIT AND CHAIN), if any.
+    pub fn first_transaction_line(&self) -> Option<usize> {
+        self.stmts
+            .iter()
+            .filter(|st| matches!(st.kind, TxKind::Begin | TxKind::CommitChain))
+            .map(|st| st.line)
+            .min()
+    }
+
+    /// The line of the first statement sent with bind parameters (or read
+    /// with `\gset`), which needs the extended query protocol.
+    pub fn first_extended_line(&self) -> Option<usize> {
+        self.stmts
+            .iter()
+            .filter(|st| !st.params.is_empty() || st.gset.is_some())
+            .map(|st| st.line)
+            .min()
     }
 
     /// Whether the script has a `\setup` block with statements in it.
@@ -313,6 +342,17 @@ impl<'p> Session<'p> {
     /// the last attempt, if any; cleared by the call.
     pub fn take_fault(&mut self) -> Option<Injected> {
         self.fault.take()
+    }
+
+    /// Send every statement unnamed (not prepared once and cached): a
+    /// named statement lives on one server connection, and through a pooler
+    /// in transaction or statement mode the next use may reach another.
+    /// `wrap_alone`: see `exec_alone` (impossible where the pooler refuses
+    /// transaction blocks).
+    pub fn with_unnamed_statements(mut self, wrap_alone: bool) -> Self {
+        self.named = false;
+        self.wrap_alone = wrap_alone;
+        self
     }
 
     /// Hold every SQL statement of this session's attempts at `gate`.
@@ -616,9 +656,17 @@ impl<'p> Session<'p> {
                         TxKind::Other => !was_open && !st.facts.writes.is_empty(),
                         _ => false,
                     };
-                    let r = self
-                        .exec(conn, st, commits, try_no, trace.as_deref_mut())
-                        .await;
+                    let alone = self.wrap_alone
+                        && !was_open
+                        && st.kind == TxKind::Other
+                        && !(st.params.is_empty() && st.gset.is_none());
+                    let r = if alone {
+                        self.exec_alone(conn, st, try_no, trace.as_deref_mut())
+                            .await
+                    } else {
+                        self.exec(conn, st, commits, try_no, trace.as_deref_mut())
+                            .await
+                    };
                     match st.kind {
                         TxKind::Begin | TxKind::CommitChain if r.is_ok() => tx = Some(st.line),
                         // A failed COMMIT ends the transaction too.
@@ -834,8 +882,21 @@ impl<'p> Session<'p> {
         let deadline = self.deadline;
         let q = self.bound(st);
         let mut sqlstate = None;
+        // Through a pooler that switches server connections, a statement
+        // without parameters goes in one simple-protocol message: an
+        // extended-protocol one takes two round trips, and a BEGIN parsed
+        // on one server connection may be bound on another.
+        let simple = !self.named && st.params.is_empty() && st.gset.is_none();
         let (result, rows) = match &st.gset {
-            None => match bounded(deadline, conn.execute(q)).await {
+            None => match bounded(deadline, async {
+                if simple {
+                    conn.execute(sqlx::raw_sql(st.sql.as_str())).await
+                } else {
+                    conn.execute(q).await
+                }
+            })
+            .await
+            {
                 Ok(done) => (Ok(()), done.rows_affected()),
                 Err(e) => {
                     sqlstate = sqlstate_of(&e);
@@ -884,7 +945,7 @@ impl<'p> Session<'p> {
 
     /// The statement with its slots bound: integers as `int8`, the rest as `text`.
     fn bound<'q>(&'q self, st: &'q Stmt) -> sqlx::query::Query<'q, Postgres, PgArguments> {
-        let mut q = sqlx::query(st.sql.as_str());
+        let mut q = sqlx::query(st.sql.as_str()).persistent(self.named);
         for &s in &st.params {
             let slot = &self.slots[s];
             q = if slot.kind == Kind::Int {
@@ -945,6 +1006,34 @@ impl<'p> Session<'p> {
             t.push(ev);
         }
         Err(Fail::Lost(msg))
+    }
+
+    /// A statement with bind parameters (or a `\gset`) outside a
+    /// transaction, through a pooler that switches server connections: in a
+    /// BEGIN ... COMMIT of its own. sqlx parses an unnamed statement in one round trip and binds
+    /// and executes it in a second; between the two, a pooler in
+    /// transaction mode may give the client another server connection, and
+    /// the statement is gone (measured with PgBouncer 1.18: `26000: unnamed
+    /// prepared statement does not exist`). Inside a transaction block the
+    /// server connection stays, and a statement alone is its own
+    /// transaction anyway, so the wrapping changes nothing else.
+    async fn exec_alone(
+        &mut self,
+        conn: &mut PgConnection,
+        st: &Stmt,
+        try_no: u32,
+        trace: Option<&mut Vec<TraceEvent>>,
+    ) -> Result<(), Fail> {
+        let deadline = self.deadline;
+        if let Err(e) = bounded(deadline, conn.execute(sqlx::raw_sql("BEGIN"))).await {
+            return Err(classify(&e, st.line));
+        }
+        let r = self.exec(conn, st, false, try_no, trace).await;
+        let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match bounded(deadline, conn.execute(sqlx::raw_sql(end))).await {
+            Err(e) if r.is_ok() => Err(classify(&e, st.line)),
+            _ => r,
+        }
     }
 
     /// Store the single row of a `\gset` query into its variables.

@@ -105,7 +105,8 @@ pub fn run_helper_if_asked() -> Option<std::process::ExitCode> {
 }
 
 /// What the suite left behind: cluster directories of this process in the
-/// temp area, and postgres processes that are still our children.
+/// temp area, and postgres or pgbouncer processes that are still our
+/// children (racelabs that exited leave theirs to us, a subreaper).
 pub fn leftovers() -> Vec<String> {
     let me = std::process::id();
     let mut found = Vec::new();
@@ -123,7 +124,8 @@ pub fn leftovers() -> Vec<String> {
             let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            if proc::comm(pid).as_deref() != Some("postgres") || !proc::alive(pid) {
+            let comm = proc::comm(pid);
+            if !matches!(comm.as_deref(), Some("postgres" | "pgbouncer")) || !proc::alive(pid) {
                 continue;
             }
             let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -136,7 +138,7 @@ pub fn leftovers() -> Vec<String> {
                         .ok()
                 });
             if ppid == Some(me) {
-                found.push(format!("postgres process {pid}"));
+                found.push(format!("{} process {pid}", comm.unwrap_or_default()));
             }
         }
     }

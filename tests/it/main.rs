@@ -18,6 +18,7 @@ mod http2;
 mod interp;
 mod nemesis;
 mod openloop;
+mod pgbouncer;
 mod redis;
 mod run;
 mod strategy;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
     trials.extend(verdicts::tests());
     trials.extend(redis::tests());
     trials.extend(openloop::tests());
+    trials.extend(pgbouncer::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -198,6 +198,15 @@ fn explain_all() -> Result<(), Failed> {
         ),
         ("redis-lua", &["Lua script", "does not read", "UNSURE"]),
         ("idempotent", &["ON CONFLICT", "guarded by WHERE", "SAFE"]),
+        (
+            "advisory-session",
+            &[
+                "pg_advisory_lock",
+                "SAFE",
+                "through transaction pooling",
+                "protects nothing",
+            ],
+        ),
     ];
     let names: Vec<&str> = racelab::strategy::builtins()
         .iter()
