@@ -11,20 +11,24 @@ pub fn racelab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_racelab"))
 }
 
-/// `racelab <args> --database-url <shared> --schema <schema> --no-save --quiet`.
+/// `racelab <args> --database-url <shared> --schema <schema> --no-save --quiet`,
+/// not started yet.
+pub fn racelab_cmd_on(schema: &str, args: &[&str]) -> Command {
+    let mut cmd = racelab();
+    cmd.args(args).args([
+        "--database-url",
+        crate::common::server_url(),
+        "--schema",
+        schema,
+        "--no-save",
+        "--quiet",
+    ]);
+    cmd
+}
+
+/// `racelab_cmd_on`, run to its end.
 pub fn racelab_on(schema: &str, args: &[&str]) -> Output {
-    racelab()
-        .args(args)
-        .args([
-            "--database-url",
-            crate::common::server_url(),
-            "--schema",
-            schema,
-            "--no-save",
-            "--quiet",
-        ])
-        .output()
-        .expect("racelab runs")
+    racelab_cmd_on(schema, args).output().expect("racelab runs")
 }
 
 /// Run with `--json` and parse stdout; panics with stderr when it is not JSON.

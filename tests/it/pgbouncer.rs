@@ -49,17 +49,8 @@ pub fn tests() -> Vec<Trial> {
 /// `racelab <args> --json` on the shared server, as a child whose pid is
 /// known, then checked for leftovers.
 fn json_run(schema: &str, args: &[&str]) -> (std::process::Output, Value) {
-    let child = racelab()
-        .args(args)
-        .args([
-            "--database-url",
-            crate::common::server_url(),
-            "--schema",
-            schema,
-            "--no-save",
-            "--quiet",
-            "--json",
-        ])
+    let child = crate::cli::racelab_cmd_on(schema, args)
+        .arg("--json")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
