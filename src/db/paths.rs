@@ -53,8 +53,8 @@ fn home() -> anyhow::Result<PathBuf> {
 /// with room), else the system's temporary directory (`/tmp`).
 ///
 /// A cluster is ~1,000 files copied on every run, so where they go shows in
-/// the start-up time: on this project's machine the copy takes 40-70 ms on
-/// tmpfs against 100-560 ms on disk. A throwaway cluster runs with fsync
+/// the start-up time: on this project's machine the copy took 25-90 ms on
+/// tmpfs, and 560 ms in one run on disk. A throwaway cluster runs with fsync
 /// off, so memory loses nothing a disk would keep; a durable one goes to
 /// disk (`disk_temp_root`). `RACELAB_TMPDIR` moves them without changing
 /// `TMPDIR` for everything else.

@@ -315,27 +315,28 @@ fn expr_vars(e: &crate::strategy::Expr, out: &mut Vec<usize>) {
 /// Evaluate `cond` with only the slots in `known` given; `None` when it
 /// needs anything else.
 fn eval_with(cond: &crate::strategy::Expr, known: &[(usize, i64)]) -> Option<i64> {
-    use rand::SeedableRng;
-    let get = |s: usize| {
+    eval_by(cond, |s| {
         known
             .iter()
             .find(|(k, _)| *k == s)
             .map(|(_, v)| *v)
             .ok_or(crate::strategy::EvalError::Unset(s))
-    };
+    })
+}
+
+/// `cond` evaluated with `get` giving each variable's value.
+fn eval_by(
+    cond: &crate::strategy::Expr,
+    get: impl Fn(usize) -> Result<i64, crate::strategy::EvalError>,
+) -> Option<i64> {
+    use rand::SeedableRng;
     cond.eval(&get, &mut rand::rngs::SmallRng::seed_from_u64(0))
         .ok()
 }
 
 /// The Redis lock a decision tests, when its condition reads only the
 /// reply of one `SET ... NX`.
-fn redis_lock_decision(
-    prog: &Program,
-    cond: &crate::strategy::Expr,
-    vs: &[usize],
-    vars: &[Origin],
-) -> Option<usize> {
-    let _ = cond;
+fn redis_lock_decision(prog: &Program, vs: &[usize], vars: &[Origin]) -> Option<usize> {
     let mut locks = vs
         .iter()
         .flat_map(|v| vars[*v].iter())
@@ -354,8 +355,7 @@ fn redis_lock_decision(
 
 /// `cond` with every variable of `vs` nil (`nil`) or set to 1.
 fn eval_nil(cond: &crate::strategy::Expr, vs: &[usize], nil: bool) -> Option<i64> {
-    use rand::SeedableRng;
-    let get = |s: usize| {
+    eval_by(cond, |s| {
         if !vs.contains(&s) {
             Err(crate::strategy::EvalError::Unset(s))
         } else if nil {
@@ -363,9 +363,7 @@ fn eval_nil(cond: &crate::strategy::Expr, vs: &[usize], nil: bool) -> Option<i64
         } else {
             Ok(1)
         }
-    };
-    cond.eval(&get, &mut rand::rngs::SmallRng::seed_from_u64(0))
-        .ok()
+    })
 }
 
 /// Every path through the program, each with its events, decisions and
@@ -609,7 +607,7 @@ fn paths(prog: &Program) -> Option<Vec<Path>> {
                     }
                     // A decision on a Redis lock's reply alone: the side
                     // where the reply is not nil holds the lock.
-                    if let Some(c) = redis_lock_decision(prog, cond, &vs, &st.vars) {
+                    if let Some(c) = redis_lock_decision(prog, &vs, &st.vars) {
                         let (got, missed) = (eval_nil(cond, &vs, false), eval_nil(cond, &vs, true));
                         let holder = if got.is_some_and(|v| v != 0) && missed == Some(0) {
                             Some(&mut st)

@@ -353,10 +353,9 @@ pub(crate) fn parse(
 impl RedisCmd {
     /// What `explain` says about this command, from its name and arguments.
     pub fn note(&self) -> String {
-        let lit = |w: &str| self.has_word(w);
         let ttl = self.ttl();
         match self.name.as_str() {
-            "SET" if lit("NX") => match ttl {
+            "SET" if self.has_word("NX") => match ttl {
                 Some(t) => format!(
                     "Redis lock: SET NX with a TTL of {t}; it expires while a slow holder still runs, and then a second buyer holds it too (safe only while the body stays under the TTL)"
                 ),

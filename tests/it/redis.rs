@@ -29,13 +29,17 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-fn decr_and_lua() -> Result<(), Failed> {
-    let (out, v) = json_on(
-        "redis_decr",
+/// `compare` of `strategies`, 50 buyers on 5 units, three runs each.
+fn fifty_buyers_five_units(
+    schema: &str,
+    strategies: &str,
+) -> (std::process::Output, serde_json::Value) {
+    json_on(
+        schema,
         &[
             "compare",
             "--strategies",
-            "redis-decr,redis-lua",
+            strategies,
             "--buyers",
             "50",
             "--stock",
@@ -43,7 +47,11 @@ fn decr_and_lua() -> Result<(), Failed> {
             "--repeat",
             "3",
         ],
-    );
+    )
+}
+
+fn decr_and_lua() -> Result<(), Failed> {
+    let (out, v) = fifty_buyers_five_units("redis_decr", "redis-decr,redis-lua");
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -61,20 +69,7 @@ fn decr_and_lua() -> Result<(), Failed> {
 }
 
 fn get_set_oversells() -> Result<(), Failed> {
-    let (_, v) = json_on(
-        "redis_getset",
-        &[
-            "compare",
-            "--strategies",
-            "redis-get-set",
-            "--buyers",
-            "50",
-            "--stock",
-            "5",
-            "--repeat",
-            "3",
-        ],
-    );
+    let (_, v) = fifty_buyers_five_units("redis_getset", "redis-get-set");
     for r in &runs(&v) {
         assert!(int(r, "audit.oversold_units") > 0, "{r}");
         assert!(int(r, "audit.cache_drift") > 0, "{r}");
