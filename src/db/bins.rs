@@ -29,9 +29,13 @@ pub struct PgBins {
 }
 
 impl PgBins {
-    /// The server version from `postgres --version`, e.g. `15.18`
-    /// (remembered per binary for the life of the process).
-    pub fn version(&self) -> anyhow::Result<String> {
+    /// The server version from `postgres --version`, e.g. `15.18`,
+    /// remembered per binary for the life of the process and, when
+    /// `cache_dir` is given, across runs in `cache_dir/versions/`: running
+    /// `postgres --version` costs ~14 ms of a ~300 ms start here. The entry
+    /// is keyed by the binary's path, size, modification time and inode, so
+    /// an upgraded or replaced binary is asked again.
+    pub fn version(&self, cache_dir: Option<&Path>) -> anyhow::Result<String> {
         use std::collections::HashMap;
         use std::sync::{Mutex, OnceLock};
         static SEEN: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
@@ -43,11 +47,53 @@ impl PgBins {
         {
             return Ok(v.clone());
         }
-        let v = self.version_uncached()?;
+        let entry = cache_dir.and_then(|dir| self.version_entry(dir));
+        let remembered = entry
+            .as_deref()
+            .and_then(|e| std::fs::read_to_string(e).ok())
+            .filter(|v| is_version(v));
+        let v = match remembered {
+            Some(v) => v,
+            None => {
+                let v = self.version_uncached()?;
+                // Remembering is an optimisation: a failure costs the next
+                // run one `postgres --version`.
+                if let Some(e) = &entry {
+                    let _ = write_atomically(e, &v);
+                }
+                v
+            }
+        };
         seen.lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(self.postgres.clone(), v.clone());
         Ok(v)
+    }
+
+    /// Where `version` remembers this binary's version under `cache_dir`.
+    fn version_entry(&self, cache_dir: &Path) -> Option<PathBuf> {
+        use sha2::{Digest, Sha256};
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.postgres).ok()?;
+        let mut key = Sha256::new();
+        key.update(self.postgres.as_os_str().as_bytes());
+        key.update(
+            format!(
+                "\0{}\0{}.{}\0{}\0{}",
+                meta.len(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ino(),
+                meta.dev()
+            )
+            .as_bytes(),
+        );
+        let hex: String = key.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Some(cache_dir.join("versions").join(hex))
     }
 
     fn version_uncached(&self) -> anyhow::Result<String> {
@@ -69,10 +115,24 @@ impl PgBins {
 /// `postgres (PostgreSQL) 15.18 (Debian ...)` -> `15.18`.
 fn parse_version_output(text: &str) -> Option<String> {
     let v = text.split_whitespace().nth(2)?;
-    v.chars()
-        .next()
-        .filter(char::is_ascii_digit)
-        .map(|_| v.to_string())
+    is_version(v).then(|| v.to_string())
+}
+
+/// `15.18`, `16beta1`: starts with a digit, one word.
+fn is_version(v: &str) -> bool {
+    v.starts_with(|c: char| c.is_ascii_digit()) && !v.contains(char::is_whitespace)
+}
+
+/// Write `text` to `path` through a temporary file and a rename, so that a
+/// concurrent reader sees all of it or nothing.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 const INSTALL_HINT: &str =
@@ -215,5 +275,33 @@ mod tests {
         assert!(err.contains("apt-get install postgresql"), "{err}");
         assert!(err.contains("--database-url"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn a_version_is_remembered_per_binary_across_runs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("postgres");
+        let write = |v: &str| {
+            std::fs::write(
+                &fake,
+                format!("#!/bin/sh\necho 'postgres (PostgreSQL) {v}'\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write("99.1");
+        let bins = PgBins {
+            initdb: dir.path().join("initdb"),
+            postgres: fake.clone(),
+            source: BinSource::Explicit,
+        };
+        let cache = dir.path().join("cache");
+        assert_eq!(bins.version(Some(&cache)).unwrap(), "99.1");
+        let entry = bins.version_entry(&cache).unwrap();
+        assert_eq!(std::fs::read_to_string(&entry).unwrap(), "99.1");
+        // A replaced binary (here a different size) has another entry.
+        write("99.10");
+        assert_ne!(bins.version_entry(&cache).unwrap(), entry);
     }
 }

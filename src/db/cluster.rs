@@ -206,7 +206,7 @@ impl Cluster {
                 .context("could not write the cluster owner marker")?;
             marker = Some(m);
         }
-        cluster.version = opts.bins.version()?;
+        cluster.version = opts.bins.version(Some(&opts.cache_dir))?;
         let t1 = Instant::now();
         cluster.timings.cold = cluster.make_data_dir(opts)?;
         let t2 = Instant::now();
@@ -303,10 +303,15 @@ impl Cluster {
         }
         self.done = true;
         let mut result = Ok(());
+        let t0 = Instant::now();
         if let Some(mut child) = self.child.take() {
             result = stop_child(&mut child);
         }
-        if let Err(e) = remove_dir_all_quiet(&self.dir) {
+        let t1 = Instant::now();
+        let removed = remove_cluster_dir(&self.dir, &self.data_dir);
+        crate::timings::record("  cluster: server exited", t1 - t0);
+        crate::timings::record("  cluster: directory deleted", t1.elapsed());
+        if let Err(e) = removed {
             if result.is_ok() {
                 result = Err(e).with_context(|| {
                     format!(
@@ -562,11 +567,15 @@ fn wait_ready(
     }
 }
 
-/// SIGINT (fast shutdown) and wait; escalate to SIGQUIT, then SIGKILL.
+/// Stop a throwaway server whose directory is deleted next: SIGQUIT
+/// (immediate shutdown: no shutdown checkpoint, the data is not kept) and
+/// wait; escalate to SIGKILL. The postmaster still waits for its children
+/// and removes its shared memory and socket, so nothing is left behind.
+/// Measured here after a 100-buyer race: 46 ms for a fast shutdown (SIGINT,
+/// which writes a checkpoint first), 4 ms for an immediate one.
 fn stop_child(child: &mut Child) -> anyhow::Result<()> {
     let pid = child.id();
     for (sig, wait) in [
-        (libc::SIGINT, STOP_GRACE),
         (libc::SIGQUIT, Duration::from_secs(5)),
         (libc::SIGKILL, Duration::from_secs(5)),
     ] {
@@ -736,6 +745,28 @@ fn log_tail(path: &Path, n: usize) -> Option<String> {
         .filter(|l| !l.is_empty())
         .collect();
     Some(lines[lines.len().saturating_sub(n)..].join(" | "))
+}
+
+/// Delete a stopped cluster's directory `dir`. Deleting is bound by system
+/// calls (a data directory is ~1000 small files: ~20 ms on one thread
+/// here), so half the databases' directories go on a second thread while
+/// this one deletes the other half and the rest of `data_dir`.
+fn remove_cluster_dir(dir: &Path, data_dir: &Path) -> io::Result<()> {
+    let mut databases: Vec<PathBuf> = fs::read_dir(data_dir.join("base"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let theirs = databases.split_off(databases.len() / 2);
+    let helper = std::thread::Builder::new()
+        .name("racelab-rm".into())
+        .spawn(move || theirs.iter().try_for_each(|d| remove_dir_all_quiet(d)));
+    let mine = databases.iter().try_for_each(|d| remove_dir_all_quiet(d));
+    let theirs = match helper {
+        Ok(h) => h.join().unwrap_or(Ok(())),
+        Err(_) => Ok(()),
+    };
+    // Whatever the helper could not do is done here.
+    let rest = remove_dir_all_quiet(dir);
+    mine.and(theirs).and(rest)
 }
 
 fn remove_dir_all_quiet(dir: &Path) -> io::Result<()> {

@@ -174,7 +174,7 @@ fn open_embedded_prepare_and_shutdown() -> anyhow::Result<()> {
         let db = Database::open_with(&opts, &dirs).await?;
         ensure!(db.kind() == DbKind::Embedded);
         ensure!(!db.durable());
-        let expected = bins::find_server_bins(None)?.version()?;
+        let expected = bins::find_server_bins(None)?.version(None)?;
         ensure!(
             db.server_version() == expected,
             "{} != {expected}",
