@@ -23,7 +23,11 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 fn main() -> anyhow::Result<()> {
     let rounds: usize = std::env::args().nth(1).map_or(Ok(10), |a| a.parse())?;
     let bins = bins::find_server_bins(None)?;
-    println!("server: {} ({})", bins.postgres.display(), bins.version(None)?);
+    println!(
+        "server: {} ({})",
+        bins.postgres.display(),
+        bins.version(None)?
+    );
     let cache = tempfile::tempdir()?;
     let mut dirs = Dirs::from_env()?;
     dirs.cache_dir = cache.path().to_path_buf();

@@ -307,6 +307,7 @@ impl Cluster {
         if let Some(mut child) = self.child.take() {
             result = stop_child(&mut child);
         }
+        remove_orphaned_interlock(&self.data_dir);
         let t1 = Instant::now();
         let removed = remove_cluster_dir(&self.dir, &self.data_dir);
         crate::timings::record("  cluster: server exited", t1 - t0);
@@ -434,7 +435,8 @@ impl Cluster {
             .arg(&self.sock_dir)
             .arg("-p")
             .arg(port.to_string());
-        for setting in server_settings(opts) {
+        let memory = paths::on_memory_fs(&self.data_dir);
+        for setting in server_settings(opts, memory) {
             cmd.arg("-c").arg(setting);
         }
         cmd.current_dir(&self.dir)
@@ -485,8 +487,9 @@ fn wal_segsize_arg(version: &str) -> Option<&'static str> {
     (major >= 11).then_some("--wal-segsize=1")
 }
 
-/// `-c` settings for the postmaster.
-fn server_settings(opts: &ClusterOptions) -> Vec<String> {
+/// `-c` settings for the postmaster; `memory`: its data directory is on a
+/// memory file system.
+fn server_settings(opts: &ClusterOptions, memory: bool) -> Vec<String> {
     let mut s = vec![
         "listen_addresses=127.0.0.1".to_string(),
         format!("max_connections={}", opts.max_connections),
@@ -512,6 +515,16 @@ fn server_settings(opts: &ClusterOptions) -> Vec<String> {
             "synchronous_commit=off".into(),
             "full_page_writes=off".into(),
         ]);
+    }
+    if memory || !opts.durable {
+        // Dynamic shared memory as files in data/pg_dynshmem rather than
+        // POSIX segments in /dev/shm: a postmaster killed with SIGKILL
+        // cannot remove its segments, and these go with the directory.
+        // PostgreSQL advises against `mmap` on disk, where the kernel writes
+        // the pages back: in memory there is no disk, and a throwaway
+        // cluster on disk has its writes unsynced anyway. A durable one on
+        // disk keeps POSIX segments.
+        s.push("dynamic_shared_memory_type=mmap".into());
     }
     s
 }
@@ -747,6 +760,47 @@ fn log_tail(path: &Path, n: usize) -> Option<String> {
     Some(lines[lines.len().saturating_sub(n)..].join(" | "))
 }
 
+/// After a postmaster that died without cleaning up (SIGKILL, the OOM
+/// killer): remove the small System V segment it keeps as an interlock,
+/// which the kernel would otherwise keep until the machine restarts (a
+/// postmaster removes it itself when it stops, and on its next start in the
+/// same data directory, which a throwaway cluster never has). Line 7 of
+/// `postmaster.pid`, still there when the postmaster did not stop cleanly,
+/// names its key and id. Removed once nothing is attached: the dead
+/// postmaster's children notice its death and exit within moments.
+fn remove_orphaned_interlock(data_dir: &Path) {
+    let Ok(pidfile) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return;
+    };
+    let mut ids = pidfile.lines().nth(6).unwrap_or("").split_whitespace();
+    // Written as an unsigned long: the key's bits, whatever its sign.
+    let key = ids
+        .next()
+        .and_then(|k| k.parse::<u64>().ok())
+        .map(|k| k as libc::key_t);
+    let id = ids.next().and_then(|i| i.parse::<libc::c_int>().ok());
+    let (Some(key), Some(id)) = (key, id) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        // SAFETY: shmctl(IPC_STAT) writes one shmid_ds through a valid
+        // pointer; IPC_RMID takes none.
+        let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+        if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } != 0 || ds.shm_perm.__key != key {
+            return; // gone already, or another segment now has that id
+        }
+        if ds.shm_nattch == 0 {
+            unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+            return;
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Delete a stopped cluster's directory `dir`. Deleting is bound by system
 /// calls (a data directory is ~1000 small files: ~20 ms on one thread
 /// here), so half the databases' directories go on a second thread while
@@ -898,12 +952,14 @@ mod tests {
             max_connections: 42,
             run_as: None,
         };
-        let s = server_settings(&opts);
+        let s = server_settings(&opts, true);
         assert!(s.contains(&"fsync=off".to_string()));
         assert!(s.contains(&"max_connections=42".to_string()));
+        assert!(s.contains(&"dynamic_shared_memory_type=mmap".to_string()));
         opts.durable = true;
-        assert!(!server_settings(&opts)
-            .iter()
-            .any(|s| s.starts_with("fsync")));
+        let s = server_settings(&opts, false);
+        assert!(!s.iter().any(|s| s.starts_with("fsync")));
+        assert!(!s.iter().any(|s| s.starts_with("dynamic_shared_memory")));
+        assert!(server_settings(&opts, true).contains(&"dynamic_shared_memory_type=mmap".into()));
     }
 }

@@ -76,17 +76,31 @@ pub fn disk_temp_root() -> PathBuf {
 /// `/dev/shm` when it is a tmpfs this process can write with at least
 /// 1 GiB free.
 fn memory_fs() -> Option<PathBuf> {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
     const ROOM: u64 = 1 << 30;
     let dir = PathBuf::from("/dev/shm");
     let c = std::ffi::CString::new("/dev/shm").ok()?;
-    // SAFETY: statfs and access read a NUL-terminated path and write one
-    // struct through a valid pointer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+    // SAFETY: access reads a NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
         return None;
     }
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+    (tmpfs_free(&dir)? >= ROOM).then_some(dir)
+}
+
+/// Whether `path` is on a memory file system (tmpfs).
+pub fn on_memory_fs(path: &Path) -> bool {
+    tmpfs_free(path).is_some()
+}
+
+/// The free bytes of the tmpfs `path` is on; `None` on any other file
+/// system (or when it cannot be asked).
+fn tmpfs_free(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs reads a NUL-terminated path and writes one struct
+    // through a valid pointer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
     #[allow(clippy::unnecessary_cast)]
@@ -94,7 +108,7 @@ fn memory_fs() -> Option<PathBuf> {
         st.f_type as i64,
         (st.f_bavail as u64).saturating_mul(st.f_bsize as u64),
     );
-    (kind == TMPFS_MAGIC && free >= ROOM).then_some(dir)
+    (kind == TMPFS_MAGIC).then_some(free)
 }
 
 /// The template cache directory from the environment.

@@ -293,6 +293,20 @@ fn server_killed(pool: Option<&str>) -> anyhow::Result<()> {
     }
     let mut run = Running::spawn(cmd)?;
     let (dir, pm) = sb.wait_for_race(&mut run.0)?;
+    // The System V segment the postmaster keeps as an interlock (line 7 of
+    // postmaster.pid: key and id), which a killed one cannot remove.
+    let pidfile = std::fs::read_to_string(dir.join("data/postmaster.pid"))?;
+    let interlock: Vec<i64> = pidfile
+        .lines()
+        .nth(6)
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    ensure!(
+        interlock.len() == 2,
+        "no interlock in postmaster.pid: {pidfile:?}"
+    );
     proc::signal(pm, libc::SIGKILL)?;
     // Seconds, not the 30 s of the run.
     let (status, stdout, stderr) = run.finish(Duration::from_secs(20))?;
@@ -306,6 +320,13 @@ fn server_killed(pool: Option<&str>) -> anyhow::Result<()> {
     ensure!(text(&saved, "status") == "aborted");
     ensure!(!dir.exists(), "cluster directory left: {}", dir.display());
     ensure!(proc::wait_gone(pm, Duration::from_secs(5)));
+    // SAFETY: IPC_STAT writes one shmid_ds through a valid pointer.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    let found = unsafe { libc::shmctl(interlock[1] as libc::c_int, libc::IPC_STAT, &mut ds) } == 0;
+    ensure!(
+        !found || i64::from(ds.shm_perm.__key) != interlock[0] as libc::key_t as i64,
+        "the dead server's System V segment {interlock:?} was left behind"
+    );
     Ok(())
 }
 
