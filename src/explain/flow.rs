@@ -525,7 +525,7 @@ fn paths(prog: &Program) -> Option<Vec<Path>> {
                 // A Redis reply: what it means is the command's effect.
                 Instr::Redis(i) => {
                     let cmd = &prog.redis[*i];
-                    if let RedisEffect::Write { from } = cmd.effect() {
+                    if let RedisEffect::Write { from, .. } = cmd.effect() {
                         for v in from {
                             for d in &st.vars[v] {
                                 if let Dep::Redis { cmd: g } = d {
@@ -1539,7 +1539,7 @@ impl Analysis<'_> {
                     Dep::Redis { cmd } => {
                         let c = &self.prog.redis[*cmd];
                         match c.effect() {
-                            RedisEffect::Count => {
+                            RedisEffect::Count(_) => {
                                 self.safe(
                                     vec![c.line, d.line, wline],
                                     format!(

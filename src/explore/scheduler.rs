@@ -228,7 +228,7 @@ impl StepGate for Gate {
                 try_no: next.try_no,
                 line: next.line,
                 display: next.display.to_string(),
-                sql: inline(next.sql, &next.params),
+                sql: inline(next.sql, next.placeholders, &next.params),
                 tx: next.tx,
                 rollback: next.rollback,
             },

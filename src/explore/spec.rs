@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use crate::db::audit::PRODUCT_TALLIES;
 use crate::db::schema::quote_ident;
 use crate::error::bad_input;
-use crate::strategy::{setup_calls, Bound, Program};
+use crate::strategy::{setup_calls, Bound, Placeholder, Program};
 
 /// A statement of the schedule, as the spec needs it.
 #[derive(Debug, Clone)]
@@ -73,7 +73,11 @@ pub fn render(input: &SpecInput) -> anyhow::Result<String> {
     );
     for call in setup_calls(input.program, &[(input.product, input.stock)]) {
         let params: Vec<Bound> = call.params.iter().map(|&v| Bound::Int(v)).collect();
-        let _ = writeln!(setup, "{};", inline(call.sql, &params).trim());
+        let _ = writeln!(
+            setup,
+            "{};",
+            inline(call.sql, call.placeholders, &params).trim()
+        );
     }
     check_block("the setup (migrations and the strategy's \\setup)", &setup)?;
 
@@ -181,107 +185,23 @@ pub fn literal(b: &Bound) -> String {
     }
 }
 
-/// `sql` with each `$n` placeholder replaced by the literal of `params[n-1]`.
-/// Placeholders inside quotes, dollar quotes and comments are not
-/// placeholders (racelab's lexer never writes one there, and a script
-/// cannot: it refuses `$1` of its own).
-pub fn inline(sql: &str, params: &[Bound]) -> String {
-    let chars: Vec<char> = sql.chars().collect();
-    let n = chars.len();
-    let mut out = String::with_capacity(sql.len() + 8 * params.len());
-    let mut i = 0;
-    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-    while i < n {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let prev = i.checked_sub(1).map(|j| chars[j]);
-        let start = i;
-        if c == '-' && next == Some('-') {
-            while i < n && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            let mut depth = 0u32;
-            while i < n {
-                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    i += 2;
-                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-        } else if c == '\'' {
-            let escapes = matches!(prev, Some('e' | 'E'))
-                && !i.checked_sub(2).is_some_and(|j| ident(chars[j]));
-            i += 1;
-            while i < n {
-                if escapes && chars[i] == '\\' {
-                    i += 2;
-                } else if chars[i] == '\'' {
-                    i += 1;
-                    if chars.get(i) != Some(&'\'') {
-                        break;
-                    }
-                    i += 1;
-                } else {
-                    i += 1;
-                }
-            }
-        } else if c == '"' {
-            i += 1;
-            while i < n {
-                if chars[i] == '"' {
-                    i += 1;
-                    if chars.get(i) != Some(&'"') {
-                        break;
-                    }
-                }
-                i += 1;
-            }
-        } else if c == '$' && !prev.is_some_and(ident) {
-            if next.is_some_and(|d| d.is_ascii_digit()) {
-                let mut j = i + 1;
-                while j < n && chars[j].is_ascii_digit() {
-                    j += 1;
-                }
-                let k: String = chars[i + 1..j].iter().collect();
-                match k
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|k| params.get(k.wrapping_sub(1)))
-                {
-                    Some(v) => out.push_str(&literal(v)),
-                    None => out.extend(&chars[i..j]),
-                }
-                i = j;
-                continue;
-            }
-            // A dollar quote: $tag$ ... $tag$.
-            let mut j = i + 1;
-            while j < n && (chars[j].is_alphanumeric() || chars[j] == '_') {
-                j += 1;
-            }
-            if j < n && chars[j] == '$' {
-                let tag: Vec<char> = chars[i..=j].to_vec();
-                i = j + 1;
-                while i < n && !chars[i..].starts_with(&tag) {
-                    i += 1;
-                }
-                i = (i + tag.len()).min(n);
-            } else {
-                i += 1;
-            }
-        } else {
-            i += 1;
-        }
-        out.extend(&chars[start..i]);
+/// `sql` with each of its `placeholders` (where the lexer wrote `$n`)
+/// replaced by the literal of `params[n-1]`; one with no value is left as
+/// written. Nothing else in the text is read: a `$1` inside quotes, dollar
+/// quotes or comments was never a placeholder (a script cannot write one),
+/// so it is not in `placeholders`.
+pub fn inline(sql: &str, placeholders: &[Placeholder], params: &[Bound]) -> String {
+    let mut out = String::with_capacity(sql.len() + 8 * placeholders.len());
+    let mut copied = 0;
+    for p in placeholders {
+        let Some(v) = params.get(p.param) else {
+            continue;
+        };
+        out.push_str(&sql[copied..p.start]);
+        out.push_str(&literal(v));
+        copied = p.end;
     }
+    out.push_str(&sql[copied..]);
     out
 }
 
@@ -289,34 +209,49 @@ pub fn inline(sql: &str, params: &[Bound]) -> String {
 mod tests {
     use super::*;
 
+    /// The statement `stmt` as the lexer writes it, values inlined.
+    fn inlined(stmt: &str, params: &[Bound]) -> String {
+        let program = crate::strategy::parse("t.sql", &format!("{stmt};\n"))
+            .unwrap_or_else(|e| panic!("{}", e.render()));
+        let st = &program.stmts[0];
+        inline(&st.sql, &st.placeholders, params)
+    }
+
     #[test]
     fn placeholders_become_literals() {
         let p = [Bound::Int(1), Bound::Int(-2), Bound::Text("it's".into())];
         assert_eq!(
-            inline("UPDATE t SET s = $1 - $2 WHERE n = $3", &p),
+            inlined("UPDATE t SET s = :qty - :buyer WHERE n = :product", &p),
             "UPDATE t SET s = 1 - (-2) WHERE n = 'it''s'::text"
         );
-        assert_eq!(inline("SELECT $1::int8, x$1", &p), "SELECT 1::int8, x$1");
-        assert_eq!(inline("SELECT $10", &p), "SELECT $10");
+        assert_eq!(inlined("SELECT :qty::int8, x$1", &p), "SELECT 1::int8, x$1");
+        assert_eq!(inlined("SELECT :qty + :qty", &p), "SELECT 1 + 1");
+        // A placeholder with no value stays as written.
+        assert_eq!(inlined("SELECT :qty, :buyer", &p[..1]), "SELECT 1, $2");
     }
 
     #[test]
     fn quotes_and_comments_are_left_alone() {
         let p = [Bound::Int(7)];
-        for sql in [
-            "SELECT '$1'",
-            "SELECT 'a''$1'",
-            "SELECT E'\\'$1'",
-            "SELECT \"$1\"",
-            "SELECT $$ $1 $$",
-            "SELECT $q$ $1 $q$",
-            "SELECT 1 -- $1",
-            "SELECT /* $1 /* $1 */ $1 */ 1",
+        for (stmt, want) in [
+            ("SELECT '$1', :qty", "SELECT '$1', 7"),
+            ("SELECT ':qty', :qty", "SELECT ':qty', 7"),
+            ("SELECT 'a''$1', :qty", "SELECT 'a''$1', 7"),
+            ("SELECT E'\\'$1', :qty", "SELECT E'\\'$1', 7"),
+            ("SELECT \"$1\", :qty", "SELECT \"$1\", 7"),
+            ("SELECT $$ $1 :qty $$, :qty", "SELECT $$ $1 :qty $$, 7"),
+            ("SELECT $q$ $1 $q$, :qty", "SELECT $q$ $1 $q$, 7"),
+            ("SELECT $q$x$q$, :qty", "SELECT $q$x$q$, 7"),
+            ("SELECT 'é$1', :qty", "SELECT 'é$1', 7"),
+            (
+                "SELECT /* $1 /* :qty */ $1 */ :qty",
+                "SELECT /* $1 /* :qty */ $1 */ 7",
+            ),
+            // A line comment is not sent at all.
+            ("SELECT :qty -- $1 :qty\n, 2", "SELECT 7 \n, 2"),
         ] {
-            assert_eq!(inline(sql, &p), sql, "{sql}");
+            assert_eq!(inlined(stmt, &p), want, "{stmt}");
         }
-        assert_eq!(inline("SELECT '$1', $1", &p), "SELECT '$1', 7");
-        assert_eq!(inline("SELECT $q$x$q$, $1", &p), "SELECT $q$x$q$, 7");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::parse::{
     ROWS, THINK, TRY,
 };
 use super::redis::{Arg as RArg, Part, RedisCmd};
-use super::{AttemptCtx, TraceEvent, TraceKind};
+use super::{AttemptCtx, Placeholder, TraceEvent, TraceKind};
 use crate::outcome::{AttemptReport, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +131,8 @@ pub struct Boundary<'a> {
     pub display: &'a str,
     /// The SQL sent, with `$1`, `$2`, ... placeholders.
     pub sql: &'a str,
+    /// Where `sql` holds each placeholder.
+    pub placeholders: &'a [Placeholder],
     /// The values bound to the placeholders, in order.
     pub params: Vec<Bound>,
     /// What the statement does to the transaction.
@@ -863,6 +865,7 @@ impl<'p> Session<'p> {
                 line: st.line,
                 display: &st.display,
                 sql: &st.sql,
+                placeholders: &st.placeholders,
                 params,
                 tx: match st.kind {
                     TxKind::Begin => TxEffect::Begin,
@@ -1179,6 +1182,7 @@ impl Session<'_> {
                 line,
                 display: "ROLLBACK",
                 sql: "ROLLBACK",
+                placeholders: &[],
                 params: Vec::new(),
                 tx: TxEffect::Rollback,
                 rollback: true,
@@ -1211,6 +1215,8 @@ pub struct SetupCall<'a> {
     pub line: usize,
     /// The SQL, with `$n` placeholders for `params`.
     pub sql: &'a str,
+    /// Where `sql` holds each placeholder.
+    pub placeholders: &'a [Placeholder],
     /// The values of `:product` and `:initial_stock` where the statement
     /// uses them, in placeholder order.
     pub params: Vec<i64>,
@@ -1230,6 +1236,7 @@ pub fn setup_calls<'a>(program: &'a Program, products: &[(i64, i64)]) -> Vec<Set
             calls.push(SetupCall {
                 line: st.line,
                 sql: &st.sql,
+                placeholders: &st.placeholders,
                 params: Vec::new(),
                 product: None,
             });
@@ -1247,6 +1254,7 @@ pub fn setup_calls<'a>(program: &'a Program, products: &[(i64, i64)]) -> Vec<Set
             calls.push(SetupCall {
                 line: st.line,
                 sql: &st.sql,
+                placeholders: &st.placeholders,
                 params,
                 product: Some(id),
             });

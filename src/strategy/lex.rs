@@ -30,6 +30,18 @@ pub(crate) struct VarUse {
     pub col: usize,
 }
 
+/// A `$n` the lexer wrote into a statement's SQL in place of a `:name`:
+/// the only placeholders there are (a script cannot write `$1` of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placeholder {
+    /// Byte offset of the `$` in the SQL sent.
+    pub start: usize,
+    /// Byte offset just past the last digit.
+    pub end: usize,
+    /// Which bound value it takes: 0 for `$1`.
+    pub param: usize,
+}
+
 /// A SQL statement as written, and as it will be sent.
 #[derive(Debug)]
 pub(crate) struct SqlCmd {
@@ -43,6 +55,8 @@ pub(crate) struct SqlCmd {
     pub sql: String,
     /// The variable bound to `$1`, `$2`, ... in order.
     pub params: Vec<String>,
+    /// Where `sql` holds each `$n`, in order of position.
+    pub placeholders: Vec<Placeholder>,
     /// Every variable use, in order, for load-time checks.
     pub uses: Vec<VarUse>,
     pub gset: Option<GsetCmd>,
@@ -196,6 +210,7 @@ impl Lexer {
         if let Some(mut p) = self.pending.take() {
             p.end_line = line;
             p.text.truncate(p.text.trim_end().len());
+            // Only trailing blanks go: every placeholder keeps its offsets.
             p.sql.truncate(p.sql.trim_end().len());
             p.gset = gset;
             self.out.push(Command::Sql(p));
@@ -212,7 +227,13 @@ impl Lexer {
                 p.params.len()
             }
         };
+        let start = p.sql.len();
         let _ = write!(p.sql, "${n}");
+        p.placeholders.push(Placeholder {
+            start,
+            end: p.sql.len(),
+            param: n - 1,
+        });
         p.text.push(':');
         p.text.push_str(&name);
         p.uses.push(VarUse { name, line, col });
@@ -351,6 +372,7 @@ impl Lexer {
                             text: String::new(),
                             sql: String::new(),
                             params: Vec::new(),
+                            placeholders: Vec::new(),
                             uses: Vec::new(),
                             gset: None,
                         });

@@ -28,6 +28,7 @@ pub use interp::{
     run_setup, setup_calls, Bound, Boundary, Injected, RedisConn, Session, SessionFaults,
     SetupCall, StepGate, TxEffect,
 };
+pub use lex::Placeholder;
 pub use parse::{parse, Program};
 pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use super::expr::{self, Expr};
 use super::facts::{self, Facts, Kind};
-use super::lex::{self, Command, GsetCmd, MetaCmd, SqlCmd, VarUse, META_COMMANDS};
+use super::lex::{self, Command, GsetCmd, MetaCmd, Placeholder, SqlCmd, VarUse, META_COMMANDS};
 use super::redis::{self, RedisCmd};
 use super::ParseError;
 
@@ -61,6 +61,8 @@ pub(crate) struct Stmt {
     pub sql: String,
     /// The slot bound to `$1`, `$2`, ...
     pub params: Vec<usize>,
+    /// Where `sql` holds each `$n` (the lexer's record).
+    pub placeholders: Vec<Placeholder>,
     pub kind: TxKind,
     pub gset: Option<Gset>,
     /// What the statement does, read once by sqlparser.
@@ -104,6 +106,8 @@ pub(crate) struct SetupStmt {
     pub sql: String,
     /// Empty: the statement runs once; otherwise once per product.
     pub params: Vec<SetupParam>,
+    /// Where `sql` holds each `$n` (the lexer's record).
+    pub placeholders: Vec<Placeholder>,
     /// What the statement does (constraints it adds, tables it creates).
     pub facts: Facts,
 }
@@ -293,6 +297,7 @@ impl Parser<'_> {
             display: s.text.lines().next().unwrap_or("").trim().to_string(),
             sql: s.sql,
             params,
+            placeholders: s.placeholders,
             kind: TxKind::of(facts.kind),
             gset,
             facts,
@@ -342,6 +347,7 @@ impl Parser<'_> {
             end_line: s.end_line,
             sql: s.sql,
             params,
+            placeholders: s.placeholders,
             facts,
         });
         Ok(())
@@ -669,6 +675,13 @@ pub(crate) mod tests {
         );
         let names: Vec<&str> = s.params.iter().map(|&i| prog.vars[i].as_str()).collect();
         assert_eq!(names, ["stock", "qty", "product"]);
+        // The lexer's record of where it wrote each `$n`.
+        let written: Vec<(&str, usize)> = s
+            .placeholders
+            .iter()
+            .map(|p| (&s.sql[p.start..p.end], p.param))
+            .collect();
+        assert_eq!(written, [("$1", 0), ("$2", 1), ("$3", 2), ("$2", 1)]);
         assert_eq!(
             s.display,
             "UPDATE products SET stock = :stock - :qty WHERE id = :product AND :qty > 0"
@@ -692,6 +705,7 @@ pub(crate) mod tests {
         assert_eq!(prog.stmts.len(), 2);
         let s = &prog.stmts[0];
         assert!(s.params.is_empty(), "{:?}", s.sql);
+        assert!(s.placeholders.is_empty(), "{:?}", s.placeholders);
         assert!(s
             .sql
             .starts_with("SELECT ':x;', E'\\':y;', \"a:b;\", $$ :z; $$, $t$ ; :w $t$ /* :v;"));

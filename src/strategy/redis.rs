@@ -25,21 +25,41 @@ pub(crate) enum Arg {
     Template(Vec<Part>),
 }
 
-/// What a `\redis` command does to the data flow.
+/// What a `\redis` command does to the data flow: the one reading of a
+/// command's name and words, which `explain`'s data flow and its notes
+/// (`RedisCmd::note`) both take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RedisEffect {
-    /// An atomic counter step (DECRBY, INCRBY): its reply is this buyer's
-    /// own, no other buyer gets the same.
-    Count,
-    /// A read (GET): its reply is not atomic with anything after it.
+    /// An atomic counter step (DECRBY, INCRBY, ...): its reply is this
+    /// buyer's own, no other buyer gets the same.
+    Count(Step),
+    /// A read (GET, HGET): its reply is not atomic with anything after it.
     Read,
     /// `SET key value NX [PX ttl]`: a lock, held while the reply is not nil,
     /// until its TTL runs out.
     Lock { ttl: Option<String> },
-    /// A write of variables (`SET key :value`).
-    Write { from: Vec<usize> },
-    /// Anything else, a Lua script among them: racelab does not read it.
+    /// A write of variables (`SET key :value`); `hash` for a field of a
+    /// hash (`HSET key field :value`).
+    Write { from: Vec<usize>, hash: bool },
+    /// EVAL, EVALSHA: a Lua script, run by Redis as one atomic step;
+    /// racelab does not read it.
+    Script,
+    /// WATCH: a later EXEC fails if a watched key changed.
+    Watch,
+    /// MULTI: queues the commands up to EXEC.
+    Multi,
+    /// EXEC: runs the queued commands, or replies nil after a WATCH failed.
+    Exec,
+    /// Anything else: racelab does not read it.
     Opaque,
+}
+
+/// Which way a counter step goes, as strategies use it: DECR, DECRBY and
+/// HINCRBY take units, INCR and INCRBY give them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Down,
+    Up,
 }
 
 /// A parsed `\redis` line.
@@ -351,29 +371,28 @@ pub(crate) fn parse(
 }
 
 impl RedisCmd {
-    /// What `explain` says about this command, from its name and arguments.
+    /// What `explain` says about this command: a sentence per effect.
     pub fn note(&self) -> String {
-        let ttl = self.ttl();
-        match self.name.as_str() {
-            "SET" if self.has_word("NX") => match ttl {
-                Some(t) => format!(
-                    "Redis lock: SET NX with a TTL of {t}; it expires while a slow holder still runs, and then a second buyer holds it too (safe only while the body stays under the TTL)"
-                ),
-                None => "Redis lock: SET NX without a TTL; a holder that dies never releases it".into(),
-            },
-            "SET" => "Redis SET: atomic by itself, but a value computed from an earlier GET is a lost update waiting to happen (not atomic with that read)"
+        match self.effect() {
+            RedisEffect::Lock { ttl: Some(t) } => format!(
+                "Redis lock: SET NX with a TTL of {t}; it expires while a slow holder still runs, and then a second buyer holds it too (safe only while the body stays under the TTL)"
+            ),
+            RedisEffect::Lock { ttl: None } => "Redis lock: SET NX without a TTL; a holder that dies never releases it".into(),
+            RedisEffect::Write { hash: false, .. } => "Redis SET: atomic by itself, but a value computed from an earlier GET is a lost update waiting to happen (not atomic with that read)"
                 .into(),
-            "GET" | "HGET" => "Redis read: any decision or write based on it is not atomic with it".into(),
-            "DECR" | "DECRBY" | "HINCRBY" => "atomic Redis decrement: no two buyers get the same unit; the reply says whether the counter went below zero"
+            RedisEffect::Read => "Redis read: any decision or write based on it is not atomic with it".into(),
+            RedisEffect::Count(Step::Down) => "atomic Redis decrement: no two buyers get the same unit; the reply says whether the counter went below zero"
                 .into(),
-            "INCR" | "INCRBY" => "atomic Redis increment: after a DECRBY that went below zero, a compensation giving the units back"
+            RedisEffect::Count(Step::Up) => "atomic Redis increment: after a DECRBY that went below zero, a compensation giving the units back"
                 .into(),
-            "EVAL" | "EVALSHA" => "Lua script: Redis runs it as one atomic step (nothing interleaves); a release that compares a token before DEL frees only its own lock"
+            RedisEffect::Script => "Lua script: Redis runs it as one atomic step (nothing interleaves); a release that compares a token before DEL frees only its own lock"
                 .into(),
-            "WATCH" => "WATCH: a later EXEC fails (nil) if a watched key changed; test it and \retry".into(),
-            "MULTI" => "MULTI: queue the next commands; EXEC runs them together".into(),
-            "EXEC" => "EXEC: runs the queued commands atomically, or replies nil when a watched key changed".into(),
-            _ => format!("Redis {}: one atomic command", self.name),
+            RedisEffect::Watch => "WATCH: a later EXEC fails (nil) if a watched key changed; test it and \retry".into(),
+            RedisEffect::Multi => "MULTI: queue the next commands; EXEC runs them together".into(),
+            RedisEffect::Exec => "EXEC: runs the queued commands atomically, or replies nil when a watched key changed".into(),
+            RedisEffect::Write { hash: true, .. } | RedisEffect::Opaque => {
+                format!("Redis {}: one atomic command", self.name)
+            }
         }
     }
 
@@ -386,7 +405,6 @@ impl RedisCmd {
             .map(|(a, _)| a)
     }
 
-    /// What the command does, as the data flow of `explain` reads it.
     /// Whether a literal word among the arguments is `w` (any case).
     fn has_word(&self, w: &str) -> bool {
         self.args
@@ -415,7 +433,8 @@ impl RedisCmd {
     /// What the command does, as the data flow of `explain` reads it.
     pub(crate) fn effect(&self) -> RedisEffect {
         match self.name.as_str() {
-            "DECR" | "DECRBY" | "HINCRBY" | "INCRBY" | "INCR" => RedisEffect::Count,
+            "DECR" | "DECRBY" | "HINCRBY" => RedisEffect::Count(Step::Down),
+            "INCR" | "INCRBY" => RedisEffect::Count(Step::Up),
             "GET" | "HGET" | "MGET" => RedisEffect::Read,
             "SET" if self.has_word("NX") => RedisEffect::Lock { ttl: self.ttl() },
             "SET" | "HSET" => RedisEffect::Write {
@@ -429,7 +448,12 @@ impl RedisCmd {
                         _ => None,
                     })
                     .collect(),
+                hash: self.name == "HSET",
             },
+            "EVAL" | "EVALSHA" => RedisEffect::Script,
+            "WATCH" => RedisEffect::Watch,
+            "MULTI" => RedisEffect::Multi,
+            "EXEC" => RedisEffect::Exec,
             _ => RedisEffect::Opaque,
         }
     }
@@ -509,5 +533,63 @@ mod tests {
         assert_eq!(p("GET").unwrap_err().0, 8);
         assert_eq!(p("").unwrap_err().0, 8);
         assert_eq!(p("GET :").unwrap_err().0, 12);
+    }
+
+    #[test]
+    fn notes_follow_the_effect() {
+        use RedisEffect::*;
+        let qty = super::super::QTY;
+        let lock = |ttl: Option<&str>| Lock {
+            ttl: ttl.map(str::to_string),
+        };
+        for (line, effect, note) in [
+            (
+                "SET k 1 NX PX 50",
+                lock(Some("50 ms")),
+                "Redis lock: SET NX with a TTL of 50 ms;",
+            ),
+            (
+                "SET k 1 nx",
+                lock(None),
+                "Redis lock: SET NX without a TTL;",
+            ),
+            (
+                "SET k :qty",
+                Write {
+                    from: vec![qty],
+                    hash: false,
+                },
+                "Redis SET: atomic by itself",
+            ),
+            (
+                "HSET k f :qty",
+                Write {
+                    from: vec![qty],
+                    hash: true,
+                },
+                "Redis HSET: one atomic command",
+            ),
+            ("HGET k f", Read, "Redis read:"),
+            (
+                "DECRBY k :qty",
+                Count(Step::Down),
+                "atomic Redis decrement:",
+            ),
+            (
+                "HINCRBY k f -1",
+                Count(Step::Down),
+                "atomic Redis decrement:",
+            ),
+            ("INCRBY k :qty", Count(Step::Up), "atomic Redis increment:"),
+            ("EVAL 's' 1 k", Script, "Lua script:"),
+            ("WATCH k", Watch, "WATCH:"),
+            ("MULTI", Multi, "MULTI:"),
+            ("EXEC", Exec, "EXEC:"),
+            ("DEL k", Opaque, "Redis DEL: one atomic command"),
+        ] {
+            let (c, _) = p(line).unwrap();
+            assert_eq!(c.effect(), effect, "{line}");
+            assert!(c.note().starts_with(note), "{line}: {}", c.note());
+        }
     }
 }

@@ -685,14 +685,37 @@ pub(crate) fn http_get(url: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
+/// A `shop`: its purchase and stock URLs, served while it lives.
+struct Shop {
+    buy: String,
+    stock: String,
+    _server: Tiny,
+}
+
+impl Shop {
+    /// `racelab http` arguments racing `buyers` buyers at the shop, its
+    /// stock endpoint as the truth, then `extra`.
+    fn race<'a>(&'a self, buyers: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            self.buy.as_str(),
+            "--buyers",
+            buyers,
+            "--stock-url",
+            &self.stock,
+        ];
+        args.extend_from_slice(extra);
+        args
+    }
+}
+
 /// A shop on loopback with `stock` units and a stock endpoint: `POST /buy`
 /// sells one unit (201) under a lock, or answers `sold_out` when none is
 /// left; `refuse_all` answers every purchase with that status instead.
-fn shop(stock: i64, sold_out: StatusCode, refuse_all: bool) -> Tiny {
+fn shop(stock: i64, sold_out: StatusCode, refuse_all: bool) -> Shop {
     use axum::routing::get;
     let left = Arc::new(Mutex::new(stock));
     let (buy, read) = (left.clone(), left);
-    Tiny::start(
+    let server = Tiny::start(
         Router::new()
             .route(
                 "/buy",
@@ -717,30 +740,26 @@ fn shop(stock: i64, sold_out: StatusCode, refuse_all: bool) -> Tiny {
                     async move { format!("{{\"stock\": {n}}}") }
                 }),
             ),
-    )
+    );
+    Shop {
+        buy: format!("{}/buy", server.url),
+        stock: format!("{}/stock", server.url),
+        _server: server,
+    }
 }
 
 fn sold_out_with_stock() -> Result<(), Failed> {
     // 422 is in the default --sold-out list: every buyer hears "sold out"
     // while the stock endpoint still says 1.
-    let tiny = shop(1, StatusCode::UNPROCESSABLE_ENTITY, true);
-    let (buy, stock) = (format!("{}/buy", tiny.url), format!("{}/stock", tiny.url));
-    let (out, v) = http_json(&[
-        &buy,
-        "--buyers",
-        "20",
-        "--stock-url",
-        &stock,
-        "--expect",
-        "safe",
-    ]);
+    let target = shop(1, StatusCode::UNPROCESSABLE_ENTITY, true);
+    let (out, v) = http_json(&target.race("20", &["--expect", "safe"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(text(&v, "verdict"), "inconsistent", "{v}");
     assert_eq!(int(&v, "outcomes.sold_out"), 20);
     assert_eq!(int(&v, "audit.sold_out_with_stock_left"), 20);
     assert_eq!(int(&v, "audit.stock_left_after_sold_out"), 1);
     assert!(stderr(&out).contains("1 inconsistent"), "{}", stderr(&out));
-    let table = http(&[&buy, "--buyers", "20", "--stock-url", &stock]);
+    let table = http(&target.race("20", &[]));
     let shown = stdout(&table);
     assert!(
         shown.contains("INCONSISTENT: told sold out, but 1 left"),
@@ -752,17 +771,8 @@ fn sold_out_with_stock() -> Result<(), Failed> {
 
 fn unmapped_400() -> Result<(), Failed> {
     // A safe shop whose sold-out answer is 400: it sells its one unit.
-    let tiny = shop(1, StatusCode::BAD_REQUEST, false);
-    let (buy, stock) = (format!("{}/buy", tiny.url), format!("{}/stock", tiny.url));
-    let (out, v) = http_json(&[
-        &buy,
-        "--buyers",
-        "50",
-        "--stock-url",
-        &stock,
-        "--expect",
-        "safe",
-    ]);
+    let target = shop(1, StatusCode::BAD_REQUEST, false);
+    let (out, v) = http_json(&target.race("50", &["--expect", "safe"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(int(&v, "outcomes.succeeded"), 1);
     assert_eq!(int(&v, "outcomes.errors"), 49);
@@ -778,28 +788,17 @@ fn unmapped_400() -> Result<(), Failed> {
         "{err}"
     );
     // Mapped as the hint says, the same kind of service passes.
-    let tiny = shop(1, StatusCode::BAD_REQUEST, false);
-    let (buy, stock) = (format!("{}/buy", tiny.url), format!("{}/stock", tiny.url));
-    let (out, v) = http_json(&[
-        &buy,
-        "--buyers",
-        "50",
-        "--stock-url",
-        &stock,
-        "--sold-out",
-        "400,409,410,422",
-        "--expect",
-        "safe",
-    ]);
+    let target = shop(1, StatusCode::BAD_REQUEST, false);
+    let (out, v) =
+        http_json(&target.race("50", &["--sold-out", "400,409,410,422", "--expect", "safe"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(int(&v, "outcomes.sold_out"), 49, "{v}");
     Ok(())
 }
 
 fn declared_disagrees() -> Result<(), Failed> {
-    let tiny = shop(10, StatusCode::CONFLICT, false);
-    let (buy, stock) = (format!("{}/buy", tiny.url), format!("{}/stock", tiny.url));
-    let out = http(&[&buy, "--buyers", "5", "--stock", "1", "--stock-url", &stock]);
+    let target = shop(10, StatusCode::CONFLICT, false);
+    let out = http(&target.race("5", &["--stock", "1"]));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -808,15 +807,7 @@ fn declared_disagrees() -> Result<(), Failed> {
     );
     assert!(out.stdout.is_empty(), "nothing raced: {}", stdout(&out));
     // Nothing was bought before the check.
-    let (_, v) = http_json(&[
-        &buy,
-        "--buyers",
-        "5",
-        "--stock",
-        "10",
-        "--stock-url",
-        &stock,
-    ]);
+    let (_, v) = http_json(&target.race("5", &["--stock", "10"]));
     assert_eq!(int(&v, "audit.initial_stock"), 10, "{v}");
     assert_eq!(int(&v, "outcomes.succeeded"), 5);
     Ok(())

@@ -31,19 +31,16 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
+/// `run --strategy <strategy> --buyers <buyers> <extra> --expect safe`.
+fn run_expect_safe<'a>(strategy: &'a str, buyers: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--strategy", strategy, "--buyers", buyers];
+    args.extend_from_slice(extra);
+    args.extend(["--expect", "safe"]);
+    args
+}
+
 fn one_buyer() -> Result<(), Failed> {
-    let (out, v) = json_on(
-        "t_verdict_one",
-        &[
-            "run",
-            "--strategy",
-            "for-update",
-            "--buyers",
-            "1",
-            "--expect",
-            "safe",
-        ],
-    );
+    let (out, v) = json_on("t_verdict_one", &run_expect_safe("for-update", "1", &[]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(text(&v, "verdict"), "inconclusive", "{v}");
     assert_eq!(int(&v, "audit.units_sold"), 1);
@@ -118,18 +115,7 @@ const DIVIDES_BY_ZERO: &str = "-- broken: every attempt fails.\nBEGIN;\n\
 fn only_errors() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let path = script(dir.path(), "broken.sql", DIVIDES_BY_ZERO);
-    let (out, v) = json_on(
-        "t_verdict_errors",
-        &[
-            "run",
-            "--strategy",
-            &path,
-            "--buyers",
-            "20",
-            "--expect",
-            "safe",
-        ],
-    );
+    let (out, v) = json_on("t_verdict_errors", &run_expect_safe(&path, "20", &[]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(int(&v, "outcomes.errors"), 20);
     assert_eq!(int(&v, "audit.oversold_units"), 0);
@@ -153,17 +139,7 @@ fn one_connection() -> Result<(), Failed> {
     // one after the other: nothing was raced, so nothing was shown.
     let (out, v) = json_on(
         "t_verdict_pool1",
-        &[
-            "run",
-            "--strategy",
-            "naive",
-            "--buyers",
-            "20",
-            "--connections",
-            "1",
-            "--expect",
-            "safe",
-        ],
+        &run_expect_safe("naive", "20", &["--connections", "1"]),
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(int(&v, "audit.oversold_units"), 0, "{v}");
@@ -174,17 +150,7 @@ fn one_connection() -> Result<(), Failed> {
     // A pool of several races: in flight is at most the pool.
     let (out, v) = json_on(
         "t_verdict_pool1",
-        &[
-            "run",
-            "--strategy",
-            "conditional",
-            "--buyers",
-            "40",
-            "--connections",
-            "4",
-            "--expect",
-            "safe",
-        ],
+        &run_expect_safe("conditional", "40", &["--connections", "4"]),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let peak = int(&v, "contention.peak_in_flight");
@@ -204,16 +170,7 @@ fn max_errors() -> Result<(), Failed> {
          INSERT INTO orders (product_id, buyer_id, attempt_id, qty)\n\
          SELECT id, :buyer, :attempt, :qty FROM sold;\n\\if :rows = 0\n  \\sold_out\n\\endif\n",
     );
-    let args = [
-        "run",
-        "--strategy",
-        &path,
-        "--buyers",
-        "30",
-        "--expect",
-        "safe",
-    ];
-    let strict = racelab_on("t_verdict_max_errors", &args);
+    let strict = racelab_on("t_verdict_max_errors", &run_expect_safe(&path, "30", &[]));
     assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
     assert!(
         stderr(&strict).contains("had error or unknown attempts in 1 of 1 runs (up to 1 in a run; --max-errors allows 0)"),
@@ -225,8 +182,7 @@ fn max_errors() -> Result<(), Failed> {
         "{}",
         stderr(&strict)
     );
-    let mut allowing = args.to_vec();
-    allowing.extend(["--max-errors", "1"]);
+    let allowing = run_expect_safe(&path, "30", &["--max-errors", "1"]);
     let (out, v) = json_on("t_verdict_max_errors", &allowing);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(int(&v, "outcomes.errors"), 1);
@@ -247,19 +203,7 @@ fn sold_out_with_stock_left() -> Result<(), Failed> {
     );
     let (out, v) = json_on(
         "t_verdict_liar",
-        &[
-            "run",
-            "--strategy",
-            &path,
-            "--buyers",
-            "20",
-            "--stock",
-            "100",
-            "--products",
-            "2",
-            "--expect",
-            "safe",
-        ],
+        &run_expect_safe(&path, "20", &["--stock", "100", "--products", "2"]),
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(text(&v, "verdict"), "inconsistent", "{v}");
