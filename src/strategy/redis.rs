@@ -387,7 +387,7 @@ impl RedisCmd {
                 .into(),
             RedisEffect::Script => "Lua script: Redis runs it as one atomic step (nothing interleaves); a release that compares a token before DEL frees only its own lock"
                 .into(),
-            RedisEffect::Watch => "WATCH: a later EXEC fails (nil) if a watched key changed; test it and \retry".into(),
+            RedisEffect::Watch => "WATCH: a later EXEC fails (nil) if a watched key changed; test it and \\retry".into(),
             RedisEffect::Multi => "MULTI: queue the next commands; EXEC runs them together".into(),
             RedisEffect::Exec => "EXEC: runs the queued commands atomically, or replies nil when a watched key changed".into(),
             RedisEffect::Write { hash: true, .. } | RedisEffect::Opaque => {
@@ -590,6 +590,7 @@ mod tests {
             let (c, _) = p(line).unwrap();
             assert_eq!(c.effect(), effect, "{line}");
             assert!(c.note().starts_with(note), "{line}: {}", c.note());
+            assert!(!c.note().contains(char::is_control), "{line}: {:?}", c.note());
         }
     }
 }
