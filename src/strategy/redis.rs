@@ -590,7 +590,11 @@ mod tests {
             let (c, _) = p(line).unwrap();
             assert_eq!(c.effect(), effect, "{line}");
             assert!(c.note().starts_with(note), "{line}: {}", c.note());
-            assert!(!c.note().contains(char::is_control), "{line}: {:?}", c.note());
+            assert!(
+                !c.note().contains(char::is_control),
+                "{line}: {:?}",
+                c.note()
+            );
         }
     }
 }
