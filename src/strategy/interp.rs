@@ -663,7 +663,7 @@ impl<'p> Session<'p> {
                         && st.kind == TxKind::Other
                         && !(st.params.is_empty() && st.gset.is_none());
                     let r = if alone {
-                        self.exec_alone(conn, st, try_no, trace.as_deref_mut())
+                        self.exec_alone(conn, st, commits, try_no, trace.as_deref_mut())
                             .await
                     } else {
                         self.exec(conn, st, commits, try_no, trace.as_deref_mut())
@@ -878,7 +878,7 @@ impl<'p> Session<'p> {
             })
             .await;
         }
-        if commits && self.drop_reply > 0.0 && self.rng.gen_bool(self.drop_reply) {
+        if commits && self.drops_reply() {
             return self.send_and_drop(conn, st, try_no, trace).await;
         }
         let start = trace.is_some().then(Instant::now);
@@ -960,6 +960,12 @@ impl<'p> Session<'p> {
         q
     }
 
+    /// Whether to drop the reply of the statement that commits
+    /// (`--nemesis drop-reply`), drawn per such statement.
+    fn drops_reply(&mut self) -> bool {
+        self.drop_reply > 0.0 && self.rng.gen_bool(self.drop_reply)
+    }
+
     /// `--nemesis drop-reply`: send the statement that commits and give up
     /// on its reply at once, as a client whose reply was lost would. The
     /// statement is prepared first (a round trip, when not cached yet), so
@@ -985,18 +991,19 @@ impl<'p> Session<'p> {
         if let Err(e) = bounded(self.deadline, conn.prepare_with(&st.sql, &types)).await {
             return Err(classify(&e, st.line));
         }
-        {
-            let q = self.bound(st);
-            // Unconstrained: tokio's cooperative budget must not make the
-            // one poll return before the statement is written.
-            let send = tokio::task::unconstrained(conn.execute(q));
-            let mut send = std::pin::pin!(send);
-            std::future::poll_fn(|cx| {
-                let _ = send.as_mut().poll(cx);
-                std::task::Poll::Ready(())
-            })
-            .await;
-        }
+        send_once(conn.execute(self.bound(st))).await;
+        self.dropped(st, try_no, trace, start)
+    }
+
+    /// The reply of `st` (or of the COMMIT racelab sent for it) was given
+    /// up on: record the fault, trace it, and end the attempt as lost.
+    fn dropped(
+        &mut self,
+        st: &Stmt,
+        try_no: u32,
+        trace: Option<&mut Vec<TraceEvent>>,
+        start: Instant,
+    ) -> Result<(), Fail> {
         self.fault = Some(Injected::DroppedReply);
         let msg = format!(
             "reply dropped after sending line {} (--nemesis drop-reply): \
@@ -1024,14 +1031,24 @@ impl<'p> Session<'p> {
         &mut self,
         conn: &mut PgConnection,
         st: &Stmt,
+        commits: bool,
         try_no: u32,
-        trace: Option<&mut Vec<TraceEvent>>,
+        mut trace: Option<&mut Vec<TraceEvent>>,
     ) -> Result<(), Fail> {
         let deadline = self.deadline;
         if let Err(e) = bounded(deadline, conn.execute(sqlx::raw_sql("BEGIN"))).await {
             return Err(classify(&e, st.line));
         }
-        let r = self.exec(conn, st, false, try_no, trace).await;
+        let r = self
+            .exec(conn, st, false, try_no, trace.as_deref_mut())
+            .await;
+        // The COMMIT is what commits a wrapped write: its reply is the one
+        // `--nemesis drop-reply` loses.
+        if r.is_ok() && commits && self.drops_reply() {
+            let start = Instant::now();
+            send_once(conn.execute(sqlx::raw_sql("COMMIT"))).await;
+            return self.dropped(st, try_no, trace, start);
+        }
         let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
         match bounded(deadline, conn.execute(sqlx::raw_sql(end))).await {
             Err(e) if r.is_ok() => Err(classify(&e, st.line)),
@@ -1118,6 +1135,20 @@ impl<'p> Session<'p> {
         }
         Ok(())
     }
+}
+
+/// Poll `send` once and leave it: its first poll writes the message to
+/// the socket (and flushes it); the reply is never read. Unconstrained:
+/// tokio's cooperative budget must not make that one poll return before
+/// the message is written.
+async fn send_once<F: Future>(send: F) {
+    let send = tokio::task::unconstrained(send);
+    let mut send = std::pin::pin!(send);
+    std::future::poll_fn(|cx| {
+        let _ = send.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
 }
 
 /// `f`, or an I/O error of kind `TimedOut` when no reply came within

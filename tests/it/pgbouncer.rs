@@ -35,6 +35,7 @@ pub fn tests() -> Vec<Trial> {
             "every_sql_builtin_through_transaction_pooling",
             every_builtin,
         ),
+        needs("drop_reply_through_transaction_pooling", drop_reply_pooled),
         needs("nothing_left_after_a_failed_run", failed_run),
         needs("nothing_left_after_ctrl_c", ctrl_c),
         needs(
@@ -277,6 +278,56 @@ fn every_builtin() -> Result<(), Failed> {
         assert_eq!(r["verdict"], "safe", "{name}: {r}");
         assert_eq!(int(r, "audit.units_sold"), 10, "{name}: {r}");
         assert_eq!(int(r, "outcomes.errors"), 0, "{name}: {r}");
+    }
+    Ok(())
+}
+
+/// `--nemesis drop-reply` through transaction pooling, where a write with
+/// parameters outside a transaction runs in a BEGIN ... COMMIT of its own:
+/// the COMMIT is the statement whose reply is lost, for `conditional` (one
+/// wrapped write) as for `for-update` (its own COMMIT). The audit finds
+/// every unknown attempt committed, and exactly the orders sold.
+fn drop_reply_pooled() -> Result<(), Failed> {
+    for strategy in ["conditional", "for-update"] {
+        let schema = format!("pgb_drop_{}", strategy.replace('-', "_"));
+        let (out, v) = json_run(
+            &schema,
+            &[
+                "run",
+                "--strategy",
+                strategy,
+                "--buyers",
+                "10",
+                "--attempts",
+                "4",
+                "--stock",
+                "1000",
+                "--think-ms",
+                "0",
+                "--seed",
+                "7",
+                "--nemesis",
+                "drop-reply:0.3",
+                "--via",
+                "pgbouncer",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{strategy}: {}", stderr(&out));
+        let dropped = int(&v, "nemesis.dropped_replies");
+        assert!(dropped >= 3, "{strategy}: {dropped} replies dropped: {v}");
+        assert_eq!(int(&v, "outcomes.unknown"), dropped, "{strategy}: {v}");
+        assert_eq!(
+            int(&v, "audit.unknown_committed"),
+            dropped,
+            "{strategy}: {v}"
+        );
+        assert_eq!(int(&v, "audit.duplicate_orders"), 0, "{strategy}: {v}");
+        assert_eq!(
+            int(&v, "audit.units_sold"),
+            int(&v, "outcomes.succeeded") + dropped,
+            "{strategy}: {v}"
+        );
+        assert_eq!(v["verdict"], "safe", "{strategy}: {v}");
     }
     Ok(())
 }
