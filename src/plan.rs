@@ -370,7 +370,9 @@ fn via_of(
         for s in strategies {
             if let Some(line) = s.program.first_transaction_line() {
                 return Err(bad_input(format!(
-                    "strategy `{}` opens a transaction of several statements (line {line}), which                      PgBouncer's statement pooling cannot run; use --pool-mode transaction or session,                      or a strategy of single statements (e.g. conditional)",
+                    "strategy `{}` opens a transaction of several statements (line {line}), which \
+                     PgBouncer's statement pooling cannot run; use --pool-mode transaction or session, \
+                     or a strategy of single statements (e.g. conditional)",
                     s.name
                 )));
             }

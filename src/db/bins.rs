@@ -59,7 +59,8 @@ impl PgBins {
                 // Remembering is an optimisation: a failure costs the next
                 // run one `postgres --version`.
                 if let Some(e) = &entry {
-                    let _ = write_atomically(e, &v);
+                    let _ = e.parent().map(std::fs::create_dir_all);
+                    let _ = super::paths::write_atomic(e, v.as_bytes());
                 }
                 v
             }
@@ -89,11 +90,8 @@ impl PgBins {
             )
             .as_bytes(),
         );
-        let hex: String = key.finalize()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Some(cache_dir.join("versions").join(hex))
+        let hex = format!("{:x}", key.finalize());
+        Some(cache_dir.join("versions").join(&hex[..24]))
     }
 
     fn version_uncached(&self) -> anyhow::Result<String> {
@@ -121,18 +119,6 @@ fn parse_version_output(text: &str) -> Option<String> {
 /// `15.18`, `16beta1`: starts with a digit, one word.
 fn is_version(v: &str) -> bool {
     v.starts_with(|c: char| c.is_ascii_digit()) && !v.contains(char::is_whitespace)
-}
-
-/// Write `text` to `path` through a temporary file and a rename, so that a
-/// concurrent reader sees all of it or nothing.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 const INSTALL_HINT: &str =

@@ -9,7 +9,6 @@
 //! directory, template copy and shutdown escalation are its own.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -158,7 +157,7 @@ impl Daemon {
     /// Stop the server and remove its directory.
     pub fn stop(mut self) -> anyhow::Result<()> {
         let gone = self.halt();
-        let removed = remove_dir(&self.dir);
+        let removed = paths::remove_dir_all_quiet(&self.dir);
         if !gone {
             bail!("{} (pid {}) did not stop", self.name, self.pid);
         }
@@ -205,7 +204,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() {
             self.halt();
-            let _ = remove_dir(&self.dir);
+            let _ = paths::remove_dir_all_quiet(&self.dir);
         }
     }
 }
@@ -267,13 +266,6 @@ fn halt_pid(pid: u32) -> bool {
     false
 }
 
-fn remove_dir(dir: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 /// Remove the `<prefix>-*` directories of `root` whose owner is dead (or
 /// whose pid was reused), stopping their server first when it is still
 /// running and really is `name` serving from that directory. A directory
@@ -302,7 +294,7 @@ pub(crate) fn cleanup_stale(root: &Path, prefix: &str, name: &str) -> Vec<PathBu
             None if is_young(&entry) => continue,
             None => {}
         }
-        if remove_dir(&dir).is_ok() {
+        if paths::remove_dir_all_quiet(&dir).is_ok() {
             removed.push(dir);
         }
     }

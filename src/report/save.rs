@@ -2,7 +2,6 @@
 //! written atomically (temp file + rename) as soon as the run is audited, so
 //! a later failure or an interrupt never loses it or leaves half a file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -55,28 +54,7 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
-/// Write `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("could not write {}", path.display()))
-}
+pub use crate::db::paths::write_atomic;
 
 /// Save one run's JSON in `dir`; returns the path written.
 pub fn save(dir: &Path, r: &RunResult) -> anyhow::Result<PathBuf> {

@@ -217,7 +217,7 @@ impl Program {
     pub fn first_extended_line(&self) -> Option<usize> {
         self.stmts
             .iter()
-            .filter(|st| !st.params.is_empty() || st.gset.is_some())
+            .filter(|st| st.extended())
             .map(|st| st.line)
             .min()
     }
@@ -658,10 +658,8 @@ impl<'p> Session<'p> {
                         TxKind::Other => !was_open && !st.facts.writes.is_empty(),
                         _ => false,
                     };
-                    let alone = self.wrap_alone
-                        && !was_open
-                        && st.kind == TxKind::Other
-                        && !(st.params.is_empty() && st.gset.is_none());
+                    let alone =
+                        self.wrap_alone && !was_open && st.kind == TxKind::Other && st.extended();
                     let r = if alone {
                         self.exec_alone(conn, st, commits, try_no, trace.as_deref_mut())
                             .await
@@ -883,19 +881,18 @@ impl<'p> Session<'p> {
         }
         let start = trace.is_some().then(Instant::now);
         let deadline = self.deadline;
-        let q = self.bound(st);
         let mut sqlstate = None;
         // Through a pooler that switches server connections, a statement
         // without parameters goes in one simple-protocol message: an
         // extended-protocol one takes two round trips, and a BEGIN parsed
         // on one server connection may be bound on another.
-        let simple = !self.named && st.params.is_empty() && st.gset.is_none();
-        let (result, rows) = match &st.gset {
-            None => match bounded(deadline, async {
-                if simple {
-                    conn.execute(sqlx::raw_sql(st.sql.as_str())).await
-                } else {
-                    conn.execute(q).await
+        // Bound (arguments encoded) only when it goes extended.
+        let q = (self.named || st.extended()).then(|| self.bound(st));
+        let (result, rows) = match (&st.gset, q) {
+            (None, q) => match bounded(deadline, async {
+                match q {
+                    Some(q) => conn.execute(q).await,
+                    None => conn.execute(sqlx::raw_sql(st.sql.as_str())).await,
                 }
             })
             .await
@@ -909,7 +906,12 @@ impl<'p> Session<'p> {
                     (Err(classify(&e, st.line)), 0)
                 }
             },
-            Some(g) => match bounded(deadline, conn.fetch_all(q)).await {
+            (Some(g), q) => match bounded(
+                deadline,
+                conn.fetch_all(q.unwrap_or_else(|| self.bound(st))),
+            )
+            .await
+            {
                 Ok(found) => {
                     let mut values = start.map(|_| Vec::new());
                     let r = self.store_gset(st, g, &found, values.as_mut());

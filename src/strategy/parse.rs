@@ -69,6 +69,17 @@ pub(crate) struct Stmt {
     pub facts: Facts,
 }
 
+impl Stmt {
+    /// Whether it needs the extended query protocol: it has bind
+    /// parameters, or its row is read by `\gset` (typed columns). Through a
+    /// pooler that switches server connections such a statement takes two
+    /// round trips (parse, then bind and execute), which may land on two
+    /// server connections.
+    pub fn extended(&self) -> bool {
+        !self.params.is_empty() || self.gset.is_some()
+    }
+}
+
 impl TxKind {
     /// The transaction effect of a statement of this kind. A statement
     /// sqlparser cannot read is `Other`: it runs, but racelab does not

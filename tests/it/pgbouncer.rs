@@ -487,6 +487,10 @@ fn bad_flags() -> Result<(), Failed> {
             && err.contains("line 5"),
         "{err}"
     );
+    assert!(
+        !err.contains("  ") && err.trim_end().lines().count() == 1,
+        "one clean line: {err:?}"
+    );
     let out = racelab_on(
         "pgb_bad",
         &[
