@@ -154,15 +154,6 @@ fn child(race: &str, track: bool, url: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CPU time this process has used so far (user + system, every thread).
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 fn config(attempts: u32, connections: u32, track: bool) -> RaceConfig {
     RaceConfig {
         buyers: BUYERS,
@@ -183,10 +174,10 @@ async fn memory_race(track: bool) -> anyhow::Result<Measured> {
     let shop = Arc::new(Shop {
         stock: Mutex::new(i64::from(BUYERS * MEMORY_ATTEMPTS) / 2),
     });
-    let cpu = cpu_time();
+    let cpu = engine::process_cpu();
     let (out, _) =
         engine::race_with(shop, config(MEMORY_ATTEMPTS, 0, track), Control::new()).await?;
-    Ok((out.tally.attempts(), out.wall, cpu_time() - cpu))
+    Ok((out.tally.attempts(), out.wall, engine::process_cpu() - cpu))
 }
 
 async fn sql_race(track: bool, url: &str) -> anyhow::Result<Measured> {
@@ -203,7 +194,7 @@ async fn sql_race(track: bool, url: &str) -> anyhow::Result<Measured> {
     }])
     .await?;
     let strategy = racelab::strategy::load("conditional")?;
-    let cpu = cpu_time();
+    let cpu = engine::process_cpu();
     let (out, held) = engine::race(
         strategy.program.clone(),
         db.connect_options(),
@@ -211,7 +202,7 @@ async fn sql_race(track: bool, url: &str) -> anyhow::Result<Measured> {
         Control::new(),
     )
     .await?;
-    let cpu = cpu_time() - cpu;
+    let cpu = engine::process_cpu() - cpu;
     drop(held);
     let audit = db.audit(&out.tally.succeeded_attempts).await?;
     anyhow::ensure!(audit.units_sold == SQL_STOCK, "{audit:?}");
