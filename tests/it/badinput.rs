@@ -11,51 +11,52 @@ use std::process::Output;
 use libtest_mimic::{Failed, Trial};
 
 use crate::cli::{racelab, stderr, stdout};
+use crate::common::OutputWithin as _;
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test("badinput::unknown_names_suggest_the_closest", unknown_names),
-        Trial::test(
+        crate::common::test("badinput::unknown_names_suggest_the_closest", unknown_names),
+        crate::common::test(
             "badinput::unreadable_strategy_files",
             unreadable_strategy_files,
         ),
-        Trial::test("badinput::every_parse_error_class", parse_errors),
-        Trial::test("badinput::scenario_files", scenario_files),
-        Trial::test(
+        crate::common::test("badinput::every_parse_error_class", parse_errors),
+        crate::common::test("badinput::scenario_files", scenario_files),
+        crate::common::test(
             "badinput::impossible_values_and_conflicts",
             impossible_values,
         ),
-        Trial::test("badinput::database_url_not_a_url", bad_urls),
-        Trial::test("badinput::unwritable_out_before_the_race", unwritable_out),
-        Trial::test("badinput::clap_usage_errors_exit_2", clap_errors),
-        Trial::test("badinput::scenario_loader_never_panics", scenario_proptest),
-        Trial::test("badinput::plan_builder_never_panics", plan_proptest),
+        crate::common::test("badinput::database_url_not_a_url", bad_urls),
+        crate::common::test("badinput::unwritable_out_before_the_race", unwritable_out),
+        crate::common::test("badinput::clap_usage_errors_exit_2", clap_errors),
+        crate::common::test("badinput::scenario_loader_never_panics", scenario_proptest),
+        crate::common::test("badinput::plan_builder_never_panics", plan_proptest),
     ]
 }
 
-/// A URL where nothing listens: reaching the database would exit 3.
-fn nowhere() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    format!("postgres://nobody@127.0.0.1:{port}/db")
+/// A URL whose port refuses connections (held while the guard lives):
+/// reaching the database would exit 3.
+fn nowhere() -> (crate::common::RefusingPort, String) {
+    let port = crate::common::RefusingPort::new().expect("a port of our own");
+    let url = format!("postgres://nobody@127.0.0.1:{}/db", port.port);
+    (port, url)
 }
 
 /// `racelab run <args>` against nowhere, saving nothing.
 fn run(args: &[&str]) -> Output {
+    let (_port, nowhere) = nowhere();
     racelab()
         .arg("run")
         .args(args)
         .args([
             "--no-save",
             "--database-url",
-            &nowhere(),
+            &nowhere,
             "--connect-timeout",
             "2",
         ])
         .env_remove("DATABASE_URL")
-        .output()
+        .output_bounded()
         .expect("racelab runs")
 }
 
@@ -102,7 +103,7 @@ fn unknown_names() -> Result<(), Failed> {
             "--strategies",
             "for-update,optimistc",
         ])
-        .output()?;
+        .output_bounded()?;
     one_line(&out, &["`optimistc`", "did you mean `optimistic`"])?;
     // Far from every name: no suggestion, but the list of built-ins.
     one_line(&run(&["--strategy", "zzzzzzzz"]), &["conditional"])?;
@@ -327,6 +328,7 @@ fn impossible_values() -> Result<(), Failed> {
         &["--duration and --attempts conflict"],
     )?;
     one_line(&run(&["--repeat", "0"]), &["--repeat"])?;
+    let (_port, nowhere) = nowhere();
     let out = racelab()
         .args([
             "run",
@@ -334,9 +336,9 @@ fn impossible_values() -> Result<(), Failed> {
             "--connect-timeout",
             "0",
             "--database-url",
-            &nowhere(),
+            &nowhere,
         ])
-        .output()?;
+        .output_bounded()?;
     one_line(&out, &["--connect-timeout"])?;
     Ok(())
 }
@@ -349,7 +351,7 @@ fn bad_urls() -> Result<(), Failed> {
     ] {
         let out = racelab()
             .args(["run", "--no-save", "--database-url", url])
-            .output()?;
+            .output_bounded()?;
         one_line(&out, &["--database-url"])?;
         if stderr(&out).contains("hunter2") {
             return Err(format!("password shown: {}", stderr(&out)).into());
@@ -362,11 +364,12 @@ fn unwritable_out() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let file = write(dir.path(), "plain-file", b"x");
     let below_file = format!("{file}/results");
+    let (_port, nowhere) = nowhere();
     // Without --no-save: the results directory is checked before the
     // (unreachable) database, so this is exit 2, not 3.
     let out = racelab()
-        .args(["run", "--out", &below_file, "--database-url", &nowhere()])
-        .output()?;
+        .args(["run", "--out", &below_file, "--database-url", &nowhere])
+        .output_bounded()?;
     one_line(&out, &["cannot write results to", &below_file, "--out"])?;
     let out = racelab()
         .args([
@@ -375,15 +378,15 @@ fn unwritable_out() -> Result<(), Failed> {
             "--junit",
             &format!("{}/no/such/dir/r.xml", dir.path().display()),
             "--database-url",
-            &nowhere(),
+            &nowhere,
         ])
-        .output()?;
+        .output_bounded()?;
     one_line(&out, &["--junit"])?;
     Ok(())
 }
 
 fn clap_errors() -> Result<(), Failed> {
-    let help = racelab().arg("--help").output()?;
+    let help = racelab().arg("--help").output_bounded()?;
     assert_eq!(help.status.code(), Some(0));
     for args in [
         &["run", "--bogus"][..],
@@ -392,7 +395,7 @@ fn clap_errors() -> Result<(), Failed> {
         &["run", "--expect", "maybe"],
         &[],
     ] {
-        let out = racelab().args(args).output()?;
+        let out = racelab().args(args).output_bounded()?;
         if out.status.code() != Some(2) || stderr(&out).is_empty() {
             return Err(format!(
                 "racelab {args:?}: exit {:?}, stderr {}",

@@ -6,13 +6,19 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::common::OutputWithin;
+
 /// The racelab binary built for this test run.
 pub fn racelab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_racelab"))
 }
 
-/// `racelab <args> --database-url <shared> --schema <schema> --no-save --quiet`,
-/// not started yet.
+/// `racelab <args> --database-url <shared> --schema <schema> --no-save --quiet
+/// --connect-timeout 60`, not started yet. The long connect timeout: while
+/// a 500-buyer race opens its connections the shared server's postmaster
+/// accepts others' slowly on a loaded machine, and a test about something
+/// else must not fail on the default 5 s (the tests of the timeout itself
+/// set their own).
 pub fn racelab_cmd_on(schema: &str, args: &[&str]) -> Command {
     let mut cmd = racelab();
     cmd.args(args).args([
@@ -23,12 +29,18 @@ pub fn racelab_cmd_on(schema: &str, args: &[&str]) -> Command {
         "--no-save",
         "--quiet",
     ]);
+    if !args.contains(&"--connect-timeout") {
+        cmd.args(["--connect-timeout", "60"]);
+    }
     cmd
 }
 
-/// `racelab_cmd_on`, run to its end.
+/// `racelab_cmd_on`, run to its end (killed, and the test failed, if it
+/// has not ended within `common::CHILD_LIMIT`).
 pub fn racelab_on(schema: &str, args: &[&str]) -> Output {
-    racelab_cmd_on(schema, args).output().expect("racelab runs")
+    racelab_cmd_on(schema, args)
+        .output_bounded()
+        .unwrap_or_else(|e| panic!("racelab {args:?}: {e}"))
 }
 
 /// Run with `--json` and parse stdout; panics with stderr when it is not JSON.
@@ -47,12 +59,21 @@ pub fn json_on(schema: &str, args: &[&str]) -> (Output, Value) {
     (out, v)
 }
 
-/// The runs of a `{"runs": [...]}` document, or the single run object.
-pub fn runs(v: &Value) -> Vec<Value> {
-    match v.get("runs") {
+/// The runs of a `{"runs": [...]}` document, or the single run object;
+/// fails unless there are exactly `expected` (a loop over an empty or
+/// short list would check nothing).
+pub fn runs(v: &Value, expected: usize) -> Vec<Value> {
+    let runs = match v.get("runs") {
         Some(Value::Array(runs)) => runs.clone(),
         _ => vec![v.clone()],
-    }
+    };
+    assert_eq!(
+        runs.len(),
+        expected,
+        "want {expected} runs, found {}: {v}",
+        runs.len()
+    );
+    runs
 }
 
 pub fn int(v: &Value, path: &str) -> i64 {
@@ -127,11 +148,44 @@ pub fn report_of(
         .args(&files)
         .arg("-o")
         .arg(html)
-        .output()?;
+        .output_bounded()?;
     Ok((files, out))
 }
 
 /// How many built-in strategies racelab has (from `racelab list`).
 pub fn builtin_count() -> usize {
     racelab::strategy::builtins().len()
+}
+
+/// The verdict a run's audit numbers call for, derived here from the JSON
+/// alone (DESIGN's verdict rules): oversold units make it `oversold`; any
+/// drift, negative stock, order without success (or the reverse),
+/// duplicate, sold-out answer with stock left, or cache drift makes it
+/// `inconsistent`; clean books are `safe` when the race tested something
+/// (a unit sold and two attempts overlapped), else `inconclusive`.
+pub fn verdict_of_audit(r: &Value) -> &'static str {
+    let a = &r["audit"];
+    assert!(a.is_object(), "no audit in {r}");
+    let n = |k: &str| a[k].as_i64().unwrap_or_else(|| panic!("audit.{k} in {r}"));
+    if n("oversold_units") > 0 {
+        return "oversold";
+    }
+    let broken = n("stock_drift") != 0
+        || a["negative_stock"] == Value::Bool(true)
+        || n("successes_without_order") != 0
+        || n("orders_without_success") != 0
+        || n("duplicate_orders") != 0
+        || n("sold_out_with_stock_left") != 0
+        || a["cache_drift"].as_i64().is_some_and(|d| d != 0);
+    if broken {
+        return "inconsistent";
+    }
+    let stock = int(r, "scenario.stock");
+    let qty = int(r, "scenario.quantity").max(1);
+    let nothing_sold = int(r, "outcomes.attempts") > 0 && n("units_sold") == 0 && stock >= qty;
+    if nothing_sold || int(r, "contention.overlapped_attempts") == 0 {
+        "inconclusive"
+    } else {
+        "safe"
+    }
 }

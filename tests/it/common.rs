@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: the shared server, a runtime
-//! per test, trial construction, and the leftover check.
+//! per test, trial construction (through `harness`), a port that refuses
+//! connections, and the leftover check.
 
 #![allow(dead_code)]
 
@@ -9,6 +10,11 @@ use std::sync::OnceLock;
 
 use libtest_mimic::{Failed, Trial};
 use racelab::db::{bins, proc, Cluster, ClusterOptions, DbOptions, Dirs};
+
+pub use crate::harness::{
+    in_ci, test, wait_output, wait_status, wait_until, waiting_for, Lines, OutputWithin,
+    CHILD_LIMIT,
+};
 
 static SERVER_URL: OnceLock<String> = OnceLock::new();
 
@@ -49,10 +55,10 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// A trial from a test returning `anyhow::Result`; the error chain is the
-/// failure message.
-pub fn trial(name: &str, test: fn() -> anyhow::Result<()>) -> Trial {
-    Trial::test(name, move || {
-        test().map_err(|e| Failed::from(format!("{e:#}")))
+/// failure message. Like `test`, under the harness's watchdog.
+pub fn trial(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> Trial {
+    test(name, move || {
+        f().map_err(|e| Failed::from(format!("{e:#}")))
     })
 }
 
@@ -89,8 +95,9 @@ pub fn run_helper_if_asked() -> Option<std::process::ExitCode> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{} {}", c.pid(), c.dir().display())?;
             out.flush()?;
+            // Idle until killed (the test that started this kills it).
             loop {
-                std::thread::sleep(std::time::Duration::from_secs(1));
+                std::thread::park();
             }
         }
         anyhow::bail!("unknown helper mode {mode:?}")
@@ -104,9 +111,13 @@ pub fn run_helper_if_asked() -> Option<std::process::ExitCode> {
     })
 }
 
-/// What the suite left behind: cluster directories of this process in the
-/// temp area, and postgres or pgbouncer processes that are still our
-/// children (racelabs that exited leave theirs to us, a subreaper).
+/// What this run of the suite left behind, by name: its own cluster
+/// directories (`cluster-<our pid>-*`) and test roots (`test-*-<our pid>`)
+/// in the temp area, and postgres, pgbouncer or redis-server processes that
+/// are still our children (racelabs that exited leave theirs to us, a
+/// subreaper). Another run's directories and servers (other pids, other
+/// parents) are not ours and not looked at, so a crashed earlier run, or
+/// one running beside this one, never fails this one.
 pub fn leftovers() -> Vec<String> {
     let me = std::process::id();
     let mut found = Vec::new();
@@ -114,7 +125,7 @@ pub fn leftovers() -> Vec<String> {
     if let Ok(entries) = std::fs::read_dir(&root) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("cluster-{me}-")) || name.starts_with("test-") {
+            if owned_by(&name, me) {
                 found.push(format!("directory {}", e.path().display()));
             }
         }
@@ -125,7 +136,11 @@ pub fn leftovers() -> Vec<String> {
                 continue;
             };
             let comm = proc::comm(pid);
-            if !matches!(comm.as_deref(), Some("postgres" | "pgbouncer")) || !proc::alive(pid) {
+            if !matches!(
+                comm.as_deref(),
+                Some("postgres" | "pgbouncer" | "redis-server")
+            ) || !proc::alive(pid)
+            {
                 continue;
             }
             let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -143,4 +158,55 @@ pub fn leftovers() -> Vec<String> {
         }
     }
     found
+}
+
+/// Whether a temp-area entry named `name` belongs to the suite run `me`.
+pub fn owned_by(name: &str, me: u32) -> bool {
+    name.starts_with(&format!("cluster-{me}-"))
+        || (name.starts_with("test-") && name.ends_with(&format!("-{me}")))
+}
+
+/// A TCP port on 127.0.0.1 that refuses connections for as long as this
+/// lives: a socket bound to it that never listens. The port stays ours, so
+/// nobody else can start listening there meanwhile (binding port 0 and
+/// closing the socket would leave it free for anyone).
+pub struct RefusingPort {
+    fd: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+impl RefusingPort {
+    pub fn new() -> std::io::Result<RefusingPort> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: plain socket calls on a descriptor owned here; the
+        // address structs are zeroed and filled with valid values.
+        unsafe {
+            let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if raw < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(addr).cast(), len) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut bound: libc::sockaddr_in = std::mem::zeroed();
+            let mut blen = len;
+            if libc::getsockname(
+                fd.as_raw_fd(),
+                std::ptr::addr_of_mut!(bound).cast(),
+                &mut blen,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(RefusingPort {
+                port: u16::from_be(bound.sin_port),
+                fd,
+            })
+        }
+    }
 }

@@ -13,34 +13,39 @@ use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::cli::*;
+use crate::common::OutputWithin as _;
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test(
+        crate::common::test(
             "explore::naive_oversells_the_same_way_every_time",
             naive_deterministic,
         ),
-        Trial::test(
+        crate::common::test(
             "explore::safe_builtins_are_safe_over_the_bounded_space",
             safe_builtins,
         ),
-        Trial::test("explore::a_wait_on_a_lock_is_detected", blocking),
-        Trial::test("explore::a_deadlock_is_broken_and_retried", deadlock),
-        Trial::test("explore::a_serialization_failure_is_retried", serialization),
-        Trial::test("explore::nowait_refuses_instead_of_waiting", nowait),
-        Trial::test("explore::skip_locked_skips_instead_of_waiting", skip_locked),
-        Trial::test("explore::a_stuck_schedule_is_reported", stuck),
-        Trial::test("explore::a_counterexample_replays", replay),
-        Trial::test(
+        crate::common::test(
+            "explore::every_schedule_within_the_bound_runs_once",
+            schedule_counts,
+        ),
+        crate::common::test("explore::a_wait_on_a_lock_is_detected", blocking),
+        crate::common::test("explore::a_deadlock_is_broken_and_retried", deadlock),
+        crate::common::test("explore::a_serialization_failure_is_retried", serialization),
+        crate::common::test("explore::nowait_refuses_instead_of_waiting", nowait),
+        crate::common::test("explore::skip_locked_skips_instead_of_waiting", skip_locked),
+        crate::common::test("explore::a_stuck_schedule_is_reported", stuck),
+        crate::common::test("explore::a_counterexample_replays", replay),
+        crate::common::test(
             "explore::the_spec_shows_the_oversell_in_isolationtester",
             isolationtester,
         ),
-        Trial::test("explore::bad_schedules_exit_2", bad_schedules),
-        Trial::test("explore::expect_sets_the_exit_code", expect),
-        Trial::test("explore::json_follows_the_schema", schema),
-        Trial::test("explore::report_draws_the_swim_lanes", report),
-        Trial::test("explore::the_lab_reset_restores_the_snapshot", lab_reset),
-        Trial::test("explore::its_flags_fit_the_command_line", flags),
+        crate::common::test("explore::bad_schedules_exit_2", bad_schedules),
+        crate::common::test("explore::expect_sets_the_exit_code", expect),
+        crate::common::test("explore::json_follows_the_schema", schema),
+        crate::common::test("explore::report_draws_the_swim_lanes", report),
+        crate::common::test("explore::the_lab_reset_restores_the_snapshot", lab_reset),
+        crate::common::test("explore::its_flags_fit_the_command_line", flags),
     ]
 }
 
@@ -48,7 +53,7 @@ pub fn tests() -> Vec<Trial> {
 fn flags() -> Result<(), Failed> {
     use clap::CommandFactory as _;
     racelab::cli::Cli::command().debug_assert();
-    let help = racelab().args(["explore", "--help"]).output()?;
+    let help = racelab().args(["explore", "--help"]).output_bounded()?;
     let text = stdout(&help);
     for flag in [
         "--preemptions",
@@ -216,6 +221,47 @@ fn safe_builtins() -> Result<(), Failed> {
             int(&v, "schedules_explored") * buyers.parse::<i64>()?,
             "{strategy}/{buyers}"
         );
+    }
+    Ok(())
+}
+
+/// Three statements per buyer, no lock held between them and no branch:
+/// every interleaving of the two buyers' statements is a schedule of its
+/// own, so the counts are known without running anything.
+const THREE_STEPS: &str = "\
+-- three steps: read, record, decrement, each in a transaction of its own.
+SELECT stock FROM products WHERE id = :product \\gset
+INSERT INTO orders (product_id, buyer_id, attempt_id, qty)
+  VALUES (:product, :buyer, :attempt, :qty);
+UPDATE products SET stock = stock - :qty WHERE id = :product;
+";
+
+fn schedule_counts() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let path = script(dir.path(), "three.sql", THREE_STEPS);
+    // Two buyers of 3 steps: all C(6, 3) = 20 interleavings; with at most
+    // one preemption, the 2 runs of one buyer after the other plus, for
+    // each buyer first, its 2 places to be cut (2 x 2); with none, the 2.
+    for (bound, want) in [("all", 20), ("1", 6), ("0", 2)] {
+        let (out, v) = explore(
+            "t_explore_counts",
+            &["--strategy", &path, "--stock", "2", "--preemptions", bound],
+        );
+        assert!(out.status.success(), "{bound}: {}", stderr(&out));
+        assert_eq!(
+            int(&v, "schedules_explored"),
+            want,
+            "--preemptions {bound}: {v}"
+        );
+        assert_eq!(v["complete"], true, "{bound}");
+        assert_eq!(
+            int(&v, "steps"),
+            want * 6,
+            "{bound}: every schedule ran 6 steps"
+        );
+        assert_eq!(int(&v, "waits"), 0, "{bound}");
+        assert_eq!(int(&v, "outcomes.succeeded"), want * 2, "{bound}: {v}");
+        assert_eq!(text(&v, "verdict"), "safe", "{bound}: {v}");
     }
     Ok(())
 }
@@ -530,10 +576,13 @@ fn isolationtester() -> Result<(), Failed> {
     let text_of_spec = std::fs::read_to_string(&spec)?;
     assert!(text_of_spec.contains("permutation "), "{text_of_spec}");
     assert_eq!(text_of_spec.matches("\nsession buyer").count(), 2);
-    let run = Command::new(&bin)
+    let child = Command::new(&bin)
         .arg(crate::common::server_url())
         .stdin(std::fs::File::open(&spec)?)
-        .output()?;
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let run = crate::common::wait_output(child, "isolationtester", crate::common::CHILD_LIMIT)?;
     let shown = stdout(&run);
     assert!(run.status.success(), "{shown}\n{}", stderr(&run));
     // The audit step's header, then its row.
@@ -756,7 +805,7 @@ fn report() -> Result<(), Failed> {
             "--schema",
             "t_explore_report",
         ])
-        .output()?;
+        .output_bounded()?;
     assert!(out.status.success(), "{}", stderr(&out));
     let html = dir.path().join("report.html");
     let (files, out) = report_of(&results, &html)?;

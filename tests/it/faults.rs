@@ -21,6 +21,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 use crate::cli::{int, query_one, racelab, text};
+use crate::common::OutputWithin as _;
 use crate::common::{self, block_on, trial};
 
 pub fn tests() -> Vec<Trial> {
@@ -110,22 +111,20 @@ impl Sandbox {
 
     /// Wait until racelab `pid`'s race is under way (orders in its lab).
     fn wait_for_race(&self, child: &mut Child) -> anyhow::Result<(PathBuf, u32)> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let what = format!("the first orders of racelab {}'s embedded race", child.id());
+        common::wait_until(&what, Duration::from_secs(60), || {
             if let Some(status) = child.try_wait()? {
                 bail!("racelab exited early: {status}");
             }
-            if let Some((dir, pm)) = self.cluster_of(child.id()) {
-                if let Some(port) = port_of(&dir) {
-                    let url = format!("postgresql://postgres@127.0.0.1:{port}/postgres");
-                    if orders_in(&url, "racelab").unwrap_or(0) > 0 {
-                        return Ok((dir, pm));
-                    }
-                }
-            }
-            ensure!(Instant::now() < deadline, "the race never started");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            let Some((dir, pm)) = self.cluster_of(child.id()) else {
+                return Ok(None);
+            };
+            let Some(port) = port_of(&dir) else {
+                return Ok(None);
+            };
+            let url = format!("postgresql://postgres@127.0.0.1:{port}/postgres");
+            Ok((orders_in(&url, "racelab").unwrap_or(0) > 0).then_some((dir, pm)))
+        })
     }
 }
 
@@ -155,16 +154,12 @@ impl Running {
         &mut self,
         limit: Duration,
     ) -> anyhow::Result<(ExitStatus, String, String)> {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(s) = self.0.try_wait()? {
-                break s;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "racelab did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let status = {
+            let _w = common::waiting_for("racelab to exit");
+            common::wait_status(&mut self.0, limit)?
+        };
+        let Some(status) = status else {
+            bail!("racelab did not exit within {limit:?}");
         };
         let (mut out, mut err) = (String::new(), String::new());
         if let Some(mut o) = self.0.stdout.take() {
@@ -345,12 +340,14 @@ fn external_connections_terminated() -> anyhow::Result<()> {
             &url,
         ]);
         let mut run = Running::spawn(cmd)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while orders_in(&url, "t_terminated").unwrap_or(0) == 0 {
-            ensure!(Instant::now() < deadline, "the race never started");
-            ensure!(run.0.try_wait()?.is_none(), "racelab exited early");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_until(
+            "the first orders in t_terminated",
+            Duration::from_secs(60),
+            || {
+                ensure!(run.0.try_wait()?.is_none(), "racelab exited early");
+                Ok((orders_in(&url, "t_terminated").unwrap_or(0) > 0).then_some(()))
+            },
+        )?;
         let killed: i64 = block_on(async {
             let mut c = PgConnection::connect(&url).await?;
             let n = sqlx::query_scalar(
@@ -370,29 +367,25 @@ fn external_connections_terminated() -> anyhow::Result<()> {
         // The server is alive: the partial race is audited.
         ensure!(!v["audit"].is_null(), "{v}");
         check_unknowns_resolved(&v)?;
-        // Backends leave pg_stat_activity a moment after their client.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left: i64 = block_on(async {
-                let mut c = PgConnection::connect(&url).await?;
-                let n = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'racelab'",
-                )
-                .fetch_one(&mut c)
-                .await?;
-                let _ = c.close().await;
-                anyhow::Ok(n)
-            })?;
-            if left == 0 {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "{left} racelab connections left open"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        // Backends leave pg_stat_activity a moment after their client (the
+        // server is this test's own: every racelab backend is this run's).
+        common::wait_until(
+            "racelab's backends to leave pg_stat_activity",
+            Duration::from_secs(30),
+            || {
+                let left: i64 = block_on(async {
+                    let mut c = PgConnection::connect(&url).await?;
+                    let n = sqlx::query_scalar(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'racelab'",
+                    )
+                    .fetch_one(&mut c)
+                    .await?;
+                    let _ = c.close().await;
+                    anyhow::Ok(n)
+                })?;
+                Ok((left == 0).then_some(()))
+            },
+        )
     })();
     server.shutdown()?;
     result
@@ -436,9 +429,9 @@ fn audit_resolves_unknown() -> anyhow::Result<()> {
 }
 
 fn unreachable_server() -> anyhow::Result<()> {
-    let free = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    // A port held here that refuses every connection.
+    let refusing = common::RefusingPort::new()?;
+    let free = refusing.port;
     // A listener that never answers: the connection hangs until the timeout.
     let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
     let silent_port = silent.local_addr()?.port();
@@ -467,7 +460,7 @@ fn unreachable_server() -> anyhow::Result<()> {
                 "--database-url",
                 &url,
             ])
-            .output()?;
+            .output_bounded()?;
         let took = started.elapsed();
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         ensure!(
@@ -482,6 +475,7 @@ fn unreachable_server() -> anyhow::Result<()> {
         ensure!(err.contains("--database-url"), "{url}: no hint: {err}");
     }
     drop(silent);
+    drop(refusing);
     Ok(())
 }
 
@@ -503,7 +497,7 @@ fn too_many_connections() -> anyhow::Result<()> {
                 ])
                 .args(["--no-save", "--schema", "t_room", "--database-url", &url])
                 .args(extra)
-                .output()
+                .output_bounded()
         };
         let out = race(&[])?;
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -662,7 +656,7 @@ fn sigkill_leftovers() -> anyhow::Result<()> {
             "--no-save",
             "--quiet",
         ])
-        .output()?;
+        .output_bounded()?;
     ensure!(
         next.status.success(),
         "{}",
@@ -713,11 +707,22 @@ fn nothing_lost() -> anyhow::Result<()> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A schema racelab did not create is refused, not reset.
+    // A schema racelab did not create is refused, not reset: exit 3 with
+    // the reason and the fix, not any failure at all.
     let refused = crate::cli::racelab_on("t_keep_other", &["run", "--buyers", "5"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
     ensure!(
-        !refused.status.success(),
-        "used a foreign schema as its lab"
+        refused.status.code() == Some(3),
+        "a foreign schema: exit {:?}: {err}",
+        refused.status
+    );
+    ensure!(
+        err.contains("did not create") && err.contains("--schema") && !err.contains("panicked"),
+        "{err}"
+    );
+    ensure!(
+        refused.stdout.is_empty(),
+        "a race was reported for a foreign schema"
     );
     let after = query_one(CHECKSUM).context("no checksum")?;
     ensure!(before == after, "data outside the lab changed");
@@ -789,7 +794,7 @@ fn password_never_shown() -> anyhow::Result<()> {
         if let Some(u) = by_flag {
             cmd.args(["--database-url", u.as_str()]);
         }
-        let out = cmd.output()?;
+        let out = cmd.output_bounded()?;
         ensure!(
             out.status.success() == ok,
             "{args:?}: exit {:?}: {}",

@@ -15,44 +15,45 @@ use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::cli::*;
+use crate::common::OutputWithin as _;
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test(
+        crate::common::test(
             "http::naive_service_oversold_via_verify_sql",
             naive_verify_sql,
         ),
-        Trial::test(
+        crate::common::test(
             "http::naive_service_oversold_via_stock_url",
             naive_stock_url,
         ),
-        Trial::test(
+        crate::common::test(
             "http::for_update_service_sells_exactly_the_stock",
             for_update,
         ),
-        Trial::test("http::target_down_is_a_clear_exit_3", target_down),
-        Trial::test(
+        crate::common::test("http::target_down_is_a_clear_exit_3", target_down),
+        crate::common::test(
             "http::target_answering_500_is_counted_and_fails",
             target_500,
         ),
-        Trial::test("http::hanging_target_is_unknown_not_a_hang", target_hangs),
-        Trial::test("http::body_template_escapes_the_buyer", body_escaping),
-        Trial::test("http::verify_sql_cannot_write", verify_sql_read_only),
-        Trial::test("http::json_follows_the_schema", json_schema),
-        Trial::test("http::serve_stops_its_embedded_cluster", serve_embedded),
-        Trial::test(
+        crate::common::test("http::hanging_target_is_unknown_not_a_hang", target_hangs),
+        crate::common::test("http::body_template_escapes_the_buyer", body_escaping),
+        crate::common::test("http::verify_sql_cannot_write", verify_sql_read_only),
+        crate::common::test("http::json_follows_the_schema", json_schema),
+        crate::common::test("http::serve_stops_its_embedded_cluster", serve_embedded),
+        crate::common::test(
             "http::told_sold_out_while_the_stock_endpoint_says_1_is_inconsistent",
             sold_out_with_stock,
         ),
-        Trial::test(
+        crate::common::test(
             "http::an_unmapped_400_fails_expect_safe_with_the_fix",
             unmapped_400,
         ),
-        Trial::test(
+        crate::common::test(
             "http::a_declared_stock_that_disagrees_with_the_truth_exits_2",
             declared_disagrees,
         ),
-        Trial::test(
+        crate::common::test(
             "http::a_json_body_that_renders_invalid_exits_2",
             invalid_json_body,
         ),
@@ -155,7 +156,7 @@ pub(crate) fn http(args: &[&str]) -> Output {
         .args(args)
         .args(["--no-save", "--quiet"])
         .env_remove("DATABASE_URL")
-        .output()
+        .output_bounded()
         .expect("racelab http runs")
 }
 
@@ -234,8 +235,7 @@ fn naive_verify_sql() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let junit = dir.path().join("report.xml");
     let (out, v) = race_verified(&serve, schema, 3, &junit);
-    let runs = runs(&v);
-    assert_eq!(runs.len(), 3, "{}", stderr(&out));
+    let runs = runs(&v, 3);
     let oversold = runs
         .iter()
         .filter(|r| int(r, "audit.oversold_units") > 0)
@@ -302,8 +302,7 @@ fn naive_stock_url() -> Result<(), Failed> {
         "--expect",
         "oversold",
     ]);
-    let runs = runs(&v);
-    assert_eq!(runs.len(), 3);
+    let runs = runs(&v, 3);
     for r in &runs {
         assert_eq!(text(r, "target.truth"), "stock_url");
         assert!(r["database"].is_null());
@@ -341,7 +340,7 @@ fn for_update() -> Result<(), Failed> {
     let junit = dir.path().join("report.xml");
     let (out, v) = race_verified(&serve, schema, 2, &junit);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for r in runs(&v) {
+    for r in runs(&v, 2) {
         assert_eq!(text(&r, "verdict"), "safe");
         assert_eq!(int(&r, "outcomes.succeeded"), 5, "{r}");
         assert_eq!(int(&r, "outcomes.sold_out"), 95, "{r}");

@@ -14,28 +14,29 @@ use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::cli::*;
+use crate::common::OutputWithin as _;
 use crate::http::{http, http_get, http_json, race_verified_with, Serve, BODY};
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test(
+        crate::common::test(
             "http2::serve_for_update_is_safe_over_http2_and_without_sync",
             serve_for_update,
         ),
-        Trial::test("http2::serve_naive_oversells_over_http2", serve_naive),
-        Trial::test(
+        crate::common::test("http2::serve_naive_oversells_over_http2", serve_naive),
+        crate::common::test(
             "http2::serve_reports_the_arrival_spread_of_first_purchases",
             serve_arrivals,
         ),
-        Trial::test(
+        crate::common::test(
             "http2::hypercorn_naive_oversells_and_locked_is_safe",
             hypercorn_shop,
         ),
-        Trial::test(
+        crate::common::test(
             "http2::stock_expressions_are_checked_and_explained",
             stock_expressions,
         ),
-        Trial::test("http2::https_with_alpn_and_a_private_ca", hypercorn_tls),
+        crate::common::test("http2::https_with_alpn_and_a_private_ca", hypercorn_tls),
     ]
 }
 
@@ -52,7 +53,7 @@ fn serve_for_update() -> Result<(), Failed> {
     ] {
         let (out, v) = race_verified_with(&serve, schema, 2, &junit, extra);
         assert_eq!(out.status.code(), Some(0), "{extra:?}: {}", stderr(&out));
-        for r in runs(&v) {
+        for r in runs(&v, 2) {
             assert_eq!(text(&r, "verdict"), "safe", "{extra:?}");
             assert_eq!(int(&r, "outcomes.succeeded"), 5, "{extra:?}: {r}");
             assert_eq!(int(&r, "outcomes.sold_out"), 95, "{extra:?}: {r}");
@@ -75,8 +76,7 @@ fn serve_naive() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let junit = dir.path().join("report.xml");
     let (out, v) = race_verified_with(&serve, schema, 3, &junit, &["--http2"]);
-    let runs = runs(&v);
-    assert_eq!(runs.len(), 3, "{}", stderr(&out));
+    let runs = runs(&v, 3);
     // --expect safe fails against the naive service, over HTTP/2 too.
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let oversold = runs
@@ -151,7 +151,7 @@ impl Hypercorn {
     fn start_with(tls: Option<(&Path, &Path)>) -> Result<Hypercorn, Failed> {
         let probe = Command::new("python3")
             .args(["-c", "import hypercorn"])
-            .output();
+            .output_bounded();
         if !matches!(&probe, Ok(o) if o.status.success()) {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true");
             return Err(format!(
@@ -247,7 +247,7 @@ fn hypercorn_shop() -> Result<(), Failed> {
         // The naive shop: every buyer reads 3 on sale before anyone writes.
         let (out, v) = race_shop(&h, "naive", extra);
         assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
-        for r in runs(&v) {
+        for r in runs(&v, 2) {
             assert_eq!(text(&r, "target.protocol"), protocol);
             assert_eq!(text(&r, "target.sync"), "last-byte");
             assert_eq!(int(&r, "outcomes.errors"), 0, "{r}");
@@ -260,7 +260,7 @@ fn hypercorn_shop() -> Result<(), Failed> {
         // The locked shop sells exactly what it has.
         let (out, v) = race_shop(&h, "locked", extra);
         assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
-        for r in runs(&v) {
+        for r in runs(&v, 2) {
             assert_eq!(text(&r, "verdict"), "safe", "{extra:?}: {r}");
             assert_eq!(int(&r, "outcomes.succeeded"), 3);
             assert_eq!(int(&r, "outcomes.sold_out"), 17);
@@ -336,7 +336,7 @@ fn private_ca(dir: &Path) -> Result<(), Failed> {
         let out = Command::new("openssl")
             .args(args)
             .current_dir(dir)
-            .output()?;
+            .output_bounded()?;
         if !out.status.success() {
             return Err(format!("openssl {args:?}: {}", stderr(&out)).into());
         }
@@ -418,7 +418,7 @@ fn hypercorn_tls() -> Result<(), Failed> {
         args.extend_from_slice(extra);
         let (out, v) = race_shop(&h, "locked", &args);
         assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
-        for r in runs(&v) {
+        for r in runs(&v, 2) {
             assert_eq!(text(&r, "target.protocol"), protocol, "ALPN agreed");
             assert_eq!(text(&r, "target.sync"), "last-byte");
             assert_eq!(text(&r, "verdict"), "safe", "{extra:?}: {r}");
@@ -427,7 +427,7 @@ fn hypercorn_tls() -> Result<(), Failed> {
         }
         let (out, v) = race_shop(&h, "naive", &args);
         assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
-        for r in runs(&v) {
+        for r in runs(&v, 2) {
             assert!(int(&r, "audit.oversold_units") > 0, "{extra:?}: {r}");
         }
     }

@@ -14,20 +14,20 @@ use sqlx::{ConnectOptions, Executor, PgConnection, Row};
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test("interp::builtin_strategies_race", || {
+        crate::common::test("interp::builtin_strategies_race", || {
             block(builtin_strategies_race())
         }),
-        Trial::test("interp::gset_types_and_row_counts", || {
+        crate::common::test("interp::gset_types_and_row_counts", || {
             block(gset_types_and_row_counts())
         }),
-        Trial::test("interp::outcomes_and_transactions", || {
+        crate::common::test("interp::outcomes_and_transactions", || {
             block(outcomes_and_transactions())
         }),
-        Trial::test("interp::lost_connections", || block(lost_connections())),
-        Trial::test("interp::setup_runs_once_or_per_product", || {
+        crate::common::test("interp::lost_connections", || block(lost_connections())),
+        crate::common::test("interp::setup_runs_once_or_per_product", || {
             block(setup_runs_once_or_per_product())
         }),
-        Trial::test(
+        crate::common::test(
             "interp::a_session_reuses_its_connection_and_statements",
             || block(a_session_reuses_its_connection_and_statements()),
         ),
@@ -53,7 +53,7 @@ struct Lab {
 }
 
 /// A fresh lab schema `t_interp_<name>` on the shared server.
-async fn lab(name: &str, products: &[(i64, i64)]) -> Option<Lab> {
+async fn lab(name: &str, products: &[(i64, i64)]) -> Lab {
     let opts = DbOptions {
         database_url: Some(crate::common::server_url().to_string()),
         schema: format!("t_interp_{name}"),
@@ -69,12 +69,12 @@ async fn lab(name: &str, products: &[(i64, i64)]) -> Option<Lab> {
         })
         .collect();
     db.prepare_lab(&seeds).await.expect("prepare the lab");
-    Some(Lab {
+    Lab {
         opts: db.connect_options(),
         db,
         seeds,
         products: products.to_vec(),
-    })
+    }
 }
 
 impl Lab {
@@ -160,9 +160,7 @@ fn count(reports: &[(i64, AttemptReport)], o: Outcome) -> usize {
 }
 
 async fn builtin_strategies_race() {
-    let Some(lab) = lab("race", &[(1, 5)]).await else {
-        return;
-    };
+    let lab = lab("race", &[(1, 5)]).await;
     // The Redis built-ins need a Redis (tests/it/redis.rs races them).
     for (name, src) in racelab::strategy::builtins() {
         if parse(name, src).is_ok_and(|p| p.uses_redis()) {
@@ -248,9 +246,7 @@ fn msg(r: &AttemptReport) -> &str {
 }
 
 async fn gset_types_and_row_counts() {
-    let Some(lab) = lab("gset", &[(1, 5)]).await else {
-        return;
-    };
+    let lab = lab("gset", &[(1, 5)]).await;
     let (r, trace) = once(
         &lab,
         "SELECT 1::int2 AS a, 2::int4 AS b, 3::int8 AS c, true AS t, false AS f, 'x'::text AS s,
@@ -336,9 +332,7 @@ async fn gset_types_and_row_counts() {
 }
 
 async fn outcomes_and_transactions() {
-    let Some(lab) = lab("outcomes", &[(1, 5)]).await else {
-        return;
-    };
+    let lab = lab("outcomes", &[(1, 5)]).await;
     // :rows after an UPDATE; \sold_out rolls back an open transaction.
     let (r, trace) = once(&lab, "BEGIN;\nUPDATE products SET stock = 999 WHERE id = :product;\n\\if :rows = 1\n  \\sold_out\n\\endif\nCOMMIT;", 1).await;
     assert_eq!(r.outcome, Outcome::SoldOut, "{r:?}");
@@ -461,9 +455,7 @@ async fn outcomes_and_transactions() {
 }
 
 async fn lost_connections() {
-    let Some(lab) = lab("lost", &[(1, 5)]).await else {
-        return;
-    };
+    let lab = lab("lost", &[(1, 5)]).await;
     // Outside a transaction the statement may have committed: unknown.
     let (r, _) = once(&lab, "SELECT pg_terminate_backend(pg_backend_pid());", 1).await;
     assert_eq!(
@@ -487,9 +479,7 @@ async fn lost_connections() {
 }
 
 async fn setup_runs_once_or_per_product() {
-    let Some(lab) = lab("setup", &[(1, 3), (2, 4)]).await else {
-        return;
-    };
+    let lab = lab("setup", &[(1, 3), (2, 4)]).await;
     let prog = parse(
         "s.sql",
         "\\setup\nCREATE TABLE log (product bigint, n bigint);\nINSERT INTO log VALUES (:product, :initial_stock);\nINSERT INTO log VALUES (0, 0);\n\\endsetup\nSELECT 1;",
@@ -524,16 +514,24 @@ async fn setup_runs_once_or_per_product() {
 }
 
 async fn a_session_reuses_its_connection_and_statements() {
-    let Some(lab) = lab("reuse", &[(1, 100)]).await else {
-        return;
-    };
+    let lab = lab("reuse", &[(1, 100)]).await;
     let s = load("conditional").unwrap();
     let mut conn = lab.conn().await;
+    let (pid, none) = backend_and_prepared(&mut conn).await;
+    assert_eq!(none, 0, "a fresh connection has no prepared statement");
     let mut session = s.program.session(9);
-    for a in 1..=50 {
+    let r = session.attempt(&mut conn, &ctx(1, 0, 10), None).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    let (after_one_pid, prepared) = backend_and_prepared(&mut conn).await;
+    assert_eq!(after_one_pid, pid);
+    assert!(prepared >= 1, "the attempt prepared no statement");
+    for a in 2..=50 {
         let r = session.attempt(&mut conn, &ctx(a, 0, 10), None).await;
         assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
     }
+    // The same backend served all 50, and the statements the first
+    // attempt prepared served the other 49: none was prepared again.
+    assert_eq!(backend_and_prepared(&mut conn).await, (pid, prepared));
     assert_eq!(lab.audit().await, (50, 50, 50));
     for a in 51..=52 {
         let mut c = ctx(a, 0, 10);
@@ -548,4 +546,15 @@ async fn a_session_reuses_its_connection_and_statements() {
             }
         );
     }
+}
+
+/// The connection's backend pid and how many statements it has prepared
+/// (asked unprepared, so the question adds none).
+async fn backend_and_prepared(c: &mut PgConnection) -> (i32, i64) {
+    let row = sqlx::query("SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements)")
+        .persistent(false)
+        .fetch_one(c)
+        .await
+        .unwrap();
+    (row.get::<i32, _>(0), row.get::<i64, _>(1))
 }

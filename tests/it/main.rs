@@ -5,6 +5,12 @@
 //! test uses its own schema on that server), stops the cluster, and checks
 //! that nothing the suite started is left running or on disk.
 //!
+//! Every trial is built with `common::test` or `common::trial` (see
+//! `harness`): it runs under a watchdog (`RACELAB_TRIAL_LIMIT_S`, failing
+//! with what it was waiting for) and is timed (`RACELAB_TEST_TIMES=1`
+//! prints every trial's wall time, slowest first). A trial built any other
+//! way is refused before anything runs.
+//!
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
 mod badinput;
@@ -13,6 +19,7 @@ mod common;
 mod db;
 mod explore;
 mod faults;
+mod harness;
 mod http;
 mod http2;
 mod interp;
@@ -30,9 +37,6 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Trial};
 
-/// Trials run after the rest, one at a time (see `main`).
-const ALONE: &[&str] = &["redis::lock_safe_within_its_ttl_oversells_past_it"];
-
 fn main() -> ExitCode {
     // Some tests re-run this binary as a helper process (e.g. one that holds
     // a cluster until it is killed); that mode runs no trials.
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
         return code;
     }
     let args = Arguments::from_args();
+    harness::started();
     // Servers orphaned by a killed helper process become our children, so
     // the tests reap them instead of leaving zombies for init to collect.
     // SAFETY: prctl with integer arguments only.
@@ -62,6 +67,16 @@ fn main() -> ExitCode {
     trials.extend(redis::tests());
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
+    trials.extend(harness::tests());
+
+    let unwatched = harness::unwatched(&trials);
+    if !unwatched.is_empty() {
+        eprintln!(
+            "error: these trials were not built with common::test or common::trial, so no watchdog \
+             bounds them: {unwatched:?}"
+        );
+        return ExitCode::FAILURE;
+    }
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
@@ -74,22 +89,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Trials whose verdict rests on timing the machine must not steal from
-    // (a lock's TTL against its holder's pace) run after the others, one
-    // at a time.
-    let (alone, together): (Vec<Trial>, Vec<Trial>) =
-        trials.into_iter().partition(|t| ALONE.contains(&t.name()));
-    let mut conclusion = libtest_mimic::run(&args, together);
-    let one_at_a_time = Arguments {
-        test_threads: Some(1),
-        ..args.clone()
-    };
-    let after = libtest_mimic::run(&one_at_a_time, alone);
-    conclusion.num_failed += after.num_failed;
+    let conclusion = libtest_mimic::run(&args, trials);
     let stopped = server.shutdown();
     if let Err(e) = &stopped {
         eprintln!("error: could not stop the shared test server: {e:#}");
     }
+    harness::print_times(harness::started().elapsed());
     let leftovers = common::leftovers();
     for l in &leftovers {
         eprintln!("error: the suite left behind {l}");

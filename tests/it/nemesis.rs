@@ -17,6 +17,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 use crate::cli::{int, json_on, racelab, text};
+use crate::common::OutputWithin as _;
 use crate::common::{self, block_on, trial};
 use crate::faults::{json, only_result_file, orders_in, Running, LONG_RACE};
 
@@ -218,19 +219,51 @@ fn scalar(sql: &str) -> anyhow::Result<i64> {
     })
 }
 
-/// The server's backends still serving the proxy's connections.
-fn backends_on(ports: &[i32]) -> anyhow::Result<i64> {
+/// The server's backends serving the proxy's connections, as (pid, start
+/// time in µs since the epoch): taken while the proxy still holds those
+/// connections, so that their client ports are the proxy's and nobody
+/// else's. A backend is then followed by its pid and start time, which no
+/// later connection can share (a client port can be reused at once).
+fn backends_on(ports: &[i32]) -> anyhow::Result<Vec<(i32, i64)>> {
     let ports = ports.to_vec();
     block_on(async move {
         let mut c = PgConnection::connect(common::server_url()).await?;
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY($1)")
-                .bind(&ports)
+        let found: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT pid, (extract(epoch FROM backend_start) * 1e6)::int8 \
+             FROM pg_stat_activity WHERE client_port = ANY($1)",
+        )
+        .bind(&ports)
+        .fetch_all(&mut c)
+        .await?;
+        c.close().await?;
+        Ok(found)
+    })
+}
+
+/// Wait until none of `backends` (from `backends_on`) is left.
+fn wait_backends_gone(backends: &[(i32, i64)]) -> anyhow::Result<()> {
+    let (pids, starts): (Vec<i32>, Vec<i64>) = backends.iter().copied().unzip();
+    common::wait_until(
+        &format!("the run's backends {pids:?} to end"),
+        Duration::from_secs(30),
+        || {
+            let left: i64 = block_on(async {
+                let mut c = PgConnection::connect(common::server_url()).await?;
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity a \
+                     JOIN unnest($1::int4[], $2::int8[]) AS b(pid, start) ON a.pid = b.pid \
+                     AND (extract(epoch FROM a.backend_start) * 1e6)::int8 = b.start",
+                )
+                .bind(&pids)
+                .bind(&starts)
                 .fetch_one(&mut c)
                 .await?;
-        c.close().await?;
-        Ok(n)
-    })
+                c.close().await?;
+                anyhow::Ok(n)
+            })?;
+            Ok((left == 0).then_some(()))
+        },
+    )
 }
 
 /// The `--timeout` of the frozen runs and racelab's deadline from it
@@ -268,12 +301,14 @@ fn race_through(
         cmd.args(["--connections", n]);
     }
     let mut run = Running::spawn(cmd)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while orders_in(common::server_url(), schema).unwrap_or(0) == 0 {
-        ensure!(Instant::now() < deadline, "the race never started");
-        ensure!(run.0.try_wait()?.is_none(), "racelab exited early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until(
+        &format!("the first orders in {schema}"),
+        Duration::from_secs(60),
+        || {
+            ensure!(run.0.try_wait()?.is_none(), "racelab exited early");
+            Ok((orders_in(common::server_url(), schema).unwrap_or(0) > 0).then_some(()))
+        },
+    )?;
     Ok((run, out))
 }
 
@@ -331,16 +366,9 @@ fn frozen_network() -> anyhow::Result<()> {
         // (the proxy closes its sockets) no backend of the run remains.
         let ports = proxy.upstream_ports();
         ensure!(!ports.is_empty());
+        let backends = backends_on(&ports)?;
         proxy.shutdown();
-        let gone = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = backends_on(&ports)?;
-            if left == 0 {
-                break;
-            }
-            ensure!(Instant::now() < gone, "{left} backends of the run left");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_backends_gone(&backends)?;
     }
     Ok(())
 }
@@ -366,9 +394,11 @@ fn frozen_connections_audited() -> anyhow::Result<()> {
     ensure!(int(&v, "audit.orders_without_success") == 0, "{v}");
     ensure!(text(&v, "verdict") == "safe", "{v}");
     // The audit against the tables, now that nothing moves: what the
-    // frozen buyers' transactions held was rolled back or committed.
+    // frozen buyers' transactions held was rolled back or committed once
+    // their backends ended.
+    let backends = backends_on(&proxy.upstream_ports())?;
     proxy.shutdown();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_backends_gone(&backends)?;
     let orders = scalar(&format!("SELECT count(*) FROM {schema}.orders"))?;
     ensure!(
         orders == int(&v, "audit.units_sold"),
@@ -539,7 +569,7 @@ fn bad_specs() -> anyhow::Result<()> {
             .args(["run", "--no-save"])
             .args(&args)
             .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
-            .output()?;
+            .output_bounded()?;
         let err = crate::cli::stderr(&out);
         ensure!(
             out.status.code() == Some(2),
@@ -589,7 +619,7 @@ fn silent_http_peer() -> anyhow::Result<()> {
                 ])
                 .args(["--request-timeout", "500", "--no-save"])
                 .args(extra)
-                .output()?;
+                .output_bounded()?;
             let took = started.elapsed();
             let err = crate::cli::stderr(&out);
             ensure!(

@@ -13,6 +13,7 @@ use racelab::db::{proc, Cluster};
 use serde_json::Value;
 
 use crate::cli::racelab;
+use crate::common::OutputWithin as _;
 use crate::common::{self, trial};
 
 pub fn tests() -> Vec<Trial> {
@@ -59,7 +60,7 @@ fn spawn(url: &str, schema: &str, args: &[&str]) -> anyhow::Result<std::process:
 }
 
 fn finish(child: std::process::Child) -> anyhow::Result<Value> {
-    let out = child.wait_with_output()?;
+    let out = common::wait_output(child, "`racelab run --rate`", common::CHILD_LIMIT)?;
     ensure!(
         out.status.code() == Some(0),
         "exit {:?}: {}",
@@ -84,8 +85,11 @@ const RACE: [&str; 12] = [
     "4",
 ];
 
-/// 200 attempts/s for 4 s on a server that keeps up: within 10 % of 800
-/// started, every one on time but a few, the lag small.
+/// 200 attempts/s for 4 s: every start the schedule holds is made, and
+/// the schedule (exponential gaps drawn from seed 7) holds 800 within 10 %.
+/// That count is fixed by the seed, not by the clock; how late the starts
+/// were depends on the machine, so it is only checked to be accounted for
+/// (the stall below shows lateness where it must show).
 fn rate_is_held() -> anyhow::Result<()> {
     let server = server()?;
     let result = (|| {
@@ -102,15 +106,23 @@ fn rate_is_held() -> anyhow::Result<()> {
             "every attempt came from the schedule: {v}"
         );
         ensure!(
+            f(&v, "open_loop.scheduled") == started,
+            "every scheduled start was made: {}",
+            v["open_loop"]
+        );
+        ensure!(
             (720.0..=880.0).contains(&started),
-            "200/s for 4 s should start 800 attempts (within 10 %), started {started}"
+            "200/s for 4 s should schedule 800 attempts (within 10 %), scheduled {started}"
         );
         ensure!(f(&v, "open_loop.rate_per_s") == 200.0);
         ensure!(
-            f(&v, "open_loop.late") <= started * 0.05,
-            "a server that keeps up leaves attempts late: {}",
+            f(&v, "open_loop.lag_us.count") == started,
+            "one lag per start: {}",
             v["open_loop"]
         );
+        ensure!(f(&v, "open_loop.late") <= started, "{}", v["open_loop"]);
+        ensure!(f(&v, "outcomes.succeeded") == started, "{v}");
+        ensure!(f(&v, "audit.units_sold") == started, "{v}");
         ensure!(f(&v, "throughput.client_cpu_us_per_attempt") > 0.0);
         ensure!(v["verdict"] == "safe", "{}", v["verdict"]);
         let schema: Value = serde_json::from_str(include_str!("../../docs/result.schema.json"))?;
@@ -148,25 +160,38 @@ fn server_processes(pm: u32) -> Vec<u32> {
     pids
 }
 
-/// 500 attempts/s for 4 s, the server stopped for 1 s after 1.5 s: the
-/// attempts due during the stall start late and their latency, from the
-/// scheduled start, puts p90 in the hundreds of milliseconds. The closed
-/// loop would have measured only the 20 attempts in flight.
+/// 500 attempts/s for 4 s, the server stopped for 1 s once the race is
+/// under way (its first orders are in): the attempts due during the stall
+/// start late and their latency, from the scheduled start, puts p90 in the
+/// hundreds of milliseconds. The closed loop would have measured only the
+/// 20 attempts in flight.
 fn a_stall_shows_in_p90() -> anyhow::Result<()> {
     let server = server()?;
     let result = (|| {
-        let child = spawn(
+        let mut child = spawn(
             server.url(),
             "t_stall",
             &[&RACE[..], &["--rate", "500"]].concat(),
         )?;
-        std::thread::sleep(Duration::from_millis(1500));
+        let url = server.url().to_string();
+        common::wait_until(
+            "the first orders of the race in t_stall",
+            Duration::from_secs(60),
+            || {
+                ensure!(
+                    child.try_wait()?.is_none(),
+                    "racelab exited before its race"
+                );
+                Ok((crate::faults::orders_in(&url, "t_stall").unwrap_or(0) > 0).then_some(()))
+            },
+        )?;
         let pids = server_processes(server.pid());
         ensure!(pids.len() > 1, "no backends under the postmaster");
         for p in &pids {
             proc::signal(*p, libc::SIGSTOP)?;
         }
         let stopped = Instant::now();
+        // The fault itself: the server stays stopped for a second.
         std::thread::sleep(Duration::from_secs(1));
         for p in &pids {
             proc::signal(*p, libc::SIGCONT)?;
@@ -174,11 +199,32 @@ fn a_stall_shows_in_p90() -> anyhow::Result<()> {
         let stall = stopped.elapsed();
         let v = finish(child)?;
         let p90 = f(&v, "latency_us.attempt.p90");
-        let p50 = f(&v, "latency_us.attempt.p50");
+        // The attempts due in the stall's first 0.9 s (over a fifth of the
+        // 2000) started at least 100 ms late, and their latency counts
+        // from the schedule: p90 is at least that. How much more depends on
+        // how fast this machine drains the backlog, so no upper bound; but
+        // each attempt's latency includes its lag, so every percentile of
+        // latency is at least the same percentile of lag.
         ensure!(
-            (100_000.0..=stall.as_micros() as f64 * 1.5).contains(&p90),
-            "p90 {p90} us after a {stall:?} stall (p50 {p50} us): {}",
+            p90 >= 100_000.0,
+            "p90 {p90} us after a {stall:?} stall: {}",
             v["latency_us"]["attempt"]
+        );
+        for q in ["p50", "p90", "p99", "max"] {
+            let (latency, lag) = (
+                f(&v, &format!("latency_us.attempt.{q}")),
+                f(&v, &format!("open_loop.lag_us.{q}")),
+            );
+            ensure!(
+                latency >= lag,
+                "latency {q} {latency} us is below the lag {q} {lag} us: timed from the actual \
+                 start, not the scheduled one: {v}"
+            );
+        }
+        ensure!(
+            f(&v, "open_loop.scheduled") == f(&v, "open_loop.started"),
+            "{}",
+            v["open_loop"]
         );
         ensure!(
             f(&v, "open_loop.late") >= 100.0,
@@ -216,7 +262,7 @@ fn bad_rate() -> anyhow::Result<()> {
                 "--duration",
                 "1",
             ])
-            .output()?;
+            .output_bounded()?;
         let err = String::from_utf8_lossy(&out.stderr);
         ensure!(
             out.status.code() == Some(2),

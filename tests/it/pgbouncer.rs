@@ -5,22 +5,24 @@
 //! missing binary, and no pgbouncer process or directory left after a
 //! run, a failed run or Ctrl-C.
 //!
-//! Without pgbouncer installed these tests are ignored, unless `CI=true`:
-//! then they run and fail (`.ci/run` installs it).
+//! Without pgbouncer installed these tests are ignored, unless in CI (`CI`
+//! set to anything but empty, `false` or `0`): then they run and fail
+//! (`.ci/run` installs it).
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::cli::*;
+use crate::common::{wait_output, wait_status, wait_until, CHILD_LIMIT};
 
 pub fn tests() -> Vec<Trial> {
     let missing = racelab::db::pgbouncer::find_pgbouncer(None).is_err();
-    let ignore = missing && !std::env::var("CI").is_ok_and(|v| v == "true");
+    let ignore = missing && !crate::common::in_ci();
     let needs = |name: &str, f: fn() -> Result<(), Failed>| {
-        Trial::test(format!("pgbouncer::{name}"), f).with_ignored_flag(ignore)
+        crate::common::test(format!("pgbouncer::{name}"), f).with_ignored_flag(ignore)
     };
     vec![
         needs(
@@ -42,8 +44,8 @@ pub fn tests() -> Vec<Trial> {
             "a_killed_racelabs_pgbouncer_stops_and_is_cleaned_up",
             killed,
         ),
-        Trial::test("pgbouncer::bad_flags_exit_2", bad_flags),
-        Trial::test("pgbouncer::missing_binary_exits_3", missing_binary),
+        crate::common::test("pgbouncer::bad_flags_exit_2", bad_flags),
+        crate::common::test("pgbouncer::missing_binary_exits_3", missing_binary),
     ]
 }
 
@@ -57,7 +59,8 @@ fn json_run(schema: &str, args: &[&str]) -> (std::process::Output, Value) {
         .spawn()
         .expect("racelab runs");
     let pid = child.id();
-    let out = child.wait_with_output().expect("racelab finishes");
+    let out = crate::common::wait_output(child, &format!("racelab {args:?}"), CHILD_LIMIT)
+        .expect("racelab finishes");
     assert_nothing_left(pid);
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -133,7 +136,9 @@ fn with(extra: &[&'static str]) -> Vec<&'static str> {
 fn safe_direct_and_session() -> Result<(), Failed> {
     let (out, v) = json_run("pgb_direct", &with(&["--repeat", "2"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for r in runs(&v) {
+    for r in runs(&v, 2) {
+        assert_eq!(int(&r, "outcomes.errors"), 0, "{r}");
+        assert_eq!(int(&r, "outcomes.succeeded"), 5, "{r}");
         assert_eq!(r["verdict"], "safe", "{r}");
         assert_eq!(int(&r, "audit.units_sold"), 5, "{r}");
         assert!(r.get("topology").is_none(), "direct: no topology {r}");
@@ -154,9 +159,10 @@ fn safe_direct_and_session() -> Result<(), Failed> {
         ]),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for r in runs(&v) {
+    for r in runs(&v, 2) {
         assert_eq!(r["verdict"], "safe", "{r}");
         assert_eq!(int(&r, "audit.units_sold"), 5, "{r}");
+        assert_eq!(int(&r, "outcomes.succeeded"), 5, "{r}");
         assert_eq!(int(&r, "outcomes.errors"), 0, "{r}");
         assert_eq!(
             r["topology"],
@@ -198,8 +204,7 @@ fn oversold_through_transaction_pooling() -> Result<(), Failed> {
             "50",
         ]),
     );
-    let all = runs(&v);
-    assert_eq!(all.len(), 5, "{v}");
+    let all = runs(&v, 5);
     let mut lost = 0;
     let mut seen = Vec::new();
     for r in &all {
@@ -207,6 +212,8 @@ fn oversold_through_transaction_pooling() -> Result<(), Failed> {
         if r["verdict"] == "oversold" || drift != 0 {
             lost += 1;
         }
+        // Whatever each run did, its verdict is what its audit says.
+        assert_eq!(text(r, "verdict"), verdict_of_audit(r), "{r}");
         seen.push(format!(
             "{} (sold {}, drift {drift}, errors {})",
             text(r, "verdict"),
@@ -266,13 +273,15 @@ fn every_builtin() -> Result<(), Failed> {
             "10",
         ],
     );
-    let all = runs(&v);
-    assert_eq!(all.len(), names.len(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = runs(&v, names.len());
     for r in &all {
         let name = text(r, "strategy.name");
         assert_eq!(r["topology"]["pool_mode"], "transaction", "{r}");
+        assert_eq!(int(r, "outcomes.attempts"), 50, "{name}: {r}");
         if name == "naive" {
             assert_eq!(r["verdict"], "oversold", "{r}");
+            assert!(int(r, "audit.oversold_units") > 0, "{r}");
             continue;
         }
         assert_eq!(r["verdict"], "safe", "{name}: {r}");
@@ -361,7 +370,7 @@ fn failed_run() -> Result<(), Failed> {
             .stderr(Stdio::piped())
             .spawn()?;
         let pid = child.id();
-        let out = child.wait_with_output()?;
+        let out = wait_output(child, &format!("racelab {args:?}"), CHILD_LIMIT)?;
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
         assert_nothing_left(pid);
     }
@@ -369,7 +378,8 @@ fn failed_run() -> Result<(), Failed> {
 }
 
 /// A 30-second race through PgBouncer (a few buyers thinking 100 ms),
-/// once its PgBouncer is up: the child and its pid.
+/// once its PgBouncer is up and the race under way (orders in the lab):
+/// the child and its pid.
 fn long_run(strategy: &str, schema: &str) -> Result<(std::process::Child, u32), Failed> {
     let child = racelab()
         .args([
@@ -400,13 +410,32 @@ fn long_run(strategy: &str, schema: &str) -> Result<(std::process::Child, u32), 
         .stderr(Stdio::null())
         .spawn()?;
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pgbouncers_of(pid).is_empty() {
-        assert!(Instant::now() < deadline, "no pgbouncer appeared");
-        std::thread::sleep(Duration::from_millis(10));
+    let mut child = child;
+    let ready = wait_until(
+        &format!("racelab {pid}'s pgbouncer"),
+        Duration::from_secs(30),
+        || {
+            anyhow::ensure!(child.try_wait()?.is_none(), "racelab exited early");
+            Ok((!pgbouncers_of(pid).is_empty()).then_some(()))
+        },
+    )
+    .and_then(|()| {
+        // Into the race (buyers thinking), not during start-up.
+        wait_until(
+            &format!("the first orders in {schema}"),
+            Duration::from_secs(60),
+            || {
+                anyhow::ensure!(child.try_wait()?.is_none(), "racelab exited early");
+                let orders = crate::faults::orders_in(crate::common::server_url(), schema);
+                Ok((orders.unwrap_or(0) > 0).then_some(()))
+            },
+        )
+    });
+    if let Err(e) = ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("{e:#}").into());
     }
-    // Into the race (buyers thinking), not during start-up.
-    std::thread::sleep(Duration::from_millis(1000));
     Ok((child, pid))
 }
 
@@ -414,7 +443,8 @@ fn ctrl_c() -> Result<(), Failed> {
     let (mut child, pid) = long_run("for-update", "pgb_sigint")?;
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let status = child.wait()?;
+    let status = wait_status(&mut child, Duration::from_secs(60))?
+        .ok_or("racelab did not exit within 60 s of SIGINT")?;
     assert_eq!(status.code(), Some(130));
     assert_nothing_left(pid);
     Ok(())
@@ -429,21 +459,17 @@ fn killed() -> Result<(), Failed> {
     child.kill()?;
     child.wait()?;
     // The death signal stops it; the suite (a subreaper) reaps it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for &b in &bouncers {
-            // SAFETY: reaping that one orphan if it has exited, without blocking.
-            unsafe { libc::waitpid(b as i32, std::ptr::null_mut(), libc::WNOHANG) };
-        }
-        if pgbouncers_of(pid).is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pgbouncer outlived its killed racelab"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "the killed racelab's pgbouncer to exit",
+        Duration::from_secs(10),
+        || {
+            for &b in &bouncers {
+                // SAFETY: reaping that one orphan if it has exited, without blocking.
+                unsafe { libc::waitpid(b as i32, std::ptr::null_mut(), libc::WNOHANG) };
+            }
+            Ok(pgbouncers_of(pid).is_empty().then_some(()))
+        },
+    )?;
     assert_eq!(dirs_of(pid).len(), 1, "the killed racelab's directory");
     let (out, _) = json_run(
         "pgb_killed",
@@ -537,7 +563,7 @@ fn missing_binary() -> Result<(), Failed> {
         .stderr(Stdio::piped())
         .spawn()?;
     let pid = child.id();
-    let out = child.wait_with_output()?;
+    let out = wait_output(child, "racelab --pgbouncer-bin <empty>", CHILD_LIMIT)?;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(

@@ -5,27 +5,29 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 
 use crate::cli::*;
+use crate::common::OutputWithin as _;
+use crate::common::{wait_status, wait_until};
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test("redis::decr_and_lua_sell_exactly_the_stock", decr_and_lua),
-        Trial::test("redis::get_set_oversells", get_set_oversells),
-        Trial::test(
+        crate::common::test("redis::decr_and_lua_sell_exactly_the_stock", decr_and_lua),
+        crate::common::test("redis::get_set_oversells", get_set_oversells),
+        crate::common::test(
             "redis::lock_safe_within_its_ttl_oversells_past_it",
             lock_within_and_past_ttl,
         ),
-        Trial::test("redis::user_script_and_bad_syntax", user_script),
-        Trial::test(
+        crate::common::test("redis::user_script_and_bad_syntax", user_script),
+        crate::common::test(
             "redis::external_keeps_other_keys",
             external_keeps_other_keys,
         ),
-        Trial::test("redis::unreachable_url_exits_3", unreachable_url),
-        Trial::test("redis::no_server_left_after_ctrl_c", ctrl_c),
+        crate::common::test("redis::unreachable_url_exits_3", unreachable_url),
+        crate::common::test("redis::no_server_left_after_ctrl_c", ctrl_c),
     ]
 }
 
@@ -58,10 +60,10 @@ fn decr_and_lua() -> Result<(), Failed> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let runs = runs(&v);
-    assert_eq!(runs.len(), 6);
-    for r in &runs {
+    for r in &runs(&v, 6) {
         assert_eq!(int(r, "audit.units_sold"), 5, "{r}");
+        assert_eq!(int(r, "outcomes.succeeded"), 5, "{r}");
+        assert_eq!(int(r, "outcomes.errors"), 0, "{r}");
         assert_eq!(int(r, "audit.cache_drift"), 0, "{r}");
         assert_eq!(r["verdict"], "safe", "{r}");
     }
@@ -69,26 +71,50 @@ fn decr_and_lua() -> Result<(), Failed> {
 }
 
 fn get_set_oversells() -> Result<(), Failed> {
-    let (_, v) = fifty_buyers_five_units("redis_getset", "redis-get-set");
-    for r in &runs(&v) {
+    let (out, v) = fifty_buyers_five_units("redis_getset", "redis-get-set");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for r in &runs(&v, 3) {
         assert!(int(r, "audit.oversold_units") > 0, "{r}");
+        assert_eq!(
+            int(r, "audit.oversold_units"),
+            int(r, "audit.units_sold") - 5,
+            "{r}"
+        );
+        assert_eq!(int(r, "outcomes.errors"), 0, "{r}");
         assert!(int(r, "audit.cache_drift") > 0, "{r}");
         assert_eq!(r["verdict"], "oversold", "{r}");
     }
     Ok(())
 }
 
-/// `redis-lock` with a think time well inside its 50 ms TTL (5 ms) sells
-/// exactly the stock in every run; with 200 ms the lock expires under its
-/// holder and a second buyer writes back the same stale stock.
+/// `redis-lock` is safe while each holder finishes within the lock's TTL
+/// and oversells once holders outlive it. Within: the built-in script with
+/// a 30 s TTL instead of its 50 ms (5 ms of think time is within it on any
+/// machine, however loaded); past: the built-in as it is, with 200 ms of
+/// think time, four times its TTL (past it on any machine).
 fn lock_within_and_past_ttl() -> Result<(), Failed> {
-    let lock = |schema: &str, think: &str, repeat: &str| {
+    let builtin = racelab::strategy::builtins()
+        .iter()
+        .find(|(n, _)| *n == "redis-lock")
+        .map(|(_, src)| *src)
+        .expect("redis-lock is built in");
+    assert!(
+        builtin.contains(" NX PX 50 "),
+        "the built-in's TTL moved:\n{builtin}"
+    );
+    let dir = tempfile::tempdir()?;
+    let long_ttl = write(
+        dir.path(),
+        "redis-lock-30s.sql",
+        &builtin.replace(" NX PX 50 ", " NX PX 30000 "),
+    );
+    let lock = |schema: &str, strategy: &str, think: &str, repeat: &str| {
         json_on(
             schema,
             &[
                 "run",
                 "--strategy",
-                "redis-lock",
+                strategy,
                 "--buyers",
                 "50",
                 "--stock",
@@ -102,17 +128,19 @@ fn lock_within_and_past_ttl() -> Result<(), Failed> {
             ],
         )
     };
-    let (out, v) = lock("redis_lock_in", "5", "3");
-    let within = runs(&v);
-    assert_eq!(within.len(), 3, "{v}");
-    for r in &within {
+    let (out, v) = lock("redis_lock_in", long_ttl.to_str().unwrap(), "5", "3");
+    for r in &runs(&v, 3) {
         assert_eq!(int(r, "audit.units_sold"), 5, "{r}");
+        assert_eq!(int(r, "outcomes.succeeded"), 5, "{r}");
+        assert_eq!(int(r, "outcomes.sold_out"), 45, "{r}");
+        assert_eq!(int(r, "outcomes.errors"), 0, "{r}");
         assert_eq!(r["verdict"], "safe", "{r}");
     }
     assert_eq!(out.status.code(), Some(0), "{v}");
-    let (_, v) = lock("redis_lock_past", "200", "1");
-    let past = &runs(&v)[0];
+    let (_, v) = lock("redis_lock_past", "redis-lock", "200", "1");
+    let past = &runs(&v, 1)[0];
     assert!(int(past, "audit.oversold_units") > 0, "{past}");
+    assert_eq!(text(past, "verdict"), "oversold", "{past}");
     // The lock strategy does not count stock in Redis: no cache drift to read.
     assert!(past["audit"].get("cache_drift").is_none(), "{past}");
     Ok(())
@@ -193,11 +221,12 @@ fn start_redis(dir: &Path) -> (Child, PathBuf) {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is installed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        "redis-server on its socket",
+        Duration::from_secs(30),
+        || Ok(std::os::unix::net::UnixStream::connect(&sock).ok()),
+    )
+    .expect("redis-server starts");
     (child, sock)
 }
 
@@ -206,7 +235,7 @@ fn cli(sock: &Path, args: &[&str]) -> String {
         .arg("-s")
         .arg(sock)
         .args(args)
-        .output()
+        .output_bounded()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -321,23 +350,36 @@ fn ctrl_c() -> Result<(), Failed> {
         .stderr(Stdio::null())
         .spawn()?;
     let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let servers = loop {
+    let ready = wait_until("racelab's redis-server", Duration::from_secs(30), || {
+        anyhow::ensure!(child.try_wait()?.is_none(), "racelab exited early");
         let s = redis_children(pid);
-        if !s.is_empty() {
-            break s;
+        Ok((!s.is_empty()).then_some(s))
+    })
+    .and_then(|servers| {
+        // Into the race (buyers thinking), not during start-up.
+        wait_until(
+            "the first orders in redis_sigint",
+            Duration::from_secs(60),
+            || {
+                anyhow::ensure!(child.try_wait()?.is_none(), "racelab exited early");
+                let orders = crate::faults::orders_in(crate::common::server_url(), "redis_sigint");
+                Ok((orders.unwrap_or(0) > 0).then_some(()))
+            },
+        )?;
+        Ok(servers)
+    });
+    let servers = match ready {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{e:#}").into());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no embedded redis-server appeared"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     };
-    // Into the race (buyers thinking), not during start-up.
-    std::thread::sleep(Duration::from_millis(2000));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let status = child.wait()?;
+    let status = wait_status(&mut child, Duration::from_secs(60))?
+        .ok_or("racelab did not exit within 60 s of SIGINT")?;
     assert_eq!(status.code(), Some(130));
     for s in servers {
         // Stopped and reaped by racelab: not even a zombie is left.

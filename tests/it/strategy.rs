@@ -7,26 +7,27 @@ use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::cli::*;
+use crate::common::OutputWithin as _;
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test(
+        crate::common::test(
             "strategy::each_builtin_buys_the_last_unit",
             each_builtin_buys_last_unit,
         ),
-        Trial::test(
+        crate::common::test(
             "strategy::each_builtin_refuses_empty_stock",
             each_builtin_refuses_empty_stock,
         ),
-        Trial::test("strategy::gset_values_are_bound_not_pasted", injection),
-        Trial::test("strategy::retry_gives_up_after_max_tries", retry_gives_up),
-        Trial::test("strategy::setup_lives_only_for_its_run", setup_scoped),
-        Trial::test("strategy::parse_error_names_file_line_col", parse_error),
-        Trial::test(
+        crate::common::test("strategy::gset_values_are_bound_not_pasted", injection),
+        crate::common::test("strategy::retry_gives_up_after_max_tries", retry_gives_up),
+        crate::common::test("strategy::setup_lives_only_for_its_run", setup_scoped),
+        crate::common::test("strategy::parse_error_names_file_line_col", parse_error),
+        crate::common::test(
             "strategy::open_transaction_at_end_is_an_error",
             open_transaction,
         ),
-        Trial::test("strategy::list_and_show", list_and_show),
+        crate::common::test("strategy::list_and_show", list_and_show),
     ]
 }
 
@@ -52,9 +53,7 @@ fn one_buyer_each_builtin(schema: &str, stock: &str) -> Vec<Value> {
     ];
     let (out, v) = json_on(schema, &args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let runs = runs(&v);
-    assert_eq!(runs.len(), builtin_names().len());
-    runs
+    runs(&v, builtin_names().len())
 }
 
 fn each_builtin_buys_last_unit() -> Result<(), Failed> {
@@ -83,7 +82,15 @@ fn each_builtin_refuses_empty_stock() -> Result<(), Failed> {
         assert_eq!(refused, 1, "{name}: {}", r["outcomes"]);
         if name == "check-constraint" {
             assert_eq!(int(r, "outcomes.rejected"), 1, "the constraint refuses");
+        } else {
+            assert_eq!(int(r, "outcomes.sold_out"), 1, "{name}: {}", r["outcomes"]);
         }
+        assert_eq!(
+            int(r, "outcomes.errors"),
+            0,
+            "{name}: {}",
+            r["error_messages"]
+        );
         assert_eq!(int(r, "audit.units_sold"), 0, "{name}");
         assert_eq!(int(r, "audit.final_stock"), 0, "{name}");
     }
@@ -183,8 +190,9 @@ fn setup_scoped() -> Result<(), Failed> {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let runs = runs(&v);
+    let runs = runs(&v, 2);
     let (cc, b): (&Value, &Value) = (&runs[0], &runs[1]);
+    assert_eq!(text(cc, "strategy.name"), "check-constraint");
     // During check-constraint's run the CHECK exists: one sale, the rest rejected.
     assert_eq!(int(cc, "outcomes.succeeded"), 1);
     assert_eq!(int(cc, "outcomes.rejected"), 4);
@@ -201,7 +209,9 @@ fn parse_error() -> Result<(), Failed> {
         "broken.sql",
         "-- broken.\nBEGIN;\n\\iff :stock < 1\nCOMMIT;\n",
     );
-    let out = racelab().args(["run", "--strategy", &path]).output()?;
+    let out = racelab()
+        .args(["run", "--strategy", &path])
+        .output_bounded()?;
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     let first = err.lines().next().unwrap_or("");
@@ -229,7 +239,7 @@ fn list_and_show() -> Result<(), Failed> {
     let out = racelab()
         .arg("list")
         .current_dir(std::env::temp_dir())
-        .output()?;
+        .output_bounded()?;
     assert!(out.status.success());
     let text = stdout(&out);
     for name in builtin_names() {
@@ -250,13 +260,13 @@ fn list_and_show() -> Result<(), Failed> {
             "scenario {name} missing:\n{text}"
         );
     }
-    let out = racelab().args(["show", "naive"]).output()?;
+    let out = racelab().args(["show", "naive"]).output_bounded()?;
     assert!(out.status.success());
     assert_eq!(
         stdout(&out).trim_end(),
         racelab::strategy::builtins()[0].1.trim_end()
     );
-    let out = racelab().args(["show", "naiv"]).output()?;
+    let out = racelab().args(["show", "naiv"]).output_bounded()?;
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("naive"),

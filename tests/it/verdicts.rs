@@ -10,21 +10,21 @@ use crate::cli::*;
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test(
+        crate::common::test(
             "verdicts::one_buyer_is_inconclusive_and_fails_expect_safe",
             one_buyer,
         ),
-        Trial::test("verdicts::fifty_buyers_contend_and_pass", fifty_buyers),
-        Trial::test(
+        crate::common::test("verdicts::fifty_buyers_contend_and_pass", fifty_buyers),
+        crate::common::test(
             "verdicts::a_strategy_that_only_errors_fails_naming_the_error",
             only_errors,
         ),
-        Trial::test(
+        crate::common::test(
             "verdicts::one_pooled_connection_races_nothing",
             one_connection,
         ),
-        Trial::test("verdicts::max_errors_allows_n_errors", max_errors),
-        Trial::test(
+        crate::common::test("verdicts::max_errors_allows_n_errors", max_errors),
+        crate::common::test(
             "verdicts::sold_out_with_stock_left_is_inconsistent",
             sold_out_with_stock_left,
         ),
@@ -86,8 +86,13 @@ fn fifty_buyers() -> Result<(), Failed> {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for r in runs(&v) {
+    for r in runs(&v, 2) {
         let name = text(&r, "strategy.name");
+        assert_eq!(int(&r, "audit.units_sold"), 10, "{name}: {r}");
+        assert_eq!(int(&r, "outcomes.succeeded"), 10, "{name}: {r}");
+        assert_eq!(int(&r, "outcomes.sold_out"), 40, "{name}: {r}");
+        assert_eq!(int(&r, "outcomes.errors"), 0, "{name}: {r}");
+        assert_eq!(int(&r, "audit.stock_drift"), 0, "{name}: {r}");
         let peak = int(&r, "contention.peak_in_flight");
         assert!(peak >= 2, "{name}: peak {peak}: {r}");
         assert!(peak <= 50, "{name}: peak {peak}");
