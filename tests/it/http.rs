@@ -3,7 +3,6 @@
 //! started here for the misbehaving targets (down, 500s, hanging, echoing
 //! bodies). No mocks: every request crosses a real socket.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::cli::*;
+use crate::common::Lines;
 use crate::common::OutputWithin as _;
 
 pub fn tests() -> Vec<Trial> {
@@ -84,36 +84,41 @@ impl Serve {
     }
 
     pub(crate) fn spawn(args: &[&str]) -> Serve {
-        let mut child = racelab()
-            .arg("serve")
-            .args(args)
-            .args(["--port", "0", "--quiet"])
+        let mut cmd = racelab();
+        cmd.arg("serve").args(args).args(["--port", "0", "--quiet"]);
+        Serve::spawn_cmd(cmd, args.contains(&"--database-url"))
+    }
+
+    /// Start `cmd` (a `racelab serve`) and read where it listens (and,
+    /// unless `external`, its database's URL) from its first lines, within
+    /// a deadline; the test fails with what it printed if it does not say.
+    pub(crate) fn spawn_cmd(mut cmd: Command, external: bool) -> Serve {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("racelab serve starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let lines = Lines::of(child.stdout.take().unwrap(), "racelab serve's stdout");
         let mut base = None;
         let mut database = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap_or_default();
+        let started = lines.find("where it listens", START_LIMIT, |line| {
             if let Some(u) = line.strip_prefix("listening on ") {
                 base = Some(u.to_string());
             } else if let Some(u) = line.strip_prefix("database: ") {
                 database = Some(u.to_string());
             }
-            if base.is_some() && (database.is_some() || args.contains(&"--database-url")) {
-                break;
-            }
-        }
-        let Some(base) = base else {
+            (base.is_some() && (database.is_some() || external)).then_some(())
+        });
+        lines.drain();
+        if let Err(e) = started {
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("racelab serve did not start: {}", stderr(&out));
-        };
+            let out = crate::common::wait_output(child, "racelab serve", START_LIMIT);
+            let err = out.map(|o| stderr(&o)).unwrap_or_default();
+            panic!("racelab serve did not start: {e:#}\nstderr: {err}");
+        }
         Serve {
             child,
-            base,
+            base: base.expect("found"),
             database,
         }
     }
@@ -126,16 +131,13 @@ impl Serve {
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: signalling our own child by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            if Instant::now() > deadline {
+        let _w = crate::common::waiting_for("racelab serve to stop after SIGTERM");
+        match crate::common::wait_status(&mut self.child, Duration::from_secs(30)).unwrap() {
+            Some(st) => st,
+            None => {
                 let _ = self.child.kill();
                 panic!("racelab serve did not stop within 30 s of SIGTERM");
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -143,11 +145,22 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child by its pid.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-            let _ = self.child.wait();
+            if !matches!(
+                crate::common::wait_status(&mut self.child, Duration::from_secs(30)),
+                Ok(Some(_))
+            ) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
     }
 }
+
+/// How long `racelab serve` (or another test server) may take to say
+/// where it listens: it prepares its lab (or starts a cluster) first.
+pub(crate) const START_LIMIT: Duration = Duration::from_secs(120);
 
 /// `racelab http <args> --no-save --quiet`.
 pub(crate) fn http(args: &[&str]) -> Output {
@@ -381,7 +394,9 @@ impl Tiny {
                 }
             });
         });
-        let addr = addr_rx.recv().unwrap();
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the test server says where it listens within 30 s");
         Tiny {
             url: format!("http://{addr}"),
             stop: Some(stop),
@@ -402,10 +417,9 @@ impl Drop for Tiny {
 }
 
 fn target_down() -> Result<(), Failed> {
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    // A port held here that refuses every connection.
+    let refusing = crate::common::RefusingPort::new()?;
+    let port = refusing.port;
     let url = format!("http://127.0.0.1:{port}/purchase");
     let started = Instant::now();
     let out = http(&[&url, "--buyers", "10", "--stock", "1"]);
@@ -618,32 +632,19 @@ fn serve_embedded() -> Result<(), Failed> {
     let state = tempfile::tempdir()?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_racelab"));
     child.env("RACELAB_STATE_DIR", state.path());
-    let serve = {
-        // Serve::spawn with the environment above.
-        let mut c = child
-            .args([
-                "serve",
-                "--strategy",
-                "conditional",
-                "--stock",
-                "2",
-                "--port",
-                "0",
-                "--quiet",
-            ])
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
-        let base = lines.next().unwrap()?;
-        let db = lines.next().unwrap()?;
-        Serve {
-            child: c,
-            base: base.strip_prefix("listening on ").unwrap().to_string(),
-            database: Some(db.strip_prefix("database: ").unwrap().to_string()),
-        }
-    };
+    child
+        .args([
+            "serve",
+            "--strategy",
+            "conditional",
+            "--stock",
+            "2",
+            "--port",
+            "0",
+            "--quiet",
+        ])
+        .env_remove("DATABASE_URL");
+    let serve = Serve::spawn_cmd(child, false);
     let health = http_get(&serve.url("/health"))?;
     assert!(health.contains("\"status\":\"ok\""), "{health}");
     let (purchase, stock) = (serve.url("/purchase"), serve.url("/stock"));
@@ -675,6 +676,9 @@ pub(crate) fn http_get(url: &str) -> std::io::Result<String> {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap());
     let mut s = std::net::TcpStream::connect(host)?;
+    // A server that never answers fails the read, not the whole suite.
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let _w = crate::common::waiting_for(format!("the answer to GET {url}"));
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
