@@ -9,6 +9,8 @@
 //! - `plan`: the arguments, validated.
 //! - `schedule`: which schedules to run (depth-first, preemption-bounded).
 //! - `scheduler`: one schedule: the gate, blocking detection, deadlocks.
+//! - `monitor`: what the scheduler asks the server (which buyer waits on
+//!   whom), behind a trait its unit tests answer.
 //! - `lab`: the lab prepared once and reset from a snapshot.
 //! - `spec`: a schedule as a PostgreSQL isolation-tester spec.
 //! - `step`: `--step`, a schedule run by hand in the terminal.
@@ -17,6 +19,7 @@
 
 pub mod lab;
 
+pub mod monitor;
 pub mod schedule;
 pub mod scheduler;
 pub mod spec;

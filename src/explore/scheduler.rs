@@ -28,6 +28,7 @@ use sqlx::{ConnectOptions as _, Connection as _, Executor as _, PgConnection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::monitor::Monitor;
 use super::schedule::ChoicePoint;
 use super::spec::inline;
 use crate::engine::{AttemptTrace, Control};
@@ -583,7 +584,7 @@ impl Run {
     async fn drive(
         &mut self,
         driver: &mut dyn Driver,
-        monitor: &mut PgConnection,
+        monitor: &mut impl Monitor,
         control: &Control,
     ) -> anyhow::Result<End> {
         let all: BTreeSet<u32> = (1..=self.states.len() as u32).collect();
@@ -737,7 +738,7 @@ impl Run {
     async fn settle(
         &mut self,
         suspects: BTreeSet<u32>,
-        monitor: &mut PgConnection,
+        monitor: &mut impl Monitor,
         control: &Control,
         during: Option<usize>,
     ) -> anyhow::Result<Settled> {
@@ -749,7 +750,7 @@ impl Run {
     async fn settle_after(
         &mut self,
         waiting: BTreeSet<u32>,
-        monitor: &mut PgConnection,
+        monitor: &mut impl Monitor,
         control: &Control,
         grace: Duration,
     ) -> anyhow::Result<Settled> {
@@ -765,7 +766,7 @@ impl Run {
     async fn settle_inner(
         &mut self,
         mut running: BTreeSet<u32>,
-        monitor: &mut PgConnection,
+        monitor: &mut impl Monitor,
         control: &Control,
         during: Option<usize>,
         mut grace: Option<Duration>,
@@ -940,21 +941,11 @@ impl Run {
     /// buyer, and on whose.
     async fn observe(
         &self,
-        monitor: &mut PgConnection,
+        monitor: &mut impl Monitor,
         buyers: &BTreeSet<u32>,
     ) -> anyhow::Result<Vec<(u32, bool, Vec<u32>)>> {
         let pids: Vec<i32> = buyers.iter().map(|b| self.pids[*b as usize - 1]).collect();
-        let rows: Vec<(bool, Vec<i32>)> = sqlx::query_as(
-            "SELECT pg_isolation_test_session_is_blocked(t.p, $2::int4[]), \
-                    ARRAY(SELECT b FROM unnest(pg_blocking_pids(t.p)) AS b \
-                          WHERE b = ANY($2::int4[]) ORDER BY b) \
-             FROM unnest($1::int4[]) WITH ORDINALITY AS t(p, n) ORDER BY t.n",
-        )
-        .bind(&pids)
-        .bind(&self.pids)
-        .fetch_all(&mut *monitor)
-        .await
-        .context("asking the server which buyers wait on a lock")?;
+        let rows = monitor.blocked(&pids, &self.pids).await?;
         Ok(buyers
             .iter()
             .zip(rows)
@@ -973,19 +964,11 @@ impl Run {
     /// statement (idle, in a transaction or not).
     async fn idle(
         &self,
-        monitor: &mut PgConnection,
+        monitor: &mut impl Monitor,
         buyers: &BTreeSet<u32>,
     ) -> anyhow::Result<bool> {
         let pids: Vec<i32> = buyers.iter().map(|b| self.pids[*b as usize - 1]).collect();
-        let busy: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE pid = ANY($1::int4[]) AND state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')",
-        )
-        .bind(&pids)
-        .fetch_one(&mut *monitor)
-        .await
-        .context("asking the server whether a buyer's backend is idle")?;
-        Ok(busy == 0)
+        monitor.idle(&pids).await
     }
 
     /// PostgreSQL breaks a deadlock in the first waiter whose
@@ -1065,3 +1048,6 @@ impl Run {
         found
     }
 }
+
+#[cfg(test)]
+mod tests;
