@@ -659,3 +659,6 @@ async fn dechunk(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<Vec<u8>, Stri
         buf.drain(..size + 2);
     }
 }
+
+#[cfg(test)]
+mod tests;

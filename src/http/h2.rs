@@ -469,3 +469,6 @@ async fn answer(
     }
     Ok(Answer { status, body })
 }
+
+#[cfg(test)]
+mod tests;
