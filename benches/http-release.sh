@@ -3,8 +3,8 @@
 # loopback while racelab races `racelab serve`, then release-capture.py reads
 # the capture. Checks, as the README states them:
 #   - 50 HTTP/1.1 buyers with last-byte sync: every first request completed
-#     by a one-byte segment, all within 1 ms (the median of the rounds; the
-#     time bound only for a release build);
+#     by a one-byte segment, all within 1 ms (the median of the rounds; a
+#     debug build is allowed 2 ms);
 #   - 20 HTTP/2 buyers (one connection): their final frames in one segment;
 # and prints the same spreads without sync (--sync none) for comparison,
 # with the spread racelab serve saw (GET /arrivals) beside each.
@@ -20,9 +20,12 @@ ROUNDS=${ROUNDS:-5}
 H1_BUYERS=${H1_BUYERS:-50}
 H2_BUYERS=${H2_BUYERS:-20}
 CASES=${CASES:-"h1-sync h1-none h2-sync h2-none"}
-# The bound the README states for HTTP/1.1 with sync (release build); a
-# debug build checks only what the segments carry.
-if [ "$PROFILE" = release ]; then SPREAD_LIMIT_US=${SPREAD_LIMIT_US-1000}; else SPREAD_LIMIT_US=${SPREAD_LIMIT_US-}; fi
+# The bound the README states for HTTP/1.1 with sync: 1 ms for a release
+# build. A debug build (what .ci/run builds) is allowed 2 ms: measured here
+# on 2 cores at load average 19-28, 7 rounds of a debug build had a median
+# of 0.51 ms and a worst round of 0.99 ms (the sweep of one-byte writes is
+# system calls, little of it racelab's own code).
+if [ "$PROFILE" = release ]; then SPREAD_LIMIT_US=${SPREAD_LIMIT_US-1000}; else SPREAD_LIMIT_US=${SPREAD_LIMIT_US-2000}; fi
 
 command -v tcpdump >/dev/null || { echo "tcpdump not found: apt-get install tcpdump" >&2; exit 3; }
 if [ "$PROFILE" = release ]; then
