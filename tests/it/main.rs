@@ -17,6 +17,7 @@ mod badinput;
 mod cli;
 mod common;
 mod db;
+mod dbcmd;
 mod explore;
 mod faults;
 mod harness;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
 
     let mut trials: Vec<Trial> = Vec::new();
     trials.extend(db::tests());
+    trials.extend(dbcmd::tests());
     trials.extend(interp::tests());
     trials.extend(strategy::tests());
     trials.extend(run::tests());
