@@ -320,7 +320,10 @@ mod tests {
             text.contains("overwrites buyer 1's update (P4 lost update)"),
             "{text}"
         );
-        assert!(text.contains("buyer 2 succeeded after 2 tries"), "{text}");
+        assert!(
+            text.contains("Outcomes: buyer 1 succeeded, buyer 2 succeeded."),
+            "{text}"
+        );
         assert!(text.contains("2 units sold of 1 in stock"), "{text}");
         assert!(text.contains("Prevented at REPEATABLE READ"), "{text}");
     }

@@ -82,8 +82,8 @@ fn http_run() -> RunResult {
     scenario.name = "http".into();
     scenario.think_ms = 0;
     scenario.description = "POST http://127.0.0.1:8080/purchase".into();
-    let mut a = audit(1, 5, 0);
-    a.stock_drift = 1 - 5;
+    // The stock endpoint read 1 before the race and 0 after it.
+    let a = fixtures::http_audit(1, Some((1, 0)), 5, 1);
     let record = RaceRecord {
         started_at: "2025-01-02T03:04:05.000Z".into(),
         scenario: ScenarioInfo::of(&scenario, 1, 7, 300),
@@ -102,18 +102,22 @@ fn http_run() -> RunResult {
         ("none", &groups[2]),
     ]
     .into_iter()
-    .map(|(code, g)| {
-        let mut h = crate::engine::tally::new_histogram();
-        for i in 0..g.n {
-            h.record(g.first_us + i * g.step_us).unwrap();
-        }
-        (code.to_string(), Summary::of(&h))
-    })
+    .map(|(code, g)| (code.to_string(), summary_of(g)))
     .collect();
     let target = target(Truth::StockUrl, 300, by_status);
     let mut r = RunResult::assemble(record, &mut tally, Subject::Target(target), None);
     r.verdict = crate::verdict::decide(&r);
-    r
+    fixtures::checked(r)
+}
+
+/// The latency summary of one group of attempts, as the HTTP lanes keep
+/// one per status code.
+fn summary_of(g: &Attempts) -> Summary {
+    let mut h = crate::engine::tally::new_histogram();
+    for i in 0..g.n {
+        h.record(g.first_us + i * g.step_us).unwrap();
+    }
+    Summary::of(&h)
 }
 
 /// A safe service whose sold-out answer is 400, raced against a declared
@@ -130,33 +134,22 @@ fn http_unmapped_run() -> RunResult {
     let mut scenario = fixtures::scenario(100, 1);
     scenario.name = "http".into();
     scenario.think_ms = 0;
+    // The client's belief alone: the declared stock, no readings.
     let record = RaceRecord {
         started_at: "2025-01-02T03:04:05.000Z".into(),
         scenario: ScenarioInfo::of(&scenario, 1, 7, 10_000),
         repetition: 1,
         status: Status::Completed,
         status_reason: None,
-        audit: Some(audit(1, 1, 0)),
+        audit: Some(fixtures::http_audit(1, None, 1, 0)),
         wall: Duration::from_millis(200),
         contention: fixtures::raced(100, 100),
         client_cpu: None,
         open_loop: None,
     };
     let by_status: BTreeMap<String, Summary> = [
-        (
-            "201".to_string(),
-            Summary {
-                count: 1,
-                ..Summary::default()
-            },
-        ),
-        (
-            "400".to_string(),
-            Summary {
-                count: 99,
-                ..Summary::default()
-            },
-        ),
+        ("201".to_string(), summary_of(&groups[0])),
+        ("400".to_string(), summary_of(&groups[1])),
     ]
     .into();
     let target = TargetInfo {
@@ -166,46 +159,59 @@ fn http_unmapped_run() -> RunResult {
     };
     let mut r = RunResult::assemble(record, &mut tally, Subject::Target(target), None);
     r.verdict = crate::verdict::decide(&r);
-    r
+    fixtures::checked(r)
 }
 
-/// A run the server's death cut short: no audit.
+/// A run the server's death cut short: 50 buyers released, 4 bought, the
+/// other 46 lost their connection inside their transaction (an error, not
+/// an unknown: nothing they did can have committed); no audit.
 fn aborted_run() -> RunResult {
-    let mut r = fixtures::run(
+    let mut r = fixtures::run_with(
         "for-update",
         fixtures::scenario(50, 10),
         &[
             attempts(Outcome::Succeeded, 4, 3_000, 500),
             Attempts {
-                tries: 3,
                 message: Some("57P01: terminating connection due to administrator command"),
-                ..attempts(Outcome::Error, 2, 9_000, 1_000)
+                ..attempts(Outcome::Error, 46, 9_000, 100)
             },
         ],
         None,
         1,
+        Duration::from_millis(250),
     );
     r.status = Status::Aborted;
     r.status_reason =
         Some("lost the connection to the server: server closed the connection".into());
-    r
+    fixtures::checked(r)
 }
 
-/// conditional under `--nemesis drop-reply:0.3 --retry-unknown`: replies
-/// dropped after COMMIT, resubmitted under the same attempt id, and the
-/// purchases that committed twice found by the audit.
+/// conditional under `--nemesis drop-reply:0.3 --retry-unknown`, 20
+/// buyers x 10 attempts on 100 units: 95 replies dropped (each closing
+/// its connection, so 95 reconnects), 94 of them resubmitted under the
+/// same attempt id and one left unknown after its 3 resubmissions. Of the
+/// resubmitted attempts 43 succeeded (26 of them had committed the first
+/// time too: duplicate orders) and 48 ended sold out, so 49 attempts are
+/// of unknown fate to the audit, 10 of which committed: 64 successes + 10
+/// + 26 duplicates = the 100 units sold.
 fn nemesis_run() -> RunResult {
     let mut a = audit(100, 100, 0);
     a.duplicate_orders = 26;
     a.unknown_committed = 10;
     a.unknown_not_committed = 39;
-    let mut r = fixtures::run(
+    let mut scenario = fixtures::scenario(20, 100);
+    scenario.attempts_per_buyer = 10;
+    let resubmitted = |g: Attempts| Attempts { tries: 2, ..g };
+    let mut r = fixtures::run_with(
         "conditional",
-        fixtures::scenario(20, 100),
+        scenario,
         &[
-            attempts(Outcome::Succeeded, 64, 30_000, 10_000),
-            attempts(Outcome::SoldOut, 135, 20_000, 8_000),
+            resubmitted(attempts(Outcome::Succeeded, 43, 25_000, 500)),
+            attempts(Outcome::Succeeded, 21, 8_000, 200),
+            resubmitted(attempts(Outcome::SoldOut, 48, 20_000, 300)),
+            attempts(Outcome::SoldOut, 87, 1_500, 20),
             Attempts {
+                tries: 4,
                 message: Some(
                     "reply dropped after sending line 8 (--nemesis drop-reply): \
                      the purchase may or may not have happened",
@@ -215,6 +221,7 @@ fn nemesis_run() -> RunResult {
         ],
         Some(a),
         1,
+        Duration::from_millis(1_200),
     );
     r.nemesis = Some(crate::result::NemesisInfo {
         faults: vec![crate::result::FaultInfo {
@@ -228,7 +235,7 @@ fn nemesis_run() -> RunResult {
         resubmitted: 94,
     });
     r.verdict = crate::verdict::decide(&r);
-    r
+    fixtures::checked(r)
 }
 
 #[test]
@@ -333,9 +340,16 @@ fn compared() -> Vec<RunResult> {
 
 fn compared_twice() -> Vec<RunResult> {
     // naive's second run happened to sell exactly the stock.
-    let mut lucky = fixtures::naive_oversold(2);
-    lucky.audit = Some(audit(10, 10, 0));
-    lucky.verdict = crate::verdict::decide(&lucky);
+    let lucky = fixtures::run(
+        "naive",
+        fixtures::scenario(100, 10),
+        &[
+            attempts(Outcome::Succeeded, 10, 5_100, 60),
+            attempts(Outcome::SoldOut, 90, 900, 20),
+        ],
+        Some(audit(10, 10, 0)),
+        2,
+    );
     vec![
         fixtures::naive_oversold(1),
         lucky,
