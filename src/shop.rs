@@ -317,34 +317,48 @@ fn field(body: &Value, key: &str) -> Result<Option<i64>, String> {
     }
 }
 
-async fn purchase(State(shop): State<Arc<Shop>>, body: Bytes) -> (StatusCode, Json<Value>) {
-    let arrived = Instant::now();
+/// What a purchase body asks for: every field optional.
+#[derive(Debug, PartialEq, Eq)]
+struct Order {
+    product: i64,
+    qty: i64,
+    buyer: i64,
+    attempt: Option<i64>,
+    /// Whether the body named its buyer (only then is its arrival noted).
+    named: bool,
+}
+
+/// The order in a purchase body: an empty (or blank) body is the default
+/// order, anything else must be a JSON object whose fields, if present,
+/// are integers; the error is the 400's message.
+fn order_of(body: &[u8]) -> Result<Order, String> {
     let parsed: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({"error": format!("the body is not JSON: {e}")}),
-                )
-            }
-        }
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?
     };
-    let fields = (|| {
-        Ok::<_, String>((
-            field(&parsed, "product")?.unwrap_or(1),
-            field(&parsed, "qty")?.unwrap_or(1),
-            field(&parsed, "buyer")?.unwrap_or(0),
-            field(&parsed, "attempt")?,
-        ))
-    })();
-    let (product, qty, buyer, attempt) = match fields {
-        Ok(f) => f,
+    Ok(Order {
+        product: field(&parsed, "product")?.unwrap_or(1),
+        qty: field(&parsed, "qty")?.unwrap_or(1),
+        buyer: field(&parsed, "buyer")?.unwrap_or(0),
+        attempt: field(&parsed, "attempt")?,
+        named: parsed.get("buyer").is_some(),
+    })
+}
+
+async fn purchase(State(shop): State<Arc<Shop>>, body: Bytes) -> (StatusCode, Json<Value>) {
+    let arrived = Instant::now();
+    let Order {
+        product,
+        qty,
+        buyer,
+        attempt,
+        named,
+    } = match order_of(&body) {
+        Ok(o) => o,
         Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "error": e })),
     };
-    if parsed.get("buyer").is_some() {
+    if named {
         shop.lock_arrivals().note(buyer, arrived);
     }
     let attempt = attempt.unwrap_or_else(|| shop.next_attempt.fetch_add(1, Ordering::Relaxed) + 1);
@@ -450,3 +464,6 @@ async fn health(State(shop): State<Arc<Shop>>) -> (StatusCode, Json<Value>) {
         json!({"status": "ok", "strategy": shop.strategy}),
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,6 +29,7 @@ mod openloop;
 mod pgbouncer;
 mod redis;
 mod run;
+mod serve;
 mod strategy;
 mod teach;
 mod tricky;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
     trials.extend(tricky::tests());
     trials.extend(http::tests());
     trials.extend(http2::tests());
+    trials.extend(serve::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
     trials.extend(nemesis::tests());
