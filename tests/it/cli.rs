@@ -117,7 +117,8 @@ pub fn query_one(sql: &str) -> Option<String> {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let _w = crate::common::waiting_for(format!("the answer to {sql}"));
+    let query = async {
         use sqlx::{Connection, Row};
         let mut conn = sqlx::PgConnection::connect(crate::common::server_url())
             .await
@@ -131,7 +132,9 @@ pub fn query_one(sql: &str) -> Option<String> {
         });
         let _ = conn.close().await;
         v
-    })
+    };
+    rt.block_on(tokio::time::timeout(crate::common::CHILD_LIMIT, query))
+        .unwrap_or_else(|_| panic!("no answer to {sql}"))
 }
 
 /// The result files saved in `results`, and `racelab report` run on them

@@ -12,8 +12,8 @@ use libtest_mimic::{Failed, Trial};
 use racelab::db::{bins, proc, Cluster, ClusterOptions, DbOptions, Dirs};
 
 pub use crate::harness::{
-    in_ci, test, wait_output, wait_status, wait_until, waiting_for, Lines, OutputWithin,
-    CHILD_LIMIT,
+    in_ci, test, wait_output, wait_status, wait_until, waiting_for, Drained, Lines, OutputWithin,
+    CHILD_LIMIT, PIPE_GRACE,
 };
 
 static SERVER_URL: OnceLock<String> = OnceLock::new();
@@ -45,13 +45,16 @@ pub fn external_options(schema: &str) -> DbOptions {
     }
 }
 
-/// Run a future to completion on a fresh single-threaded runtime.
+/// Run a future to completion on a fresh single-threaded runtime, within
+/// `CHILD_LIMIT` (a query the server never answers fails the test, named).
 pub fn block_on<F: Future>(f: F) -> F::Output {
+    let _w = waiting_for("a future on the test's runtime (a query, most likely)");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
-        .block_on(f)
+        .block_on(tokio::time::timeout(CHILD_LIMIT, f))
+        .unwrap_or_else(|_| panic!("not done within {} s", CHILD_LIMIT.as_secs()))
 }
 
 /// A trial from a test returning `anyhow::Result`; the error chain is the

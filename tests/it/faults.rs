@@ -7,7 +7,6 @@
 //! and a private state directory (no kept cluster), so another test's
 //! clean-up of stale clusters can never interfere with what these observe.
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -136,17 +135,22 @@ impl Drop for Sandbox {
     }
 }
 
-/// A running racelab that is killed if the test ends before it does.
-pub(crate) struct Running(pub(crate) Child);
+/// A running racelab that is killed if the test ends before it does; its
+/// stdout and stderr read as it runs.
+pub(crate) struct Running(pub(crate) Child, [common::Drained; 2]);
 
 impl Running {
     pub(crate) fn spawn(mut cmd: Command) -> anyhow::Result<Running> {
-        Ok(Running(
-            cmd.stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("spawning racelab")?,
-        ))
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning racelab")?;
+        let pipes = [
+            common::Drained::of(child.stdout.take()),
+            common::Drained::of(child.stderr.take()),
+        ];
+        Ok(Running(child, pipes))
     }
 
     /// Wait for the exit (at most `limit`); returns status, stdout, stderr.
@@ -161,14 +165,10 @@ impl Running {
         let Some(status) = status else {
             bail!("racelab did not exit within {limit:?}");
         };
-        let (mut out, mut err) = (String::new(), String::new());
-        if let Some(mut o) = self.0.stdout.take() {
-            o.read_to_string(&mut out)?;
-        }
-        if let Some(mut e) = self.0.stderr.take() {
-            e.read_to_string(&mut err)?;
-        }
-        Ok((status, out, err))
+        let text = |d: &common::Drained| -> anyhow::Result<String> {
+            Ok(String::from_utf8_lossy(&d.take(common::PIPE_GRACE)?).into_owned())
+        };
+        Ok((status, text(&self.1[0])?, text(&self.1[1])?))
     }
 }
 

@@ -332,31 +332,48 @@ pub fn describe(cmd: &Command) -> String {
     format!("`{program} {}`", args.join(" "))
 }
 
-/// Wait for `child` (stdout and stderr piped) to exit within `limit`,
-/// collecting its output; killed and an error at the deadline.
-pub fn wait_output(mut child: Child, what: &str, limit: Duration) -> std::io::Result<Output> {
-    let _w = waiting_for(format!("{what} to exit"));
-    let collect = |pipe: Option<Box<dyn Read + Send>>| {
+/// A child's pipe read to its end on a thread of its own from the start
+/// (so the child never blocks on a full pipe), its bytes taken with a
+/// deadline (a grandchild that kept the pipe open must not hang the test).
+pub struct Drained(Receiver<Vec<u8>>);
+
+impl Drained {
+    pub fn of(pipe: Option<impl Read + Send + 'static>) -> Drained {
+        let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut p) = pipe {
                 let _ = p.read_to_end(&mut buf);
             }
-            buf
+            let _ = tx.send(buf);
+        });
+        Drained(rx)
+    }
+
+    /// Everything read, once the pipe has closed (within `limit`).
+    pub fn take(&self, limit: Duration) -> std::io::Result<Vec<u8>> {
+        let _w = waiting_for("a child's pipe to close");
+        self.0.recv_timeout(limit).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "a pipe stayed open {} s after its child exited",
+                    limit.as_secs_f64()
+                ),
+            )
         })
-    };
-    let out = collect(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = collect(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    }
+}
+
+/// How long a pipe may stay open after its child has exited.
+pub const PIPE_GRACE: Duration = Duration::from_secs(30);
+
+/// Wait for `child` (stdout and stderr piped) to exit within `limit`,
+/// collecting its output; killed and an error at the deadline.
+pub fn wait_output(mut child: Child, what: &str, limit: Duration) -> std::io::Result<Output> {
+    let _w = waiting_for(format!("{what} to exit"));
+    let out = Drained::of(child.stdout.take());
+    let err = Drained::of(child.stderr.take());
     let status = match wait_status(&mut child, limit)? {
         Some(s) => s,
         None => {
@@ -370,8 +387,8 @@ pub fn wait_output(mut child: Child, what: &str, limit: Duration) -> std::io::Re
     };
     Ok(Output {
         status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: out.take(PIPE_GRACE)?,
+        stderr: err.take(PIPE_GRACE)?,
     })
 }
 

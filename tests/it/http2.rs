@@ -207,7 +207,11 @@ impl Drop for Hypercorn {
     fn drop(&mut self) {
         // SAFETY: signalling our own child by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        let stopped = crate::common::wait_status(&mut self.child, START_LIMIT);
+        if !matches!(stopped, Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
