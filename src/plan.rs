@@ -7,19 +7,16 @@
 //! `http::Service`, `scenario::Overrides`, `db::DbOptions`) is plain.
 
 pub mod explore;
+pub mod http;
 
 use std::path::PathBuf;
 use std::time::Duration;
-
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use reqwest::{Method, Url};
 
 use crate::cli::{self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs, SqlArgs};
 use crate::db::pgbouncer::{self, PgBouncerOptions, PoolMode};
 use crate::db::DbOptions;
 use crate::engine::Faults;
 use crate::error::{bad_input, Diagnostic};
-use crate::http::{self, h1, lane, template::Template, truth};
 use crate::lab::Lab;
 use crate::report::{Output, RunResult};
 use crate::run::Pipeline;
@@ -54,7 +51,7 @@ pub enum TargetPlan {
     /// Strategies on the SQL lab (`run`, `compare`).
     Lab(Box<Lab>),
     /// An HTTP service (`http`).
-    Http(Box<http::Service>),
+    Http(Box<crate::http::Service>),
 }
 
 /// The arguments of one race command, by target kind.
@@ -130,7 +127,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         RaceArgs::Lab {
             strategies, args, ..
         } => Target::Lab(strategies_of(strategies)?, args),
-        RaceArgs::Http(a) => Target::Http(Box::new(request_of(a)?), a),
+        RaceArgs::Http(a) => Target::Http(Box::new(http::request_of(a)?), a),
     };
     let sargs = args.scenario();
     let scenario = Scenario::load(&sargs.scenario)?.with_overrides(&overrides(&args))?;
@@ -163,7 +160,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
             (TargetPlan::Lab(Box::new(lab)), compare || gate.repeat > 1)
         }
         Target::Http(request, a) => {
-            let service = service_of(request, a, &output, &mut pipeline)?;
+            let service = http::service_of(request, a, &output, &mut pipeline)?;
             (TargetPlan::Http(Box::new(service)), gate.repeat > 1)
         }
     };
@@ -189,7 +186,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
 /// The target's flags, validated before the shared ones.
 enum Target<'a> {
     Lab(Vec<Strategy>, &'a CommonArgs),
-    Http(Box<Request>, &'a HttpArgs),
+    Http(Box<http::Request>, &'a HttpArgs),
 }
 
 /// The typed errors of the domain modules that are bad input, turned into
@@ -458,304 +455,6 @@ fn existing_parent_missing(file: &std::path::Path) -> Option<PathBuf> {
     (!parent.is_dir()).then(|| parent.to_path_buf())
 }
 
-/// The purchase request of `racelab http`, validated.
-struct Request {
-    url: Url,
-    method: Method,
-    headers: HeaderMap,
-    body: Option<Template>,
-    buyer_name: (String, String),
-}
-
-fn request_of(a: &HttpArgs) -> anyhow::Result<Request> {
-    if a.timeout.is_some() {
-        return Err(bad_input(
-            "racelab http has no --timeout: the per-request limit is --request-timeout MS \
-             (--timeout is the per-statement limit of racelab run)",
-        ));
-    }
-    let r = &a.request;
-    let url = parse_url("the target URL", &a.url)?;
-    let method = Method::from_bytes(r.method.trim().to_ascii_uppercase().as_bytes())
-        .map_err(|_| bad_input(format!("--method {:?} is not an HTTP method", r.method)))?;
-    let mut headers = HeaderMap::new();
-    for h in &r.headers {
-        let Some((k, v)) = h.split_once(':') else {
-            return Err(bad_input(format!("--header {h:?}: expected `Name: value`")));
-        };
-        let name = HeaderName::from_bytes(k.trim().as_bytes())
-            .map_err(|_| bad_input(format!("--header {h:?}: {k:?} is not a header name")))?;
-        let value = HeaderValue::from_str(v.trim()).map_err(|_| {
-            bad_input(format!(
-                "--header {h:?}: the value is not valid in a header"
-            ))
-        })?;
-        headers.append(name, value);
-    }
-    let body = r.body.as_deref().map(Template::parse).transpose()?;
-    if body.is_some() && !headers.contains_key(CONTENT_TYPE) {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    let buyer_name = match &r.buyer_name {
-        None => (String::new(), String::new()),
-        Some(p) => match p.split_once("{n}") {
-            Some((pre, post)) => (pre.to_string(), post.to_string()),
-            None => {
-                return Err(bad_input(format!(
-                    "--buyer-name {p:?} has no {{n}} (where the buyer's number goes), e.g. 'user-{{n}}'"
-                )))
-            }
-        },
-    };
-    let lists = [
-        ("--success", &r.success),
-        ("--sold-out", &r.sold_out),
-        ("--rejected", &r.rejected),
-    ];
-    for (flag, codes) in lists {
-        if let Some(c) = codes.iter().find(|c| !(100..=599).contains(*c)) {
-            return Err(bad_input(format!(
-                "{flag}: {c} is not an HTTP status code (100-599)"
-            )));
-        }
-    }
-    for (i, (fa, ca)) in lists.iter().enumerate() {
-        for (fb, cb) in &lists[i + 1..] {
-            if let Some(c) = ca.iter().find(|c| cb.contains(c)) {
-                return Err(bad_input(format!(
-                    "status {c} is in both {fa} and {fb}; give each code one meaning"
-                )));
-            }
-        }
-        if r.success.is_empty() && *fa != "--success" {
-            if let Some(c) = ca.iter().find(|c| (200..300).contains(*c)) {
-                return Err(bad_input(format!(
-                    "status {c} is in {fa} but every 2xx means success by default; \
-                     list the success codes with --success"
-                )));
-            }
-        }
-    }
-    Ok(Request {
-        url,
-        method,
-        headers,
-        body,
-        buyer_name,
-    })
-}
-
-/// The HTTP service: where the truth comes from, the resets, the client.
-fn service_of(
-    request: Box<Request>,
-    a: &HttpArgs,
-    output: &Output,
-    pipeline: &mut Pipeline,
-) -> anyhow::Result<http::Service> {
-    let t = &a.truth;
-    let connect_timeout = connect_timeout(t.connect_timeout)?;
-    let db = match (&t.verify_sql, &t.reset_sql, &t.database_url) {
-        (None, None, _) => None,
-        (_, _, Some(url)) => Some(truth::ServiceDb::new(url, connect_timeout)?),
-        (_, _, None) => {
-            return Err(bad_input(
-                "--verify-sql and --reset-sql need --database-url (or DATABASE_URL): the service's database",
-            ))
-        }
-    };
-    let declared_stock = a.scenario.stock;
-    let source = if let Some(sql) = &t.verify_sql {
-        if sql.trim().is_empty() {
-            return Err(bad_input(
-                "--verify-sql is empty: give a SELECT returning `stock`",
-            ));
-        }
-        truth::Source::Sql { sql: sql.clone() }
-    } else if let Some(u) = &t.stock_url {
-        truth::Source::StockUrl {
-            url: parse_url("--stock-url", u)?,
-            stock: truth::JsonExpr::parse("--stock-json-path", &t.stock_json_path)?,
-            sold: t
-                .sold_json_path
-                .as_deref()
-                .map(|e| truth::JsonExpr::parse("--sold-json-path", e))
-                .transpose()?,
-        }
-    } else if declared_stock.is_some() {
-        truth::Source::Belief
-    } else {
-        return Err(bad_input(
-            "racelab http needs the stock to audit against: --verify-sql SQL --database-url URL \
-             (the service's database), --stock-url URL (its stock endpoint), or --stock N \
-             (the initial stock, checked against the successes racelab counts)",
-        ));
-    };
-    let reset_url = t
-        .reset_url
-        .as_deref()
-        .map(|u| parse_url("--reset-url", u))
-        .transpose()?;
-    if output.trace {
-        return Err(bad_input(
-            "--trace records the SQL statements of a strategy; racelab http sends requests \
-             and has none (use --histogram for the latency charts)",
-        ));
-    }
-
-    let ms = a.request.request_timeout;
-    let timeout = (ms > 0).then(|| Duration::from_millis(ms));
-    let mut client = reqwest::Client::builder()
-        .user_agent(concat!("racelab/", env!("CARGO_PKG_VERSION")))
-        .tcp_nodelay(true)
-        .pool_idle_timeout(None);
-    if let Some(t) = timeout {
-        client = client.connect_timeout(t);
-    }
-    let roots = match &a.request.cacert {
-        Some(path) => http::net::read_pem(path).map_err(|e| bad_input(format!("--cacert {e}")))?,
-        None => Vec::new(),
-    };
-    for cert in &roots {
-        let cert = reqwest::Certificate::from_der(cert)
-            .map_err(|e| bad_input(format!("--cacert: a certificate reqwest cannot use: {e}")))?;
-        client = client.add_root_certificate(cert);
-    }
-    let client = client
-        .build()
-        .map_err(|e| anyhow::anyhow!("could not build the HTTP client: {e}"))?;
-    let Request {
-        url,
-        method,
-        headers,
-        body,
-        buyer_name,
-    } = *request;
-    if let Some(template) = &body {
-        check_json_body(template, &headers, &buyer_name, pipeline.scenario.quantity)?;
-    }
-    // A request is sent once: racelab cannot know whether a service may
-    // see it twice. The service has no think time or pool of racelab's:
-    // each buyer sends its requests on its own connection, back to back.
-    pipeline.max_tries = 1;
-    let sc = &mut pipeline.scenario;
-    sc.think_ms = 0;
-    sc.think_jitter_ms = 0;
-    sc.connections = 0;
-    if a.scenario.scenario == "default" {
-        sc.name = "http".into();
-    }
-    sc.description = format!("{method} {}", http::shown(&url));
-    let direct = h1::Target::of(&url, &method, &headers);
-    let protocol = if a.request.http2 {
-        lane::Protocol::Http2
-    } else {
-        lane::Protocol::Http1
-    };
-    let sync = match a.request.sync {
-        cli::SyncMode::LastByte => lane::Sync::LastByte,
-        cli::SyncMode::None => lane::Sync::None,
-    };
-    if direct.is_none() {
-        // Only a proxy in the environment makes racelab hand requests to
-        // reqwest, which writes each one whole.
-        if protocol == lane::Protocol::Http2 {
-            return Err(bad_input(
-                "--http2: racelab speaks HTTP/2 on its own connections, but a proxy is set in                  the environment (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY): unset it, or drop --http2",
-            ));
-        }
-        if sync == lane::Sync::LastByte {
-            output.note(
-                "note: a proxy is set in the environment: requests go through it whole,                  without last-byte synchronisation (--sync none)",
-            );
-        }
-    }
-    let lanes = lane::HttpLanes {
-        direct,
-        protocol,
-        sync,
-        roots,
-        opened: Default::default(),
-        client,
-        method,
-        url,
-        headers,
-        body,
-        buyer_name,
-        timeout,
-        statuses: lane::StatusMap {
-            success: a.request.success.clone(),
-            sold_out: a.request.sold_out.clone(),
-            rejected: a.request.rejected.clone(),
-        },
-    };
-    Ok(http::Service {
-        lanes: std::sync::Arc::new(lanes),
-        source,
-        declared_stock,
-        db,
-        reset_url,
-        reset_sql: t.reset_sql.clone(),
-    })
-}
-
-/// A body sent as JSON (by its `Content-Type`, racelab's default for a
-/// body, or by its first character) is rendered once for buyer 1 and
-/// parsed before the race: a template that makes invalid JSON would
-/// otherwise turn every purchase into a 400 nobody asked for.
-fn check_json_body(
-    template: &Template,
-    headers: &HeaderMap,
-    buyer_name: &(String, String),
-    qty: i64,
-) -> anyhow::Result<()> {
-    let name = format!("{}1{}", buyer_name.0, buyer_name.1);
-    let sample = template.render(&http::template::Values {
-        buyer: &name,
-        attempt: 1,
-        qty,
-        product: 1,
-    });
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let json = content_type.contains("json") || sample.trim_start().starts_with(['{', '[']);
-    if !json {
-        return Ok(());
-    }
-    let Err(e) = serde_json::from_str::<serde_json::Value>(&sample) else {
-        return Ok(());
-    };
-    let fix = if template.has_unquoted_buyer() {
-        "put {{buyer}} in quotes, \"{{buyer}}\": its value is the buyer's name, which is text"
-            .to_string()
-    } else {
-        "make the template render JSON (placeholders whose values are text go in quotes, \
-         e.g. \"{{buyer}}\"), or send another Content-Type with -H"
-            .to_string()
-    };
-    Err(bad_input(format!(
-        "--body is not valid JSON ({e}) once rendered for buyer 1: {sample}; it is sent as \
-         {content_type}: {fix}"
-    )))
-}
-
-fn parse_url(flag: &str, text: &str) -> anyhow::Result<Url> {
-    let url = Url::parse(text).map_err(|e| {
-        bad_input(format!(
-            "{flag} {text:?} is not a URL ({e}): expected e.g. http://127.0.0.1:8080/purchase"
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad_input(format!(
-            "{flag} must start with http:// or https://, got {}://",
-            url.scheme()
-        )));
-    }
-    Ok(url)
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -976,9 +675,16 @@ mod tests {
         assert!(
             bad(&["http", "http://127.0.0.1:9/buy"]).contains("needs the stock to audit against")
         );
-        assert!(
-            bad(&["http", "http://127.0.0.1:9/buy", "--stock", "1", "--trace"]).contains("--trace")
-        );
+        assert!(bad(&[
+            "http",
+            "http://127.0.0.1:9/buy",
+            "--stock",
+            "1",
+            "--trace",
+            "--buyers",
+            "51"
+        ])
+        .contains("more than 50"));
         assert!(bad(&["http", "ftp://x/buy", "--stock", "1"]).contains("http://"));
     }
 

@@ -843,6 +843,7 @@ mod tests {
             protocol: "http/1.1".into(),
             sync: "last-byte".into(),
             connections: 100,
+            flow: None,
         };
         let u = unmapped(&t, 100).unwrap();
         assert_eq!(
