@@ -701,7 +701,11 @@ impl Attempt for HttpBuyer<'_> {
         let lanes = self.lanes;
         if self.lane.out.is_some() {
             // Out of the race: nothing is sent, and nothing of it is
-            // counted (`HttpLanes::recount`). "Sold out" ends a timed loop.
+            // counted (`report::recount`). "Sold out" ends a timed loop.
+            // What it did before the race is still traced.
+            if let Some(t) = trace {
+                t.append(&mut self.lane.early_trace);
+            }
             return Ok((
                 AttemptReport {
                     outcome: Outcome::SoldOut,

@@ -118,23 +118,9 @@ fn flow_of(a: &HttpArgs, req: &Request, products: u32) -> anyhow::Result<Flow> {
     let shown = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| bad_input(format!("--flow {shown}: {e}")))?;
-    // `-H` headers with placeholders go to every step as templates.
-    let mut headers = req.headers.clone();
-    let mut names = Names::default();
-    for c in &columns {
-        names.slot(c);
-    }
-    for (name, v) in &req.templated {
-        // Checked against what every step knows (built-ins and users).
-        Template::parse(
-            v,
-            &format!("--header {name}"),
-            Context::Header,
-            &names,
-            names.len(),
-        )?;
-        headers.remove(name);
-    }
+    // `-H` headers with placeholders go to every step that knows their
+    // variables (see `file::parse`).
+    let headers = req.headers.clone();
     let cx = file::Inputs {
         base: &a.url,
         users: &columns,

@@ -15,6 +15,7 @@ mod explore;
 mod faults;
 mod http;
 mod http2;
+mod http_flows;
 mod interp;
 mod nemesis;
 mod openloop;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
     trials.extend(tricky::tests());
     trials.extend(http::tests());
     trials.extend(http2::tests());
+    trials.extend(http_flows::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
     trials.extend(nemesis::tests());
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
     };
     let after = libtest_mimic::run(&one_at_a_time, alone);
     conclusion.num_failed += after.num_failed;
+    http_flows::stop_shop();
     let stopped = server.shutdown();
     if let Err(e) = &stopped {
         eprintln!("error: could not stop the shared test server: {e:#}");

@@ -171,6 +171,7 @@ pub fn parse(shown: &str, text: &str, cx: &Inputs<'_>) -> anyhow::Result<Flow> {
     // Names known where a step stands: the race steps see what the steps
     // before them extract, not what other race steps do.
     let mut race_known = None;
+    let mut applied = vec![false; cx.templated.len()];
     for (i, (name, t)) in tables.iter().enumerate() {
         let phase = if i < first {
             Phase::Before
@@ -183,8 +184,25 @@ pub fn parse(shown: &str, text: &str, cx: &Inputs<'_>) -> anyhow::Result<Flow> {
             Phase::Race => *race_known.get_or_insert(names.len()),
             _ => names.len(),
         };
-        let step = step(shown, name, t, phase, known, &mut names, cx)?;
+        let step = step(shown, name, t, phase, known, &mut names, cx, &mut applied)?;
         steps.push(step);
+    }
+    // A `-H` header goes with every step that knows its variables (an
+    // `Authorization: Bearer {{token}}` from the step after the login on);
+    // one that no step can send is bad input.
+    for ((hn, v), used) in cx.templated.iter().zip(applied) {
+        if !used {
+            Template::parse(
+                v,
+                &format!("--header {hn}"),
+                Context::Header,
+                &names,
+                names.len(),
+            )?;
+            return Err(bad_input(format!(
+                "--header {hn}: no step can send it: its variables are set only by the last steps"
+            )));
+        }
     }
     Ok(Flow {
         steps,
@@ -226,6 +244,7 @@ fn step(
     known: usize,
     names: &mut Names,
     cx: &Inputs<'_>,
+    applied: &mut [bool],
 ) -> anyhow::Result<Step> {
     let place = |key: &str| format!("{shown}: step {name:?}, {key}");
     let bad = |key: &str, why: &str| bad_input(format!("{}: {why}", place(key)));
@@ -264,15 +283,12 @@ fn step(
     let url = UrlTemplate::parse(&full, &place("request"), names, known)?;
     let mut fixed_headers = cx.headers.clone();
     let mut headers = Vec::new();
-    for (hn, v) in cx.templated {
-        let t = Template::parse(
-            v,
-            &format!("--header {hn} (in step {name:?})"),
-            Context::Header,
-            names,
-            known,
-        )?;
-        headers.push((hn.clone(), t));
+    for ((hn, v), used) in cx.templated.iter().zip(applied.iter_mut()) {
+        // Not yet known here (set by a later step): not sent here.
+        if let Ok(t) = Template::parse(v, "--header", Context::Header, names, known) {
+            headers.push((hn.clone(), t));
+            *used = true;
+        }
     }
     let mut content_type = None;
     if let Some(h) = t.get("headers") {

@@ -15,6 +15,7 @@ its schema.
 
 import json
 import os
+import urllib.parse
 import re
 import secrets
 import sys
@@ -110,7 +111,7 @@ def make_engine():
 
 
 ENGINE = None
-ROUTE = re.compile(r"^/s/([A-Za-z0-9_-]+)(/[^?]*)")
+ROUTE = re.compile(r"^/s/([A-Za-z0-9_-]+)(/[^?]*)(?:\?(.*))?$")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -154,6 +155,9 @@ class Handler(BaseHTTPRequestHandler):
             body = self.body() if method == "POST" else {}
         except ValueError:
             return self.reply(400, {"error": "the body is not JSON"})
+        # Query parameters fill in what the body leaves out (a reset URL).
+        for k, v in urllib.parse.parse_qsl(m.group(3) or ""):
+            body.setdefault(k, v)
         handler = ROUTES.get((method, path))
         if handler is None:
             return self.reply(404, {"error": f"no route {method} {path}"})
@@ -194,7 +198,8 @@ def reset(h, s, shop, b):
                 s.execute(delete(Login).where(Login.shop == shop))
             else:
                 s.execute(delete(model).where(model.shop == shop if model is not Shop else Shop.name == shop))
-        s.add(Shop(name=shop, safe=bool(b.get("safe")), auth=b.get("auth", "bearer"),
+        s.add(Shop(name=shop, safe=str(b.get("safe", "0")).lower() in ("1", "true"),
+                   auth=b.get("auth", "bearer"),
                    think_ms=int(b.get("think_ms", 20))))
         for i in range(1, int(b.get("users", 60)) + 1):
             s.add(User(shop=shop, name=f"user{i}", password=f"pw-{shop}-{i}-s3cret"))
