@@ -216,7 +216,7 @@ pub struct TargetInfo {
     /// The flow each buyer ran (`--flow`): per-step counts and latency, and
     /// the buyers a step before the race put out of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flow: Option<FlowInfo>,
+    pub flow: Option<Box<FlowInfo>>,
 }
 
 /// What the buyers of a flow did, step by step.

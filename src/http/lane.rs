@@ -377,6 +377,23 @@ impl Lanes for HttpLanes {
         let mut lanes =
             join_unless_stopped(set, control, |r| r.map_err(|e| unreachable(&shown, &e))).await?;
         lanes.sort_by_key(|l| l.buyer);
+        // No buyer got an answer from a step before the race: the service
+        // is not there (exit 3), not a race that went wrong.
+        let unanswered: Option<Vec<&Out>> = lanes
+            .iter()
+            .map(|l| {
+                l.out
+                    .as_ref()
+                    .filter(|o| o.status == 0 && l.steps[o.step].by_status.contains_key(&0))
+            })
+            .collect();
+        if let Some(first) = unanswered.and_then(|o| o.first().copied()) {
+            anyhow::bail!(
+                "could not reach the target {}: {}; is the service running?",
+                self.flow.steps[first.step].url.shown(),
+                first.why
+            );
+        }
         Ok(lanes)
     }
 
@@ -606,9 +623,8 @@ impl HttpBuyer<'_> {
         every: bool,
         mut trace: Option<&mut Vec<TraceEvent>>,
     ) -> Result<(), StepFailure> {
-        let steps = &self.lanes.flow.steps;
-        for i in 0..steps.len() {
-            let s = &steps[i];
+        let lanes = self.lanes;
+        for (i, s) in lanes.flow.steps.iter().enumerate() {
             if s.phase != Phase::Before || s.every != every || !s.buyers.has(self.lane.buyer) {
                 continue;
             }
@@ -619,9 +635,8 @@ impl HttpBuyer<'_> {
 
     /// The steps after the race, until one fails.
     async fn after(&mut self, mut trace: Option<&mut Vec<TraceEvent>>) {
-        let steps = &self.lanes.flow.steps;
-        for i in 0..steps.len() {
-            let s = &steps[i];
+        let lanes = self.lanes;
+        for (i, s) in lanes.flow.steps.iter().enumerate() {
             if s.phase != Phase::After || !s.buyers.has(self.lane.buyer) {
                 continue;
             }

@@ -221,10 +221,13 @@ impl Target for ServiceTarget<'_> {
             .last()
             .map(|(_, s)| s)
             .expect("a flow has a race step");
-        let flow = l
-            .flow
-            .is_file()
-            .then(|| report::flow_info(&l.flow, &raced.lanes, svc.max_setup_failures));
+        let flow = l.flow.is_file().then(|| {
+            Box::new(report::flow_info(
+                &l.flow,
+                &raced.lanes,
+                svc.max_setup_failures,
+            ))
+        });
         let target = TargetInfo {
             url: audited.url.shown(),
             method: audited.method.to_string(),

@@ -37,7 +37,7 @@ pub fn flow_info(flow: &Flow, lanes: &[HttpLane], max_setup_failures: u64) -> Fl
             message,
         })
         .collect();
-    setup_failures.sort_by(|a, b| b.buyers.cmp(&a.buyers));
+    setup_failures.sort_by_key(|f| std::cmp::Reverse(f.buyers));
     FlowInfo {
         file: flow.file.clone().unwrap_or_default(),
         out_of_race: lanes.iter().filter(|l| l.out.is_some()).count() as u64,

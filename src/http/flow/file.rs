@@ -184,7 +184,7 @@ pub fn parse(shown: &str, text: &str, cx: &Inputs<'_>) -> anyhow::Result<Flow> {
             Phase::Race => *race_known.get_or_insert(names.len()),
             _ => names.len(),
         };
-        let step = step(shown, name, t, phase, known, &mut names, cx, &mut applied)?;
+        let step = step(shown, name, t, (phase, known), &mut names, cx, &mut applied)?;
         steps.push(step);
     }
     // A `-H` header goes with every step that knows its variables (an
@@ -236,12 +236,13 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
+/// One step `name`, standing in `phase` where the first `known` names are
+/// known.
 fn step(
     shown: &str,
     name: &str,
     t: &Table,
-    phase: Phase,
-    known: usize,
+    (phase, known): (Phase, usize),
     names: &mut Names,
     cx: &Inputs<'_>,
     applied: &mut [bool],
