@@ -22,6 +22,7 @@ use reqwest::{Client, Url};
 use tokio::task::JoinSet;
 
 use super::flow::cookies::Jar;
+use super::flow::secret::Values;
 use super::flow::users::Users;
 use super::flow::{Flow, Phase, Step};
 use super::h2 as http2;
@@ -173,7 +174,7 @@ impl StepTally {
 pub struct HttpLane {
     buyer: u32,
     /// The buyer's variables, by slot.
-    values: Vec<String>,
+    values: Values,
     jar: Jar,
     /// A link per race step this buyer runs: (step index, link).
     links: Vec<(usize, Link)>,
@@ -427,7 +428,7 @@ impl HttpLanes {
     }
 
     /// Buyer `buyer`'s variables before its first attempt.
-    fn values_of(&self, buyer: u32, qty: i64, product: i64) -> Vec<String> {
+    fn values_of(&self, buyer: u32, qty: i64, product: i64) -> Values {
         let flow = &self.flow;
         let mut v = vec![String::new(); flow.names.len()];
         v[BUYER] = format!("{}{buyer}{}", self.buyer_name.0, self.buyer_name.1);
@@ -436,13 +437,13 @@ impl HttpLanes {
         v[PRODUCT] = product.to_string();
         if let Some(users) = &self.users {
             for (slot, value) in flow.user_slots.iter().zip(users.row(buyer)) {
-                v[*slot] = value.clone();
+                v[*slot] = value.expose().to_string();
             }
         }
         for (slot, value) in &flow.vars {
             v[*slot] = value.clone();
         }
-        v
+        Values(v)
     }
 }
 

@@ -7,9 +7,11 @@
 //! - `file`: a flow file (`--flow FILE.toml`), read and checked key by key.
 //! - `users`: `--users FILE`, one row of variables per buyer.
 //! - `cookies`: a buyer's cookie jar.
+//! - `secret`: the types that keep secrets out of every rendering.
 
 pub mod cookies;
 pub mod file;
+pub mod secret;
 pub mod users;
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -380,9 +382,11 @@ impl Step {
         let mut h = self.fixed_headers.clone();
         for (name, t) in &self.headers {
             t.render_into(values, scratch);
-            let v = HeaderValue::from_str(scratch).map_err(|_| {
+            let mut v = HeaderValue::from_str(scratch).map_err(|_| {
                 format!("the header {name} is not a valid header value once its variables are filled in")
             })?;
+            // A value made from variables may carry a credential.
+            v.set_sensitive(true);
             h.append(name.clone(), v);
         }
         Ok(h)

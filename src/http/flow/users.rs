@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
+use super::secret::Secret;
 use crate::error::bad_input;
 
 /// The users file, validated.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Users {
     pub columns: Vec<String>,
-    rows: Vec<Vec<String>>,
+    rows: Vec<Vec<Secret>>,
     /// `--users-cycle`: buyers past the last row start again at the first.
     pub cycle: bool,
 }
@@ -52,6 +53,10 @@ impl Users {
                 )));
             }
         }
+        let rows = rows
+            .into_iter()
+            .map(|r| r.into_iter().map(Secret::new).collect())
+            .collect();
         Ok(Users {
             columns,
             rows,
@@ -81,7 +86,7 @@ impl Users {
     }
 
     /// Buyer `n`'s (1-based) row.
-    pub fn row(&self, buyer: u32) -> &[String] {
+    pub fn row(&self, buyer: u32) -> &[Secret] {
         let i = (buyer.max(1) as usize - 1) % self.rows.len();
         &self.rows[i]
     }
@@ -227,16 +232,17 @@ mod tests {
             let u = Users::load(f.path(), false).unwrap();
             let col = |name: &str| u.columns.iter().position(|c| c == name).unwrap();
             assert_eq!(u.columns.len(), 2);
-            assert_eq!(u.row(1)[col("user")], "ann");
-            assert_eq!(u.row(1)[col("password")], "p,\"1\"");
-            assert_eq!(u.row(2)[col("password")], "pw2");
+            assert_eq!(u.row(1)[col("user")].expose(), "ann");
+            assert_eq!(u.row(1)[col("password")].expose(), "p,\"1\"");
+            assert_eq!(u.row(2)[col("password")].expose(), "pw2");
             assert!(u.check_buyers(2).is_ok());
             let e = u.check_buyers(3).unwrap_err().to_string();
             assert!(e.contains("--users-cycle"), "{e}");
         }
         let u = Users::load(csv.path(), true).unwrap();
         assert!(u.check_buyers(3).is_ok());
-        assert_eq!(u.row(3), ["ann", "p,\"1\""]);
+        let row: Vec<&str> = u.row(3).iter().map(Secret::expose).collect();
+        assert_eq!(row, ["ann", "p,\"1\""]);
         assert_eq!(u.columns, ["user", "password"]);
     }
 
