@@ -209,9 +209,13 @@ impl HttpLane {
             .filter_map(|s| self.values.get(*s))
             .map(String::as_str)
             .chain(self.jar.values());
-        for v in values {
-            if v.len() >= 3 && msg.contains(v) {
-                msg = msg.replace(v, "***");
+        for v in values.filter(|v| v.len() >= 3) {
+            // As sent in a URL, too (an error may quote the URL).
+            let encoded = super::template::percent_encoded(v);
+            for form in [v, encoded.as_str()] {
+                if msg.contains(form) {
+                    msg = msg.replace(form, "***");
+                }
             }
         }
         msg

@@ -249,6 +249,11 @@ fn unknown(place: &str, name: &str, names: &Names, known: usize) -> anyhow::Erro
     ))
 }
 
+/// `s` as a URL carries it.
+pub fn percent_encoded(s: &str) -> String {
+    utf8_percent_encode(s, COMPONENT).to_string()
+}
+
 /// `s` as the inside of a JSON string (no surrounding quotes).
 pub fn escape_into(s: &str, out: &mut String) {
     for c in s.chars() {

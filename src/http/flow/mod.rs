@@ -242,6 +242,8 @@ fn example(kind: &str) -> &'static str {
 pub struct UrlTemplate {
     /// `scheme://authority`, as given.
     origin_text: String,
+    /// The same without a password.
+    origin_shown: String,
     pub origin: Origin,
     path: Template,
     path_text: String,
@@ -285,6 +287,12 @@ impl UrlTemplate {
             )));
         }
         let origin = Origin::of(&base).ok_or_else(|| bad(format!("{text:?} has no host")))?;
+        // As shown (results, messages): without a password.
+        let mut hidden = base.clone();
+        if hidden.password().is_some() {
+            let _ = hidden.set_password(Some("***"));
+        }
+        let origin_shown = hidden.as_str().trim_end_matches('/').to_string();
         let path = Template::parse(
             path_text,
             place,
@@ -299,6 +307,7 @@ impl UrlTemplate {
         };
         Ok(UrlTemplate {
             origin_text: origin_text.to_string(),
+            origin_shown,
             origin,
             path,
             path_text: path_text.to_string(),
@@ -318,7 +327,7 @@ impl UrlTemplate {
 
     /// The URL as written, with its placeholders (never a value).
     pub fn shown(&self) -> String {
-        format!("{}{}", self.origin_text, self.path_text)
+        format!("{}{}", self.origin_shown, self.path_text)
     }
 
     /// The path and query as written, with placeholders.
@@ -469,6 +478,29 @@ mod tests {
         };
         assert_eq!(only.classify(201), Outcome::Error);
         assert_eq!(only.classify(200), Outcome::Succeeded);
+    }
+
+    #[test]
+    fn a_url_renders_its_path_and_shows_no_password() {
+        let mut names = Names::default();
+        names.slot("user");
+        let u = UrlTemplate::parse(
+            "http://me:pw-secret@127.0.0.1:8080/users/{{user}}/cart?b={{buyer}}",
+            "url",
+            &names,
+            names.len(),
+        )
+        .unwrap();
+        assert_eq!(
+            u.shown(),
+            "http://me:***@127.0.0.1:8080/users/{{user}}/cart?b={{buyer}}"
+        );
+        let values: Vec<String> = ["7", "1", "1", "1", "a/b c"].map(String::from).to_vec();
+        let url = u.render(&values, &mut String::new()).unwrap();
+        assert_eq!(url.path(), "/users/a%2Fb%20c/cart");
+        assert_eq!(url.query(), Some("b=7"));
+        let e = UrlTemplate::parse("http://{{user}}.shop/x", "url", &names, 5).unwrap_err();
+        assert!(e.to_string().contains("not in the host"), "{e}");
     }
 
     #[test]
