@@ -306,7 +306,7 @@ impl Group {
     pub async fn complete(&self, primed: Primed) -> (Result<Answer, Failure>, Option<Instant>) {
         self.release();
         let answer = answer(primed.response.await).await;
-        (answer, self.ended(primed.stream))
+        (answer, self.ended_soon(primed.stream).await)
     }
 
     /// A request sent whole (every attempt but a primed first one), and
@@ -341,15 +341,20 @@ impl Group {
         }
         let id = response.stream_id().as_u32();
         let answer = answer(response.await).await;
-        // A server may answer on the HEADERS alone, before the connection
-        // task has written the END_STREAM after them: let it.
-        for _ in 0..64 {
-            if let Some(at) = self.ended(id) {
-                return (answer, Some(at));
+        (answer, self.ended_soon(id).await)
+    }
+
+    /// When the END_STREAM of `stream` was written. A server may answer
+    /// on the HEADERS alone, before the connection task has written the
+    /// END_STREAM after them: give that task its turn first.
+    async fn ended_soon(&self, stream: u32) -> Option<Instant> {
+        for _ in 0..256 {
+            if let Some(at) = self.ended(stream) {
+                return Some(at);
             }
             tokio::task::yield_now().await;
         }
-        (answer, None)
+        None
     }
 
     /// Whether the connection can still open streams.
