@@ -18,7 +18,9 @@ pub(crate) mod facts;
 mod interp;
 mod lex;
 mod parse;
+mod program;
 mod redis;
+mod vars;
 pub(crate) use redis::RedisEffect;
 
 /// What one attempt starts with and what it did, shared with the engine.
@@ -31,8 +33,10 @@ pub use interp::{
     SetupCall, StepGate, TxEffect,
 };
 pub use lex::Placeholder;
-pub use parse::{parse, Program};
-pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
+pub use parse::parse;
+pub use program::Program;
+pub(crate) use program::{Instr, Stmt};
+pub(crate) use vars::{ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
 /// A parse or load error: file, line, column, the line itself and a caret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

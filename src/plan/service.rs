@@ -427,3 +427,136 @@ pub fn parse_url(flag: &str, text: &str) -> anyhow::Result<Url> {
     }
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{bad, plan};
+    use std::time::Duration;
+
+    use crate::cli::Cli;
+    use crate::plan::TargetPlan;
+    use crate::verdict::Expect;
+
+    #[test]
+    fn http_shares_the_workload_flags_and_has_its_own_timeout() {
+        let p = plan(&[
+            "http",
+            "http://127.0.0.1:9/buy",
+            "--stock",
+            "3",
+            "--buyers",
+            "4",
+            "--attempts",
+            "2",
+            "--quantity",
+            "2",
+            "--seed",
+            "5",
+            "--request-timeout",
+            "700",
+            "--expect",
+            "safe",
+        ])
+        .unwrap();
+        let TargetPlan::Http(svc) = &p.target else {
+            panic!("an http plan")
+        };
+        assert_eq!(svc.declared_stock, Some(3));
+        assert_eq!(svc.lanes.timeout, Some(Duration::from_millis(700)));
+        let sc = &p.pipeline.scenario;
+        assert_eq!((sc.buyers, sc.attempts_per_buyer, sc.quantity), (4, 2, 2));
+        // No think time, pool or retries of racelab's own for a service.
+        assert_eq!((sc.think_ms, sc.think_jitter_ms, sc.connections), (0, 0, 0));
+        assert_eq!(p.pipeline.max_tries, 1);
+        assert_eq!(sc.name, "http");
+        assert_eq!(p.gate.expect, Some(Expect::Safe));
+        // A scenario with think time and jitter still races without them.
+        let p = plan(&[
+            "http",
+            "http://127.0.0.1:9/buy",
+            "--stock",
+            "3",
+            "--scenario",
+            "flash-sale",
+        ])
+        .unwrap();
+        let sc = &p.pipeline.scenario;
+        assert_eq!(
+            (sc.name.as_str(), sc.buyers, sc.think_ms),
+            ("flash-sale", 50, 0)
+        );
+    }
+
+    #[test]
+    fn a_json_body_is_checked_for_a_sample_buyer() {
+        fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+            let mut a = vec!["http", "http://127.0.0.1:9/buy", "--stock", "1"];
+            a.extend_from_slice(extra);
+            a
+        }
+        let m = bad(&with(&[
+            "--buyer-name",
+            "user-{n}",
+            "--body",
+            r#"{"buyer": {{buyer}}, "qty": {{qty}}}"#,
+        ]));
+        assert!(m.contains(r#"{"buyer": user-1, "qty": 1}"#), "{m}");
+        assert!(
+            m.contains(r#""{{buyer}}""#) && m.contains("application/json"),
+            "{m}"
+        );
+        // A number for a name is JSON; so is a quoted name.
+        plan(&with(&["--body", r#"{"buyer": {{buyer}}}"#])).unwrap();
+        plan(&with(&[
+            "--buyer-name",
+            "user-{n}",
+            "--body",
+            r#"{"buyer": "{{buyer}}"}"#,
+        ]))
+        .unwrap();
+        // Sent as a form, it is not JSON and not checked; but a body that
+        // looks like JSON is, whatever its Content-Type.
+        let form = ["-H", "Content-Type: application/x-www-form-urlencoded"];
+        let mut args = form.to_vec();
+        args.extend(["--body", "buyer={{buyer}}&qty={{qty}}"]);
+        plan(&with(&args)).unwrap();
+        let mut args = form.to_vec();
+        args.extend(["--body", "{buyer: {{buyer}}}"]);
+        let m = bad(&with(&args));
+        assert!(
+            m.contains("{buyer: 1}") && m.contains("x-www-form-urlencoded"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn the_buyer_name_help_shows_its_placeholder() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build();
+        let http = cli.find_subcommand_mut("http").expect("http");
+        for help in [http.render_long_help(), http.render_help()] {
+            let text = help.to_string().replace(char::is_whitespace, "");
+            assert!(text.contains("{n}isthebuyer'snumber"), "{help}");
+            assert!(text.contains("'user-{n}'"), "{help}");
+        }
+    }
+
+    #[test]
+    fn http_needs_a_truth_and_no_trace() {
+        assert!(
+            bad(&["http", "http://127.0.0.1:9/buy"]).contains("needs the stock to audit against")
+        );
+        assert!(bad(&[
+            "http",
+            "http://127.0.0.1:9/buy",
+            "--stock",
+            "1",
+            "--trace",
+            "--buyers",
+            "51"
+        ])
+        .contains("more than 50"));
+        assert!(bad(&["http", "ftp://x/buy", "--stock", "1"]).contains("http://"));
+    }
+}
