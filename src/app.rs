@@ -44,6 +44,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Db { command } => crate::dbcmd::main(command),
         Command::Serve(args) => crate::serve::main(&args),
+        Command::Classroom(args) => crate::classroom::main(&args),
     }
 }
 

@@ -455,7 +455,7 @@ impl LabTarget<'_> {
 
 /// What the result says about a strategy: its name, where it came from,
 /// and a hash of its text.
-fn strategy_info(strategy: &Strategy) -> StrategyInfo {
+pub fn strategy_info(strategy: &Strategy) -> StrategyInfo {
     StrategyInfo {
         name: strategy.name.clone(),
         source: match &strategy.origin {

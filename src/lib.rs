@@ -3,8 +3,8 @@
 //! Data flows one way: CLI -> plan -> target -> buyers -> audit -> verdict
 //! -> report. From the top of the dependency graph down:
 //!
-//! - `app`: the commands `main` calls; `dbcmd`, `serve`, `catalog`: the
-//!   smaller commands.
+//! - `app`: the commands `main` calls; `dbcmd`, `serve`, `catalog`,
+//!   `classroom`: the smaller commands.
 //! - `cli`: the clap argument types, read only by the command layer and
 //!   `plan`.
 //! - `plan`: one builder that validates any race's arguments into a plan.
@@ -27,6 +27,7 @@
 
 pub mod app;
 pub mod catalog;
+pub mod classroom;
 pub mod cli;
 pub mod db;
 pub mod dbcmd;
