@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::assets;
+use super::replay::Replay;
 use super::room::{Refusal, Room, RoundRequest, Why};
 
 /// The cookie that tells students apart.
@@ -37,6 +38,9 @@ pub fn router(room: Shared) -> Router {
         .route("/api/round", post(start_round))
         .route("/api/round/close", post(close_round))
         .route("/api/bots", post(add_bots).delete(remove_bots))
+        .route("/api/replay", post(replay))
+        .route("/api/replay/step", post(replay_step))
+        .route("/api/replay/stop", post(replay_stop))
         .route("/api/join", post(name))
         .route("/api/buy", post(buy))
         .fallback(not_found)
@@ -266,6 +270,43 @@ async fn add_bots(
 
 async fn remove_bots(State(room): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
     reply(teacher(&room, &headers, &uri).map(|()| room.remove_bots()))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    #[serde(default = "naive")]
+    strategy: String,
+}
+
+fn naive() -> String {
+    "naive".into()
+}
+
+async fn replay(State(room): State<Shared>, headers: HeaderMap, uri: Uri, bytes: Bytes) -> Response {
+    let run = async {
+        teacher(&room, &headers, &uri)?;
+        let ask: ReplayRequest = body(&bytes)?;
+        let strategy = room.strategy(&ask.strategy)?;
+        Replay::start(&room, strategy).await
+    };
+    reply(run.await)
+}
+
+async fn replay_step(State(room): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
+    let run = async {
+        teacher(&room, &headers, &uri)?;
+        Replay::step(&room).await
+    };
+    reply(run.await)
+}
+
+async fn replay_stop(State(room): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
+    let run = async {
+        teacher(&room, &headers, &uri)?;
+        Replay::stop(&room).await
+    };
+    reply(run.await)
 }
 
 #[derive(serde::Deserialize)]

@@ -24,6 +24,13 @@ pub struct Ticket {
     pub cohort: Arc<Cohort>,
 }
 
+impl Ticket {
+    /// Whether the purchase goes at once (its cohort is released).
+    pub fn cohort_released(&self) -> bool {
+        self.cohort.released()
+    }
+}
+
 /// Run the purchase to its end and book it; returns its row of the live
 /// feed. Spawned as a task of its own: a student who closes the page does
 /// not cancel a purchase in flight.

@@ -250,6 +250,7 @@ impl Room {
                 "name": s.name,
                 "description": s.description,
                 "script": s.source,
+                "redis": s.program.uses_redis(),
                 "source": match &s.origin {
                     crate::strategy::Origin::Builtin => "builtin".to_string(),
                     crate::strategy::Origin::File(p) => p.display().to_string(),
@@ -303,30 +304,24 @@ impl Room {
         Ok(json!({"name": name}))
     }
 
+    /// A strategy on offer, by name.
+    pub fn strategy(&self, name: &str) -> Result<Arc<Strategy>, Refusal> {
+        let offered = &self.settings.strategies;
+        offered.iter().find(|s| s.name == name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = offered.iter().map(|s| s.name.as_str()).collect();
+            Refusal::new(
+                404,
+                format!(
+                    "unknown strategy `{name}`: the strategies on offer are {} (start racelab classroom with --strategy FILE to add one)",
+                    names.join(", ")
+                ),
+            )
+        })
+    }
+
     /// Start a round: a fresh lab, seeded and set up, then the countdown.
     pub async fn start_round(self: &Arc<Self>, req: RoundRequest) -> Result<Value, Refusal> {
-        let strategy = self
-            .settings
-            .strategies
-            .iter()
-            .find(|s| s.name == req.strategy)
-            .cloned()
-            .ok_or_else(|| {
-                let names: Vec<&str> = self
-                    .settings
-                    .strategies
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect();
-                Refusal::new(
-                    404,
-                    format!(
-                        "unknown strategy `{}`: the strategies on offer are {} (start racelab classroom with --strategy FILE to add one)",
-                        req.strategy,
-                        names.join(", ")
-                    ),
-                )
-            })?;
+        let strategy = self.strategy(&req.strategy)?;
         if let Some(line) = strategy.program.first_redis_line() {
             return Err(Refusal::new(
                 400,
@@ -682,9 +677,11 @@ impl Room {
                 bot: false,
             }
         };
-        let row = tokio::spawn(purchase::run(self.clone(), ticket))
+        let held = !ticket.cohort_released();
+        let mut row = tokio::spawn(purchase::run(self.clone(), ticket))
             .await
             .map_err(|e| Refusal::new(500, format!("the purchase failed: {e}")))?;
+        row["held"] = json!(held);
         Ok(row)
     }
 

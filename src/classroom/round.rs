@@ -107,6 +107,10 @@ impl Cohort {
         self.release.send_replace(true);
     }
 
+    pub fn released(&self) -> bool {
+        *self.release.borrow()
+    }
+
     /// Wait for the release.
     pub async fn wait(&self) {
         let mut rx = self.release.subscribe();
@@ -273,7 +277,10 @@ impl Round {
 
     /// Successful purchases so far (what the buyers were told).
     pub fn succeeded(&self) -> u64 {
-        self.books.tally.count(Outcome::Succeeded)
+        match &self.closed {
+            Some(c) => c.result.outcomes.succeeded,
+            None => self.books.tally.count(Outcome::Succeeded),
+        }
     }
 
     /// Buyer `n`'s line in the live feed.
@@ -312,7 +319,19 @@ impl Round {
                 .as_millis() as u64,
             _ => 0,
         };
-        let count = |o: Outcome| self.books.tally.count(o);
+        // Once closed, the books are the result's.
+        let outcomes = self.closed.as_ref().map(|c| &c.result.outcomes);
+        let count = |o: Outcome| match outcomes {
+            Some(r) => match o {
+                Outcome::Succeeded => r.succeeded,
+                Outcome::SoldOut => r.sold_out,
+                Outcome::Rejected => r.rejected,
+                Outcome::GaveUp => r.gave_up,
+                Outcome::Error => r.errors,
+                Outcome::Unknown => r.unknown,
+            },
+            None => self.books.tally.count(o),
+        };
         let done: Vec<Value> = self
             .buyers
             .iter()
@@ -343,7 +362,7 @@ impl Round {
             "students": self.buyers.iter().filter(|b| !b.bot).count(),
             "bots": self.buyers.iter().filter(|b| b.bot).count(),
             "in_flight": self.in_flight,
-            "attempts": self.books.tally.attempts(),
+            "attempts": outcomes.map_or(self.books.tally.attempts(), |r| r.attempts),
             "succeeded": count(Outcome::Succeeded),
             "sold_out": count(Outcome::SoldOut),
             "rejected": count(Outcome::Rejected),

@@ -8,6 +8,7 @@
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
 mod badinput;
+mod classroom;
 mod cli;
 mod common;
 mod db;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
     trials.extend(redis::tests());
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
+    trials.extend(classroom::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();

@@ -57,7 +57,7 @@
     if (!state || !state.round || a.round !== state.round.number || rows.has(a.buyer)) return;
     const tr = document.createElement("tr");
     tr.className = a.outcome || "";
-    for (const t of ["" + a.buyer, a.who + (a.bot ? " 🤖" : ""), $.outcomeWords[a.outcome] || a.outcome,
+    for (const t of ["" + a.buyer, a.who + (a.bot ? " (bot)" : ""), $.outcomeWords[a.outcome] || a.outcome,
       $.ms(a.latency_us), a.at_ms == null ? "" : a.at_ms + " ms"]) {
       const td = document.createElement("td");
       td.textContent = t;
