@@ -290,8 +290,23 @@ fn the_top_level_modules_have_no_import_cycle() {
 fn lower_layers_never_name_the_layers_above() {
     let g = graph();
     let above_domain = [
-        "app", "cli", "plan", "run", "lab", "http", "serve", "dbcmd", "report", "verdict",
-        "result", "trace", "explain", "watch", "catalog", "explore", "classroom",
+        "app",
+        "cli",
+        "plan",
+        "run",
+        "lab",
+        "http",
+        "serve",
+        "dbcmd",
+        "report",
+        "verdict",
+        "result",
+        "trace",
+        "explain",
+        "watch",
+        "catalog",
+        "explore",
+        "classroom",
     ];
     let rules: &[(&str, &[&str])] = &[
         ("strategy", &above_domain),
@@ -302,7 +317,15 @@ fn lower_layers_never_name_the_layers_above() {
         (
             "report",
             &[
-                "app", "cli", "plan", "run", "lab", "http", "serve", "explore", "classroom",
+                "app",
+                "cli",
+                "plan",
+                "run",
+                "lab",
+                "http",
+                "serve",
+                "explore",
+                "classroom",
             ],
         ),
         (

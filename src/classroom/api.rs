@@ -182,7 +182,11 @@ async fn qr(State(room): State<Shared>) -> Response {
 }
 
 async fn not_found() -> Response {
-    Refusal::new(404, "no such page: the projector is /, students go to /join").into_response()
+    Refusal::new(
+        404,
+        "no such page: the projector is /, students go to /join",
+    )
+    .into_response()
 }
 
 async fn state(State(room): State<Shared>, headers: HeaderMap) -> Response {
@@ -283,7 +287,12 @@ fn naive() -> String {
     "naive".into()
 }
 
-async fn replay(State(room): State<Shared>, headers: HeaderMap, uri: Uri, bytes: Bytes) -> Response {
+async fn replay(
+    State(room): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    bytes: Bytes,
+) -> Response {
     let run = async {
         teacher(&room, &headers, &uri)?;
         let ask: ReplayRequest = body(&bytes)?;

@@ -44,11 +44,16 @@ mod tests {
     fn pages_name_only_their_own_assets() {
         for page in [PROJECTOR_HTML, JOIN_HTML] {
             assert!(!page.contains("http://") && !page.contains("https://"));
-            for src in page.split("src=\"").skip(1).chain(page.split("href=\"").skip(1)) {
+            for src in page
+                .split("src=\"")
+                .skip(1)
+                .chain(page.split("href=\"").skip(1))
+            {
                 let target = src.split('"').next().unwrap_or_default();
                 let file = target.trim_start_matches("/assets/");
                 assert!(
-                    target.starts_with('/') && (file.ends_with(".svg") || super::file(file).is_some()),
+                    target.starts_with('/')
+                        && (file.ends_with(".svg") || super::file(file).is_some()),
                     "{target}"
                 );
             }

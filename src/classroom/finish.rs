@@ -128,7 +128,9 @@ pub async fn finish(
         rate_per_s: 0.0,
     };
     let output = RaceOutput {
-        wall: last_end.map_or(Duration::ZERO, |t| t.saturating_duration_since(e.released_at)),
+        wall: last_end.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(e.released_at)
+        }),
         released_at: e.released_at,
         connect: Duration::ZERO,
         traces: Vec::new(),

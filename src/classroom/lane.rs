@@ -64,14 +64,10 @@ pub fn view(t: &Timeline, names: &[String], r: &RunResult) -> View {
         })
         .collect();
     let shown = shown_buyers(t);
-    let swimlane = r
-        .audit
-        .clone()
-        .filter(|_| !shown.is_empty())
-        .map(|audit| {
-            let c = counterexample(t, &shown, audit, r.verdict.unwrap_or(Verdict::Inconclusive));
-            crate::report::swimlane::diagram(&c)
-        });
+    let swimlane = r.audit.clone().filter(|_| !shown.is_empty()).map(|audit| {
+        let c = counterexample(t, &shown, audit, r.verdict.unwrap_or(Verdict::Inconclusive));
+        crate::report::swimlane::diagram(&c)
+    });
     let mut caption: Vec<String> = shown
         .iter()
         .enumerate()

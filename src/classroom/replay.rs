@@ -160,9 +160,16 @@ impl Replay {
         Replay::click(room, Click::Stop).await
     }
 
+    /// Where the replay is: (steps run, done).
+    fn progress(&self) -> (usize, bool) {
+        let v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        v.as_ref().map_or((0, true), |v| (v.step, v.done))
+    }
+
     async fn click(room: &Room, click: Click) -> Result<Value, Refusal> {
         let mut seen = room.replay.changed.subscribe();
         seen.borrow_and_update();
+        let (before, _) = room.replay.progress();
         let sent = room
             .replay
             .clicks
@@ -176,7 +183,16 @@ impl Replay {
                 "no replay is waiting for a click: find a counterexample first (POST /api/replay)",
             ));
         }
-        let _ = tokio::time::timeout(Duration::from_secs(60), seen.changed()).await;
+        // Answer once the statement has run (or the replay ended).
+        let moved = async {
+            loop {
+                let (step, done) = room.replay.progress();
+                if step > before || done || seen.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(60), moved).await;
         Ok(room.replay.json())
     }
 
@@ -276,7 +292,9 @@ async fn search_and_step(
         clicks,
         cx: &cx,
     };
-    let exec = sched.execute(&mut driver, &mut monitor, &room.control).await;
+    let exec = sched
+        .execute(&mut driver, &mut monitor, &room.control)
+        .await;
     sched.close().await;
     let exec = exec?;
     let end = match exec.end {
@@ -371,7 +389,8 @@ fn first_steps(c: &Counterexample, k: usize) -> Counterexample {
     for s in &mut t.steps {
         s.completed_after = s.completed_after.map(|a| a.min(k));
     }
-    t.anomalies.retain(|a| a.commit_step.is_some_and(|s| s <= k));
+    t.anomalies
+        .retain(|a| a.commit_step.is_some_and(|s| s <= k));
     for a in &mut t.anomalies {
         a.overtook.retain(|o| o.commit_step.is_some_and(|s| s <= k));
     }

@@ -643,10 +643,9 @@ impl Room {
                 }
                 Some(Some(name)) => name.clone(),
             };
-            let round = st
-                .round
-                .as_mut()
-                .ok_or_else(|| Refusal::new(409, "no round has started yet: wait for the teacher"))?;
+            let round = st.round.as_mut().ok_or_else(|| {
+                Refusal::new(409, "no round has started yet: wait for the teacher")
+            })?;
             if !round.phase.admits() {
                 return Err(Refusal::new(
                     409,
@@ -671,7 +670,11 @@ impl Room {
                 &json!({"round": core.number, "buyer": n, "held": held, "in_flight": round.in_flight}),
             );
             Ticket {
-                cohort: if held { core.first.clone() } else { Cohort::now() },
+                cohort: if held {
+                    core.first.clone()
+                } else {
+                    Cohort::now()
+                },
                 core,
                 buyer: n,
                 bot: false,
@@ -856,4 +859,3 @@ fn not_joined() -> Refusal {
         "you have not joined: open the join page (GET /join) first, it sets your cookie",
     )
 }
-

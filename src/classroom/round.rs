@@ -260,9 +260,9 @@ impl Round {
             events: f.events,
         });
         self.books.last_end = Some(self.books.last_end.map_or(f.ended, |t| t.max(f.ended)));
-        let at_ms = self
-            .released_at
-            .map_or(0, |r| f.ended.saturating_duration_since(r).as_millis() as u64);
+        let at_ms = self.released_at.map_or(0, |r| {
+            f.ended.saturating_duration_since(r).as_millis() as u64
+        });
         self.buyers[i].done = Some(Done {
             outcome: f.report.outcome,
             latency_us: f.latency_us,

@@ -27,6 +27,10 @@ pub fn tests() -> Vec<Trial> {
     }
     vec![
         trial(
+            "classroom::replay_runs_explores_counterexample_one_click_at_a_time",
+            replay,
+        ),
+        trial(
             "classroom::teacher_token_one_purchase_held_release_and_catch_up",
             api_guards,
         ),
@@ -34,7 +38,10 @@ pub fn tests() -> Vec<Trial> {
             "classroom::bots_alone_reproduce_the_cli_verdicts",
             bots_verdicts,
         ),
-        trial("classroom::bad_arguments_and_the_network_warning", arguments),
+        trial(
+            "classroom::bad_arguments_and_the_network_warning",
+            arguments,
+        ),
         trial("classroom::thirty_students_race_in_chromium", browser_race)
             .with_ignored_flag(browser.is_none() && !ci()),
     ]
@@ -156,7 +163,10 @@ enum Who<'a> {
 impl Api {
     fn new(base: &str) -> Api {
         Api {
-            http: reqwest::Client::builder().no_proxy().build().expect("client"),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
             base: base.to_string(),
         }
     }
@@ -175,7 +185,9 @@ impl Api {
             Who::Student(c) => rq = rq.header("Cookie", format!("racelab_student={c}")),
         }
         if let Some(b) = body {
-            rq = rq.header("Content-Type", "application/json").body(b.to_string());
+            rq = rq
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let r = rq.send().await?;
         let status = r.status().as_u16();
@@ -197,7 +209,9 @@ impl Api {
 
     async fn state(&self, cookie: Option<&str>) -> anyhow::Result<Value> {
         let who = cookie.map_or(Who::Nobody, Who::Student);
-        let (s, v) = self.call(reqwest::Method::GET, "/api/state", who, None).await?;
+        let (s, v) = self
+            .call(reqwest::Method::GET, "/api/state", who, None)
+            .await?;
         ensure!(s == 200, "GET /api/state: {s} {v}");
         Ok(v)
     }
@@ -217,18 +231,18 @@ impl Api {
             .to_string();
         let body = json!({ "name": name }).to_string();
         let (s, v) = self
-            .call(reqwest::Method::POST, "/api/join", Who::Student(&cookie), Some(&body))
+            .call(
+                reqwest::Method::POST,
+                "/api/join",
+                Who::Student(&cookie),
+                Some(&body),
+            )
             .await?;
         ensure!(s == 200 && v["name"] == name, "join: {s} {v}");
         Ok(cookie)
     }
 
-    async fn teacher(
-        &self,
-        token: &str,
-        path: &str,
-        body: Value,
-    ) -> anyhow::Result<(u16, Value)> {
+    async fn teacher(&self, token: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
         self.call(
             reqwest::Method::POST,
             path,
@@ -247,7 +261,10 @@ impl Api {
                 return Ok(s);
             }
             if Instant::now() > deadline {
-                bail!("waited {DEADLINE:?} for {what}; the state is {}", s["round"]);
+                bail!(
+                    "waited {DEADLINE:?} for {what}; the state is {}",
+                    s["round"]
+                );
             }
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
@@ -268,9 +285,13 @@ fn api_guards() -> anyhow::Result<()> {
             let (st, _) = api.call(M::POST, "/api/round", who, Some(round)).await?;
             ensure!(st == 403, "start without the token: {st}");
         }
-        let (st, _) = api.call(M::POST, "/api/bots", Who::Nobody, Some(r#"{"n": 3}"#)).await?;
+        let (st, _) = api
+            .call(M::POST, "/api/bots", Who::Nobody, Some(r#"{"n": 3}"#))
+            .await?;
         ensure!(st == 403, "bots without the token: {st}");
-        let (st, _) = api.call(M::POST, "/api/round/close", Who::Nobody, None).await?;
+        let (st, _) = api
+            .call(M::POST, "/api/round/close", Who::Nobody, None)
+            .await?;
         ensure!(st == 403, "close without the token: {st}");
         let cookie = api.student("Ada").await?;
         let (st, _) = api
@@ -295,7 +316,9 @@ fn api_guards() -> anyhow::Result<()> {
         ensure!(st == 400, "0 bots: {st} {v}");
         let (st, _) = api.call(M::POST, "/api/buy", Who::Nobody, None).await?;
         ensure!(st == 403, "a purchase without a cookie: {st}");
-        let (st, _) = api.call(M::POST, "/api/buy", Who::Student(&cookie), None).await?;
+        let (st, _) = api
+            .call(M::POST, "/api/buy", Who::Student(&cookie), None)
+            .await?;
         ensure!(st == 409, "a purchase with no round: {st}");
 
         // Two students press during the countdown: both are held, then
@@ -308,7 +331,10 @@ fn api_guards() -> anyhow::Result<()> {
                 json!({"strategy": "naive", "stock": 1, "countdown_s": 2, "think_ms": 300}),
             )
             .await?;
-        ensure!(st == 200 && v["state"] == "countdown" && v["number"] == 1, "{st} {v}");
+        ensure!(
+            st == 200 && v["state"] == "countdown" && v["number"] == 1,
+            "{st} {v}"
+        );
         let left = api.state(None).await?["round"]["remaining_ms"]
             .as_u64()
             .context("remaining_ms")?;
@@ -338,7 +364,9 @@ fn api_guards() -> anyhow::Result<()> {
         let log = s["round"]["attempts_log"].as_array().context("log")?;
         ensure!(log.len() == 2, "{log:?}");
         // A second purchase in the round: 409.
-        let (st, v) = api.call(M::POST, "/api/buy", Who::Student(&cookie), None).await?;
+        let (st, v) = api
+            .call(M::POST, "/api/buy", Who::Student(&cookie), None)
+            .await?;
         ensure!(st == 409, "second purchase: {st} {v}");
         // A page opened now catches up from /api/state: the round, the
         // units sold, and what this student did.
@@ -350,19 +378,39 @@ fn api_guards() -> anyhow::Result<()> {
             r["number"] == 1 && r["strategy"] == "naive" && r["stock"] == 1 && r["state"] == "open",
             "{r}"
         );
-        ensure!(r["units_sold"] == 2 && r["oversold"] == 1, "live units sold: {r}");
+        // The live reading of the lab follows the purchases.
+        let live = api
+            .wait_for("the live units sold", |s| s["round"]["units_sold"] == 2)
+            .await?;
+        ensure!(live["round"]["oversold"] == 1, "{}", live["round"]);
         // Another round cannot start while this one is open.
-        let (st, _) = api.teacher(&token, "/api/round", json!({"strategy": "naive"})).await?;
+        let (st, _) = api
+            .teacher(&token, "/api/round", json!({"strategy": "naive"}))
+            .await?;
         ensure!(st == 409, "second round while open: {st}");
         let (st, closed) = api.teacher(&token, "/api/round/close", json!({})).await?;
         ensure!(st == 200, "{closed}");
         ensure!(
-            closed["state"] == "closed" && closed["verdict"] == "oversold" && closed["units_sold"] == 2,
+            closed["state"] == "closed"
+                && closed["verdict"] == "oversold"
+                && closed["units_sold"] == 2,
             "{closed}"
         );
-        ensure!(closed["anomalies"].as_array().is_some_and(|a| !a.is_empty()), "{closed}");
-        ensure!(closed["swimlane_svg"].as_str().is_some_and(|s| s.starts_with("<svg")), "{closed}");
-        let (st, _) = api.call(M::POST, "/api/buy", Who::Student(&cookie), None).await?;
+        ensure!(
+            closed["anomalies"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()),
+            "{closed}"
+        );
+        ensure!(
+            closed["swimlane_svg"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("<svg")),
+            "{closed}"
+        );
+        let (st, _) = api
+            .call(M::POST, "/api/buy", Who::Student(&cookie), None)
+            .await?;
         ensure!(st == 409, "a purchase after the close: {st}");
         let (st, _) = api.teacher(&token, "/api/round/close", json!({})).await?;
         ensure!(st == 409, "closing twice: {st}");
@@ -370,10 +418,19 @@ fn api_guards() -> anyhow::Result<()> {
         // `racelab report` takes it.
         let file = closed["result_file"].as_str().context("result_file")?;
         let saved: Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
-        ensure!(saved["verdict"] == "oversold" && saved["strategy"]["name"] == "naive", "{saved}");
-        ensure!(saved["audit"]["units_sold"] == 2 && saved["outcomes"]["attempts"] == 2, "{saved}");
+        ensure!(
+            saved["verdict"] == "oversold" && saved["strategy"]["name"] == "naive",
+            "{saved}"
+        );
+        ensure!(
+            saved["audit"]["units_sold"] == 2 && saved["outcomes"]["attempts"] == 2,
+            "{saved}"
+        );
         let text = std::fs::read_to_string(file)?;
-        ensure!(!text.contains("Ada") && !text.contains("Bea"), "names in the result file");
+        ensure!(
+            !text.contains("Ada") && !text.contains("Bea"),
+            "names in the result file"
+        );
         ensure!(!text.contains(&token), "the token in the result file");
         Ok(())
     })?;
@@ -388,10 +445,93 @@ fn api_guards() -> anyhow::Result<()> {
         .arg("--output")
         .arg(&html)
         .output()?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ensure!(std::fs::read_to_string(&html)?.contains("naive"));
     let err = room.stop()?;
     ensure!(err.contains("saved "), "{err}");
+    Ok(())
+}
+
+/// The teacher asks for naive's counterexample: explore finds it, and
+/// each click runs one statement of it, until the lost update is there.
+fn replay() -> anyhow::Result<()> {
+    let room = Classroom::start("t_classroom_replay", &["--no-save"])?;
+    let api = Api::new(&room.base);
+    let token = room.token.clone();
+    block_on(async {
+        let (st, v) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/replay/step",
+                Who::Teacher(&token),
+                None,
+            )
+            .await?;
+        ensure!(st == 409, "a step with no replay: {st} {v}");
+        let (st, v) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/replay",
+                Who::Nobody,
+                Some("{}"),
+            )
+            .await?;
+        ensure!(st == 403, "a replay without the token: {st} {v}");
+        let (st, v) = api
+            .teacher(&token, "/api/replay", json!({"strategy": "naive"}))
+            .await?;
+        ensure!(st == 200 && v["stepping"] == true, "{st} {v}");
+        let steps = v["steps"].as_u64().context("steps")?;
+        ensure!(steps >= 6, "{v}");
+        ensure!(
+            v["summary"].as_str().is_some_and(|s| s.contains("unsafe")),
+            "{v}"
+        );
+        // A round cannot take the lab while the replay holds it.
+        let (st, _) = api
+            .teacher(&token, "/api/round", json!({"strategy": "naive"}))
+            .await?;
+        ensure!(st == 409, "a round during the replay: {st}");
+        let mut last = v;
+        for k in 1..=steps {
+            let (st, v) = api.teacher(&token, "/api/replay/step", json!({})).await?;
+            ensure!(st == 200, "step {k}: {v}");
+            ensure!(v["step"] == k || v["done"] == true, "step {k}: {v}");
+            last = v;
+        }
+        let deadline = Instant::now() + DEADLINE;
+        while last["done"] != true && Instant::now() < deadline {
+            last = api.state(None).await?["replay"].clone();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        ensure!(last["done"] == true, "{last}");
+        let summary = last["summary"].as_str().unwrap_or_default();
+        ensure!(
+            summary.contains("2 sold of 1") && summary.contains("OVERSOLD"),
+            "{last}"
+        );
+        ensure!(
+            last["swimlane_svg"]
+                .as_str()
+                .is_some_and(|s| s.contains("lost:")),
+            "{last}"
+        );
+        // The lab is free again.
+        let (st, v) = api
+            .teacher(
+                &token,
+                "/api/round",
+                json!({"strategy": "naive", "countdown_s": 0}),
+            )
+            .await?;
+        ensure!(st == 200, "a round after the replay: {v}");
+        Ok(())
+    })?;
+    room.stop()?;
     Ok(())
 }
 
@@ -435,12 +575,25 @@ fn bots_verdicts() -> anyhow::Result<()> {
     let (out, v) = crate::cli::json_on(
         "t_classroom_bots_cli",
         &[
-            "compare", "--strategies", &list, "--buyers", "20", "--stock", "1", "--think-ms", "20",
+            "compare",
+            "--strategies",
+            &list,
+            "--buyers",
+            "20",
+            "--stock",
+            "1",
+            "--think-ms",
+            "20",
         ],
     );
     let cli: Vec<(String, String)> = crate::cli::runs(&v)
         .iter()
-        .map(|r| (crate::cli::text(r, "strategy.name"), crate::cli::text(r, "verdict")))
+        .map(|r| {
+            (
+                crate::cli::text(r, "strategy.name"),
+                crate::cli::text(r, "verdict"),
+            )
+        })
         .collect();
     ensure!(cli.len() == names.len(), "{}", crate::cli::stderr(&out));
     for ((name, cli_verdict), bot_verdict) in cli.iter().zip(&bots) {
@@ -451,7 +604,10 @@ fn bots_verdicts() -> anyhow::Result<()> {
     }
     let naive = names.iter().position(|n| n == "naive").context("naive")?;
     ensure!(bots[naive] == "oversold", "{bots:?}");
-    let fu = names.iter().position(|n| n == "for-update").context("for-update")?;
+    let fu = names
+        .iter()
+        .position(|n| n == "for-update")
+        .context("for-update")?;
     ensure!(bots[fu] == "safe", "{bots:?}");
     Ok(())
 }
@@ -465,15 +621,25 @@ fn arguments() -> anyhow::Result<()> {
     ] {
         let out = racelab().arg("classroom").args(&args).output()?;
         let err = String::from_utf8_lossy(&out.stderr);
-        ensure!(out.status.code() == Some(2), "{args:?}: {:?} {err}", out.status);
-        ensure!(err.contains(says) && err.trim_end().lines().count() == 1, "{args:?}: {err}");
+        ensure!(
+            out.status.code() == Some(2),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        ensure!(
+            err.contains(says) && err.trim_end().lines().count() == 1,
+            "{args:?}: {err}"
+        );
     }
     let room = Classroom::start("t_classroom_args", &["--bind", "0.0.0.0", "--no-save"])?;
     let port = room.base.rsplit(':').next().unwrap_or_default().to_string();
     let api = Api::new(&format!("http://127.0.0.1:{port}"));
     block_on(async { api.state(None).await.map(|_| ()) })?;
     let err = room.stop()?;
-    ensure!(err.contains("warning") && err.contains("anyone on the network"), "{err}");
+    ensure!(
+        err.contains("warning") && err.contains("anyone on the network"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -545,6 +711,8 @@ impl Driver {
                     "--disable-component-update", "--disable-sync", "--hide-scrollbars",
                     "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                     "--disable-backgrounding-occluded-windows", "--disable-dev-shm-usage",
+                    // Thirty tabs of one small page need not be thirty processes.
+                    "--disable-site-isolation-trials", "--renderer-process-limit=4",
                     format!("--user-data-dir={}", d._profile.path().display()),
                 ],
             },
@@ -561,6 +729,12 @@ impl Driver {
             .as_str()
             .with_context(|| format!("no WebDriver session: {r}"))?;
         d.url = format!("{root}/session/{id}");
+        d.cmd(
+            reqwest::Method::POST,
+            "/timeouts",
+            json!({"script": 90_000}),
+        )
+        .await?;
         Ok(d)
     }
 
@@ -577,11 +751,15 @@ impl Driver {
     }
 
     async fn goto(&self, url: &str) -> anyhow::Result<()> {
-        self.cmd(reqwest::Method::POST, "/url", json!({"url": url})).await.map(|_| ())
+        self.cmd(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await
+            .map(|_| ())
     }
 
     async fn new_tab(&self) -> anyhow::Result<String> {
-        let v = self.cmd(reqwest::Method::POST, "/window/new", json!({"type": "tab"})).await?;
+        let v = self
+            .cmd(reqwest::Method::POST, "/window/new", json!({"type": "tab"}))
+            .await?;
         Ok(v["handle"].as_str().context("handle")?.to_string())
     }
 
@@ -608,18 +786,10 @@ impl Driver {
 
     async fn click(&self, css: &str) -> anyhow::Result<()> {
         let el = self.find(css).await?;
-        self.cmd(reqwest::Method::POST, &format!("/element/{el}/click"), json!({}))
-            .await
-            .map(|_| ())
-    }
-
-    async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
-        let el = self.find(css).await?;
-        self.cmd(reqwest::Method::POST, &format!("/element/{el}/clear"), json!({})).await?;
         self.cmd(
             reqwest::Method::POST,
-            &format!("/element/{el}/value"),
-            json!({"text": text}),
+            &format!("/element/{el}/click"),
+            json!({}),
         )
         .await
         .map(|_| ())
@@ -632,6 +802,33 @@ impl Driver {
             json!({"script": script, "args": []}),
         )
         .await
+    }
+
+    /// Run `body` in the current tab once `ready` (an expression) holds,
+    /// checking every 25 ms for at most a minute: one command, however
+    /// long the page takes.
+    async fn when(&self, what: &str, ready: &str, body: &str) -> anyhow::Result<()> {
+        let script = format!(
+            "const done = arguments[arguments.length - 1]; const t0 = Date.now();\n\
+             (function poll() {{\n\
+               let ok = false; try {{ ok = {ready}; }} catch (e) {{}}\n\
+               if (ok) {{ {body}; done(true); }}\n\
+               else if (Date.now() - t0 > 60000) done(document.body.innerText);\n\
+               else setTimeout(poll, 25);\n\
+             }})();"
+        );
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/execute/async",
+                json!({"script": script, "args": []}),
+            )
+            .await?;
+        ensure!(
+            v == json!(true),
+            "waited a minute for {what}; the page says: {v}"
+        );
+        Ok(())
     }
 
     /// Evaluate `script` in the current tab until it returns true.
@@ -650,14 +847,20 @@ impl Driver {
     }
 
     async fn window_size(&self, w: u32, h: u32) -> anyhow::Result<()> {
-        self.cmd(reqwest::Method::POST, "/window/rect", json!({"width": w, "height": h}))
-            .await
-            .map(|_| ())
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": w, "height": h}),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn screenshot(&self, to: &Path) -> anyhow::Result<()> {
         use base64::Engine as _;
-        let v = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null).await?;
+        let v = self
+            .cmd(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await?;
         let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().context("png")?)?;
         std::fs::write(to, png)?;
         Ok(())
@@ -761,48 +964,79 @@ async fn race_in(d: &Driver, projector: &str, port: &str, shots: &Path) -> anyho
     for i in 1..=STUDENTS {
         let tab = d.new_tab().await?;
         d.switch(&tab).await?;
-        d.goto(&format!("http://s{i}.localhost:{port}/join")).await?;
-        d.wait("the name form", "return !document.getElementById('name-form').classList.contains('hidden')").await?;
-        d.type_into("#name", &format!("student {i}")).await?;
-        d.click("#join").await?;
+        d.goto(&format!("http://s{i}.localhost:{port}/join"))
+            .await?;
+        d.when(
+            "the name form",
+            "!document.getElementById('name-form').classList.contains('hidden')",
+            &format!("document.getElementById('name').value = 'student {i}'; document.getElementById('join').click()"),
+        )
+        .await?;
         tabs.push(tab);
     }
     for (i, tab) in tabs.iter().enumerate() {
         d.switch(tab).await?;
-        d.wait(&format!("student {}'s shop", i + 1), "return !document.getElementById('shop').classList.contains('hidden')").await?;
+        d.when(
+            &format!("student {}'s shop", i + 1),
+            "!document.getElementById('shop').classList.contains('hidden')",
+            "",
+        )
+        .await?;
     }
     d.switch(&projector_tab).await?;
-    d.wait("30 students", &format!("return document.getElementById('students').textContent === '{STUDENTS}'")).await?;
+    d.wait(
+        "30 students",
+        &format!("return document.getElementById('students').textContent === '{STUDENTS}'"),
+    )
+    .await?;
 
     for (strategy, oversold) in [("naive", true), ("for-update", false)] {
         d.switch(&projector_tab).await?;
+        // The teacher's controls: strategy, stock 1, a 3 s countdown, and
+        // 2 s of think time, so that presses a second or two apart race.
         d.js(&format!(
-            "const s = document.getElementById('strategy-select'); s.value = '{strategy}'; s.dispatchEvent(new Event('change')); return s.value"
+            "const s = document.getElementById('strategy-select'); s.value = '{strategy}'; \
+             s.dispatchEvent(new Event('change')); \
+             document.getElementById('stock-input').value = '1'; \
+             document.getElementById('countdown-input').value = '3'; \
+             document.getElementById('think-input').value = '2000'; return s.value"
         ))
         .await?;
-        d.type_into("#stock-input", "1").await?;
-        d.type_into("#countdown-input", "3").await?;
-        d.type_into("#think-input", "2000").await?;
         d.click("#start").await?;
         d.wait("the countdown", &format!("return document.getElementById('strategy-name').textContent === '{strategy}' && ['countdown','open'].includes(document.getElementById('state').textContent)")).await?;
         // Every student presses Buy once it unlocks.
         for (i, tab) in tabs.iter().enumerate() {
             d.switch(tab).await?;
-            d.wait(&format!("student {}'s Buy button", i + 1), "return !document.getElementById('buy').disabled").await?;
+            d.when(
+                &format!("student {}'s Buy button", i + 1),
+                "!document.getElementById('buy').disabled",
+                "document.getElementById('buy').click()",
+            )
+            .await?;
         }
-        for tab in &tabs {
+        // What the students see: their own outcome.
+        for (i, tab) in tabs.iter().enumerate().step_by(7) {
             d.switch(tab).await?;
-            d.click("#buy").await?;
-        }
-        for (i, tab) in tabs.iter().enumerate() {
-            d.switch(tab).await?;
-            d.wait(&format!("student {}'s outcome", i + 1), "return document.getElementById('outcome').textContent.length > 0 && document.getElementById('outcome').textContent !== 'Buying…'").await?;
+            d.when(
+                &format!("student {}'s outcome", i + 1),
+                "['You bought it', 'Sold out'].some((w) => document.getElementById('outcome').textContent.startsWith(w))",
+                "",
+            )
+            .await?;
         }
         d.switch(&projector_tab).await?;
-        d.wait("every purchase on the projector", &format!("return document.getElementById('attempts').children.length === {STUDENTS}")).await?;
+        d.wait(
+            "every purchase on the projector",
+            &format!("return document.getElementById('attempts').children.length === {STUDENTS}"),
+        )
+        .await?;
         d.click("#close").await?;
         let word = if oversold { "OVERSOLD" } else { "SAFE" };
-        d.wait(&format!("the verdict {word}"), &format!("return document.getElementById('verdict').textContent === '{word}'")).await?;
+        d.wait(
+            &format!("the verdict {word}"),
+            &format!("return document.getElementById('verdict').textContent === '{word}'"),
+        )
+        .await?;
         let sold: i64 = d
             .js("return document.getElementById('units-sold').textContent")
             .await?
@@ -820,13 +1054,23 @@ async fn race_in(d: &Driver, projector: &str, port: &str, shots: &Path) -> anyho
         d.screenshot(&shot).await?;
         check_png(&shot)?;
         d.switch(&tabs[0]).await?;
-        let text = d.js("return document.getElementById('outcome').textContent").await?;
-        ensure!(text.as_str().is_some_and(|t| t.contains("bought it") || t.contains("Sold out")), "{text}");
+        let text = d
+            .js("return document.getElementById('outcome').textContent")
+            .await?;
+        ensure!(
+            text.as_str()
+                .is_some_and(|t| t.contains("bought it") || t.contains("Sold out")),
+            "{text}"
+        );
     }
     // A phone: no sideways scrolling on the student page.
     d.switch(&tabs[1]).await?;
     d.window_size(390, 844).await?;
-    d.wait("no horizontal scroll at phone width", "return document.documentElement.scrollWidth <= window.innerWidth").await?;
+    d.wait(
+        "no horizontal scroll at phone width",
+        "return document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await?;
     let shot = shots.join("classroom-student.png");
     d.screenshot(&shot).await?;
     check_png(&shot)?;
