@@ -215,7 +215,7 @@ fn counterexample(
                                 && matches!(s.role, Role::Write { .. })
                         })
                         .map(|(i, _)| i + 1)
-                        .last();
+                        .next_back();
                     Some(Overtaken {
                         buyer: l,
                         write_step,
