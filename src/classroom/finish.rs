@@ -163,7 +163,7 @@ pub async fn finish(
     };
     let mut result = raced.result(
         audit,
-        Subject::Strategy(crate::lab::strategy_info(&e.strategy)),
+        Subject::Strategy(crate::result::StrategyInfo::of(&e.strategy)),
         Some(database.clone()),
     );
     result.verdict = crate::verdict::decide(&result);

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::report::explore::{
+use crate::result::explore::{
     BuyerEnd, Counterexample, ExploreAnomaly, Overtaken, ScheduleStep, StepRole,
 };
 use crate::result::{RunResult, Verdict};

@@ -9,7 +9,7 @@
 //! normal audit, `verdict::decide`, and a normal result saved for `racelab
 //! report`.
 //!
-//! - `plan`: the arguments, validated.
+//! - `plan`: what the command layer validated.
 //! - `room`: the room's state machine (students, bots, rounds), the live
 //!   reading of the lab, the events.
 //! - `round`: one round's phase, buyers, books and cohorts.
@@ -35,14 +35,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::cli::ClassroomArgs;
 use crate::db::Database;
 use crate::engine::Control;
 use plan::ClassroomPlan;
 use room::{Room, Settings, Why};
 
-pub fn main(args: &ClassroomArgs) -> anyhow::Result<()> {
-    let plan = ClassroomPlan::build(args)?;
+/// Serve the classroom until Ctrl-C or SIGTERM.
+pub fn run(plan: ClassroomPlan) -> anyhow::Result<()> {
     let control = Control::new();
     crate::engine::until_signal(&control, serve(plan, control.clone()))
 }

@@ -25,7 +25,7 @@ use crate::explore::scheduler::{BuyerView, Choice, Config, Driver, End, Schedule
 use crate::explore::step::{render_choice, render_stepped};
 use crate::outcome::Outcome;
 use crate::plan::explore::ExplorePlan;
-use crate::report::explore::Counterexample;
+use crate::result::explore::Counterexample;
 use crate::strategy::Strategy;
 
 /// How long a replay waits for the next click before it gives up.
@@ -252,7 +252,7 @@ async fn search_and_step(
         return Ok(());
     };
     let r = ran.result;
-    let sentence = crate::report::explore::verdict_sentence(&r);
+    let sentence = crate::verdict::explore::sentence(&r);
     let Some(cx) = r.counterexample else {
         room.replay.finish(room, |v| {
             v.summary = format!("{sentence}: no unsafe schedule to replay.");

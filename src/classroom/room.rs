@@ -19,7 +19,8 @@ use super::replay::Replay;
 use super::round::{Books, Cohort, Live, Phase, Round, RoundCore, PRODUCT};
 use crate::db::{Database, ProductSeed};
 use crate::engine::contention::Tracker;
-use crate::engine::{Control, SqlLanes};
+use crate::engine::Control;
+use crate::lab::SqlLanes;
 use crate::result::{DatabaseInfo, Status};
 use crate::strategy::Strategy;
 

@@ -14,7 +14,8 @@ use tokio::sync::{watch, Notify};
 
 use super::finish::Closed;
 use crate::engine::contention::{BuyerCount, Merged, Tracker};
-use crate::engine::{AttemptTrace, SqlLanes, Tally};
+use crate::engine::{AttemptTrace, Tally};
+use crate::lab::SqlLanes;
 use crate::outcome::{AttemptReport, Outcome};
 use crate::strategy::Strategy;
 
