@@ -8,6 +8,7 @@
   let mine = null;       // this student's purchase in `round`, if any
   let buying = false;
   let countdownEnd = null;
+  let myName = null;     // once joined, a late snapshot does not undo it
 
   function othersSentence(r) {
     const others = Math.max(0, (r.succeeded || 0) - 1);
@@ -73,6 +74,8 @@
   }
 
   function showShop(name) {
+    name = name || myName;
+    myName = name;
     $.show("name-form", !name);
     $.show("shop", !!name);
     $.text("me", name || "");
