@@ -362,3 +362,97 @@ fn title(name: &str) -> &'static str {
         _ => "Write skew",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(buyer: u32, at: (u64, u64), what: &str, role: Role) -> Step {
+        Step {
+            buyer,
+            attempt: i64::from(buyer),
+            try_no: 1,
+            product: 1,
+            start_us: at.0,
+            end_us: at.1,
+            line: 1,
+            kind: "sql",
+            what: what.into(),
+            rows: Some(1),
+            values: Vec::new(),
+            error: None,
+            outcome: None,
+            role,
+            waited_for: None,
+        }
+    }
+
+    /// Buyer 2 reads, buyer 1 commits stock := 0, buyer 2 writes 0 from
+    /// its stale read; buyers 3 to 6 only read, late.
+    fn lost_update() -> Timeline {
+        let read = |v| Role::Read {
+            value: v,
+            locking: false,
+        };
+        let write = Role::Write {
+            value: Some(0),
+            expr: ":stock - :qty".into(),
+        };
+        let commit = Role::Commit {
+            stock: Some("stock := 0".into()),
+        };
+        let mut steps = vec![
+            step(1, (100, 200), "SELECT stock", read(1)),
+            step(2, (150, 250), "SELECT stock", read(1)),
+            step(1, (300, 400), "UPDATE products", write.clone()),
+            step(1, (400, 500), "COMMIT", commit.clone()),
+            step(2, (600, 700), "UPDATE products", write),
+            step(2, (700, 800), "COMMIT", commit),
+        ];
+        for b in 3..=6 {
+            steps.push(step(
+                b,
+                (900 + u64::from(b), 950 + u64::from(b)),
+                "SELECT stock",
+                read(0),
+            ));
+        }
+        Timeline {
+            strategy: "naive".into(),
+            steps,
+            anomalies: vec![Anomaly {
+                name: LOST_UPDATE,
+                prevented_at: "REPEATABLE READ",
+                product: 1,
+                buyer: 2,
+                attempt: 2,
+                read_value: 1,
+                read_us: 150,
+                commit_us: 700,
+                committed: Some("stock := 0".into()),
+                overtaken_by: vec![(1, 400, Some("stock := 0".into()))],
+            }],
+        }
+    }
+
+    #[test]
+    fn the_lanes_are_the_overwriter_the_overwritten_then_the_earliest() {
+        let t = lost_update();
+        assert_eq!(shown_buyers(&t), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_anomaly_is_told_with_names() {
+        let t = lost_update();
+        let names: Vec<String> = ["Ada", "Bea", "Cy", "Di", "Ed", "Flo"]
+            .map(String::from)
+            .to_vec();
+        let story = anomaly_story(&t.anomalies[0], &names);
+        assert!(
+            story.starts_with("Lost update (P4 lost update): Bea read stock = 1"),
+            "{story}"
+        );
+        assert!(story.contains("Ada committed stock := 0"), "{story}");
+        assert!(story.contains("Ada's update was overwritten"), "{story}");
+    }
+}

@@ -1014,6 +1014,24 @@ async fn race_in(d: &Driver, projector: &str, port: &str, shots: &Path) -> anyho
             )
             .await?;
         }
+        if oversold {
+            // A projector opened now, without the token, catches up from
+            // /api/state: the round, its purchases, and no controls.
+            let late = d.new_tab().await?;
+            d.switch(&late).await?;
+            d.goto(&format!("http://127.0.0.1:{port}/")).await?;
+            d.when(
+                "the late projector to catch up",
+                "document.getElementById('round-number').textContent === '1' \
+                 && document.getElementById('strategy-name').textContent === 'naive' \
+                 && document.getElementById('attempts').children.length > 0 \
+                 && document.getElementById('controls').classList.contains('hidden')",
+                "",
+            )
+            .await?;
+            d.cmd(reqwest::Method::DELETE, "/window", Value::Null)
+                .await?;
+        }
         // What the students see: their own outcome.
         for (i, tab) in tabs.iter().enumerate().step_by(7) {
             d.switch(tab).await?;
