@@ -19,6 +19,7 @@ mod interp;
 mod lex;
 mod parse;
 mod redis;
+mod vars;
 pub(crate) use redis::RedisEffect;
 
 /// What one attempt starts with and what it did, shared with the engine.
@@ -32,7 +33,8 @@ pub use interp::{
 };
 pub use lex::Placeholder;
 pub use parse::{parse, Program};
-pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
+pub(crate) use parse::{Instr, Stmt};
+pub(crate) use vars::{ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
 /// A parse or load error: file, line, column, the line itself and a caret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,9 +1,19 @@
-//! The dependency graph of the crate's top-level modules (the `pub mod`s
-//! of `lib.rs`; a module's submodules count as the module), read from the
-//! source: every `crate::<module>` path (`use crate::{a, b::c}` groups
-//! included) outside comments and string literals is an edge. The tests
-//! fail, naming the files, when the graph has a cycle or a layer reaches
-//! up: dependencies point one way (STYLE 17).
+//! The layering, read from the source: dependencies point one way
+//! (STYLE 17, DESIGN §2). Two graphs:
+//!
+//! - the top-level modules (the `pub mod`s of `lib.rs`; a module's
+//!   submodules count as the module): every path a file names from the
+//!   crate root, `super` or `self` (`use crate::{a, b::c}` groups included)
+//!   outside comments and literals is an edge. The tests fail, naming the
+//!   files, when the graph has a cycle or a layer reaches up.
+//! - the files of each folder (`folders`): no circle between them either.
+//!
+//! - `source`: reading the source (comments and literals out, paths
+//!   resolved).
+//! - `folders`: the graph of each folder's files.
+
+mod folders;
+mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,152 +46,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The source with comments, string and character literals blanked out
-/// (so that `crate::x` in a doc comment or a message is no dependency).
-fn code_only(text: &str) -> String {
-    let b: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    let ident = |c: char| c.is_alphanumeric() || c == '_';
-    while i < b.len() {
-        let c = b[i];
-        let next = b.get(i + 1).copied();
-        if c == '/' && next == Some('/') {
-            while i < b.len() && b[i] != '\n' {
-                i += 1;
-            }
-            continue;
-        }
-        if c == '/' && next == Some('*') {
-            let mut depth = 0;
-            while i < b.len() {
-                if b[i] == '/' && b.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    i += 2;
-                } else if b[i] == '*' && b.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            out.push(' ');
-            continue;
-        }
-        // Raw strings: r"..", r#".."#, br"..".
-        let prev_ident = i > 0 && ident(b[i - 1]);
-        if c == 'r' && !prev_ident || (c == 'b' && next == Some('r') && !prev_ident) {
-            let mut j = if c == 'b' { i + 2 } else { i + 1 };
-            let mut hashes = 0;
-            while b.get(j) == Some(&'#') {
-                hashes += 1;
-                j += 1;
-            }
-            if b.get(j) == Some(&'"') {
-                j += 1;
-                loop {
-                    if j >= b.len() {
-                        break;
-                    }
-                    if b[j] == '"' && (0..hashes).all(|k| b.get(j + 1 + k) == Some(&'#')) {
-                        j += 1 + hashes;
-                        break;
-                    }
-                    j += 1;
-                }
-                out.push_str("\"\"");
-                i = j;
-                continue;
-            }
-        }
-        if c == '"' {
-            i += 1;
-            while i < b.len() && b[i] != '"' {
-                if b[i] == '\\' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            i += 1;
-            out.push_str("\"\"");
-            continue;
-        }
-        if c == '\'' {
-            // A character literal ('x', '\n', '\''), or a lifetime ('a).
-            if next == Some('\\') {
-                let mut j = i + 2;
-                while j < b.len() && b[j] != '\'' {
-                    j += 1;
-                }
-                i = j + 1;
-                out.push_str("' '");
-                continue;
-            }
-            if b.get(i + 2) == Some(&'\'') {
-                i += 3;
-                out.push_str("' '");
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    out
-}
-
-/// The top-level modules a piece of code names through `crate::`.
-fn named(code: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let word = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
-    let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        let before = rest[..at].chars().next_back();
-        rest = &rest[at + "crate::".len()..];
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
-            continue;
-        }
-        let tail = rest.trim_start();
-        if let Some(group) = tail.strip_prefix('{') {
-            // `crate::{a, b::c, d::{e, f}}`: the first word of each item at
-            // the outer level.
-            let mut depth = 0;
-            let mut start = true;
-            for (k, ch) in group.char_indices() {
-                match ch {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => start = true,
-                    c if start && !c.is_whitespace() => {
-                        found.insert(word(&group[k..]));
-                        start = false;
-                    }
-                    _ => {}
-                }
-            }
-        } else {
-            found.insert(word(tail));
-        }
-    }
-    found.retain(|m| modules.contains(m));
-    found
-}
-
-/// The module a source file belongs to (None for the crate root files).
-fn module_of(path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(src()).ok()?;
-    let first = rel.components().next()?.as_os_str().to_str()?;
-    let name = first.strip_suffix(".rs").unwrap_or(first);
-    (!matches!(name, "lib" | "main")).then(|| name.to_string())
-}
-
+/// The graph of the top-level modules: an edge from a module to each
+/// other module its files name.
 fn graph() -> Graph {
     let modules = modules();
     let mut files = Vec::new();
@@ -191,22 +57,21 @@ fn graph() -> Graph {
         g.entry(m.clone()).or_default();
     }
     for file in files {
-        let Some(from) = module_of(&file) else {
+        let module = source::module_path(&src(), &file);
+        let Some(from) = module.first().filter(|m| modules.contains(*m)) else {
             continue;
         };
-        if !modules.contains(&from) {
-            continue;
-        }
         let text = std::fs::read_to_string(&file).expect("readable source");
         let shown = file.strip_prefix(src()).unwrap().display().to_string();
-        for to in named(&code_only(&text), &modules) {
-            if to != from {
-                g.entry(from.clone())
-                    .or_default()
-                    .entry(to)
-                    .or_default()
-                    .insert(shown.clone());
-            }
+        for path in source::named_paths(&source::code_only(&text), &module) {
+            let Some(to) = path.first().filter(|m| modules.contains(*m) && *m != from) else {
+                continue;
+            };
+            g.entry(from.clone())
+                .or_default()
+                .entry(to.clone())
+                .or_default()
+                .insert(shown.clone());
         }
     }
     g
@@ -376,9 +241,9 @@ fn the_engine_names_no_driver() {
     assert!(files.len() >= 3, "read only {} engine files", files.len());
     let mut named = Vec::new();
     for file in files {
-        let code = code_only(&std::fs::read_to_string(&file).expect("readable source"));
+        let code = source::code_only(&std::fs::read_to_string(&file).expect("readable source"));
         for driver in DRIVERS {
-            if paths_of(&code, driver) {
+            if source::names_crate(&code, driver) {
                 named.push(format!("{} names {driver}", file.display()));
             }
         }
@@ -386,30 +251,8 @@ fn the_engine_names_no_driver() {
     assert!(named.is_empty(), "{}", named.join("; "));
 }
 
-/// Whether code names the crate `name` as a path (`name::`), not as part
-/// of a longer word.
-fn paths_of(code: &str, name: &str) -> bool {
-    let pattern = format!("{name}::");
-    code.match_indices(&pattern).any(|(at, _)| {
-        !code[..at]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
-    })
-}
-
 #[test]
-fn the_reader_sees_paths_not_words() {
-    let modules: BTreeSet<String> = ["a", "b", "c", "d", "e"].map(String::from).into();
-    let code = code_only(
-        "use crate::a::X;\n// crate::b in a comment\n/* crate::b */ let s = \"crate::b\";\n\
-         let r = r#\"crate::b\"#; let q = '\"'; fn f<'x>() {}\n\
-         use crate::{c, d::{Y, Z}};\nlet v = crate::e::f();\nlet w = mycrate::b::g();",
-    );
-    let found: Vec<String> = named(&code, &modules).into_iter().collect();
-    assert_eq!(found, ["a", "c", "d", "e"]);
-    assert!(paths_of("use sqlx::PgConnection;", "sqlx"));
-    assert!(!paths_of("use mysqlx::X; let a = crate::sqlx::y;", "sqlx"));
+fn a_cycle_is_found_and_told_with_its_files() {
     let mut g = Graph::new();
     for (from, to) in [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")] {
         g.entry(from.into())
