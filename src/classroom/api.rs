@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::assets;
-use super::replay::Replay;
+use super::replaying;
 use super::room::{Refusal, Room, RoundRequest, Why};
 
 /// The cookie that tells students apart.
@@ -297,7 +297,7 @@ async fn replay(
         teacher(&room, &headers, &uri)?;
         let ask: ReplayRequest = body(&bytes)?;
         let strategy = room.strategy(&ask.strategy)?;
-        Replay::start(&room, strategy).await
+        replaying::start(&room, strategy).await
     };
     reply(run.await)
 }
@@ -305,7 +305,7 @@ async fn replay(
 async fn replay_step(State(room): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
     let run = async {
         teacher(&room, &headers, &uri)?;
-        Replay::step(&room).await
+        replaying::step(&room).await
     };
     reply(run.await)
 }
@@ -313,7 +313,7 @@ async fn replay_step(State(room): State<Shared>, headers: HeaderMap, uri: Uri) -
 async fn replay_stop(State(room): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
     let run = async {
         teacher(&room, &headers, &uri)?;
-        Replay::stop(&room).await
+        replaying::stop(&room).await
     };
     reply(run.await)
 }

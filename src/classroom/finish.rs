@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::books::{Books, Buyer};
 use super::lane;
-use super::round::{Books, Buyer};
 use crate::db::{Claims, Database};
 use crate::engine::contention::Tracker;
 use crate::engine::RaceOutput;

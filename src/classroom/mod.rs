@@ -12,21 +12,25 @@
 //! - `plan`: what the command layer validated.
 //! - `room`: the room's state machine (students, bots, rounds), the live
 //!   reading of the lab, the events.
-//! - `round`: one round's phase, buyers, books and cohorts.
+//! - `round`: one round's phase and cohorts; `books`: its buyers and
+//!   what their purchases recorded.
 //! - `purchase`: one purchase, from connection to booking.
 //! - `finish`: closing a round: audit, result, verdict, save.
 //! - `lane`: a closed round's swim-lane and its anomaly in words.
-//! - `replay`: an explore counterexample replayed one statement per click.
+//! - `replaying`: an explore counterexample replayed one statement per
+//!   click; `replay`: what the projector shows of it.
 //! - `api`: HTTP; `assets`: the pages, scripts, styles and QR code, all
 //!   compiled in.
 
 mod api;
 mod assets;
+mod books;
 mod finish;
 mod lane;
 pub mod plan;
 mod purchase;
 mod replay;
+mod replaying;
 mod room;
 mod round;
 

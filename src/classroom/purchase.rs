@@ -8,11 +8,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::Value;
+use tokio::sync::Semaphore;
 
-use super::room::Room;
 use super::round::{Cohort, Finished, RoundCore, PRODUCT};
-use crate::engine::{Attempt as _, Lanes as _, RaceConfig};
+use crate::engine::{Attempt as _, Control, Lanes as _, RaceConfig};
 use crate::outcome::{AttemptReport, Outcome};
 use crate::strategy::AttemptCtx;
 
@@ -31,20 +30,14 @@ impl Ticket {
     }
 }
 
-/// Run the purchase to its end and book it; returns its row of the live
-/// feed. Spawned as a task of its own: a student who closes the page does
-/// not cancel a purchase in flight.
-pub async fn run(room: Arc<Room>, t: Ticket) -> Value {
-    let f = attempt(&room, &t).await;
-    room.finished(t.core.number, f)
-}
-
-async fn attempt(room: &Room, t: &Ticket) -> Finished {
+/// Run the purchase to its end: a connection (one of `permits`), the
+/// cohort's release, the attempt. The room books what it returns.
+pub async fn attempt(permits: &Semaphore, control: &Control, t: &Ticket) -> Finished {
     let core = &t.core;
-    let permit = room.permits.acquire().await;
+    let permit = permits.acquire().await;
     let opened = core
         .lanes
-        .open(&RaceConfig::default(), &room.control)
+        .open(&RaceConfig::default(), control)
         .await
         .and_then(|mut lanes| {
             lanes

@@ -13,10 +13,11 @@ use rand::Rng as _;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 
+use super::books::Books;
 use super::finish::{self, Ended};
 use super::purchase::{self, Ticket};
 use super::replay::Replay;
-use super::round::{Books, Cohort, Live, Phase, Round, RoundCore, PRODUCT};
+use super::round::{Cohort, Live, Phase, Round, RoundCore, PRODUCT};
 use crate::db::{Database, ProductSeed};
 use crate::engine::contention::Tracker;
 use crate::engine::Control;
@@ -441,7 +442,7 @@ impl Room {
             (json, tickets, core)
         };
         for t in tickets {
-            tokio::spawn(purchase::run(self.clone(), t));
+            tokio::spawn(self.clone().purchase(t));
         }
         tokio::spawn(self.clone().countdown(core));
         self.emit_state();
@@ -682,11 +683,19 @@ impl Room {
             }
         };
         let held = !ticket.cohort_released();
-        let mut row = tokio::spawn(purchase::run(self.clone(), ticket))
+        let mut row = tokio::spawn(self.clone().purchase(ticket))
             .await
             .map_err(|e| Refusal::new(500, format!("the purchase failed: {e}")))?;
         row["held"] = json!(held);
         Ok(row)
+    }
+
+    /// Run a purchase to its end and book it; returns its row of the live
+    /// feed. Spawned as a task of its own: a student who closes the page
+    /// does not cancel a purchase in flight.
+    async fn purchase(self: Arc<Self>, t: Ticket) -> Value {
+        let f = purchase::attempt(&self.permits, &self.control, &t).await;
+        self.finished(t.core.number, f)
     }
 
     /// Book a finished purchase of round `number` and tell every page.
@@ -766,7 +775,7 @@ impl Room {
         };
         let joined = tickets.len();
         for t in tickets {
-            tokio::spawn(purchase::run(self.clone(), t));
+            tokio::spawn(self.clone().purchase(t));
         }
         if let Some(c) = cohort {
             let limit = self.db_connect_limit();

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
+use super::books::{Books, Buyer, Done};
 use super::finish::Closed;
-use crate::engine::contention::{BuyerCount, Merged, Tracker};
-use crate::engine::{AttemptTrace, Tally};
+use crate::engine::contention::{BuyerCount, Tracker};
+use crate::engine::AttemptTrace;
 use crate::lab::SqlLanes;
 use crate::outcome::{AttemptReport, Outcome};
 use crate::strategy::Strategy;
@@ -135,27 +136,6 @@ pub struct RoundCore {
     pub seed: u64,
 }
 
-/// Who made a purchase.
-#[derive(Debug, Clone)]
-pub struct Buyer {
-    pub name: String,
-    pub bot: bool,
-    pub attempt: i64,
-    /// Set when the purchase ends.
-    pub done: Option<Done>,
-}
-
-/// How one purchase ended.
-#[derive(Debug, Clone)]
-pub struct Done {
-    pub outcome: Outcome,
-    pub latency_us: u64,
-    pub tries: u32,
-    pub message: Option<String>,
-    /// Since the release of the round.
-    pub at_ms: u64,
-}
-
 /// The stock and the units sold, read from the lab while the round runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Live {
@@ -187,15 +167,6 @@ pub struct Round {
     pub sealed: bool,
     pub live: Live,
     pub closed: Option<Closed>,
-}
-
-/// What the purchases of a round recorded: the engine's accounting.
-#[derive(Default)]
-pub struct Books {
-    pub tally: Tally,
-    pub merged: Merged,
-    pub traces: Vec<AttemptTrace>,
-    pub last_end: Option<Instant>,
 }
 
 /// One finished purchase, as `Round::record` takes it.
