@@ -38,6 +38,10 @@ pub const MAX_THINK_MS: u64 = 10_000;
 /// buyer holds its read this long before it writes).
 pub const DEFAULT_THINK_MS: u64 = 1_000;
 
+/// How long a release waits for its bots' connections at most: past it,
+/// the bots still connecting go when they can.
+const BOTS_CONNECT_LIMIT: Duration = Duration::from_secs(10);
+
 /// A request the room refuses: the HTTP status and one line saying why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -501,7 +505,7 @@ impl Room {
             _ = tokio::time::sleep_until(ends_at.into()) => {}
             _ = self.control.stopped() => return,
         }
-        core.first.bots_ready(self.db_connect_limit()).await;
+        core.first.bots_ready(BOTS_CONNECT_LIMIT).await;
         let released = {
             let mut st = self.state();
             match st.round.as_mut() {
@@ -521,10 +525,6 @@ impl Room {
             _ = self.control.stopped() => return,
         }
         let _ = self.close_round(Why::Timeout(core.number)).await;
-    }
-
-    fn db_connect_limit(&self) -> Duration {
-        Duration::from_secs(10)
     }
 
     /// Close the running round: no more purchases, wait for those in
@@ -778,7 +778,7 @@ impl Room {
             tokio::spawn(self.clone().purchase(t));
         }
         if let Some(c) = cohort {
-            let limit = self.db_connect_limit();
+            let limit = BOTS_CONNECT_LIMIT;
             tokio::spawn(async move {
                 c.bots_ready(limit).await;
                 c.go();

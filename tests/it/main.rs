@@ -8,6 +8,7 @@
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
 mod badinput;
+mod browser;
 mod classroom;
 mod cli;
 mod common;

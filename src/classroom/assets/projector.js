@@ -69,7 +69,9 @@
     while (body.children.length > 300) body.removeChild(body.lastChild);
   }
 
-  function renderStrategies(list) {
+  function renderStrategies(all) {
+    // Rounds race SQL strategies; those with \redis commands are not offered.
+    const list = all.filter((s) => !s.redis);
     const sel = $.el("strategy-select");
     if (sel.options.length === list.length) return;
     const chosen = sel.value || "naive";
