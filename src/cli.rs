@@ -46,6 +46,9 @@ pub enum Command {
     Http(Box<HttpArgs>),
     /// Serve a small shop over HTTP that runs a strategy per purchase.
     Serve(ServeArgs),
+    /// A live classroom: students buy the last item from their phones, the
+    /// projector shows the race, its verdict and the lost update.
+    Classroom(ClassroomArgs),
     /// Run every interleaving of a few buyers, one SQL statement at a time,
     /// each from a fresh lab, audited: a proof for k buyers, not a sample.
     Explore(ExploreArgs),
@@ -593,6 +596,54 @@ pub struct ServeArgs {
     /// Print nothing but the address and the database URL.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `racelab classroom`: the whole room races for the last item.
+#[derive(Debug, Args)]
+pub struct ClassroomArgs {
+    /// Address to bind. Loopback by default: only this machine can join;
+    /// 0.0.0.0 lets anyone on the network join (students' phones).
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: String,
+
+    /// TCP port to listen on (0: any free port; the printed URLs say which).
+    #[arg(short, long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// Host name or address the printed URLs and the QR code use (default:
+    /// the bound address; with 0.0.0.0, this machine's first non-loopback
+    /// IPv4 address).
+    #[arg(long, value_name = "HOST")]
+    pub url_host: Option<String>,
+
+    /// A strategy file (.sql) to offer beside the built-ins; repeat for more.
+    #[arg(long = "strategy", value_name = "FILE")]
+    pub strategies: Vec<PathBuf>,
+
+    /// Most purchases in flight at once, students and bots together (each
+    /// has its own connection; the embedded server is sized for them).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub max_buyers: u32,
+
+    /// Seconds a round stays open after its countdown, unless the teacher
+    /// closes it sooner.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub open_seconds: u64,
+
+    /// Tries per purchase for serialization failures, deadlocks and \retry (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_tries: Option<u32>,
+
+    /// Directory each round's result JSON is written to.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Do not write result files.
+    #[arg(long)]
+    pub no_save: bool,
+
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]

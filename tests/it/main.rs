@@ -8,6 +8,8 @@
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
 mod badinput;
+mod browser;
+mod classroom;
 mod cli;
 mod common;
 mod db;
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
     trials.extend(redis::tests());
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
+    trials.extend(classroom::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
