@@ -18,6 +18,7 @@ pub(crate) mod facts;
 mod interp;
 mod lex;
 mod parse;
+mod program;
 mod redis;
 mod vars;
 pub(crate) use redis::RedisEffect;
@@ -32,8 +33,9 @@ pub use interp::{
     SetupCall, StepGate, TxEffect,
 };
 pub use lex::Placeholder;
-pub use parse::{parse, Program};
-pub(crate) use parse::{Instr, Stmt};
+pub use parse::parse;
+pub use program::Program;
+pub(crate) use program::{Instr, Stmt};
 pub(crate) use vars::{ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
 /// A parse or load error: file, line, column, the line itself and a caret.

@@ -1,25 +1,22 @@
 //! The HTTP/1.1 request racelab writes itself (the first request of a
-//! last-byte race): read back with `httparse`, as a server would read it.
+//! last-byte race, `Wire::serialize`): read back with `httparse`, as a
+//! server would read it.
 
+use hyper::body::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use hyper::Method;
 use reqwest::Url;
 
-use super::Target;
+use super::super::wire::{Origin, Wire};
 
-/// Whether a proxy in the environment makes `Target::of` hand the
-/// requests to reqwest (then there is no request of racelab's own): the
-/// only reason it refuses a plain `http://` URL.
-fn proxied() -> bool {
-    Target::of(
-        &Url::parse("http://127.0.0.1/").unwrap(),
-        &Method::GET,
-        &HeaderMap::new(),
-    )
-    .is_none()
-}
-
-fn target(url: &str, method: Method, headers: &[(&str, &str)]) -> Option<Target> {
+/// The request for `url` with the user's `headers` and `body`; None when
+/// racelab does not speak its scheme.
+pub(in crate::http) fn wire(
+    url: &str,
+    method: Method,
+    headers: &[(&str, &str)],
+    body: &'static [u8],
+) -> Option<Wire> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         map.append(
@@ -27,14 +24,15 @@ fn target(url: &str, method: Method, headers: &[(&str, &str)]) -> Option<Target>
             HeaderValue::from_str(v).unwrap(),
         );
     }
-    Target::of(&Url::parse(url).unwrap(), &method, &map)
+    let url = Url::parse(url).unwrap();
+    Origin::of(&url)?.wire(&method, &url, map, Bytes::from_static(body))
 }
 
-/// The request `t` writes for `body`, parsed: (method, path, headers as
-/// lower-case name and value, body).
-fn written(t: &Target, body: &[u8]) -> (String, String, Vec<(String, String)>, Vec<u8>) {
+/// The request `w` writes, parsed: (method, path, headers as lower-case
+/// name and value, body).
+fn written(w: &Wire) -> (String, String, Vec<(String, String)>, Vec<u8>) {
     let mut out = vec![b'x'; 7]; // serialize starts afresh
-    t.serialize(body, &mut out);
+    w.serialize(&mut out);
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     let head = match req.parse(&out).expect("a valid request") {
@@ -70,21 +68,15 @@ fn value<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 
 #[test]
 fn a_post_is_written_whole_with_its_length_and_the_usual_headers() {
-    let t = target(
+    let body = br#"{"buyer": 1, "qty": 2}"#;
+    let w = wire(
         "http://127.0.0.1:8080/shop/purchase?item=7&x=a%20b",
         Method::POST,
         &[("X-Test", "yes"), ("content-type", "application/json")],
-    );
-    if proxied() {
-        assert!(
-            t.is_none(),
-            "a proxy in the environment goes through reqwest"
-        );
-        return;
-    }
-    let t = t.expect("an http:// target");
-    let body = br#"{"buyer": 1, "qty": 2}"#;
-    let (method, path, headers, rest) = written(&t, body);
+        body,
+    )
+    .expect("an http:// request");
+    let (method, path, headers, rest) = written(&w);
     assert_eq!(method, "POST");
     assert_eq!(
         path, "/shop/purchase?item=7&x=a%20b",
@@ -104,24 +96,21 @@ fn a_post_is_written_whole_with_its_length_and_the_usual_headers() {
     );
     assert_eq!(rest, body, "the body follows the head, whole");
     assert_eq!(
-        t.absolute.to_string(),
+        w.absolute.to_string(),
         "http://127.0.0.1:8080/shop/purchase?item=7&x=a%20b"
     );
 }
 
 #[test]
 fn lengths_are_racelabs_own_and_an_empty_get_has_none() {
-    let t = target(
+    let w = wire(
         "http://example.test/stock",
         Method::GET,
         &[("Content-Length", "999"), ("Transfer-Encoding", "chunked")],
-    );
-    if proxied() {
-        assert!(t.is_none());
-        return;
-    }
-    let t = t.expect("an http:// target");
-    let (method, path, headers, rest) = written(&t, b"");
+        b"",
+    )
+    .expect("an http:// request");
+    let (method, path, headers, rest) = written(&w);
     assert_eq!((method.as_str(), path.as_str()), ("GET", "/stock"));
     assert!(value(&headers, "content-length").is_empty(), "{headers:?}");
     assert!(
@@ -135,66 +124,47 @@ fn lengths_are_racelabs_own_and_an_empty_get_has_none() {
     );
     assert!(rest.is_empty());
     // A POST without a body still says so, as hyper would.
-    let t = target("http://example.test/buy", Method::POST, &[]).unwrap();
-    let (_, _, headers, rest) = written(&t, b"");
+    let w = wire("http://example.test/buy", Method::POST, &[], b"").unwrap();
+    let (_, _, headers, rest) = written(&w);
     assert_eq!(value(&headers, "content-length"), ["0"]);
     assert!(rest.is_empty());
     // And a body of a GET is counted too.
-    let t = target("http://example.test/stock", Method::GET, &[]).unwrap();
-    let (_, _, headers, rest) = written(&t, b"abc");
+    let w = wire("http://example.test/stock", Method::GET, &[], b"abc").unwrap();
+    let (_, _, headers, rest) = written(&w);
     assert_eq!(value(&headers, "content-length"), ["3"]);
     assert_eq!(rest, b"abc");
 }
 
 #[test]
 fn credentials_in_the_url_become_basic_auth_and_a_given_host_wins() {
-    let t = target(
+    let w = wire(
         "https://al%40ice:s%3Acret@shop.test:8443/buy",
         Method::PUT,
         &[("Host", "front.test")],
-    );
-    if proxied() {
-        assert!(t.is_none());
-        return;
-    }
-    let t = t.expect("an https:// target");
-    let auth = t.headers.get(AUTHORIZATION).expect("basic auth");
+        b"{}",
+    )
+    .expect("an https:// request");
+    let auth = w.headers.get(AUTHORIZATION).expect("basic auth");
     assert!(auth.is_sensitive(), "the credentials are marked sensitive");
     // base64("al@ice:s:cret")
     assert_eq!(auth.to_str().unwrap(), "Basic YWxAaWNlOnM6Y3JldA==");
-    let (method, path, headers, _) = written(&t, b"{}");
+    let (method, path, headers, _) = written(&w);
     assert_eq!((method.as_str(), path.as_str()), ("PUT", "/buy"));
     assert_eq!(
         value(&headers, "host"),
         ["front.test"],
         "the user's Host is kept"
     );
-    assert!(
-        !t.absolute.to_string().contains("s%3Acret"),
-        "no credentials in the URI: {}",
-        t.absolute
-    );
+    for uri in [&w.uri, &w.absolute] {
+        assert!(
+            !uri.to_string().contains("cret"),
+            "no credentials in the URI: {uri}"
+        );
+    }
 }
 
 #[test]
 fn other_schemes_are_not_written_by_hand() {
-    assert!(target("ftp://example.test/x", Method::GET, &[]).is_none());
-    assert_eq!(
-        target("http://example.test/x", Method::GET, &[]).is_some(),
-        !proxied()
-    );
-}
-
-#[test]
-fn percent_decoding_of_credentials() {
-    assert_eq!(super::percent_decode("a%40b").as_deref(), Some("a@b"));
-    assert_eq!(super::percent_decode("%41%42").as_deref(), Some("AB"));
-    assert_eq!(super::percent_decode("plain").as_deref(), Some("plain"));
-    // A lone or short escape is kept as it is.
-    assert_eq!(super::percent_decode("50%").as_deref(), Some("50%"));
-    assert_eq!(super::percent_decode("%4").as_deref(), Some("%4"));
-    // Not hex: not an escape racelab can decode.
-    assert_eq!(super::percent_decode("%zz"), None);
-    // Bytes that are not UTF-8.
-    assert_eq!(super::percent_decode("%ff"), None);
+    assert!(wire("ftp://example.test/x", Method::GET, &[], b"").is_none());
+    assert!(wire("http://example.test/x", Method::GET, &[], b"").is_some());
 }

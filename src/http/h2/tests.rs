@@ -1,32 +1,21 @@
-//! The HTTP/2 request racelab sends (`Shape`) and its reading of its own
-//! frames as they are written (`Frames`): when each stream's END_STREAM
-//! left, whatever the chunks the writes came in.
+//! The HTTP/2 request racelab sends (`Wire::h2`) and its reading of its
+//! own frames as they are written (`Frames`): when each stream's
+//! END_STREAM left, whatever the chunks the writes came in.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
+use hyper::header::CONTENT_LENGTH;
 use hyper::Method;
-use reqwest::Url;
 
-use super::super::h1::Target;
+use super::super::h1::tests::wire;
 use super::super::net::Tap;
-use super::{Ends, Frames, Shape};
-
-fn shape(url: &str, method: Method, headers: &[(&str, &str)]) -> Option<Shape> {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    Target::of(&Url::parse(url).unwrap(), &method, &map).map(|t| Shape::of(&t))
-}
+use super::{Ends, Frames};
 
 #[test]
 fn the_request_carries_no_connection_headers_and_its_own_length() {
-    let Some(s) = shape(
+    let body = br#"{"buyer": 17, "q": 1}"#;
+    let w = wire(
         "http://127.0.0.1:8080/buy?x=1",
         Method::POST,
         &[
@@ -38,12 +27,10 @@ fn the_request_carries_no_connection_headers_and_its_own_length() {
             ("Content-Length", "999"),
             ("X-Test", "yes"),
         ],
-    ) else {
-        // A proxy in the environment: reqwest carries the requests, and
-        // refuses the plainest URL too.
-        assert!(shape("http://127.0.0.1/", Method::GET, &[]).is_none());
-        return;
-    };
+        body,
+    )
+    .expect("an http:// request");
+    let req = w.h2();
     // HTTP/2 forbids the connection-specific headers (RFC 9113, 8.2.2).
     for h in [
         "connection",
@@ -53,47 +40,57 @@ fn the_request_carries_no_connection_headers_and_its_own_length() {
         "proxy-connection",
         "host",
     ] {
-        assert!(!s.headers.contains_key(h), "{h} sent: {:?}", s.headers);
+        assert!(
+            !req.headers().contains_key(h),
+            "{h} sent: {:?}",
+            req.headers()
+        );
     }
-    assert_eq!(s.headers["x-test"], "yes");
-    assert_eq!(s.uri.to_string(), "http://127.0.0.1:8080/buy?x=1");
-    let req = s.request(17);
+    assert_eq!(req.headers()["x-test"], "yes");
+    assert_eq!(req.uri().to_string(), "http://127.0.0.1:8080/buy?x=1");
     assert_eq!(req.method(), Method::POST);
     assert_eq!(
         req.headers()[CONTENT_LENGTH],
-        "17",
+        body.len().to_string().as_str(),
         "racelab's, not the user's"
     );
     assert_eq!(req.headers().get_all(CONTENT_LENGTH).iter().count(), 1);
     // A POST with no body says 0; a GET with none says nothing.
-    assert_eq!(s.request(0).headers()[CONTENT_LENGTH], "0");
-    let get = shape("http://127.0.0.1:8080/stock", Method::GET, &[]).unwrap();
-    assert!(get.request(0).headers().get(CONTENT_LENGTH).is_none());
-    assert_eq!(get.request(3).headers()[CONTENT_LENGTH], "3");
+    let empty = wire("http://127.0.0.1:8080/buy", Method::POST, &[], b"").unwrap();
+    assert_eq!(empty.h2().headers()[CONTENT_LENGTH], "0");
+    let get = wire("http://127.0.0.1:8080/stock", Method::GET, &[], b"").unwrap();
+    assert!(get.h2().headers().get(CONTENT_LENGTH).is_none());
+    let get = wire("http://127.0.0.1:8080/stock", Method::GET, &[], b"abc").unwrap();
+    assert_eq!(get.h2().headers()[CONTENT_LENGTH], "3");
 }
 
 #[test]
 fn a_given_host_becomes_the_authority() {
-    let Some(s) = shape(
+    let w = wire(
         "https://10.0.0.1:8443/buy",
         Method::POST,
         &[("Host", "shop.test")],
-    ) else {
-        assert!(shape("http://127.0.0.1/", Method::GET, &[]).is_none());
-        return;
-    };
-    assert_eq!(s.uri.authority().map(|a| a.as_str()), Some("shop.test"));
-    assert_eq!(s.uri.scheme_str(), Some("https"));
-    assert_eq!(s.uri.path_and_query().map(|p| p.as_str()), Some("/buy"));
-    assert!(!s.headers.contains_key("host"));
+        b"",
+    )
+    .expect("an https:// request");
+    let req = w.h2();
+    let uri = req.uri();
+    assert_eq!(uri.authority().map(|a| a.as_str()), Some("shop.test"));
+    assert_eq!(uri.scheme_str(), Some("https"));
+    assert_eq!(uri.path_and_query().map(|p| p.as_str()), Some("/buy"));
+    assert!(!req.headers().contains_key("host"));
     // One that is not an authority leaves the URL's.
-    let s = shape(
+    let w = wire(
         "https://10.0.0.1:8443/buy",
         Method::POST,
         &[("Host", "not a host")],
+        b"",
     )
     .unwrap();
-    assert_eq!(s.uri.authority().map(|a| a.as_str()), Some("10.0.0.1:8443"));
+    assert_eq!(
+        w.h2().uri().authority().map(|a| a.as_str()),
+        Some("10.0.0.1:8443")
+    );
 }
 
 /// A frame: 9-byte header (length, type, flags, stream) and payload.
