@@ -43,6 +43,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::explore::main(&crate::plan::explore::ExplorePlan::build(&args)?)
         }
         Command::Db { command } => crate::dbcmd::main(command),
+        Command::Proxy(args) => crate::proxycmd::main(&args),
         Command::Serve(args) => crate::serve::main(&args),
     }
 }

@@ -49,6 +49,9 @@ pub enum Command {
     /// Run every interleaving of a few buyers, one SQL statement at a time,
     /// each from a fresh lab, audited: a proof for k buyers, not a sample.
     Explore(ExploreArgs),
+    /// Relay a service's PostgreSQL connections to a server, recording what
+    /// each one did (statements, bound values, results, transactions).
+    Proxy(ProxyArgs),
     /// Manage a kept PostgreSQL cluster that later runs reuse.
     Db {
         #[command(subcommand)]
@@ -639,4 +642,28 @@ pub struct ExploreArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `racelab proxy`: a PostgreSQL wire-protocol proxy that records.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The server to relay to: a postgres:// URL or HOST:PORT. Only its
+    /// address is used: each client authenticates to the server itself,
+    /// through the proxy.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+
+    /// The address to listen on (port 0: any free port, printed at start).
+    /// Clients connect in plain text: the proxy answers SSLRequest with `N`.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Write every connection's statements, bound values, results, errors
+    /// and transactions to FILE as JSON Lines (never a password).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Print nothing but the listening address.
+    #[arg(long)]
+    pub quiet: bool,
 }

@@ -291,13 +291,14 @@ fn lower_layers_never_name_the_layers_above() {
     let g = graph();
     let above_domain = [
         "app", "cli", "plan", "run", "lab", "http", "serve", "dbcmd", "report", "verdict",
-        "result", "trace", "explain", "watch", "catalog", "explore",
+        "result", "trace", "explain", "watch", "catalog", "explore", "proxycmd",
     ];
     let rules: &[(&str, &[&str])] = &[
         ("strategy", &above_domain),
         ("scenario", &above_domain),
         ("engine", &above_domain),
         ("db", &above_domain),
+        ("proxy", &above_domain),
         ("error", &["strategy", "scenario", "engine", "db", "cli"]),
         (
             "report",

@@ -3,8 +3,8 @@
 //! Data flows one way: CLI -> plan -> target -> buyers -> audit -> verdict
 //! -> report. From the top of the dependency graph down:
 //!
-//! - `app`: the commands `main` calls; `dbcmd`, `serve`, `catalog`: the
-//!   smaller commands.
+//! - `app`: the commands `main` calls; `dbcmd`, `serve`, `catalog`,
+//!   `proxycmd`: the smaller commands.
 //! - `cli`: the clap argument types, read only by the command layer and
 //!   `plan`.
 //! - `plan`: one builder that validates any race's arguments into a plan.
@@ -17,7 +17,8 @@
 //! - `trace`, `explain`, `watch`: teaching aids over the strategy and the lab.
 //! - domain modules, which take no `cli` types: `engine` (barrier, buyers,
 //!   tallies, contention), `strategy` (the script language), `scenario`
-//!   (workloads), `db` (the server, the lab schema, the audit queries).
+//!   (workloads), `db` (the server, the lab schema, the audit queries),
+//!   `proxy` (the PostgreSQL wire proxy that records a service's SQL).
 //! - leaves: `error` (failure kinds and exit codes), `outcome`, `suggest`,
 //!   `timings`.
 //!
@@ -38,6 +39,8 @@ pub mod http;
 pub mod lab;
 pub mod outcome;
 pub mod plan;
+pub mod proxy;
+pub mod proxycmd;
 pub mod report;
 pub mod result;
 pub mod run;
