@@ -140,18 +140,9 @@ fn float(f: f64) -> Value {
 
 /// `\x` and the bytes in hex (at most `MAX_VALUE_BYTES` of them).
 pub fn hex(raw: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let shown = &raw[..raw.len().min(MAX_VALUE_BYTES)];
-    let mut s = String::with_capacity(2 + shown.len() * 2 + 3);
-    s.push_str("\\x");
-    for b in shown {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 15)] as char);
-    }
-    if shown.len() < raw.len() {
-        s.push('…');
-    }
-    s
+    let cut = if shown.len() < raw.len() { "…" } else { "" };
+    format!("\\x{}{cut}", crate::hex::hex(shown))
 }
 
 /// At most `MAX_VALUE_BYTES` of a text, cut at a character boundary.

@@ -13,7 +13,7 @@ use crate::error::bad_input;
 use crate::proxy::record::{JsonLines, Sink};
 use crate::proxy::{Proxy, ProxyOptions, Upstream};
 
-pub fn main(args: &ProxyArgs) -> anyhow::Result<()> {
+pub fn proxy(args: &ProxyArgs) -> anyhow::Result<()> {
     let upstream = Upstream::parse(&args.upstream)?;
     let listen: SocketAddr = args.listen.trim().parse().map_err(|_| {
         bad_input(format!(
