@@ -291,7 +291,7 @@ fn lower_layers_never_name_the_layers_above() {
     let g = graph();
     let above_domain = [
         "commands", "cli", "plan", "run", "lab", "http", "shop", "report", "verdict", "result",
-        "trace", "explain", "watch", "explore",
+        "trace", "explain", "watch", "explore", "service",
     ];
     let rules: &[(&str, &[&str])] = &[
         ("strategy", &above_domain),
@@ -299,6 +299,7 @@ fn lower_layers_never_name_the_layers_above() {
         ("engine", &above_domain),
         ("db", &above_domain),
         ("proxy", &above_domain),
+        ("service", &["commands", "cli", "plan"]),
         ("error", &["strategy", "scenario", "engine", "db", "cli"]),
         (
             "report",

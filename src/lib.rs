@@ -44,6 +44,7 @@ pub mod report;
 pub mod result;
 pub mod run;
 pub mod scenario;
+pub mod service;
 pub mod shop;
 pub mod strategy;
 pub mod suggest;

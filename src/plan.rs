@@ -7,6 +7,7 @@
 //! `http::Service`, `scenario::Overrides`, `db::DbOptions`) is plain.
 
 pub mod explore;
+pub mod service;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub struct Plan {
     pub output: Output,
     /// Print the side-by-side table: `compare`, or several repetitions.
     pub grouped: bool,
+    /// `http --service` / `--db-proxy`: the service behind the wire proxy.
+    pub backend: Option<crate::service::ServicePlan>,
 }
 
 /// What is raced.
@@ -156,6 +159,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         trace: output.trace,
         retry_unknown: 0,
     };
+    let mut backend = None;
     let (target, grouped) = match target {
         Target::Lab(strategies, a) => {
             let lab = lab_of(strategies, a, &mut pipeline)?;
@@ -163,7 +167,8 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
             (TargetPlan::Lab(Box::new(lab)), compare || gate.repeat > 1)
         }
         Target::Http(request, a) => {
-            let service = service_of(request, a, &output, &mut pipeline)?;
+            backend = service::backend_of(a, &output)?;
+            let service = service_of(request, a, &output, &mut pipeline, backend.is_some())?;
             (TargetPlan::Http(Box::new(service)), gate.repeat > 1)
         }
     };
@@ -183,6 +188,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         max_regression: gate.max_regression,
         output,
         grouped,
+        backend,
     })
 }
 
@@ -551,12 +557,15 @@ fn service_of(
     a: &HttpArgs,
     output: &Output,
     pipeline: &mut Pipeline,
+    proxied: bool,
 ) -> anyhow::Result<http::Service> {
     let t = &a.truth;
     let connect_timeout = connect_timeout(t.connect_timeout)?;
     let db = match (&t.verify_sql, &t.reset_sql, &t.database_url) {
         (None, None, _) => None,
         (_, _, Some(url)) => Some(truth::ServiceDb::new(url, connect_timeout)?),
+        // The embedded cluster the service gets: known once it runs.
+        (_, _, None) if proxied => None,
         (_, _, None) => {
             return Err(bad_input(
                 "--verify-sql and --reset-sql need --database-url (or DATABASE_URL): the service's database",
@@ -595,12 +604,15 @@ fn service_of(
         .as_deref()
         .map(|u| parse_url("--reset-url", u))
         .transpose()?;
-    if output.trace {
+    if output.trace && !proxied {
         return Err(bad_input(
-            "--trace records the SQL statements of a strategy; racelab http sends requests \
-             and has none (use --histogram for the latency charts)",
+            "--trace records SQL statements: racelab http sees the service's only through \
+             its wire proxy (--service CMD, or --db-proxy ADDR); without one, use --histogram \
+             for the latency charts",
         ));
     }
+    // The requests' spans, for the service's trace.
+    pipeline.trace |= proxied;
 
     let ms = a.request.request_timeout;
     let timeout = (ms > 0).then(|| Duration::from_millis(ms));
@@ -695,6 +707,7 @@ fn service_of(
         db,
         reset_url,
         reset_sql: t.reset_sql.clone(),
+        watch: None,
     })
 }
 

@@ -313,7 +313,7 @@ impl Attempt for HttpBuyer<'_> {
     async fn attempt(
         &mut self,
         ctx: &AttemptCtx,
-        _trace: Option<&mut Vec<TraceEvent>>,
+        trace: Option<&mut Vec<TraceEvent>>,
     ) -> Result<(AttemptReport, u64), String> {
         self.render(ctx);
         let first = self.lane.samples.is_empty();
@@ -334,6 +334,22 @@ impl Attempt for HttpBuyer<'_> {
         self.lane
             .samples
             .push((code, us.min(u64::from(u32::MAX)) as u32));
+        if let Some(events) = trace {
+            // The request's span, for a watch on the service (`Watch`).
+            events.push(TraceEvent {
+                start: started,
+                end: Instant::now(),
+                try_no: 1,
+                line: 0,
+                kind: crate::strategy::TraceKind::Outcome,
+                what: format!("{} {}", self.lanes.method, self.lanes.url),
+                rows: None,
+                values: Vec::new(),
+                error: message.clone(),
+                sqlstate: None,
+                outcome: Some(outcome),
+            });
+        }
         let report = AttemptReport {
             outcome,
             tries: 1,

@@ -181,7 +181,26 @@ pub struct Proxy {
     stop: Option<oneshot::Sender<()>>,
     relay: Option<JoinHandle<()>>,
     recorder: Option<JoinHandle<Option<std::io::Error>>>,
+    /// The recorder's channel, without keeping it open.
+    events: Option<mpsc::WeakSender<relay::Event>>,
     connections: Arc<AtomicU64>,
+}
+
+/// Waits until the recorder has recorded everything the relay queued.
+#[derive(Clone)]
+pub struct Syncer(mpsc::WeakSender<relay::Event>);
+
+impl Syncer {
+    /// Resolves once every event queued before the call is recorded (at
+    /// once when the proxy has stopped).
+    pub async fn sync(&self) {
+        let Some(tx) = self.0.upgrade() else { return };
+        let (done, recorded) = oneshot::channel();
+        if tx.send(relay::Event::Mark(done)).await.is_ok() {
+            drop(tx);
+            let _ = recorded.await;
+        }
+    }
 }
 
 impl Proxy {
@@ -216,6 +235,7 @@ impl Proxy {
             }
             None => (None, None),
         };
+        let weak = events.as_ref().map(mpsc::Sender::downgrade);
         let shared = Arc::new(relay::Shared {
             upstream: opts.upstream,
             events,
@@ -246,6 +266,7 @@ impl Proxy {
             stop: Some(stop),
             relay: Some(relay),
             recorder,
+            events: weak,
             connections,
         })
     }
@@ -262,6 +283,11 @@ impl Proxy {
 
     pub fn started_at(&self) -> time::OffsetDateTime {
         self.started_at
+    }
+
+    /// A handle that waits for the record to catch up (none without a record).
+    pub fn syncer(&self) -> Option<Syncer> {
+        self.events.clone().map(Syncer)
     }
 
     /// Client connections accepted so far.

@@ -268,6 +268,10 @@ impl Recorder {
             }
             Event::Chunk(chunk) => self.chunk(&chunk),
             Event::Closed { conn, at, error } => self.close(conn, at, error),
+            Event::Mark(done) => {
+                self.flush();
+                let _ = done.send(());
+            }
             Event::Cancel { at, pid, forwarded } => {
                 let r = Record::Cancel(Cancel {
                     at_us: self.us(at),

@@ -120,6 +120,8 @@ pub enum Event {
         pid: i32,
         forwarded: bool,
     },
+    /// Answered once every event sent before it has been recorded.
+    Mark(tokio::sync::oneshot::Sender<()>),
     /// The upstream could not be reached for a client.
     Refused {
         conn: ConnId,
