@@ -259,29 +259,67 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// Which request owns each statement: requests in the order they were
-/// answered each take the connection whose statement ended last before
-/// the answer (and after the request started), with that connection's
-/// statements since the request started that no one owns yet.
+/// Which request owns each statement. A service holds a connection for a
+/// request's whole span (a pool's checkout), so a request's statements are
+/// a run of one connection's: each connection's statements within the
+/// race are one run, cut where the connection went idle while a request
+/// was answered — only when there were more requests than connections, so
+/// that some connection must have served several. Runs go to requests in
+/// the order they ended: each request answered takes the unassigned run
+/// that ended last before its answer.
 fn attribute(stmts: &[&Statement], requests: &[RequestSpan]) -> Vec<Option<usize>> {
     let mut owner: Vec<Option<usize>> = vec![None; stmts.len()];
+    let (Some(first), Some(last)) = (
+        requests.iter().map(|r| r.start_us).min(),
+        requests.iter().map(|r| r.end_us).max(),
+    ) else {
+        return owner;
+    };
+    let within = |i: usize| stmts[i].start_us >= first && stmts[i].end_us <= last;
+    let mut conns: Vec<u64> = (0..stmts.len())
+        .filter(|&i| within(i))
+        .map(|i| stmts[i].conn)
+        .collect();
+    conns.sort_unstable();
+    conns.dedup();
+    let reused = requests.len() > conns.len();
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    for c in &conns {
+        let mine: Vec<usize> = (0..stmts.len())
+            .filter(|&i| within(i) && stmts[i].conn == *c)
+            .collect();
+        let mut run: Vec<usize> = Vec::new();
+        for i in mine {
+            if let Some(&prev) = run.last() {
+                let idle = stmts[prev].txn != stmts[i].txn
+                    && stmts[prev].tx_status == Some(crate::proxy::record::TxStatus::Idle);
+                let answered = requests
+                    .iter()
+                    .any(|r| r.end_us >= stmts[prev].end_us && r.end_us <= stmts[i].start_us);
+                if reused && idle && answered {
+                    runs.push(std::mem::take(&mut run));
+                }
+            }
+            run.push(i);
+        }
+        if !run.is_empty() {
+            runs.push(run);
+        }
+    }
+    let run_end = |r: &Vec<usize>| r.last().map_or(0, |&i| stmts[i].end_us);
+    let mut taken = vec![false; runs.len()];
     let mut order: Vec<usize> = (0..requests.len()).collect();
     order.sort_by_key(|&r| requests[r].end_us);
     for r in order {
         let req = requests[r];
-        let last = (0..stmts.len())
-            .filter(|&i| {
-                owner[i].is_none()
-                    && stmts[i].start_us >= req.start_us
-                    && stmts[i].end_us <= req.end_us
-            })
-            .max_by_key(|&i| stmts[i].end_us);
-        let Some(last) = last else { continue };
-        let conn = stmts[last].conn;
-        for i in 0..=last {
-            if owner[i].is_none() && stmts[i].conn == conn && stmts[i].start_us >= req.start_us {
-                owner[i] = Some(r);
-            }
+        let pick = (0..runs.len())
+            .filter(|&k| !taken[k] && run_end(&runs[k]) <= req.end_us)
+            .filter(|&k| stmts[runs[k][0]].start_us >= req.start_us)
+            .max_by_key(|&k| run_end(&runs[k]));
+        let Some(k) = pick else { continue };
+        taken[k] = true;
+        for &i in &runs[k] {
+            owner[i] = Some(r);
         }
     }
     owner
@@ -340,10 +378,16 @@ fn access_of(s: &Statement) -> Access {
                 Assigned::Variables { vars, .. } => (
                     false,
                     match vars.as_slice() {
-                        [n] if a.text.trim() == format!("${n}") => {
+                        // `:$1`, or `:$1::integer` (a cast keeps the value).
+                        [n] if a
+                            .text
+                            .trim()
+                            .strip_prefix(&format!(":${n}"))
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::")) =>
+                        {
                             s.params.get(n.wrapping_sub(1)).map(value_text)
                         }
-                        _ => Some(a.text.clone()),
+                        _ => Some(a.text.replace(":$", "$")),
                     },
                 ),
                 Assigned::Constant(_) => (false, Some(a.text.clone())),
