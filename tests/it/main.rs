@@ -19,6 +19,7 @@ mod interp;
 mod nemesis;
 mod openloop;
 mod pgbouncer;
+mod proxy;
 mod redis;
 mod run;
 mod strategy;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
     trials.extend(redis::tests());
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
+    trials.extend(proxy::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
