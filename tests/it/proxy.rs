@@ -153,9 +153,16 @@ fn psql_session() -> anyhow::Result<()> {
         BEGIN;\n\
         UPDATE items SET name = 'uno' WHERE id = 1;\n\
         ROLLBACK;\n";
-    run(Command::new(bin("psql"))
+    // One Query: psql reports the division's error (exit 1) and goes no further.
+    let out = Command::new(bin("psql"))
         .arg(p.url(crate::common::server_url()))
-        .args(["-X", "-q", "-c", script]))?;
+        .args(["-X", "-q", "-c", script])
+        .output()?;
+    assert!(
+        stderr(&out).contains("division by zero"),
+        "{}",
+        stderr(&out)
+    );
     let records = p.stop()?;
     let st = statements(&records);
     let select = st
@@ -175,13 +182,11 @@ fn psql_session() -> anyhow::Result<()> {
     // One Query of many statements: one implicit transaction, and a
     // failed one that rolled everything in it back.
     assert_eq!(insert.txn, select.txn);
-    let err = st.iter().find(|s| s.sql == "SELECT 1/0");
-    assert!(
-        err.is_none(),
-        "psql -c sent the script as one Query: the error ended it"
-    );
+    // The statement that failed is named; the rest of the Query never ran.
     let failed = st.iter().find(|s| s.error.is_some()).expect("an error");
+    assert_eq!(failed.sql, "SELECT 1/0");
     assert_eq!(failed.error.as_ref().unwrap().sqlstate, "22012");
+    assert!(!st.iter().any(|s| s.sql.starts_with("UPDATE")));
     let tx = records
         .iter()
         .find_map(|r| match r {
@@ -225,7 +230,10 @@ fn psql_session() -> anyhow::Result<()> {
 fn pgbench_run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let base = crate::common::server_url();
-    let db_url = base.replace("/postgres", "/t_proxy_pgbench");
+    let db_url = format!(
+        "{}/t_proxy_pgbench",
+        base.rsplit_once('/').expect("a URL").0
+    );
     let _ = Command::new(bin("psql"))
         .args([base, "-X", "-q", "-c", "CREATE DATABASE t_proxy_pgbench"])
         .output()?;
@@ -306,7 +314,7 @@ asyncio.run(main(sys.argv[1]))
         Value::from(ins.params.clone()),
         serde_json::json!([
             7,
-            12.5,
+            "12.50",
             "00000000-0000-0000-0000-000000000001",
             "2024-01-02 03:04:05+00",
             "\\x01ff",
@@ -484,7 +492,7 @@ fn gate_holds() -> anyhow::Result<()> {
     let mut batches = Vec::new();
     loop {
         let tags = next()?;
-        let done = tags.first() == Some(&b'P') && tags.last() == Some(&b'S');
+        let done = tags.contains(&b'E') && tags.last() == Some(&b'S');
         if done {
             // Held: the server has not seen the INSERT yet.
             let n = crate::cli::query_one("SELECT count(*) FROM t_proxy_gate").unwrap_or_default();
@@ -497,8 +505,8 @@ fn gate_holds() -> anyhow::Result<()> {
         }
     }
     assert!(batches.iter().any(|b| b.as_slice() == b"Q"), "{batches:?}");
-    // The extended batch: Parse .. Sync, admitted whole.
-    assert!(batches.last().unwrap().contains(&b'E'));
+    // The extended batch: Bind, Execute .. Sync, admitted whole.
+    assert!(batches.last().unwrap().contains(&b'B'), "{batches:?}");
     // The client ends (Terminate needs no admission).
     while seen.recv_timeout(Duration::from_millis(0)).is_ok() {
         go.send(())?;
@@ -702,9 +710,10 @@ fn matches_server_log() -> anyhow::Result<()> {
         "-X",
         "-q",
         "-c",
-        "ALTER SYSTEM SET log_statement = 'all'",
+        // Per database: over the quiet server's command line.
+        "ALTER DATABASE postgres SET log_statement = 'all'",
         "-c",
-        "SELECT pg_reload_conf()",
+        "ALTER DATABASE postgres SET log_min_messages = 'log'",
     ]))?;
     let dir = tempfile::tempdir()?;
     let record = dir.path().join("r.jsonl");
