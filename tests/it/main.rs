@@ -30,6 +30,7 @@ mod interp;
 mod nemesis;
 mod openloop;
 mod pgbouncer;
+mod proxy;
 mod redis;
 mod run;
 mod serve;
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
     trials.extend(classroom::tests());
+    trials.extend(proxy::tests());
     trials.extend(harness::tests());
 
     let unwatched = harness::unwatched(&trials);
