@@ -99,7 +99,7 @@ fn naive_oversells() -> Result<(), Failed> {
 /// Every run of every safe strategy: no oversell, no drift; the blocking
 /// ones sell exactly min(stock, demand), the others at least one unit and
 /// what they report selling.
-fn check_safe(runs: &[Value], demand: i64) {
+pub(crate) fn check_safe(runs: &[Value], demand: i64) {
     assert!(!runs.is_empty(), "no runs to check");
     for r in runs {
         let name = text(r, "strategy.name");

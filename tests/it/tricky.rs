@@ -77,23 +77,38 @@ fn race(name: &str, path: &std::path::Path) -> Result<(), Failed> {
             "3",
         ],
     );
+    let runs = runs(&json, 3);
+    if claimed_safe {
+        // Safe means it sells, without errors, and says so: a script whose
+        // every attempt fails neither oversells nor drifts, and is no pass.
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        crate::run::check_safe(&runs, 50);
+        return Ok(());
+    }
     assert!(
         out.status.success() || out.status.code() == Some(1),
-        "{}",
+        "{name}: {}",
         stderr(&out)
     );
-    let runs = runs(&json, 3);
-    let broken: Vec<(i64, i64)> = runs
+    let broken: Vec<(i64, i64, String)> = runs
         .iter()
-        .map(|r| (int(r, "audit.oversold_units"), int(r, "audit.stock_drift")))
+        .map(|r| {
+            (
+                int(r, "audit.oversold_units"),
+                int(r, "audit.stock_drift"),
+                text(r, "verdict"),
+            )
+        })
         .collect();
-    let any_broken = broken.iter().any(|(o, d)| *o > 0 || *d != 0);
-    if claimed_safe && any_broken {
-        return Err(format!("{name} is called SAFE but oversold / drifted: {broken:?}").into());
-    }
-    if !claimed_safe && !any_broken {
+    let is_broken = |(o, d, _): &&(i64, i64, String)| *o > 0 || *d != 0;
+    if !broken.iter().any(|b| is_broken(&b)) {
         return Err(
             format!("{name} is called UNSAFE but never oversold nor drifted: {broken:?}").into(),
+        );
+    }
+    if let Some(b) = broken.iter().filter(is_broken).find(|b| b.2 == "safe") {
+        return Err(
+            format!("{name}: a run that oversold or drifted was judged safe: {b:?}").into(),
         );
     }
     Ok(())

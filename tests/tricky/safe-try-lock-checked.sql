@@ -1,6 +1,6 @@
 -- pg_try_advisory_xact_lock, and a try that did not get it retries.
 BEGIN;
-SELECT pg_try_advisory_xact_lock(:product) AS got \gset
+SELECT pg_try_advisory_xact_lock(:product)::int AS got \gset
 \if :got = 0
   ROLLBACK;
   \retry
