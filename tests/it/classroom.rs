@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::browser::{check_png, stop_child, Browser, Driver};
 use crate::cli::racelab;
-use crate::common::{block_on, server_url, trial};
+use crate::common::{block_on, server_url, trial, Lines, OutputWithin, CHILD_LIMIT};
 
 pub fn tests() -> Vec<Trial> {
     let browser = Browser::find();
@@ -426,7 +426,7 @@ fn api_guards() -> anyhow::Result<()> {
         .args(&saved)
         .arg("--output")
         .arg(&html)
-        .output()?;
+        .output_bounded()?;
     ensure!(
         out.status.success(),
         "{}",
@@ -601,7 +601,7 @@ fn arguments() -> anyhow::Result<()> {
         (vec!["--url-host", "a/b"], "--url-host"),
         (vec!["--strategy", "/no/such/file.sql"], "not found"),
     ] {
-        let out = racelab().arg("classroom").args(&args).output()?;
+        let out = racelab().arg("classroom").args(&args).output_bounded()?;
         let err = String::from_utf8_lossy(&out.stderr);
         ensure!(
             out.status.code() == Some(2),
@@ -649,10 +649,10 @@ fn browser_race() -> anyhow::Result<()> {
         token: String::new(),
         dir,
     };
-    let mut lines = BufReader::new(stdout).lines();
-    let projector = lines.next().context("no projector URL")??;
-    let join = lines.next().context("no join URL")??;
-    std::thread::spawn(move || for _ in lines {});
+    let lines = Lines::of(stdout, "racelab classroom");
+    let projector = lines.next_within(CHILD_LIMIT).context("no projector URL")?;
+    let join = lines.next_within(CHILD_LIMIT).context("no join URL")?;
+    lines.drain();
     let (base, token) = projector.split_once("/?token=").context("projector URL")?;
     room.base = base.to_string();
     room.token = token.to_string();

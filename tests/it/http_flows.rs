@@ -16,6 +16,7 @@ use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
 use crate::cli::*;
+use crate::common::OutputWithin;
 
 pub fn tests() -> Vec<Trial> {
     vec![
@@ -193,7 +194,7 @@ fn race(base: &str, args: &[&str]) -> (Output, Value) {
         .arg(base)
         .args(args)
         .args(["--json", "--no-save", "--quiet"])
-        .output()
+        .output_bounded()
         .expect("racelab runs");
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -540,7 +541,7 @@ fn secrets() -> Result<(), Failed> {
         .arg(&trace)
         .arg("--junit")
         .arg(&junit)
-        .output()?;
+        .output_bounded()?;
     let mut written = vec![
         ("stdout".to_string(), stdout(&out)),
         ("stderr".to_string(), stderr(&out)),
@@ -690,7 +691,7 @@ fn bad_flows() -> Result<(), Failed> {
             "http", base, "--flow", &flow, "--users", &users, "--stock", "1",
         ];
         args.extend(extra);
-        let out = racelab().args(&args).output()?;
+        let out = racelab().args(&args).output_bounded()?;
         check(
             out.status.code() == Some(2) && stderr(&out).contains(want),
             || format!("{want}: exit {:?}: {}", out.status.code(), stderr(&out)),
@@ -718,7 +719,7 @@ fn bad_flows() -> Result<(), Failed> {
     ] {
         let mut all = vec!["http"];
         all.extend(args);
-        let out = racelab().args(&all).output()?;
+        let out = racelab().args(&all).output_bounded()?;
         check(
             out.status.code() == Some(2) && stderr(&out).contains(want),
             || format!("{want}: {}", stderr(&out)),
@@ -741,7 +742,7 @@ fn bad_flows() -> Result<(), Failed> {
             "--stock",
             "1",
         ])
-        .output()?;
+        .output_bounded()?;
     check(out.status.code() == Some(3), || {
         format!("{:?}: {}", out.status.code(), stderr(&out))
     })

@@ -7,7 +7,6 @@
 //! their endpoints do, whose statements must match the server's own log,
 //! and which must leave nothing running whatever happens to racelab.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use racelab::proxy::record::{read_jsonl, Record, Statement, TxEnd};
 use serde_json::Value;
 
 use crate::cli::{racelab, stderr};
-use crate::common::trial;
+use crate::common::{trial, wait_status, Lines, OutputWithin, CHILD_LIMIT};
 
 pub fn tests() -> Vec<Trial> {
     vec![
@@ -87,8 +86,17 @@ impl ProxyChild {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        let out = Lines::of(child.stdout.take().expect("piped"), "racelab proxy");
+        let line = out.next_within(CHILD_LIMIT);
+        out.drain();
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         let port = line
             .trim()
             .strip_prefix("listening on ")
@@ -111,7 +119,8 @@ impl ProxyChild {
     fn stop(mut self) -> anyhow::Result<Vec<Record>> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let st = self.child.wait()?;
+        let st = wait_status(&mut self.child, CHILD_LIMIT)?
+            .ok_or_else(|| anyhow::anyhow!("racelab proxy still running after SIGINT"))?;
         anyhow::ensure!(st.success(), "racelab proxy exited {st}");
         read_jsonl(&std::fs::read_to_string(&self.record)?)
     }
@@ -128,7 +137,7 @@ fn statements(records: &[Record]) -> Vec<&Statement> {
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<Output> {
-    let out = cmd.output()?;
+    let out = cmd.output_bounded()?;
     anyhow::ensure!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -157,7 +166,7 @@ fn psql_session() -> anyhow::Result<()> {
     let out = Command::new(bin("psql"))
         .arg(p.url(crate::common::server_url()))
         .args(["-X", "-q", "-c", script])
-        .output()?;
+        .output_bounded()?;
     assert!(
         stderr(&out).contains("division by zero"),
         "{}",
@@ -236,7 +245,7 @@ fn pgbench_run() -> anyhow::Result<()> {
     );
     let _ = Command::new(bin("psql"))
         .args([base, "-X", "-q", "-c", "CREATE DATABASE t_proxy_pgbench"])
-        .output()?;
+        .output_bounded()?;
     let p = ProxyChild::start(base, &dir.path().join("r.jsonl"))?;
     let url = p.url(&db_url);
     // Initialised through the proxy: COPY passes through.
@@ -392,7 +401,7 @@ fn auth_passthrough() -> anyhow::Result<()> {
         let wrong = Command::new(bin("psql"))
             .env("PGPASSWORD", "wrong")
             .args([&url, "-X", "-c", "SELECT 1"])
-            .output()?;
+            .output_bounded()?;
         assert!(!wrong.status.success());
         assert!(
             stderr(&wrong).contains("password authentication failed"),
@@ -410,7 +419,7 @@ fn auth_passthrough() -> anyhow::Result<()> {
             "-c",
             "SELECT 1",
         ])
-        .output()?;
+        .output_bounded()?;
     assert!(!tls.status.success());
     assert!(
         stderr(&tls).contains("does not support SSL"),
@@ -549,7 +558,7 @@ fn service_race(
             ])
             .arg(&out_dir)
             .args(extra)
-            .output()?;
+            .output_bounded()?;
         let log_conflict = std::fs::read_dir(&out_dir)?.flatten().any(|e| {
             std::fs::read_to_string(e.path())
                 .is_ok_and(|t| t.contains("Address already in use") || t.contains("EADDRINUSE"))
@@ -635,7 +644,7 @@ fn service_asyncpg_unsafe() -> anyhow::Result<()> {
         .args(&files)
         .arg("-o")
         .arg(&html)
-        .output()?;
+        .output_bounded()?;
     assert!(rep.status.success(), "{}", stderr(&rep));
     let page = std::fs::read_to_string(&html)?;
     assert!(
@@ -787,7 +796,7 @@ fn service_never_ready() -> anyhow::Result<()> {
             "--out",
         ])
         .arg(dir.path())
-        .output()?;
+        .output_bounded()?;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(
@@ -806,7 +815,7 @@ fn service_never_ready() -> anyhow::Result<()> {
             "--out",
         ])
         .arg(dir.path())
-        .output()?;
+        .output_bounded()?;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("exited") && stderr(&out).contains("no config"),
@@ -870,22 +879,19 @@ fn nothing_left() -> anyhow::Result<()> {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
+        let err = Lines::of(child.stderr.take().unwrap(), "racelab http --service");
         // Said once the service answered.
-        while !line.contains("behind the wire proxy") {
-            line.clear();
-            anyhow::ensure!(
-                err.read_line(&mut line)? > 0,
-                "racelab ended before the service was up"
-            );
-        }
+        err.find("the service up", CHILD_LIMIT, |l| {
+            l.contains("behind the wire proxy").then_some(())
+        })?;
+        err.drain();
         wait_until("the service's processes", Duration::from_secs(10), || {
             marked(&marker).len() >= 2
         })?;
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
-        let st = child.wait()?;
+        let st = wait_status(&mut child, CHILD_LIMIT)?
+            .ok_or_else(|| anyhow::anyhow!("racelab still running after signal {signal}"))?;
         if signal == libc::SIGINT {
             assert_eq!(st.code(), Some(130));
         }
