@@ -133,7 +133,7 @@ pub fn query_one(sql: &str) -> Option<String> {
         let _ = conn.close().await;
         v
     };
-    rt.block_on(tokio::time::timeout(crate::common::CHILD_LIMIT, query))
+    rt.block_on(async { tokio::time::timeout(crate::common::CHILD_LIMIT, query).await })
         .unwrap_or_else(|_| panic!("no answer to {sql}"))
 }
 

@@ -53,7 +53,7 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         .enable_all()
         .build()
         .expect("tokio runtime")
-        .block_on(tokio::time::timeout(CHILD_LIMIT, f))
+        .block_on(async { tokio::time::timeout(CHILD_LIMIT, f).await })
         .unwrap_or_else(|_| panic!("not done within {} s", CHILD_LIMIT.as_secs()))
 }
 
