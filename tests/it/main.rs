@@ -19,6 +19,7 @@ mod http;
 mod http2;
 mod http_flows;
 mod interp;
+mod manual;
 mod nemesis;
 mod openloop;
 mod pgbouncer;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
     trials.extend(http2::tests());
     trials.extend(http_flows::tests());
     trials.extend(badinput::tests());
+    trials.extend(manual::tests());
     trials.extend(faults::tests());
     trials.extend(nemesis::tests());
     trials.extend(explore::tests());
