@@ -8,7 +8,7 @@
 //! - `explore`: every interleaving of a few buyers; the same sink.
 //! - `catalog`: `list` and `show`; `explain`; `report` (HTML).
 //! - `db`: the kept cluster; `serve`: the shop over HTTP; `classroom`: the
-//!   live classroom.
+//!   live classroom; `proxy`: the wire proxy alone.
 //! - `manual`: `man` and `completions`; `schema` (hidden) prints the
 //!   result schema generated from the result types.
 //! - `sink`: print, save, trace file, JUnit, interrupt, `--expect`.
@@ -19,6 +19,7 @@ pub mod db;
 pub mod explain;
 pub mod explore;
 pub mod manual;
+pub mod proxy;
 pub mod race;
 pub mod report;
 pub mod serve;
@@ -49,6 +50,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Man { command } => manual::man(command.as_deref()),
         Command::Completions { shell } => manual::completions(shell),
         Command::Schema => schema(),
+        Command::Proxy(args) => proxy::proxy(&args),
     }
 }
 
