@@ -60,6 +60,23 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Print the manual page (roff): `racelab man | man -l -`.
+    Man {
+        /// A subcommand's page instead of racelab's (e.g. `run`).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
+    /// Print a shell's completion script, e.g. `racelab completions bash >
+    /// ~/.local/share/bash-completion/completions/racelab`.
+    Completions {
+        /// The shell to complete racelab's subcommands and flags in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the JSON schema of racelab's results, generated from the
+    /// result types: `racelab schema > docs/result.schema.json`.
+    #[command(hide = true)]
+    Schema,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@
 //!   (workloads), `db` (the server, the lab schema, the audit queries),
 //!   `proxy` (the PostgreSQL wire proxy that records a service's SQL).
 //! - leaves: `error` (failure kinds and exit codes), `outcome`, `suggest`,
-//!   `timings`, `hex`.
+//!   `timings`, `hex`, `files` (written whole and durably).
 //!
 //! No module depends on one above it: the tests in `layers.rs` read the
 //! source and fail on any import cycle between these modules, or a layer
@@ -37,6 +37,7 @@ pub mod engine;
 pub mod error;
 pub mod explain;
 pub mod explore;
+pub mod files;
 pub mod hex;
 pub mod http;
 pub mod lab;

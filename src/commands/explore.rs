@@ -81,8 +81,8 @@ impl Results for Explored<'_> {
         self.ran.timeline.as_ref().map(|t| vec![(t, 1)])
     }
 
-    fn junit(&self) -> String {
-        report::explore::junit(&self.ran.result, self.plan.expect)
+    fn junit(&self) -> anyhow::Result<String> {
+        report::junit::explore(&self.ran.result, self.plan.expect)
     }
 
     fn aborted(&self) -> Option<String> {

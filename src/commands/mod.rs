@@ -9,6 +9,8 @@
 //! - `catalog`: `list` and `show`; `explain`; `report` (HTML).
 //! - `db`: the kept cluster; `serve`: the shop over HTTP; `classroom`: the
 //!   live classroom; `proxy`: the wire proxy alone.
+//! - `manual`: `man` and `completions`; `schema` (hidden) prints the
+//!   result schema generated from the result types.
 //! - `sink`: print, save, trace file, JUnit, interrupt, `--expect`.
 
 pub mod catalog;
@@ -16,6 +18,7 @@ pub mod classroom;
 pub mod db;
 pub mod explain;
 pub mod explore;
+pub mod manual;
 pub mod proxy;
 pub mod race;
 pub mod report;
@@ -44,6 +47,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Db { command } => db::db(command),
         Command::Serve(args) => serve::serve(&args),
         Command::Classroom(args) => classroom::classroom(&args),
+        Command::Man { command } => manual::man(command.as_deref()),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Schema => schema(),
         Command::Proxy(args) => proxy::proxy(&args),
     }
+}
+
+/// `racelab schema`: the result schema, generated (`report::schema`).
+fn schema() -> anyhow::Result<()> {
+    crate::report::emit(&crate::report::schema::json());
+    Ok(())
 }

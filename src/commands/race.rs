@@ -110,7 +110,7 @@ impl Results for Raced<'_> {
         )
     }
 
-    fn junit(&self) -> String {
+    fn junit(&self) -> anyhow::Result<String> {
         report::junit::render(self.runs, self.gate())
     }
 

@@ -29,7 +29,7 @@ pub trait Results {
     fn timelines(&self) -> Option<Vec<(&Timeline, u32)>>;
 
     /// The `--junit` report.
-    fn junit(&self) -> String;
+    fn junit(&self) -> anyhow::Result<String>;
 
     /// Why the run was aborted, if it was.
     fn aborted(&self) -> Option<String>;
@@ -53,7 +53,7 @@ pub fn write(results: &impl Results, output: &Output) -> anyhow::Result<()> {
         output.note(&format!("wrote the trace to {}", path.display()));
     }
     if let Some(path) = &output.junit {
-        save::write_atomic(path, results.junit().as_bytes())?;
+        save::write_atomic(path, results.junit()?.as_bytes())?;
         output.note(&format!("wrote JUnit report {}", path.display()));
     }
     Ok(())

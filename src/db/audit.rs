@@ -6,34 +6,41 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Audit {
     pub initial_stock: i64,
     pub units_sold: i64,
     pub final_stock: i64,
+    #[schemars(range(min = 0))]
     pub oversold_units: i64,
     pub stock_drift: i64,
     pub negative_stock: bool,
+    #[schemars(range(min = 0))]
     pub successes_without_order: i64,
     /// Orders of attempts the client neither reported as successes nor
     /// lost track of (see `unknown_*`).
+    #[schemars(range(min = 0))]
     pub orders_without_success: i64,
     /// Attempts of unknown fate (connection lost on COMMIT, or abandoned in
     /// flight by a stop) that the database shows committed: an order exists.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub unknown_committed: i64,
     /// Attempts of unknown fate that left no order: they did not commit.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub unknown_not_committed: i64,
     /// Orders that share an attempt id with an earlier order: one
     /// purchase processed twice (a resubmitted attempt whose first try
     /// had committed). Any is a fault of the books.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub duplicate_orders: i64,
     /// Sold-out answers given for a product that still had a purchase's
     /// worth of stock after the race: what the buyers were told, which the
     /// truth contradicts (per product where the truth is per product).
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub sold_out_with_stock_left: i64,
     /// The stock left after the race on the products of those answers.
     #[serde(default)]
@@ -43,6 +50,7 @@ pub struct Audit {
     /// ordered in Postgres), summed per product as absolute differences.
     /// Absent when Redis does not count the stock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub cache_drift: Option<i64>,
 }
 

@@ -11,8 +11,8 @@
 //! The kept cluster (`kept`) reuses this machinery in detached mode.
 
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -838,15 +838,9 @@ pub fn cleanup_stale(temp_root: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// Write a file atomically (temp file + rename), mode 0644.
+/// Write a file whole and durably (see `files`), mode 0644.
 pub(crate) fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-    }
-    fs::rename(tmp, path)
+    crate::files::write_atomic_mode(path, contents, 0o644)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ impl OwnerMarker {
         cluster_dir.join("owner")
     }
 
-    /// Write atomically (temp file + rename).
+    /// Write whole and durably (see `files`).
     pub fn write(&self, cluster_dir: &Path) -> io::Result<()> {
         let mut text = format!(
             "racelab_pid={}\nracelab_start={}\n",
@@ -47,9 +47,7 @@ impl OwnerMarker {
         if let Some(pm) = self.postmaster_pid {
             text.push_str(&format!("postmaster_pid={pm}\n"));
         }
-        let tmp = cluster_dir.join("owner.tmp");
-        fs::write(&tmp, text)?;
-        fs::rename(tmp, Self::path(cluster_dir))
+        crate::files::write_atomic_mode(&Self::path(cluster_dir), text.as_bytes(), 0o644)
     }
 
     /// Read a marker; `None` if missing or unreadable.

@@ -178,30 +178,8 @@ pub fn random_suffix() -> String {
     format!("{:08x}", rand::thread_rng().gen::<u32>())
 }
 
-/// Write `bytes` to `path` atomically: a temporary file beside it, synced,
-/// then renamed over it (a reader sees all of it or nothing).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let result = (|| {
-        use std::io::Write as _;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("could not write {}", path.display()))
-}
+/// Written whole and durably (see `files`).
+pub use crate::files::write_atomic;
 
 /// `remove_dir_all`, where a directory already gone is no error.
 pub fn remove_dir_all_quiet(dir: &Path) -> io::Result<()> {

@@ -31,7 +31,9 @@ const PORT: u16 = 6432;
 const ALIAS: &str = "racelab";
 
 /// PgBouncer's `pool_mode`: when a server connection goes back to the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolMode {
     /// When the client disconnects: a client keeps one server connection.

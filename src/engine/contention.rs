@@ -13,7 +13,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 /// The evidence that buyers contended (DESIGN §6.5), in every result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Contention {
     /// From the first to the last buyer's first statement (or request)
     /// leaving racelab after the barrier, in microseconds.

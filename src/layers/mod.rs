@@ -11,6 +11,9 @@
 //! - `source`: reading the source (comments and literals out, paths
 //!   resolved).
 //! - `folders`: the graph of each folder's files.
+//!
+//! The code cites docs/DESIGN.md as `DESIGN §N`; a test checks that every
+//! cited section exists.
 
 mod folders;
 mod source;
@@ -272,4 +275,51 @@ fn a_cycle_is_found_and_told_with_its_files() {
     );
     g.get_mut("c").unwrap().remove("a");
     assert_eq!(find_cycle(&g), None);
+}
+
+/// The section numbers of docs/DESIGN.md: `## 6. The run` is `6`,
+/// `### 6.5 The audit` is `6.5`.
+fn design_sections() -> BTreeSet<String> {
+    let doc = src().join("../docs/DESIGN.md");
+    let text = std::fs::read_to_string(&doc).expect("docs/DESIGN.md");
+    text.lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.trim_start_matches('#').split_whitespace().next())
+        .map(|n| n.trim_end_matches('.').to_string())
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .collect()
+}
+
+/// Every section the code cites as `DESIGN §N` exists in docs/DESIGN.md.
+#[test]
+fn design_citations_resolve() {
+    let sections = design_sections();
+    assert!(
+        sections.contains("2") && sections.contains("6.5"),
+        "{sections:?}"
+    );
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut cited = 0;
+    let mut missing = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a readable source file");
+        for (at, _) in text.match_indices("DESIGN \u{a7}") {
+            let rest = &text[at + "DESIGN \u{a7}".len()..];
+            let number: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let number = number.trim_end_matches('.');
+            if number.is_empty() {
+                continue;
+            }
+            cited += 1;
+            if !sections.contains(number) {
+                missing.push(format!("{}: DESIGN \u{a7}{number}", file.display()));
+            }
+        }
+    }
+    assert!(cited > 0, "no citation found: is the walk reading src/?");
+    assert!(missing.is_empty(), "not in docs/DESIGN.md: {missing:?}");
 }

@@ -15,15 +15,18 @@ use crate::verdict::{self, Overall, Verdict};
 
 /// One strategy (or target) over all its runs. In JSON: the `summary`
 /// rows of `{"runs": [...]}` (docs/result.schema.json).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StrategySummary {
+    #[schemars(length(min = 1))]
     pub name: String,
     /// The verdict over the runs, and how many had each verdict.
     #[serde(flatten)]
     pub overall: Overall,
     #[serde(rename = "max_oversold_units")]
+    #[schemars(range(min = 0))]
     pub max_oversold: i64,
     #[serde(rename = "oversold_units")]
+    #[schemars(range(min = 0))]
     pub total_oversold: i64,
     #[serde(rename = "stock_drift")]
     pub total_drift: i64,
@@ -37,6 +40,7 @@ pub struct StrategySummary {
     pub errors: u64,
     pub unknown: u64,
     pub attempts: u64,
+    #[schemars(range(min = 0))]
     pub wall_seconds: f64,
     /// The widest release spread of the runs.
     pub release_spread_us: u64,

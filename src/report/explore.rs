@@ -6,53 +6,7 @@ use std::fmt::Write as _;
 
 use crate::result::explore::{schedule_arg, Counterexample, ExploreResult, ScheduleStep, StepRole};
 use crate::verdict::explore::{bound_words, plural};
-use crate::verdict::{self, Expect, Verdict};
-
-/// `--junit`: one test case, failing when the expectation (or, without
-/// one, safety) did not hold.
-pub fn junit(r: &ExploreResult, expect: Option<Expect>) -> String {
-    let failure = verdict::explore::failure(Some(expect.unwrap_or(Expect::Safe)), r);
-    let name = format!(
-        "explore {} ({} buyers, {})",
-        r.name(),
-        r.buyers,
-        match &r.replayed {
-            Some(s) => format!("--schedule \"{}\"", schedule_arg(s)),
-            None => bound_words(r.preemption_bound),
-        }
-    );
-    let failures = u8::from(failure.is_some());
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites name=\"racelab\" tests=\"1\" failures=\"{failures}\" time=\"{:.3}\">",
-        r.wall_seconds
-    );
-    let _ = writeln!(
-        x,
-        "  <testsuite name=\"racelab.explore\" tests=\"1\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\">",
-        r.wall_seconds
-    );
-    let _ = write!(
-        x,
-        "    <testcase classname=\"racelab.explore\" name=\"{}\" time=\"{:.3}\"",
-        super::markup::escape(&name),
-        r.wall_seconds
-    );
-    match failure {
-        None => x.push_str("/>\n"),
-        Some(why) => {
-            let _ = writeln!(
-                x,
-                ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                super::markup::escape(&why),
-                super::markup::escape(&verdict::explore::sentence(r))
-            );
-        }
-    }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
-}
+use crate::verdict::{self, Verdict};
 
 /// The whole human report of an explore run.
 pub fn render(r: &ExploreResult) -> String {
@@ -300,7 +254,6 @@ pub fn render_schedule(title: &str, c: &Counterexample) -> String {
 mod tests {
     use super::*;
     use crate::fixtures::explore::*;
-    use crate::result::explore::ExploreVerdict;
 
     #[test]
     fn a_counterexample_reads_as_a_timeline() {
@@ -340,21 +293,6 @@ mod tests {
             text.contains("--schedule \"1 1 1 1 2 2 2 1 2 2\""),
             "{text}"
         );
-    }
-
-    #[test]
-    fn junit_fails_the_case_that_broke_the_expectation() {
-        let xml = junit(&result(), None);
-        assert!(
-            xml.contains("failures=\"1\"") && xml.contains("<failure message="),
-            "{xml}"
-        );
-        let mut safe = result();
-        safe.verdict = ExploreVerdict::Safe;
-        safe.unsafe_schedules = 0;
-        safe.oversold_schedules = 0;
-        safe.counterexample = None;
-        assert!(junit(&safe, None).contains("failures=\"0\""));
     }
 
     #[test]

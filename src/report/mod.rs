@@ -15,6 +15,7 @@ pub mod junit;
 pub mod markup;
 pub mod progress;
 pub mod save;
+pub mod schema;
 pub mod service;
 pub mod swimlane;
 pub mod table;
@@ -56,6 +57,17 @@ impl Output {
     }
 }
 
+/// Several races in one document (`compare`, `--repeat`): every run, the
+/// worst verdict over all of them (null when one was not audited, or no run
+/// finished), and one summary per strategy (or target) in the order they
+/// first ran.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Runs<'a> {
+    pub runs: &'a [RunResult],
+    pub verdict: Option<crate::result::Verdict>,
+    pub summary: Vec<compare::StrategySummary>,
+}
+
 /// Print finished runs on stdout: JSON, or the table (the side-by-side one
 /// when `grouped`) with any timelines and `--histogram` charts.
 pub fn print_runs(results: &[RunResult], output: &Output, grouped: bool) {
@@ -68,11 +80,11 @@ pub fn render_runs(results: &[RunResult], output: &Output, grouped: bool, color:
         let json = if results.len() == 1 && !grouped {
             serde_json::to_string_pretty(&results[0])
         } else {
-            serde_json::to_string_pretty(&serde_json::json!({
-                "runs": results,
-                "verdict": crate::verdict::overall(results).verdict,
-                "summary": compare::summarize(results),
-            }))
+            serde_json::to_string_pretty(&Runs {
+                runs: results,
+                verdict: crate::verdict::overall(results).verdict,
+                summary: compare::summarize(results),
+            })
         };
         return format!("{}\n", json.expect("results serialize"));
     }

@@ -60,7 +60,7 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
-pub use crate::db::paths::write_atomic;
+pub use crate::files::write_atomic;
 
 /// A result as its file holds it.
 pub fn json(r: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {

@@ -1,11 +1,10 @@
 //! Snapshot tests of the human renderers (the run table, the side-by-side
-//! table, JUnit) from hand-made results (`result::fixtures`): the whole
-//! rendered text is compared with a file under `src/report/snapshots/`.
-//! After a deliberate change of the output, `RACELAB_BLESS=1 cargo test
-//! --lib report::snapshots` rewrites the files; review them with `git diff`.
+//! table, JUnit) from hand-made results (`fixtures`): the whole
+//! rendered text is compared with a snapshot under `src/report/snapshots/`
+//! (insta): see `check` for how a deliberate change is reviewed and
+//! accepted.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::fixtures::{self, attempts, audit, Attempts};
@@ -22,28 +21,15 @@ fn gate(expect: Option<Expect>) -> Gate {
     }
 }
 
+/// The rendered text against `src/report/snapshots/NAME.snap`. A change
+/// fails the test (and, outside CI, leaves `NAME.snap.new` beside it):
+/// review and accept it with `cargo insta review` (or `cargo insta
+/// accept`), or rewrite every snapshot with `INSTA_UPDATE=always cargo
+/// test --lib report::snapshots`; under CI nothing is written.
 fn check(name: &str, actual: &str) {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "src/report/snapshots"]
-        .iter()
-        .collect::<PathBuf>()
-        .join(format!("{name}.txt"));
-    if std::env::var_os("RACELAB_BLESS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; RACELAB_BLESS=1 writes it from:\n{actual}",
-            path.display()
-        )
+    insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!(name, actual);
     });
-    assert!(
-        expected == actual,
-        "{name}: the rendered text differs from {} (RACELAB_BLESS=1 rewrites it)\n\
-         --- expected\n{expected}--- actual\n{actual}",
-        path.display()
-    );
 }
 
 /// `POST http://127.0.0.1:8080/purchase` with racelab's default status
@@ -304,13 +290,13 @@ fn compare_table_of_an_inconclusive_strategy() {
 fn junit_fails_a_safe_run_that_was_not_clean() {
     check(
         "junit_not_clean",
-        &super::junit::render(&[http_unmapped_run()], &gate(Some(Expect::Safe))),
+        &super::junit::render(&[http_unmapped_run()], &gate(Some(Expect::Safe))).unwrap(),
     );
     let allowed = Gate {
         expect: Some(Expect::Safe),
         max_errors: 99,
     };
-    let xml = super::junit::render(&[http_unmapped_run()], &allowed);
+    let xml = super::junit::render(&[http_unmapped_run()], &allowed).unwrap();
     assert!(!xml.contains("<failure"), "{xml}");
 }
 
@@ -382,7 +368,7 @@ fn compare_table_of_safe_runs_only() {
 fn junit_with_expect_safe() {
     check(
         "junit_expect_safe",
-        &super::junit::render(&compared_twice(), &gate(Some(Expect::Safe))),
+        &super::junit::render(&compared_twice(), &gate(Some(Expect::Safe))).unwrap(),
     );
 }
 
@@ -390,7 +376,7 @@ fn junit_with_expect_safe() {
 fn junit_with_expect_oversold() {
     check(
         "junit_expect_oversold",
-        &super::junit::render(&compared(), &gate(Some(Expect::Oversold))),
+        &super::junit::render(&compared(), &gate(Some(Expect::Oversold))).unwrap(),
     );
 }
 
@@ -398,7 +384,7 @@ fn junit_with_expect_oversold() {
 fn junit_of_an_unaudited_run() {
     check(
         "junit_aborted",
-        &super::junit::render(&[aborted_run()], &gate(None)),
+        &super::junit::render(&[aborted_run()], &gate(None)).unwrap(),
     );
 }
 

@@ -17,14 +17,14 @@ use crate::db::Audit;
 use crate::outcome::Outcome;
 
 /// Tags an explore result among racelab's result files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExploreKind {
     Explore,
 }
 
 /// What exploring said about the strategy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExploreVerdict {
     /// Every schedule of the bounded space ran, cleanly, and none was unsafe.
@@ -50,7 +50,7 @@ impl ExploreVerdict {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ExploreResult {
     pub kind: ExploreKind,
     pub racelab_version: String,
@@ -58,10 +58,14 @@ pub struct ExploreResult {
     pub started_at: String,
     pub strategy: StrategyInfo,
     pub database: DatabaseInfo,
+    #[schemars(range(min = 1))]
     pub buyers: u32,
+    #[schemars(range(min = 0))]
     pub stock: i64,
+    #[schemars(range(min = 1))]
     pub quantity: i64,
     /// Always 1: each buyer makes one attempt (retries included).
+    #[schemars(extend("const" = 1))]
     pub attempts_per_buyer: u32,
     pub max_tries: u32,
     /// The buyers' seeds derive from it (for `random()` in scripts).
@@ -69,6 +73,7 @@ pub struct ExploreResult {
     /// Schedules with at most this many preemptions; null: every schedule.
     pub preemption_bound: Option<u32>,
     /// `--schedule`: the schedule replayed (then exactly one is explored).
+    #[schemars(inner(range(min = 1)))]
     pub replayed: Option<Vec<u32>>,
     pub verdict: ExploreVerdict,
     /// Why the verdict is `inconclusive`, or null.
@@ -103,11 +108,15 @@ pub struct ExploreResult {
     /// Deadlocks PostgreSQL broke (40P01), over all schedules.
     pub deadlocks: u64,
     /// Attempts by outcome, over all schedules.
+    #[schemars(extend("propertyNames" = {"enum": ["succeeded", "sold_out", "rejected", "gave_up", "error", "unknown"]}))]
     pub outcomes: BTreeMap<String, u64>,
     /// Anomalies the trace analysis named, and in how many unsafe schedules.
+    #[schemars(extend("additionalProperties" = {"type": "integer", "minimum": 1}))]
     pub anomalies_seen: BTreeMap<String, u64>,
     /// The buyers' deadlock_timeout while exploring.
+    #[schemars(range(min = 1))]
     pub deadlock_timeout_ms: u64,
+    #[schemars(range(min = 0))]
     pub wall_seconds: f64,
     /// The shortest unsafe schedule (the first found of that length), or
     /// for `--schedule` the schedule replayed when it was unsafe.
@@ -119,7 +128,7 @@ pub struct ExploreResult {
 }
 
 /// One schedule, step by step, with its audit.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Counterexample {
     /// Which buyer took each step (the `--schedule` that replays it).
     pub schedule: Vec<u32>,
@@ -136,14 +145,14 @@ pub struct Counterexample {
 }
 
 /// A schedule that did not run cleanly.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Problem {
     pub schedule: Vec<u32>,
     pub what: String,
 }
 
 /// What a step did to the product's stock, from the trace analysis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepRole {
     /// Read the stock into a variable.
@@ -157,10 +166,12 @@ pub enum StepRole {
     Other,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ScheduleStep {
+    #[schemars(range(min = 1))]
     pub buyer: u32,
     #[serde(rename = "try")]
+    #[schemars(range(min = 1))]
     pub try_no: u32,
     /// The script line (for a ROLLBACK racelab sent, the line that ended
     /// the try).
@@ -182,19 +193,23 @@ pub struct ScheduleStep {
     /// The buyers whose locks the statement waited on (empty: no wait).
     pub waited_for: Vec<u32>,
     /// For a statement that waited: the step after which it completed.
+    #[schemars(range(min = 1))]
     pub completed_after: Option<usize>,
 }
 
 /// An anomaly, placed on the schedule's steps (1-based).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ExploreAnomaly {
     /// `P4 lost update`, `G-single read skew`, `G2-item write skew`.
     pub name: String,
     /// The weakest PostgreSQL isolation level that prevents it.
     pub prevented_at: String,
+    #[schemars(range(min = 1))]
     pub buyer: u32,
     pub read_value: i64,
+    #[schemars(range(min = 1))]
     pub read_step: Option<usize>,
+    #[schemars(range(min = 1))]
     pub commit_step: Option<usize>,
     /// What this buyer committed, e.g. `stock := 0`.
     pub committed: Option<String>,
@@ -202,19 +217,24 @@ pub struct ExploreAnomaly {
     pub overtook: Vec<Overtaken>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Overtaken {
+    #[schemars(range(min = 1))]
     pub buyer: u32,
     /// That buyer's write of the stock, and its commit.
+    #[schemars(range(min = 1))]
     pub write_step: Option<usize>,
+    #[schemars(range(min = 1))]
     pub commit_step: Option<usize>,
     pub committed: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct BuyerEnd {
+    #[schemars(range(min = 1))]
     pub buyer: u32,
     pub outcome: Outcome,
+    #[schemars(range(min = 1))]
     pub tries: u32,
     pub message: Option<String>,
 }

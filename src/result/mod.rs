@@ -1,7 +1,8 @@
 //! The result contract (DESIGN §7) as serde structs: what one race of one
-//! target produced. `docs/result.schema.json` describes the same shape and
-//! a test validates real output against it: change both together, with the
-//! README. Data and its arithmetic only: the verdict is decided in
+//! target produced. `docs/result.schema.json` is generated from these
+//! types (`report::schema`, with the constraints serde cannot say as
+//! `schemars` attributes beside the fields); tests validate real output
+//! against it and fail when the committed file drifts. Data and its arithmetic only: the verdict is decided in
 //! `verdict`, words and tables are made in `report`.
 
 use std::collections::BTreeMap;
@@ -25,10 +26,21 @@ use crate::outcome::Outcome;
 use crate::scenario::Scenario;
 use crate::strategy::{Origin, Strategy};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One race: what was raced, what the buyers saw, what the truth says, and
+/// whether the buyers contended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(rename = "run")]
+#[schemars(extend("oneOf" = [
+    {"description": "run / compare: a strategy raced against the lab",
+     "required": ["strategy"], "not": {"required": ["target"]}},
+    {"description": "racelab http: an HTTP target",
+     "required": ["target"], "not": {"required": ["strategy"]}},
+]))]
 pub struct RunResult {
+    #[schemars(extend("pattern" = "^[0-9]+\\.[0-9]+\\.[0-9]+"))]
     pub racelab_version: String,
     /// RFC 3339, UTC.
+    #[schemars(extend("pattern" = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$"))]
     pub started_at: String,
     pub scenario: ScenarioInfo,
     /// What was raced: a strategy (`run`, `compare`) or, for `racelab
@@ -44,11 +56,13 @@ pub struct RunResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<Topology>,
     /// 1-based index of this run among `--repeat` runs of its strategy.
+    #[schemars(range(min = 1))]
     pub repetition: u32,
     pub outcomes: Outcomes,
     /// The first distinct error messages, with counts.
     pub error_messages: Vec<ErrorCount>,
     /// What the buyers believed: units in attempts that reported success.
+    #[schemars(range(min = 0))]
     pub believed_units_sold: i64,
     /// The database's truth; null when the audit could not run.
     pub audit: Option<Audit>,
@@ -86,7 +100,7 @@ pub struct RunResult {
 /// What a run's audit says about the strategy or service, as the result
 /// records it. Which one applies is decided in one place,
 /// `verdict::decide`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Audited and clean: nothing oversold, the books balance.
@@ -103,7 +117,7 @@ pub enum Verdict {
     Inconclusive,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Completed,
@@ -115,7 +129,7 @@ pub enum Status {
 /// JSON object) and the run's own settings. Derefs to the `Scenario`, so
 /// `result.scenario.buyers` reads as it looks.
 /// The faults a run injected into its own race, as asked and as done.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct NemesisInfo {
     /// Each `--nemesis KIND:RATE`, in a fixed order.
     pub faults: Vec<FaultInfo>,
@@ -132,15 +146,17 @@ pub struct NemesisInfo {
 }
 
 /// One `--nemesis KIND:RATE`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct FaultInfo {
     /// `terminate` or `drop-reply`.
+    #[schemars(extend("enum" = ["terminate", "drop-reply"]))]
     pub kind: String,
     /// Terminations per second, or the probability of a dropped reply.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub rate: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ScenarioInfo {
     #[serde(flatten)]
     pub workload: Scenario,
@@ -157,12 +173,14 @@ impl std::ops::Deref for ScenarioInfo {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct StrategyInfo {
+    #[schemars(length(min = 1))]
     pub name: String,
     /// `builtin` or the path of the script file.
     pub source: String,
     /// SHA-256 of the script text, hex.
+    #[schemars(extend("pattern" = "^[0-9a-f]{64}$"))]
     pub sha256: String,
 }
 
@@ -191,10 +209,12 @@ impl StrategyInfo {
 }
 
 /// The HTTP target of `racelab http`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TargetInfo {
     /// The purchase URL (any password replaced by `***`).
+    #[schemars(extend("pattern" = "^https?://"))]
     pub url: String,
+    #[schemars(length(min = 1))]
     pub method: String,
     /// Where the audit's numbers came from, most trusted first:
     /// `verify_sql` (the service's database), `stock_url` (its stock
@@ -203,17 +223,23 @@ pub struct TargetInfo {
     pub truth: Truth,
     /// Per-request time limit (`--request-timeout`); 0 = none.
     pub timeout_ms: u64,
+    #[schemars(inner(range(min = 100, max = 599)))]
     pub success_statuses: Vec<u16>,
+    #[schemars(inner(range(min = 100, max = 599)))]
     pub sold_out_statuses: Vec<u16>,
+    #[schemars(inner(range(min = 100, max = 599)))]
     pub rejected_statuses: Vec<u16>,
     /// Latency by HTTP status code (`none`: no response, e.g. a timeout).
+    #[schemars(extend("propertyNames" = {"pattern": "^([1-5][0-9]{2}|none)$"}))]
     pub by_status: BTreeMap<String, Summary>,
     /// The HTTP version the buyers spoke: `http/1.1` or `h2`.
     #[serde(default = "http11")]
+    #[schemars(extend("enum" = ["http/1.1", "h2"]))]
     pub protocol: String,
     /// How the buyers' first requests were released: `last-byte` (all
     /// but their final byte or frame before the barrier) or `none`.
     #[serde(default = "no_sync")]
+    #[schemars(extend("enum" = ["last-byte", "none"]))]
     pub sync: String,
     /// Connections racelab opened to the target before the barrier.
     #[serde(default)]
@@ -225,7 +251,7 @@ pub struct TargetInfo {
 }
 
 /// What the buyers of a flow did, step by step.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct FlowInfo {
     /// The flow file as given.
     pub file: String,
@@ -240,12 +266,13 @@ pub struct FlowInfo {
 }
 
 /// One step of a flow over every buyer and attempt.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct StepInfo {
     pub name: String,
     /// `METHOD PATH` as written (placeholders, never values).
     pub request: String,
     /// `before`, `race` or `after`.
+    #[schemars(extend("enum" = ["before", "race", "after"]))]
     pub phase: String,
     /// Run before each attempt rather than once per buyer.
     pub every: bool,
@@ -254,6 +281,7 @@ pub struct StepInfo {
     /// response, an extraction that found nothing).
     pub failed: u64,
     /// Requests by status code (`none`: no response).
+    #[schemars(extend("propertyNames" = {"pattern": "^([1-5][0-9]{2}|none)$"}))]
     pub by_status: BTreeMap<String, u64>,
     pub latency_us: Summary,
     /// The first distinct failures, with how often each occurred.
@@ -261,11 +289,13 @@ pub struct StepInfo {
 }
 
 /// Buyers one step put out of the race, by its status.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct SetupFailure {
     pub step: String,
     /// The status code, or `none` (no response, or nothing to extract).
+    #[schemars(extend("pattern" = "^([1-5][0-9]{2}|none)$"))]
     pub status: String,
+    #[schemars(range(min = 1))]
     pub buyers: u64,
     pub message: String,
 }
@@ -278,7 +308,7 @@ fn no_sync() -> String {
     "none".into()
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Truth {
     VerifySql,
@@ -286,7 +316,7 @@ pub enum Truth {
     ClientBelief,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct DatabaseInfo {
     pub kind: DbKind,
     pub server_version: String,
@@ -294,34 +324,40 @@ pub struct DatabaseInfo {
 }
 
 /// `--watch MS`: the samples of one run, taken while the buyers raced.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct WatchInfo {
+    #[schemars(range(min = 1))]
     pub interval_ms: u64,
     /// Stock of all products together at the start.
     pub initial_stock: i64,
     pub samples: Vec<Sample>,
     /// Time of the first sample with units sold above the initial stock.
+    #[schemars(range(min = 0))]
     pub first_oversold_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Sample {
     /// Milliseconds since the buyers were released.
+    #[schemars(range(min = 0))]
     pub t_ms: f64,
     /// Sum of `products.stock`.
     pub stock: i64,
     /// Sum of `orders.qty`.
+    #[schemars(range(min = 0))]
     pub units_sold: i64,
 }
 
 /// The buyers' path to the server when it was not direct.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Topology {
     /// The pooler: `pgbouncer`.
+    #[schemars(extend("enum" = ["pgbouncer"]))]
     pub via: String,
     /// When a server connection went back to the pool.
     pub pool_mode: PoolMode,
     /// The server connections in the pool.
+    #[schemars(range(min = 1))]
     pub pool_size: u32,
 }
 
@@ -335,7 +371,7 @@ impl Topology {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Outcomes {
     pub attempts: u64,
     pub succeeded: u64,
@@ -351,16 +387,18 @@ pub struct Outcomes {
     pub in_flight: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ErrorCount {
     pub message: String,
+    #[schemars(range(min = 1))]
     pub count: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Summary {
     pub count: u64,
     pub min: u64,
+    #[schemars(range(min = 0))]
     pub mean: f64,
     pub p50: u64,
     pub p90: u64,
@@ -369,35 +407,44 @@ pub struct Summary {
     pub max: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct LatencyInfo {
     pub attempt: Summary,
     /// Keyed by outcome (`succeeded`, `sold_out`, ...); only outcomes seen.
+    #[schemars(extend("propertyNames" = {"enum": ["succeeded", "sold_out", "rejected", "gave_up", "error", "unknown"]}))]
     pub by_outcome: BTreeMap<String, Summary>,
     /// The attempt histogram, HdrHistogram V2 + DEFLATE, base64: runs can be
     /// merged exactly.
+    #[schemars(extend("pattern" = "^[A-Za-z0-9+/=]+$"))]
     pub hdr: String,
     /// The same, per outcome (only outcomes seen).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"enum": ["succeeded", "sold_out", "rejected", "gave_up", "error", "unknown"]}))]
+    #[schemars(extend("additionalProperties" = {"type": "string", "pattern": "^[A-Za-z0-9+/=]+$"}))]
     pub hdr_by_outcome: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Throughput {
+    #[schemars(range(min = 0))]
     pub wall_seconds: f64,
+    #[schemars(range(min = 0))]
     pub attempts_per_sec: f64,
+    #[schemars(range(min = 0))]
     pub successes_per_sec: f64,
     /// racelab's own CPU time (every thread of its process) from the
     /// release to the end of the race, per attempt made; null when no
     /// attempt was made (or in results saved before racelab measured it).
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub client_cpu_us_per_attempt: Option<f64>,
 }
 
 /// `--rate`: the open loop's schedule and how late attempts started.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct OpenLoopInfo {
     /// The rate asked for, attempts per second across all buyers.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub rate_per_s: f64,
     /// Starts scheduled (exponential inter-arrival times from the seed).
     pub scheduled: u64,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The service racelab relayed to its database.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ServiceInfo {
     /// `--service CMD` as given (absent with `--db-proxy`).
     pub command: Option<String>,
@@ -17,6 +17,7 @@ pub struct ServiceInfo {
     /// `DATABASE_URL`.
     pub proxy: String,
     /// The server behind the proxy: `embedded` or `external`.
+    #[schemars(extend("enum" = ["embedded", "external"]))]
     pub database: String,
     /// What the service's transactions did in this race (`--trace`).
     pub trace: Option<ServiceTrace>,
@@ -24,11 +25,12 @@ pub struct ServiceInfo {
 
 /// The service's statements during one race, tied to the requests that
 /// caused them, and the anomalies their facts show.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ServiceTrace {
     /// How statements were tied to requests: `connection_and_time` (a
     /// request owns the statements of the connection it used while it was
     /// in flight, up to the last one before its answer).
+    #[schemars(extend("enum" = ["connection_and_time"]))]
     pub tie: String,
     pub requests: u64,
     pub connections: u64,
@@ -43,7 +45,7 @@ pub struct ServiceTrace {
 }
 
 /// One statement of the service, as the timeline shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ServiceStep {
     /// Microseconds from the release of the buyers (negative: before).
     pub start_us: i64,
@@ -63,16 +65,18 @@ pub struct ServiceStep {
     /// SQLSTATE and message.
     pub error: Option<String>,
     /// `read`, `write`, `begin`, `commit`, `rollback` or `other`.
+    #[schemars(extend("enum" = ["read", "write", "begin", "commit", "rollback", "other"]))]
     pub role: String,
     /// What it read or wrote, e.g. `products.stock = 5 (id=1)`.
     pub what: Option<String>,
 }
 
 /// An anomaly in the service's transactions.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ServiceAnomaly {
     /// `lost_update` (P4), `read_skew` (G-single) or `scope_based` (the
     /// check and the write in different transactions).
+    #[schemars(extend("enum" = ["lost_update", "read_skew", "scope_based"]))]
     pub kind: String,
     /// E.g. `P4 lost update`.
     pub name: String,
@@ -91,8 +95,9 @@ pub struct ServiceAnomaly {
 }
 
 /// A statement an anomaly names.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ServiceAccess {
+    #[schemars(range(min = 1))]
     pub buyer: Option<u32>,
     pub attempt: Option<i64>,
     pub txn: Option<u64>,

@@ -50,31 +50,38 @@ pub fn builtins() -> &'static [(&'static str, &'static str)] {
 
 /// A validated workload. (`Deserialize` is for reading saved results back;
 /// scenario files go through `Scenario::parse`, which validates.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scenario {
     pub name: String,
     pub description: String,
     /// Initial stock of each product.
+    #[schemars(range(min = 0))]
     pub stock: i64,
+    #[schemars(range(min = 1))]
     pub buyers: u32,
     /// Attempts per buyer; ignored when `duration_s > 0`.
     pub attempts_per_buyer: u32,
+    #[schemars(range(min = 1))]
     pub quantity: i64,
     pub think_ms: u64,
     /// `:think` is drawn uniformly from `think_ms ± think_jitter_ms`.
     pub think_jitter_ms: u64,
+    #[schemars(range(min = 1))]
     pub products: u32,
     /// Zipf exponent of product popularity; 0 is uniform.
+    #[schemars(range(min = 0))]
     pub product_skew: f64,
     /// 0: one connection per buyer; otherwise a shared pool of that size.
     pub connections: u32,
     /// 0: each buyer makes its attempts; otherwise buyers loop this long.
+    #[schemars(range(min = 0))]
     pub duration_s: f64,
     /// Open loop: attempts per second across all buyers, started on a
     /// schedule of exponential inter-arrival times (the buyers are the
     /// concurrency cap). 0: closed loop, each buyer starts its next attempt
     /// when the last one ends.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0))]
     pub rate_per_s: f64,
 }
 

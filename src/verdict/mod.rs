@@ -438,7 +438,7 @@ pub fn worse(a: Option<Verdict>, b: Option<Verdict>) -> Option<Verdict> {
 
 /// The verdict over several runs of one strategy (or target); in JSON
 /// the counts are named `*_runs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Overall {
     pub runs: usize,
     /// Runs whose verdict was not `safe` (unaudited ones included).

@@ -27,6 +27,7 @@ mod http;
 mod http2;
 mod http_flows;
 mod interp;
+mod manual;
 mod nemesis;
 mod openloop;
 mod pgbouncer;
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
     trials.extend(serve::tests());
     trials.extend(http_flows::tests());
     trials.extend(badinput::tests());
+    trials.extend(manual::tests());
     trials.extend(faults::tests());
     trials.extend(nemesis::tests());
     trials.extend(explore::tests());
