@@ -19,6 +19,7 @@ pub mod lab;
 
 pub mod schedule;
 pub mod scheduler;
+pub mod space;
 pub mod spec;
 pub mod step;
 
@@ -39,12 +40,13 @@ use crate::report::explore::{
     self as render, BuyerEnd, Counterexample, ExploreAnomaly, ExploreKind, ExploreResult,
     ExploreVerdict, Overtaken, Problem, ScheduleStep, StepRole,
 };
+use crate::report::progress::{Display, Progress, Task};
 use crate::report::result::{DatabaseInfo, StrategyInfo};
 use crate::report::{save, Status};
 use crate::strategy::{Origin, TxEffect};
 use crate::timings;
 use crate::trace::{self, Role, Timeline};
-use crate::verdict::Verdict;
+use crate::verdict::{counted as plural, Verdict};
 use lab::Lab;
 use schedule::{default_choice, next_prefix, preemptions, ChoicePoint};
 use scheduler::{Choice, Config, Driver, End, Execution, Scheduler};
@@ -258,10 +260,13 @@ pub async fn explore_on(
             ));
         }
         if totals.stuck > 0 {
-            why.push(format!("{} schedules got stuck", totals.stuck));
+            why.push(format!("{} stuck", plural(totals.stuck, "schedule got", "schedules got")));
         }
         if totals.errors > 0 {
-            why.push(format!("{} schedules had an attempt end in an error", totals.errors));
+            why.push(format!(
+                "{} an attempt end in an error",
+                plural(totals.errors, "schedule had", "schedules had")
+            ));
         }
         why.join("; ")
     });
@@ -339,6 +344,7 @@ async fn explore_loop(
     let mut retry = 0;
     // Where the time goes, for RACELAB_TIMINGS=1.
     let (mut t_reset, mut t_run, mut t_audit) = Default::default();
+    let (progress, meter) = progress(plan, replaying);
     loop {
         if control.is_stopped() {
             break;
@@ -420,6 +426,7 @@ async fn explore_loop(
             }
         }
         t_audit += t.elapsed();
+        meter.record(&exec.schedule(), totals.explored);
         if replaying {
             break;
         }
@@ -437,6 +444,7 @@ async fn explore_loop(
             }
         }
     }
+    drop(progress);
     timings::record("explore: reset the lab", t_reset);
     timings::record("explore: run the schedules", t_run);
     timings::record("explore: audit and record", t_audit);
@@ -450,6 +458,29 @@ async fn explore_loop(
     };
     let complete = complete || (replaying && status.0 == Status::Completed);
     Ok(Some((totals, replay, status, complete)))
+}
+
+/// The progress display of the schedules (none for one schedule replayed
+/// or stepped through), and the meter it reads.
+fn progress(plan: &ExplorePlan, replaying: bool) -> (Progress, Arc<space::Meter>) {
+    let meter = Arc::new(space::Meter::new(plan.buyers, plan.bound));
+    if replaying {
+        return (Progress::off(), meter);
+    }
+    let progress = Progress::start(Display::detect(plan.output.quiet), None);
+    let m = meter.clone();
+    let bound = plan.bound.map_or("every schedule".to_string(), |p| {
+        format!("at most {p} preemptions")
+    });
+    progress.show(Task::new(
+        format!(
+            "explore {}, {} buyers, {bound}",
+            plan.strategy.name, plan.buyers
+        ),
+        "schedules",
+        move || m.read(),
+    ));
+    (progress, meter)
 }
 
 /// Whether `c` beats the shortest counterexample so far: fewer steps, then
