@@ -76,20 +76,10 @@ fn race(plan: Plan) -> anyhow::Result<()> {
     };
     report::baseline::print(&deltas, plan.max_regression, output);
     conclude(&results, output, &plan.gate, &control)?;
-    let regressed: Vec<String> = deltas
-        .iter()
-        .filter(|d| !d.regressions.is_empty())
-        .map(|d| format!("{}: {}", d.name, d.regressions.join(", ")))
-        .collect();
-    if !regressed.is_empty() {
-        return Err(ExpectationFailed(format!(
-            "slower than the baseline by more than {}%: {}",
-            plan.max_regression,
-            regressed.join("; ")
-        ))
-        .into());
+    match report::baseline::failure(&deltas, plan.max_regression, plan.allow_missing) {
+        Some(why) => Err(ExpectationFailed(why).into()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Write the JUnit report, then turn an interrupt, an abort or a broken

@@ -129,6 +129,12 @@ pub struct GateArgs {
     /// percentage, or the baseline's attempts/s beat the current by more.
     #[arg(long, default_value_t = 25.0, value_name = "PCT")]
     pub max_regression: f64,
+
+    /// With --baseline: accept strategies the baseline has no run of
+    /// (without it, such a strategy fails the gate: a misspelt name must
+    /// not pass).
+    #[arg(long, requires = "baseline")]
+    pub allow_missing: bool,
 }
 
 /// `racelab report`.
@@ -334,6 +340,11 @@ pub struct OutputArgs {
     /// Draw the latency distribution per outcome as a terminal bar chart.
     #[arg(long)]
     pub histogram: bool,
+
+    /// Show every column of the tables, however wide (by default they fit
+    /// the terminal, or 100 columns without one: COLUMNS overrides).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

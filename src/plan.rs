@@ -21,7 +21,9 @@ use crate::engine::Faults;
 use crate::error::{bad_input, Diagnostic};
 use crate::http::{self, h1, lane, template::Template, truth};
 use crate::lab::Lab;
+use crate::report::group::Key;
 use crate::report::{Output, RunResult};
+use crate::result::Topology;
 use crate::run::Pipeline;
 use crate::scenario::{Overrides, Scenario, ScenarioError};
 use crate::strategy::{self, ParseError, Strategy};
@@ -43,6 +45,8 @@ pub struct Plan {
     /// Saved runs to compare latency and throughput with (`--baseline`).
     pub baseline: Vec<RunResult>,
     pub max_regression: f64,
+    /// `--allow-missing`: a strategy without a baseline run passes.
+    pub allow_missing: bool,
     pub output: Output,
     /// Print the side-by-side table: `compare`, or several repetitions.
     pub grouped: bool,
@@ -133,7 +137,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         RaceArgs::Http(a) => Target::Http(Box::new(request_of(a)?), a),
     };
     let sargs = args.scenario();
-    let scenario = Scenario::load(&sargs.scenario)?.with_overrides(&overrides(&args))?;
+    let scenario = Scenario::load_with(&sargs.scenario, &overrides(&args))?;
     let gate = args.gate();
     if gate.repeat == 0 || gate.repeat > MAX_REPEAT {
         return Err(bad_input(format!(
@@ -170,7 +174,28 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
     let baseline = if gate.baseline.is_empty() {
         Vec::new()
     } else {
-        crate::report::baseline::load(&gate.baseline)?
+        let key = match &target {
+            TargetPlan::Lab(lab) => Key::new(
+                &pipeline.scenario,
+                pipeline.max_tries,
+                lab.via
+                    .as_ref()
+                    .map(|v| Topology::pgbouncer(v.pool_mode, v.pool_size)),
+                None,
+            ),
+            TargetPlan::Http(service) => Key::new(
+                &pipeline.scenario,
+                pipeline.max_tries,
+                None,
+                Some(format!(
+                    "{} {}",
+                    service.lanes.method,
+                    http::shown(&service.lanes.url)
+                )),
+            ),
+        };
+        let runs = crate::report::baseline::load(&gate.baseline)?;
+        crate::report::baseline::comparable(&gate.baseline, runs, &key)?
     };
     Ok(Plan {
         pipeline,
@@ -181,6 +206,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         },
         baseline,
         max_regression: gate.max_regression,
+        allow_missing: gate.allow_missing,
         output,
         grouped,
     })
@@ -449,6 +475,7 @@ pub fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
         trace: out.trace.is_some(),
         trace_file: out.trace.clone().flatten(),
         histogram: out.histogram,
+        wide: out.wide,
     })
 }
 

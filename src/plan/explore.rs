@@ -157,8 +157,13 @@ pub fn parse_schedule(text: &str, buyers: u32) -> anyhow::Result<Vec<u32>> {
         })?;
         if b == 0 || b > buyers {
             return Err(bad_input(format!(
-                "--schedule: step {step} names buyer {b}, but there are only {buyers} buyers (1 to {buyers}); \
-                 add --buyers {b} or fix the schedule"
+                "--schedule: step {step} names buyer {b}, but there {} (1 to {buyers}); \
+                 add --buyers {b} or fix the schedule",
+                if buyers == 1 {
+                    "is only 1 buyer".to_string()
+                } else {
+                    format!("are only {buyers} buyers")
+                }
             )));
         }
         out.push(b);

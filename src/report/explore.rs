@@ -229,13 +229,7 @@ impl ExploreResult {
     }
 }
 
-fn plural(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
-}
+use crate::verdict::counted as plural;
 
 /// The schedule as `--schedule` takes it: buyer numbers separated by spaces.
 pub fn schedule_arg(schedule: &[u32]) -> String {
@@ -329,9 +323,9 @@ pub fn expectation_failure(expect: Option<Expect>, r: &ExploreResult) -> Option<
                     .map(|c| schedule_arg(&c.schedule))
                     .unwrap_or_default();
                 Some(format!(
-                    "expected safe: {name} was unsafe in {} of {} schedules ({}); the shortest: --schedule \"{schedule}\"",
+                    "expected safe: {name} was unsafe in {} of {} ({}); the shortest: --schedule \"{schedule}\"",
                     r.unsafe_schedules,
-                    r.schedules_explored,
+                    plural(r.schedules_explored, "schedule", "schedules"),
                     r.verdict.as_str()
                 ))
             }
@@ -344,8 +338,11 @@ pub fn expectation_failure(expect: Option<Expect>, r: &ExploreResult) -> Option<
         },
         Expect::Oversold if r.oversold_schedules > 0 => None,
         Expect::Oversold => Some(format!(
-            "expected oversold: none of the {} schedules of {name} oversold",
-            r.schedules_explored
+            "expected oversold: {} of {name} oversold",
+            match r.schedules_explored {
+                1 => "the one schedule".to_string(),
+                n => format!("none of the {n} schedules"),
+            }
         )),
     }
 }
@@ -355,9 +352,9 @@ pub fn expectation_failure(expect: Option<Expect>, r: &ExploreResult) -> Option<
 pub fn junit(r: &ExploreResult, expect: Option<Expect>) -> String {
     let failure = expectation_failure(Some(expect.unwrap_or(Expect::Safe)), r);
     let name = format!(
-        "explore {} ({} buyers, {})",
+        "explore {} ({}, {})",
         r.name(),
-        r.buyers,
+        plural(u64::from(r.buyers), "buyer", "buyers"),
         match &r.replayed {
             Some(s) => format!("--schedule \"{}\"", schedule_arg(s)),
             None => bound_words(r.preemption_bound),
@@ -428,8 +425,11 @@ pub fn render(r: &ExploreResult) -> String {
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
         out,
-        "  steps       {} statements, longest schedule {}, {} waited on a lock, {} deadlocks",
-        r.steps, r.longest_schedule, r.waits, r.deadlocks
+        "  steps       {}, longest schedule {}, {} waited on a lock, {}",
+        plural(r.steps, "statement", "statements"),
+        r.longest_schedule,
+        r.waits,
+        plural(r.deadlocks, "deadlock", "deadlocks")
     );
     let _ = writeln!(
         out,
@@ -548,8 +548,8 @@ pub fn render_schedule(title: &str, c: &Counterexample) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{title}: {} steps, {} — schedule \"{}\"",
-        c.steps.len(),
+        "{title}: {}, {} — schedule \"{}\"",
+        plural(c.steps.len() as u64, "step", "steps"),
         plural(u64::from(c.preemptions), "preemption", "preemptions"),
         schedule_arg(&c.schedule)
     );

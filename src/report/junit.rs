@@ -72,8 +72,8 @@ pub fn render(results: &[RunResult], gate: &Gate) -> String {
             // A safe verdict failed the gate by not being clean.
             let why = if verdict::is_safe(r) && expect != Some(Expect::Oversold) {
                 format!(
-                    "{} attempts ended in error or unknown (--max-errors allows {}); {}",
-                    verdict::unclean_attempts(r),
+                    "{} ended in error or unknown (--max-errors allows {}); {}",
+                    verdict::counted(verdict::unclean_attempts(r), "attempt", "attempts"),
                     gate.max_errors,
                     verdict::sentence(r)
                 )
