@@ -7,7 +7,6 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 
 use crate::db::pgbouncer::{PgBouncer, PgBouncerOptions, PoolMode};
@@ -17,7 +16,7 @@ use crate::engine::{Control, Faults, Held, Lane, ProductPicker, SqlLanes};
 use crate::report::{Output, RunResult};
 use crate::result::{DatabaseInfo, NemesisInfo, StrategyInfo, Subject, Topology};
 use crate::run::{self, Pipeline, Raced, Target};
-use crate::strategy::{self, Origin, Strategy};
+use crate::strategy::{self, Strategy};
 use crate::timings;
 use crate::watch::{self, Watcher};
 
@@ -298,7 +297,7 @@ impl<'a> LabTarget<'a> {
             strategy,
             seeds,
             lanes: Arc::new(lanes),
-            info: strategy_info(strategy),
+            info: StrategyInfo::of(strategy),
             database,
             redis,
             via,
@@ -451,21 +450,4 @@ impl LabTarget<'_> {
         }
         Ok(drift)
     }
-}
-
-/// What the result says about a strategy: its name, where it came from,
-/// and a hash of its text.
-fn strategy_info(strategy: &Strategy) -> StrategyInfo {
-    StrategyInfo {
-        name: strategy.name.clone(),
-        source: match &strategy.origin {
-            Origin::Builtin => "builtin".to_string(),
-            Origin::File(p) => p.display().to_string(),
-        },
-        sha256: hex(&Sha256::digest(strategy.source.as_bytes())),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -14,9 +14,9 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 
 use super::compare::summarize;
-use super::explore::ExploreResult;
 use super::{fmt_count, fmt_rate, fmt_us, RunResult};
 use crate::error::bad_input;
+use crate::result::explore::ExploreResult;
 
 /// Read result files: a single run, `{"runs": [...]}` from `--json`, or
 /// the result of `racelab explore`.

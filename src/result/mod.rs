@@ -10,6 +10,9 @@ use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub mod explore;
 
 use crate::db::pgbouncer::PoolMode;
 use crate::db::{Audit, DbKind};
@@ -17,6 +20,7 @@ pub use crate::engine::Contention;
 use crate::engine::{Latency, Tally};
 use crate::outcome::Outcome;
 use crate::scenario::Scenario;
+use crate::strategy::{Origin, Strategy};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunResult {
@@ -183,6 +187,30 @@ pub struct StrategyInfo {
     pub source: String,
     /// SHA-256 of the script text, hex.
     pub sha256: String,
+}
+
+impl StrategyInfo {
+    /// What the result says about a strategy: its name, where it came
+    /// from, and a hash of its text.
+    pub fn of(strategy: &Strategy) -> StrategyInfo {
+        StrategyInfo {
+            name: strategy.name.clone(),
+            source: match &strategy.origin {
+                Origin::Builtin => "builtin".to_string(),
+                Origin::File(p) => p.display().to_string(),
+            },
+            sha256: crate::hex::hex(&Sha256::digest(strategy.source.as_bytes())),
+        }
+    }
+
+    /// How to name the strategy on the command line again.
+    pub fn source_arg(&self) -> &str {
+        if self.source == "builtin" {
+            &self.name
+        } else {
+            &self.source
+        }
+    }
 }
 
 /// The HTTP target of `racelab http`.
