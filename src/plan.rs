@@ -14,7 +14,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, Url};
 
-use crate::cli::{self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs, SqlArgs};
+use crate::cli::{
+    self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs, SqlArgs, TableArgs,
+};
 use crate::db::pgbouncer::{self, PgBouncerOptions, PoolMode};
 use crate::db::DbOptions;
 use crate::engine::Faults;
@@ -26,7 +28,7 @@ use crate::report::{Output, RunResult};
 use crate::result::Topology;
 use crate::run::Pipeline;
 use crate::scenario::{Overrides, Scenario, ScenarioError};
-use crate::strategy::{self, ParseError, Strategy};
+use crate::strategy::{self, Origin, ParseError, Strategy};
 use crate::trace::MAX_TRACED_BUYERS;
 use crate::verdict::{Expect, Gate};
 
@@ -94,6 +96,13 @@ impl<'a> RaceArgs<'a> {
             RaceArgs::Http(a) => &a.output,
         }
     }
+
+    fn tables(&self) -> &'a TableArgs {
+        match self {
+            RaceArgs::Lab { args, .. } => &args.tables,
+            RaceArgs::Http(a) => &a.tables,
+        }
+    }
 }
 
 impl Plan {
@@ -151,7 +160,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
             gate.max_regression
         )));
     }
-    let output = output_of(args.output())?;
+    let output = output_of(args.output(), args.tables())?;
     let mut pipeline = Pipeline {
         scenario,
         max_tries: DEFAULT_MAX_TRIES,
@@ -281,15 +290,41 @@ fn strategies_of(specs: &[String]) -> anyhow::Result<Vec<Strategy>> {
             "--strategies is empty: name at least one strategy (see `racelab list`)",
         ));
     }
-    let mut strategies = Vec::with_capacity(specs.len());
+    let mut strategies: Vec<Strategy> = Vec::with_capacity(specs.len());
     for spec in &specs {
         let s = strategy::load(spec)?;
-        if strategies.iter().any(|o: &Strategy| o.name == s.name) {
-            return Err(bad_input(format!("strategy `{}` is named twice", s.name)));
+        if let Some(o) = strategies.iter().find(|o| same_script(o, &s)) {
+            return Err(bad_input(format!(
+                "strategy `{}` is given twice ({spec}); name each strategy once",
+                o.name
+            )));
         }
         strategies.push(s);
     }
+    // Different scripts of one name (two folders' purchase.sql, a file
+    // named like a built-in): the files are named by their paths.
+    let names: Vec<String> = strategies.iter().map(|s| s.name.clone()).collect();
+    for s in &mut strategies {
+        if names.iter().filter(|n| **n == s.name).count() > 1 {
+            if let Origin::File(path) = &s.origin {
+                s.name = path.display().to_string();
+            }
+        }
+    }
     Ok(strategies)
+}
+
+/// Whether two loaded strategies are the same script: the same built-in,
+/// or the same file by whatever path.
+fn same_script(a: &Strategy, b: &Strategy) -> bool {
+    match (&a.origin, &b.origin) {
+        (Origin::Builtin, Origin::Builtin) => a.name == b.name,
+        (Origin::File(x), Origin::File(y)) => match (x.canonicalize(), y.canonicalize()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => x == y,
+        },
+        _ => false,
+    }
 }
 
 /// The SQL lab: the server, the statement limit, `--watch`, `--trace`.
@@ -332,8 +367,8 @@ fn lab_of(
         timeout_ms: a.sql.timeout.unwrap_or(0),
         watch_ms: a.watch,
         redis: crate::db::redis::RedisOptions {
-            url: a.db.redis_url.clone(),
-            bin: a.db.redis_bin.clone(),
+            url: a.redis.redis_url.clone(),
+            bin: a.redis.redis_bin.clone(),
         },
     })
 }
@@ -438,7 +473,8 @@ pub fn db_options(db: &DbArgs, max_connections: u32) -> anyhow::Result<DbOptions
     })
 }
 
-fn connect_timeout(secs: f64) -> anyhow::Result<Duration> {
+/// `--connect-timeout`, validated.
+pub fn connect_timeout(secs: f64) -> anyhow::Result<Duration> {
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
         return Err(bad_input(format!(
             "--connect-timeout must be between 0 and 3600 seconds, got {secs}"
@@ -449,7 +485,7 @@ fn connect_timeout(secs: f64) -> anyhow::Result<Duration> {
 
 /// Validate the output flags: the results directory is writable, the
 /// JUnit and trace files' directories exist.
-pub fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
+pub fn output_of(out: &OutputArgs, tables: &TableArgs) -> anyhow::Result<Output> {
     let save_dir = (!out.no_save).then(|| out.out.clone());
     if let Some(dir) = &save_dir {
         crate::report::save::check_writable(dir)?;
@@ -474,8 +510,8 @@ pub fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
         junit: out.junit.clone(),
         trace: out.trace.is_some(),
         trace_file: out.trace.clone().flatten(),
-        histogram: out.histogram,
-        wide: out.wide,
+        histogram: tables.histogram,
+        wide: tables.wide,
     })
 }
 

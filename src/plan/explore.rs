@@ -102,12 +102,7 @@ impl ExplorePlan {
         }
         // The buyers, the monitor, and one for preparing the lab.
         let db = db_options(&args.db, args.buyers + 3)?;
-        if args.output.histogram {
-            return Err(bad_input(
-                "--histogram draws latency, and explore has none to draw (it runs one statement at a time); drop --histogram",
-            ));
-        }
-        let output = super::output_of(&args.output)?;
+        let output = super::output_of(&args.output, &Default::default())?;
         Ok(ExplorePlan {
             strategy,
             buyers: args.buyers,

@@ -120,6 +120,11 @@ pub const DEFAULT_COLUMNS: usize = 100;
 /// long one breaks into are indented by two spaces. A word longer than
 /// the width stays whole.
 pub fn wrap(text: &str, columns: Option<usize>) -> String {
+    wrap_indent(text, columns, 2)
+}
+
+/// `wrap`, with the lines a long one breaks into indented by `indent`.
+pub fn wrap_indent(text: &str, columns: Option<usize>, indent: usize) -> String {
     let Some(width) = columns else {
         return text.to_string();
     };
@@ -133,15 +138,19 @@ pub fn wrap(text: &str, columns: Option<usize>) -> String {
             out.push_str(line);
             continue;
         }
-        let mut current = String::new();
-        for word in body.split(' ') {
+        // Leading spaces (an indented line) stay; words wrap after them.
+        let rest = body.trim_start_matches(' ');
+        let mut current = body[..body.len() - rest.len()].to_string();
+        let mut lead = current.len();
+        for word in rest.split(' ') {
             let len = current.chars().count();
-            if len > 0 && len + 1 + word.chars().count() > width {
+            if len > lead && len + 1 + word.chars().count() > width {
                 out.push_str(current.trim_end());
                 out.push('\n');
-                current = format!("  {word}");
+                current = format!("{:indent$}{word}", "");
+                lead = indent;
             } else {
-                if len > 0 {
+                if len > lead {
                     current.push(' ');
                 }
                 current.push_str(word);
@@ -236,6 +245,10 @@ mod tests {
             "not safe: naive,\n  repeatable-read,\n  serializable\nshort\n"
         );
         assert_eq!(wrap(text, None), text);
+        assert_eq!(
+            wrap_indent("  name  a b c d\n", Some(11), 8),
+            "  name  a b\n        c d\n"
+        );
         for line in wrap(text, Some(20)).lines() {
             assert!(line.chars().count() <= 20, "{line}");
         }

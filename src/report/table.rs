@@ -267,8 +267,14 @@ pub fn headline(r: &RunResult) -> String {
         DbKind::External => "external",
     };
     let durability = if db.durable { "durable" } else { "fsync off" };
+    // A script from a file says which file.
+    let from = match strategy.source.as_str() {
+        "builtin" => String::new(),
+        path if path == strategy.name => String::new(),
+        path => format!(" ({path})"),
+    };
     let mut line = format!(
-        "strategy {} on {}\n\
+        "strategy {}{from} on {}\n\
          PostgreSQL {} ({kind}, {durability}){}, seed {}",
         strategy.name,
         workload(r),

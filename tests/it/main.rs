@@ -9,6 +9,7 @@
 
 mod badinput;
 mod cli;
+mod cmd;
 mod common;
 mod db;
 mod explore;
@@ -18,6 +19,7 @@ mod http2;
 mod interp;
 mod nemesis;
 mod openloop;
+mod output;
 mod pgbouncer;
 mod redis;
 mod run;
@@ -62,6 +64,8 @@ fn main() -> ExitCode {
     trials.extend(redis::tests());
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
+    trials.extend(output::tests());
+    trials.extend(cmd::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
