@@ -15,7 +15,7 @@
 //! - `report`: tables, JSON, JUnit, HTML, progress; `verdict`: the one
 //!   place that decides safe / oversold / inconsistent / inconclusive and
 //!   checks `--expect`; `result`: the result contract.
-//! - `trace`, `explain`, `watch`: teaching aids over the strategy and the lab.
+//! - `trace`, `explain`: teaching aids over the strategy and the lab.
 //! - domain modules, which take no `cli` types: `engine` (barrier, buyers,
 //!   tallies, contention), `strategy` (the script language), `scenario`
 //!   (workloads), `db` (the server, the lab schema, the audit queries).
@@ -48,7 +48,6 @@ pub mod suggest;
 pub mod timings;
 pub mod trace;
 pub mod verdict;
-pub mod watch;
 
 #[cfg(test)]
 mod fixtures;

@@ -36,7 +36,7 @@ pub fn junit(r: &ExploreResult, expect: Option<Expect>) -> String {
     let _ = write!(
         x,
         "    <testcase classname=\"racelab.explore\" name=\"{}\" time=\"{:.3}\"",
-        super::html::esc(&name),
+        super::markup::escape(&name),
         r.wall_seconds
     );
     match failure {
@@ -45,8 +45,8 @@ pub fn junit(r: &ExploreResult, expect: Option<Expect>) -> String {
             let _ = writeln!(
                 x,
                 ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                super::html::esc(&why),
-                super::html::esc(&verdict::explore::sentence(r))
+                super::markup::escape(&why),
+                super::markup::escape(&verdict::explore::sentence(r))
             );
         }
     }

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 
 use super::compare::summarize;
+use super::markup::escape as esc;
 use super::{fmt_count, fmt_rate, fmt_us, RunResult};
 use crate::error::bad_input;
 use crate::result::explore::ExploreResult;
@@ -60,13 +61,6 @@ pub fn load(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<RunResult>, Vec<E
         }
     }
     Ok((out, explores))
-}
-
-pub(super) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The whole report: the runs, then each explore result.

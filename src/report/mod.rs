@@ -13,6 +13,7 @@ pub mod group;
 pub mod histogram;
 pub mod html;
 pub mod junit;
+pub mod markup;
 pub mod progress;
 pub mod save;
 pub mod swimlane;

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use super::explore::{one_line, render_schedule};
-use super::html::esc;
+use super::markup::escape as esc;
 use crate::result::explore::{
     schedule_arg, Counterexample, ExploreResult, ExploreVerdict, ScheduleStep, StepRole,
 };
@@ -295,7 +295,7 @@ mod tests {
             "{svg}"
         );
         assert!(
-            svg.contains("overwrites buyer 1's update (P4 lost update)"),
+            svg.contains("overwrites buyer 1&#39;s update (P4 lost update)"),
             "{svg}"
         );
         assert!(svg.contains("preempts buyer 1"), "{svg}");

@@ -7,9 +7,9 @@ use comfy_table::{Cell, CellAlignment, Color, Table};
 use super::{fmt_count, fmt_rate, fmt_us, RunResult};
 use crate::db::DbKind;
 use crate::outcome::Outcome;
+use crate::result::WatchInfo;
 use crate::result::{NemesisInfo, ScenarioInfo, Summary, Truth};
 use crate::verdict::{self, Verdict};
-use crate::watch::WatchInfo;
 
 /// Render one run for a terminal (`color` adds ANSI colours to the verdict).
 pub fn render_run(r: &RunResult, color: bool) -> String {

@@ -64,7 +64,7 @@ pub struct RunResult {
     pub throughput: Throughput,
     /// `--watch`: stock and units sold sampled during the race.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watch: Option<crate::watch::WatchInfo>,
+    pub watch: Option<WatchInfo>,
     /// `--rate`: the open loop's schedule and its lag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoopInfo>,
@@ -131,36 +131,6 @@ pub struct FaultInfo {
     pub kind: String,
     /// Terminations per second, or the probability of a dropped reply.
     pub rate: f64,
-}
-
-impl NemesisInfo {
-    pub fn of(
-        faults: &crate::engine::Faults,
-        done: crate::engine::nemesis::Done,
-        resubmitted: u64,
-    ) -> NemesisInfo {
-        let mut kinds = Vec::new();
-        if faults.terminate_per_s > 0.0 {
-            kinds.push(FaultInfo {
-                kind: "terminate".into(),
-                rate: faults.terminate_per_s,
-            });
-        }
-        if faults.drop_reply > 0.0 {
-            kinds.push(FaultInfo {
-                kind: "drop-reply".into(),
-                rate: faults.drop_reply,
-            });
-        }
-        NemesisInfo {
-            faults: kinds,
-            retry_unknown: faults.retry_unknown,
-            terminated: done.terminated,
-            dropped_replies: done.dropped_replies,
-            reconnects: done.reconnects,
-            resubmitted,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -264,6 +234,27 @@ pub struct DatabaseInfo {
     pub kind: DbKind,
     pub server_version: String,
     pub durable: bool,
+}
+
+/// `--watch MS`: the samples of one run, taken while the buyers raced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WatchInfo {
+    pub interval_ms: u64,
+    /// Stock of all products together at the start.
+    pub initial_stock: i64,
+    pub samples: Vec<Sample>,
+    /// Time of the first sample with units sold above the initial stock.
+    pub first_oversold_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Sample {
+    /// Milliseconds since the buyers were released.
+    pub t_ms: f64,
+    /// Sum of `products.stock`.
+    pub stock: i64,
+    /// Sum of `orders.qty`.
+    pub units_sold: i64,
 }
 
 /// The buyers' path to the server when it was not direct.
