@@ -106,16 +106,27 @@ pub fn columns(wide: bool) -> Option<usize> {
     if wide {
         return None;
     }
+    // A width too small to hold anything (a pseudo-terminal of no size
+    // says 0) is no width at all.
+    let usable = |c: &usize| *c >= MIN_COLUMNS;
     let from_env = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.trim().parse::<usize>().ok())
-        .filter(|&c| c > 0);
-    let terminal = || comfy_table::Table::new().width().map(usize::from);
+        .filter(usable);
+    let terminal = || {
+        comfy_table::Table::new()
+            .width()
+            .map(usize::from)
+            .filter(usable)
+    };
     Some(from_env.or_else(terminal).unwrap_or(DEFAULT_COLUMNS))
 }
 
 /// The width of human output without a terminal.
 pub const DEFAULT_COLUMNS: usize = 100;
+
+/// Below this, a reported width is taken for none.
+const MIN_COLUMNS: usize = 20;
 
 /// Wrap each line of `text` longer than `columns` at spaces; the lines a
 /// long one breaks into are indented by two spaces. A word longer than
