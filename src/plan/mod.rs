@@ -200,11 +200,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
                 &pipeline.scenario,
                 pipeline.max_tries,
                 None,
-                Some(format!(
-                    "{} {}",
-                    service.lanes.method,
-                    http::shown(&service.lanes.url)
-                )),
+                Some(service.lanes.flow.target()),
             ),
         };
         let runs = crate::report::baseline::load(&gate.baseline)?;

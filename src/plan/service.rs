@@ -1,29 +1,36 @@
-//! `racelab http`'s flags: the purchase request every buyer sends (URL,
-//! method, headers, body template, buyer names), where the truth comes
-//! from and how the service is reset, validated into an `http::Service`.
+//! The plan of `racelab http`: the flags (or a flow file), the users, the
+//! truth and the resets validated into an `http::Service`, before anything
+//! is sent. The request of the flags alone becomes a flow of one race step.
 
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, Url};
 
-use super::connect_timeout;
 use crate::cli::{self, HttpArgs};
 use crate::error::bad_input;
-use crate::http::{self, h1, lane, template::Template, truth};
+use crate::http::flow::users::Users;
+use crate::http::flow::{file, Flow, Phase, Selector, StatusMap, Step, UrlTemplate};
+use crate::http::template::{Context, Names, Template};
+use crate::http::{self, lane, truth};
 use crate::report::Output;
 use crate::run::Pipeline;
+use crate::trace::MAX_TRACED_BUYERS;
 
-/// The purchase request of `racelab http`, validated.
-pub(super) struct Request {
-    url: Url,
-    method: Method,
+/// The flags of `racelab http` that say what is sent, read before the
+/// workload ones: a wrong URL or flow is the first thing to hear about.
+#[derive(Debug)]
+pub struct Request {
+    users: Option<Users>,
     headers: HeaderMap,
-    body: Option<Template>,
+    /// `-H` values with placeholders (kept as templates for the flags'
+    /// request; a flow parses them per step).
+    templated: Vec<(HeaderName, String)>,
     buyer_name: (String, String),
+    statuses: StatusMap,
 }
 
-pub(super) fn request_of(a: &HttpArgs) -> anyhow::Result<Request> {
+pub fn request_of(a: &HttpArgs) -> anyhow::Result<Request> {
     if a.timeout.is_some() {
         return Err(bad_input(
             "racelab http has no --timeout: the per-request limit is --request-timeout MS \
@@ -31,26 +38,41 @@ pub(super) fn request_of(a: &HttpArgs) -> anyhow::Result<Request> {
         ));
     }
     let r = &a.request;
-    let url = parse_url("the target URL", &a.url)?;
-    let method = Method::from_bytes(r.method.trim().to_ascii_uppercase().as_bytes())
-        .map_err(|_| bad_input(format!("--method {:?} is not an HTTP method", r.method)))?;
+    if a.flow.flow.is_some() {
+        for (flag, given) in [
+            ("--method", r.method.is_some()),
+            ("--body", r.body.is_some()),
+        ] {
+            if given {
+                return Err(bad_input(format!(
+                    "{flag} is the request of the flags; with --flow each step has its own \
+                     (request = \"METHOD PATH\", body = '...'): drop {flag}"
+                )));
+            }
+        }
+    }
     let mut headers = HeaderMap::new();
+    let mut templated = Vec::new();
     for h in &r.headers {
         let Some((k, v)) = h.split_once(':') else {
-            return Err(bad_input(format!("--header {h:?}: expected `Name: value`")));
+            return Err(bad_input(format!(
+                "--header {k:?}: expected `Name: value`",
+                k = h.split(':').next().unwrap_or("")
+            )));
         };
         let name = HeaderName::from_bytes(k.trim().as_bytes())
-            .map_err(|_| bad_input(format!("--header {h:?}: {k:?} is not a header name")))?;
+            .map_err(|_| bad_input(format!("--header {:?}: not a header name", k.trim())))?;
+        if v.contains("{{") {
+            templated.push((name, v.trim().to_string()));
+            continue;
+        }
+        // The value is not quoted back: a header may carry a credential.
         let value = HeaderValue::from_str(v.trim()).map_err(|_| {
             bad_input(format!(
-                "--header {h:?}: the value is not valid in a header"
+                "--header {name}: the value is not valid in a header"
             ))
         })?;
         headers.append(name, value);
-    }
-    let body = r.body.as_deref().map(Template::parse).transpose()?;
-    if body.is_some() && !headers.contains_key(CONTENT_TYPE) {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     let buyer_name = match &r.buyer_name {
         None => (String::new(), String::new()),
@@ -63,53 +85,128 @@ pub(super) fn request_of(a: &HttpArgs) -> anyhow::Result<Request> {
             }
         },
     };
-    let lists = [
-        ("--success", &r.success),
-        ("--sold-out", &r.sold_out),
-        ("--rejected", &r.rejected),
-    ];
-    for (flag, codes) in lists {
-        if let Some(c) = codes.iter().find(|c| !(100..=599).contains(*c)) {
-            return Err(bad_input(format!(
-                "{flag}: {c} is not an HTTP status code (100-599)"
-            )));
-        }
-    }
-    for (i, (fa, ca)) in lists.iter().enumerate() {
-        for (fb, cb) in &lists[i + 1..] {
-            if let Some(c) = ca.iter().find(|c| cb.contains(c)) {
-                return Err(bad_input(format!(
-                    "status {c} is in both {fa} and {fb}; give each code one meaning"
-                )));
-            }
-        }
-        if r.success.is_empty() && *fa != "--success" {
-            if let Some(c) = ca.iter().find(|c| (200..300).contains(*c)) {
-                return Err(bad_input(format!(
-                    "status {c} is in {fa} but every 2xx means success by default; \
-                     list the success codes with --success"
-                )));
-            }
-        }
-    }
+    let statuses = StatusMap {
+        success: r.success.clone(),
+        sold_out: r.sold_out.clone(),
+        rejected: r.rejected.clone(),
+    };
+    statuses.check(|k| format!("--{}", k.replace('_', "-")))?;
+    let users = a
+        .flow
+        .users
+        .as_deref()
+        .map(|p| Users::load(p, a.flow.users_cycle))
+        .transpose()?;
     Ok(Request {
-        url,
-        method,
+        users,
         headers,
-        body,
+        templated,
         buyer_name,
+        statuses,
+    })
+}
+
+/// The flow the buyers run: the file's, or the flags' one request.
+fn flow_of(a: &HttpArgs, req: &Request, products: u32) -> anyhow::Result<Flow> {
+    let columns: Vec<String> = req
+        .users
+        .as_ref()
+        .map_or_else(Vec::new, |u| u.columns.clone());
+    let Some(path) = &a.flow.flow else {
+        return flags_flow(a, req, &columns);
+    };
+    let shown = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| bad_input(format!("--flow {shown}: {e}")))?;
+    // `-H` headers with placeholders go to every step that knows their
+    // variables (see `file::parse`).
+    let headers = req.headers.clone();
+    let cx = file::Inputs {
+        base: &a.url,
+        users: &columns,
+        statuses: &req.statuses,
+        headers: &headers,
+        templated: &req.templated,
+        products,
+    };
+    file::parse(&shown, &text, &cx)
+}
+
+/// The request of the flags as a flow of one race step.
+fn flags_flow(a: &HttpArgs, req: &Request, columns: &[String]) -> anyhow::Result<Flow> {
+    let r = &a.request;
+    let mut names = Names::default();
+    let user_slots = columns.iter().map(|c| names.slot(c)).collect();
+    let known = names.len();
+    let method_text = r.method.as_deref().unwrap_or("POST");
+    let method = Method::from_bytes(method_text.trim().to_ascii_uppercase().as_bytes())
+        .map_err(|_| bad_input(format!("--method {method_text:?} is not an HTTP method")))?;
+    let url = UrlTemplate::parse(&a.url, "the target URL", &names, known)?;
+    let mut fixed_headers = req.headers.clone();
+    let mut headers = Vec::new();
+    for (name, v) in &req.templated {
+        let t = Template::parse(
+            v,
+            &format!("--header {name}"),
+            Context::Header,
+            &names,
+            known,
+        )?;
+        headers.push((name.clone(), t));
+    }
+    let content_type = fixed_headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let body = match &r.body {
+        None => None,
+        Some(b) => {
+            let ctx = match &content_type {
+                None => Context::Json,
+                Some(ct) if ct.contains("json") => Context::Json,
+                Some(ct) if ct.contains("x-www-form-urlencoded") => Context::Form,
+                Some(_) if b.trim_start().starts_with(['{', '[']) => Context::Json,
+                Some(_) => Context::Raw,
+            };
+            if content_type.is_none() {
+                fixed_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Some(Template::parse(b, "--body", ctx, &names, known)?)
+        }
+    };
+    let step = Step {
+        name: "request".into(),
+        request: format!("{method} {}", url.path_text()),
+        method,
+        url,
+        headers,
+        fixed_headers,
+        body,
+        extract: Vec::new(),
+        expect: Vec::new(),
+        statuses: req.statuses.clone(),
+        phase: Phase::Race,
+        every: false,
+        buyers: Selector::All,
+    };
+    Ok(Flow {
+        steps: vec![step],
+        names,
+        user_slots,
+        vars: Vec::new(),
+        file: None,
     })
 }
 
 /// The HTTP service: where the truth comes from, the resets, the client.
-pub(super) fn service_of(
+pub fn service_of(
     request: Box<Request>,
     a: &HttpArgs,
     output: &Output,
     pipeline: &mut Pipeline,
 ) -> anyhow::Result<http::Service> {
     let t = &a.truth;
-    let connect_timeout = connect_timeout(t.connect_timeout)?;
+    let connect_timeout = super::connect_timeout(t.connect_timeout)?;
     let db = match (&t.verify_sql, &t.reset_sql, &t.database_url) {
         (None, None, _) => None,
         (_, _, Some(url)) => Some(truth::ServiceDb::new(url, connect_timeout)?),
@@ -151,11 +248,32 @@ pub(super) fn service_of(
         .as_deref()
         .map(|u| parse_url("--reset-url", u))
         .transpose()?;
+    let sc = &pipeline.scenario;
     if output.trace {
-        return Err(bad_input(
-            "--trace records the SQL statements of a strategy; racelab http sends requests \
-             and has none (use --histogram for the latency charts)",
-        ));
+        if sc.buyers > MAX_TRACED_BUYERS {
+            return Err(bad_input(format!(
+                "--trace records every request and is for small runs: {} buyers is more than \
+                 {MAX_TRACED_BUYERS}; add --buyers 10 (or fewer)",
+                sc.buyers
+            )));
+        }
+        if sc.duration_s > 0.0 {
+            return Err(bad_input(
+                "--trace cannot be used with --duration: a timed run has no bound on its \
+                 requests; use --attempts instead",
+            ));
+        }
+    }
+    let flow = flow_of(a, &request, sc.products)?;
+    flow.check_buyers(sc.buyers)?;
+    if let Some(users) = &request.users {
+        users.check_buyers(sc.buyers)?;
+    }
+    if !flow.is_file() {
+        let step = &flow.steps[0];
+        if let Some(template) = &step.body {
+            check_json_body(template, &step.fixed_headers, &flow, &request, sc.quantity)?;
+        }
     }
 
     let ms = a.request.request_timeout;
@@ -163,6 +281,7 @@ pub(super) fn service_of(
     let mut client = reqwest::Client::builder()
         .user_agent(concat!("racelab/", env!("CARGO_PKG_VERSION")))
         .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(None);
     if let Some(t) = timeout {
         client = client.connect_timeout(t);
@@ -179,16 +298,6 @@ pub(super) fn service_of(
     let client = client
         .build()
         .map_err(|e| anyhow::anyhow!("could not build the HTTP client: {e}"))?;
-    let Request {
-        url,
-        method,
-        headers,
-        body,
-        buyer_name,
-    } = *request;
-    if let Some(template) = &body {
-        check_json_body(template, &headers, &buyer_name, pipeline.scenario.quantity)?;
-    }
     // A request is sent once: racelab cannot know whether a service may
     // see it twice. The service has no think time or pool of racelab's:
     // each buyer sends its requests on its own connection, back to back.
@@ -200,8 +309,15 @@ pub(super) fn service_of(
     if a.scenario.scenario == "default" {
         sc.name = "http".into();
     }
-    sc.description = format!("{method} {}", http::shown(&url));
-    let direct = h1::Target::of(&url, &method, &headers);
+    let audited = flow
+        .race_steps()
+        .last()
+        .map(|(_, s)| s)
+        .expect("a race step");
+    sc.description = match &flow.file {
+        Some(f) => format!("flow {f} against {}", http::shown_text(&a.url)),
+        None => format!("{} {}", audited.method, audited.url.shown()),
+    };
     let protocol = if a.request.http2 {
         lane::Protocol::Http2
     } else {
@@ -211,38 +327,36 @@ pub(super) fn service_of(
         cli::SyncMode::LastByte => lane::Sync::LastByte,
         cli::SyncMode::None => lane::Sync::None,
     };
-    if direct.is_none() {
+    let direct = !http::wire::proxied();
+    if !direct {
         // Only a proxy in the environment makes racelab hand requests to
         // reqwest, which writes each one whole.
         if protocol == lane::Protocol::Http2 {
             return Err(bad_input(
-                "--http2: racelab speaks HTTP/2 on its own connections, but a proxy is set in                  the environment (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY): unset it, or drop --http2",
+                "--http2: racelab speaks HTTP/2 on its own connections, but a proxy is set in \
+                 the environment (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY): unset it, or drop --http2",
             ));
         }
         if sync == lane::Sync::LastByte {
             output.note(
-                "note: a proxy is set in the environment: requests go through it whole,                  without last-byte synchronisation (--sync none)",
+                "note: a proxy is set in the environment: requests go through it whole, \
+                 without last-byte synchronisation (--sync none)",
             );
         }
     }
     let lanes = lane::HttpLanes {
+        client,
+        flow,
+        users: request.users,
+        buyer_name: request.buyer_name,
+        timeout,
         direct,
         protocol,
         sync,
         roots,
+        cookies: !a.flow.no_cookies,
+        trace_bodies: a.flow.trace_bodies,
         opened: Default::default(),
-        client,
-        method,
-        url,
-        headers,
-        body,
-        buyer_name,
-        timeout,
-        statuses: lane::StatusMap {
-            success: a.request.success.clone(),
-            sold_out: a.request.sold_out.clone(),
-            rejected: a.request.rejected.clone(),
-        },
     };
     Ok(http::Service {
         lanes: std::sync::Arc::new(lanes),
@@ -251,26 +365,28 @@ pub(super) fn service_of(
         db,
         reset_url,
         reset_sql: t.reset_sql.clone(),
+        max_setup_failures: a.flow.max_setup_failures,
     })
 }
 
 /// A body sent as JSON (by its `Content-Type`, racelab's default for a
 /// body, or by its first character) is rendered once for buyer 1 and
 /// parsed before the race: a template that makes invalid JSON would
-/// otherwise turn every purchase into a 400 nobody asked for.
+/// otherwise turn every purchase into a 400 nobody asked for. The users'
+/// values stand in as `x` (they are secrets: never shown).
 fn check_json_body(
     template: &Template,
     headers: &HeaderMap,
-    buyer_name: &(String, String),
+    flow: &Flow,
+    req: &Request,
     qty: i64,
 ) -> anyhow::Result<()> {
-    let name = format!("{}1{}", buyer_name.0, buyer_name.1);
-    let sample = template.render(&http::template::Values {
-        buyer: &name,
-        attempt: 1,
-        qty,
-        product: 1,
-    });
+    let mut values = vec!["x".to_string(); flow.names.len()];
+    values[http::template::BUYER] = format!("{}1{}", req.buyer_name.0, req.buyer_name.1);
+    values[http::template::ATTEMPT] = "1".into();
+    values[http::template::QTY] = qty.to_string();
+    values[http::template::PRODUCT] = "1".into();
+    let sample = template.render(&values);
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -297,7 +413,7 @@ fn check_json_body(
     )))
 }
 
-fn parse_url(flag: &str, text: &str) -> anyhow::Result<Url> {
+pub fn parse_url(flag: &str, text: &str) -> anyhow::Result<Url> {
     let url = Url::parse(text).map_err(|e| {
         bad_input(format!(
             "{flag} {text:?} is not a URL ({e}): expected e.g. http://127.0.0.1:8080/purchase"
@@ -431,9 +547,16 @@ mod tests {
         assert!(
             bad(&["http", "http://127.0.0.1:9/buy"]).contains("needs the stock to audit against")
         );
-        assert!(
-            bad(&["http", "http://127.0.0.1:9/buy", "--stock", "1", "--trace"]).contains("--trace")
-        );
+        assert!(bad(&[
+            "http",
+            "http://127.0.0.1:9/buy",
+            "--stock",
+            "1",
+            "--trace",
+            "--buyers",
+            "51"
+        ])
+        .contains("more than 50"));
         assert!(bad(&["http", "ftp://x/buy", "--stock", "1"]).contains("http://"));
     }
 }

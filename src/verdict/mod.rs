@@ -84,6 +84,9 @@ pub enum Untested {
     NothingSold,
     /// No two attempts on a product were in flight at once.
     NoOverlap,
+    /// More buyers than `--max-setup-failures` were put out of the race
+    /// by a step before it (an HTTP flow): the race was not the one asked for.
+    SetupFailed,
 }
 
 /// Whether (and why) a run's race tested nothing; None when it did, or
@@ -91,6 +94,10 @@ pub enum Untested {
 pub fn untested(r: &RunResult) -> Option<Untested> {
     let a = r.audit.as_ref()?;
     let sc = &r.scenario;
+    let flow = r.target.as_ref().and_then(|t| t.flow.as_ref());
+    if flow.is_some_and(|f| f.out_of_race > f.max_setup_failures) {
+        return Some(Untested::SetupFailed);
+    }
     if r.outcomes.attempts > 0 && a.units_sold == 0 && sc.stock >= sc.quantity.max(1) {
         return Some(Untested::NothingSold);
     }
@@ -105,6 +112,21 @@ pub fn why_inconclusive(r: &RunResult) -> Option<String> {
     let a = r.audit.as_ref()?;
     let http = r.target.is_some();
     Some(match untested(r)? {
+        Untested::SetupFailed => {
+            let f = r.target.as_ref()?.flow.as_ref()?;
+            let first = f.setup_failures.first().map_or(String::new(), |c| {
+                format!(
+                    "; commonest: step {:?} for {} (HTTP {}: {})",
+                    c.step, c.buyers, c.status, c.message
+                )
+            });
+            format!(
+                "{} of {} buyers were out of the race, more than --max-setup-failures {}: \
+                 a step before the race failed for them{first}; fix that step (or allow \
+                 the failures with --max-setup-failures)",
+                f.out_of_race, r.scenario.buyers, f.max_setup_failures
+            )
+        }
         Untested::NothingSold => {
             let mut why = format!(
                 "nothing was sold though {} {} in stock ({}), so no purchase was raced",
@@ -852,6 +874,7 @@ mod tests {
             protocol: "http/1.1".into(),
             sync: "last-byte".into(),
             connections: 100,
+            flow: None,
         };
         let u = unmapped(&t, 100).unwrap();
         assert_eq!(
