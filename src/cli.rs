@@ -355,7 +355,7 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
 
-    /// Record every statement (at most 50 buyers) and print the interleaving and its anomalies; with FILE also write the events as JSON lines.
+    /// Record what every buyer does (each statement; each request for `http`), at most 50 buyers, and print the interleaving and its anomalies; with FILE also write the events as JSON lines.
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     pub trace: Option<Option<PathBuf>>,
 }

@@ -200,6 +200,8 @@ struct Steps {
     done: u64,
     total: u64,
     started: Instant,
+    /// When the last step ended (the start, before any).
+    last: Instant,
 }
 
 impl Steps {
@@ -209,8 +211,11 @@ impl Steps {
         let current = (self.done + 1).min(self.total);
         let mut s = format!("race {current}/{}", self.total);
         if self.done > 0 {
-            let per = self.started.elapsed().as_secs_f64() / self.done as f64;
-            let left = per * (self.total - self.done) as f64;
+            // The steps done took `per` each; the one under way has
+            // already spent some of its own.
+            let per = self.last.duration_since(self.started).as_secs_f64() / self.done as f64;
+            let current = self.last.elapsed().as_secs_f64().min(per);
+            let left = per * (self.total - self.done) as f64 - current;
             s.push_str(&format!(", ETA {}", fmt_secs(left)));
         }
         s
@@ -252,6 +257,7 @@ impl Progress {
                 done: 0,
                 total,
                 started: Instant::now(),
+                last: Instant::now(),
             }),
             ..State::default()
         }));
@@ -320,6 +326,7 @@ impl Progress {
         self.with_state(|s| {
             if let Some(steps) = &mut s.steps {
                 steps.done = (steps.done + 1).min(steps.total);
+                steps.last = Instant::now();
             }
         });
     }
@@ -382,40 +389,46 @@ fn bars(state: &Mutex<State>, stopped: &mpsc::Receiver<()>, multi: &MultiProgres
         })
     };
     let task_bar = multi.add(ProgressBar::new(SCALE));
-    let mut shown_generation = None;
+    // The task and kind (bar or spinner) the bar is styled for: a goal
+    // learnt after the task began (the buyers to connect) turns a spinner
+    // into a bar.
+    let mut shown = None;
     loop {
         {
             let s = state.lock().unwrap_or_else(|p| p.into_inner());
             if let (Some(bar), Some(st)) = (&steps_bar, &s.steps) {
-                bar.set_position(st.done);
                 let eta = st.text();
-                bar.set_message(eta.split_once(", ").map_or("", |(_, e)| e).to_string());
+                let eta = eta.split_once(", ").map_or("", |(_, e)| e).to_string();
+                let _ = bar.clone().with_position(st.done).with_message(eta);
+                bar.tick();
             }
             match &s.task {
-                None if shown_generation != Some(s.generation) => {
+                None if shown != Some((s.generation, None)) => {
                     task_bar.set_style(style("{prefix}"));
                     task_bar.set_prefix("");
-                    shown_generation = Some(s.generation);
+                    shown = Some((s.generation, None));
                 }
                 None => {}
                 Some(active) => {
                     let (done, goal) = (active.task.probe)();
                     let r = reading(done, goal, active.task.unit, active.since.elapsed());
-                    if shown_generation != Some(s.generation) {
-                        task_bar.set_style(style(if r.fraction.is_some() {
+                    // Everything is set without drawing (the `with_`
+                    // setters), then drawn once: a new task never shows
+                    // under the last one's words.
+                    let mut bar = task_bar.clone();
+                    let now = (s.generation, Some(r.fraction.is_some()));
+                    if shown != Some(now) {
+                        bar.set_style(style(if r.fraction.is_some() {
                             "{prefix:>20} [{bar:30}] {msg}"
                         } else {
                             "{prefix:>20} {spinner} {msg}"
                         }));
-                        task_bar.set_prefix(active.task.what.clone());
-                        shown_generation = Some(s.generation);
+                        bar = bar.with_prefix(active.task.what.clone());
+                        shown = Some(now);
                     }
                     let at = r.fraction.map_or(0, |f| (f * SCALE as f64) as u64);
-                    task_bar.set_position(at.min(SCALE));
-                    task_bar.set_message(r.text);
-                    if r.fraction.is_none() {
-                        task_bar.tick();
-                    }
+                    let _ = bar.with_position(at.min(SCALE)).with_message(r.text);
+                    task_bar.tick();
                 }
             }
         }
@@ -511,6 +524,31 @@ mod tests {
         assert_eq!(fmt_secs(42.4), "42 s");
         assert_eq!(fmt_secs(185.0), "3 min 05 s");
         assert_eq!(fmt_secs(7_800.0), "2 h 10 min");
+    }
+
+    #[test]
+    fn the_races_eta_counts_down_during_a_race() {
+        // One race of three took 15 s; the second has run 5 s of its own.
+        let now = Instant::now();
+        let ago = |s| now.checked_sub(Duration::from_secs(s)).expect("a past");
+        let steps = Steps {
+            done: 1,
+            total: 3,
+            started: ago(20),
+            last: ago(5),
+        };
+        let text = steps.text();
+        assert!(
+            text == "race 2/3, ETA 25 s" || text == "race 2/3, ETA 24 s",
+            "{text}"
+        );
+        // A race running longer than the others is not counted below zero.
+        let late = Steps {
+            last: ago(19),
+            started: ago(20),
+            ..steps
+        };
+        assert_eq!(late.text(), "race 2/3, ETA 1.0 s");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub fn tests() -> Vec<Trial> {
             progress_lines,
         ),
         trial(
+            "output::connecting_buyers_shows_progress_on_a_pipe_and_bars_on_a_terminal",
+            connecting_and_bars,
+        ),
+        trial(
             "output::explore_progress_counts_schedules_against_an_estimate",
             explore_progress,
         ),
@@ -133,6 +137,96 @@ fn progress_lines() -> anyhow::Result<()> {
     let out = quiet.output()?;
     ensure!(out.status.success(), "{}", stderr(&out));
     ensure!(stderr(&out).is_empty(), "--quiet printed: {}", stderr(&out));
+    Ok(())
+}
+
+/// The shared server's URL with every connection made to wait `secs`
+/// after logging in (`post_auth_delay`): buyers that take that long to
+/// connect, whatever the machine's speed.
+fn slow_to_connect(secs: u32) -> String {
+    let sep = if server_url().contains('?') { '&' } else { '?' };
+    format!("{}{sep}options=-c%20post_auth_delay%3D{secs}", server_url())
+}
+
+fn connecting_and_bars() -> anyhow::Result<()> {
+    let url = slow_to_connect(1);
+    let race = [
+        "run",
+        "--buyers",
+        "3",
+        "--duration",
+        "1",
+        "--stock",
+        "1000000000",
+        "--no-save",
+        "--schema",
+        "t_out_connect",
+        "--database-url",
+        url.as_str(),
+    ];
+    // On a pipe: lines while the buyers connect, before the race's.
+    let mut cmd = racelab();
+    cmd.args(race).env("RACELAB_PROGRESS_INTERVAL", "0.25");
+    let out = cmd.output()?;
+    let err = stderr(&out);
+    ensure!(out.status.success(), "{err}");
+    let connecting = err
+        .lines()
+        .position(|l| {
+            l.starts_with("racelab: connecting buyers for naive: ")
+                && l.contains(" of 3 connections (")
+        })
+        .with_context(|| format!("no line while the buyers connect:\n{err}"))?;
+    let racing = err
+        .lines()
+        .position(|l| l.starts_with("racelab: racing naive: "))
+        .with_context(|| format!("no line while they race:\n{err}"))?;
+    ensure!(connecting < racing, "{err}");
+
+    // On a terminal (a pseudo-terminal from script(1)): bars, redrawn in
+    // place, for both steps, and gone before the result is printed.
+    let command = std::iter::once(env!("CARGO_BIN_EXE_racelab"))
+        .chain(race)
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_remove("COLUMNS")
+        .stdin(Stdio::null())
+        .output()
+        .context("script(1), from util-linux, runs racelab on a terminal")?;
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(out.status.success(), "{shown}");
+    let result_at = shown
+        .find("strategy naive on scenario default")
+        .with_context(|| format!("no result:\n{shown}"))?;
+    let (bars, result) = shown.split_at(result_at);
+    for want in [
+        "connecting buyers for naive [",
+        " of 3 connections (",
+        "racing naive [",
+        " of 1.0 s, ",
+        "attempts/s, ETA ",
+    ] {
+        ensure!(bars.contains(want), "no {want:?} in the bars:\n{bars}");
+    }
+    ensure!(
+        bars.contains("\r") && bars.contains("\u{1b}["),
+        "bars are redrawn in place: {bars:?}"
+    );
+    ensure!(
+        !result.contains("racing naive [") && !result.contains("connecting buyers"),
+        "a bar drawn after the result:\n{result}"
+    );
+    // Each redraw of a bar shows one task: never the new task's name
+    // beside the last one's words.
+    for frame in bars.split(['\r', '\n']) {
+        ensure!(
+            !(frame.contains("racing naive [") && frame.contains("connections")),
+            "a frame mixes two tasks: {frame:?}"
+        );
+    }
     Ok(())
 }
 
@@ -537,6 +631,43 @@ fn watch_summary() -> anyhow::Result<()> {
             && line.contains("against a stock of 10"),
         "{line}"
     );
+    // The line says when the units sold first crossed the stock, if they
+    // did: naive's lost updates may or may not push them over.
+    let peak: u64 = line
+        .split("peaked at ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no peak in {line}"))?;
+    ensure!(
+        (peak > 10) == line.contains(", first above it ")
+            && (peak > 10) != line.ends_with(", never above it"),
+        "{line}"
+    );
+    // A safe strategy never crosses it.
+    let safe = on(
+        "t_out_watch",
+        &[
+            "run",
+            "--strategy",
+            "for-update",
+            "--watch",
+            "2",
+            "--buyers",
+            "20",
+            "--quiet",
+        ],
+    )
+    .output()?;
+    ensure!(safe.status.success(), "{}", stderr(&safe));
+    ensure!(
+        stdout(&safe)
+            .lines()
+            .any(|l| l.starts_with("watch: ")
+                && l.ends_with("against a stock of 10, never above it")),
+        "{}",
+        stdout(&safe)
+    );
     let out = on(
         "t_out_watch",
         &["run", "--watch", "2", "--buyers", "20", "--quiet", "--json"],
@@ -546,6 +677,11 @@ fn watch_summary() -> anyhow::Result<()> {
     let v: Value = serde_json::from_slice(&out.stdout)?;
     let samples = v["watch"]["samples"].as_array().context("no samples")?;
     ensure!(!samples.is_empty(), "{v}");
+    // The moment it crossed agrees with the samples kept.
+    let over = samples
+        .iter()
+        .any(|s| s["units_sold"].as_u64().is_some_and(|u| u > 10));
+    ensure!(over == v["watch"]["first_oversold_ms"].is_number(), "{v}");
     Ok(())
 }
 
@@ -563,6 +699,30 @@ fn help_flags() -> anyhow::Result<()> {
     ensure!(
         !serve.contains("--redis-url"),
         "serve --help lists --redis-url"
+    );
+    // http records its requests with --trace (the flows' tests run it),
+    // so its help lists the flag and says what it records there.
+    let http = help(&["http"])?;
+    ensure!(
+        http.contains("--trace [<FILE>]") && http.contains("each request for `http`"),
+        "{http}"
+    );
+    let out = racelab()
+        .args([
+            "http",
+            "http://127.0.0.1:9/buy",
+            "--stock",
+            "1",
+            "--buyers",
+            "51",
+            "--trace",
+        ])
+        .output()?;
+    ensure!(out.status.code() == Some(2), "{}", stderr(&out));
+    ensure!(
+        stderr(&out).contains("--trace records every request and is for small runs"),
+        "http refused --trace for another reason: {}",
+        stderr(&out)
     );
     let run = help(&["run"])?;
     ensure!(run.contains("-q, --quiet"), "{run}");
