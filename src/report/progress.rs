@@ -124,7 +124,11 @@ pub fn reading(done: u64, goal: Goal, unit: &str, elapsed: Duration) -> Reading 
         _ => None,
     };
     let (mut parts, fraction, eta) = match goal {
-        Goal::Open => (vec![format!("{} {unit}", fmt_count(done))], None, None),
+        Goal::Open => (
+            vec![format!("{} {}", fmt_count(done), noun(done, unit))],
+            None,
+            None,
+        ),
         Goal::Count(total) | Goal::About(total) => {
             // An estimate that was passed is no goal any more.
             let total = total.max(done);
@@ -140,9 +144,10 @@ pub fn reading(done: u64, goal: Goal, unit: &str, elapsed: Duration) -> Reading 
             };
             (
                 vec![format!(
-                    "{} of {about}{} {unit} ({:.0}%)",
+                    "{} of {about}{} {} ({:.0}%)",
                     fmt_count(done),
                     fmt_count(total),
+                    noun(total, unit),
                     (fraction * 100.0).floor()
                 )],
                 Some(fraction),
@@ -159,7 +164,7 @@ pub fn reading(done: u64, goal: Goal, unit: &str, elapsed: Duration) -> Reading 
             (
                 vec![
                     format!("{} of {}", fmt_secs(secs.min(total)), fmt_secs(total)),
-                    format!("{} {unit}", fmt_count(done)),
+                    format!("{} {}", fmt_count(done), noun(done, unit)),
                 ],
                 Some(fraction),
                 Some((total - secs).max(0.0)),
@@ -173,6 +178,15 @@ pub fn reading(done: u64, goal: Goal, unit: &str, elapsed: Duration) -> Reading 
     Reading {
         text: parts.join(", "),
         fraction,
+    }
+}
+
+/// The unit (a regular plural, "attempts") as `n` of it reads: "1
+/// attempt", "0 attempts".
+fn noun(n: u64, plural: &str) -> &str {
+    match plural.strip_suffix('s') {
+        Some(one) if n == 1 => one,
+        _ => plural,
     }
 }
 
@@ -505,6 +519,15 @@ mod tests {
         let open = reading(5, Goal::Open, "attempts", Duration::from_secs(1));
         assert_eq!(open.text, "5 attempts, 5 attempts/s");
         assert_eq!(open.fraction, None);
+        let one = reading(
+            1,
+            Goal::Time(Duration::from_secs(2)),
+            "attempts",
+            Duration::ZERO,
+        );
+        assert_eq!(one.text, "0.0 s of 2.0 s, 1 attempt, ETA 2.0 s");
+        let of_one = reading(0, Goal::Count(1), "connections", Duration::ZERO);
+        assert_eq!(of_one.text, "0 of 1 connection (0%)");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
 
     let tp = &r.throughput;
     let cpu = tp.client_cpu_us_per_attempt.map_or(String::new(), |c| {
-        format!(", racelab CPU {c:.1} us/attempt")
+        format!(", racelab CPU {} µs/attempt", fmt_rate(c))
     });
     out.push_str(&format!(
         "throughput: {} {} in {:.3} s = {} attempts/s, {} successes/s{cpu}\n",
