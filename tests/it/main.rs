@@ -24,6 +24,7 @@ mod nemesis;
 mod openloop;
 mod output;
 mod pgbouncer;
+mod proxy;
 mod redis;
 mod run;
 mod strategy;
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
     trials.extend(output::tests());
     trials.extend(cmd::tests());
     trials.extend(classroom::tests());
+    trials.extend(proxy::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
