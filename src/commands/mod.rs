@@ -41,10 +41,15 @@ pub fn main_matches(matches: &ArgMatches) -> anyhow::Result<()> {
 
 /// Run a command; errors come back classified (see `plan::classify`).
 pub fn main(cli: Cli) -> anyhow::Result<()> {
-    if let Some(note) = env_url_note(&cli.command) {
-        eprintln!("{note}");
-    }
-    dispatch(cli).map_err(crate::plan::classify)
+    // Said once the flags hold (bad input stays one line), before any
+    // server is reached.
+    let note = env_url_note(&cli.command);
+    let say = || {
+        if let Some(note) = &note {
+            eprintln!("{note}");
+        }
+    };
+    dispatch(cli, say).map_err(crate::plan::classify)
 }
 
 /// The server flags of a command that takes them.
@@ -93,18 +98,29 @@ fn env_url_note(command: &Command) -> Option<String> {
     ))
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<()> {
+fn dispatch(cli: Cli, say: impl Fn()) -> anyhow::Result<()> {
+    let planned = |plan: Plan| {
+        say();
+        plan
+    };
     match cli.command {
-        Command::Run(args) => race::race(Plan::run(&args)?),
-        Command::Compare(args) => race::race(Plan::compare(&args)?),
+        Command::Run(args) => race::race(planned(Plan::run(&args)?)),
+        Command::Compare(args) => race::race(planned(Plan::compare(&args)?)),
         Command::Http(args) => race::race(Plan::http(&args)?),
-        Command::Explore(args) => explore::explore(&ExplorePlan::build(&args)?),
+        Command::Explore(args) => {
+            let plan = ExplorePlan::build(&args)?;
+            say();
+            explore::explore(&plan)
+        }
         Command::List { json } => catalog::list(json),
         Command::Show { strategy } => catalog::show(&strategy),
         Command::Explain { strategy } => explain::explain(&strategy),
         Command::Report(args) => report::report(&args),
         Command::Db { command } => db::db(command),
-        Command::Serve(args) => serve::serve(&args),
+        Command::Serve(args) => {
+            say();
+            serve::serve(&args)
+        }
         Command::Classroom(args) => classroom::classroom(&args),
         Command::Proxy(args) => proxy::proxy(&args),
     }
