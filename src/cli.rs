@@ -29,7 +29,11 @@ pub enum Command {
     /// Race several strategies on the same scenario, side by side.
     Compare(CompareArgs),
     /// List the built-in (and local) strategies and scenarios.
-    List,
+    List {
+        /// Print the catalog as JSON (docs/cli.schema.json).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a strategy script (a built-in name or a path).
     Show {
         /// Strategy name or path to a .sql file.
@@ -112,6 +116,9 @@ pub struct CommonArgs {
     pub db: DbArgs,
 
     #[command(flatten)]
+    pub redis: RedisArgs,
+
+    #[command(flatten)]
     pub via: ViaArgs,
 
     #[command(flatten)]
@@ -119,6 +126,9 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub tables: TableArgs,
 
     /// Sample stock and units sold every MS milliseconds on a separate connection during the race.
     #[arg(long, value_name = "MS")]
@@ -152,6 +162,12 @@ pub struct GateArgs {
     /// percentage, or the baseline's attempts/s beat the current by more.
     #[arg(long, default_value_t = 25.0, value_name = "PCT")]
     pub max_regression: f64,
+
+    /// With --baseline: accept strategies the baseline has no run of
+    /// (without it, such a strategy fails the gate: a misspelt name must
+    /// not pass).
+    #[arg(long, requires = "baseline")]
+    pub allow_missing: bool,
 }
 
 /// `racelab report`.
@@ -190,7 +206,7 @@ pub struct ScenarioArgs {
     pub attempts: Option<u32>,
 
     /// Units each attempt tries to buy (the script's :qty, the request's {{qty}}).
-    #[arg(short, long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true)]
     pub quantity: Option<i64>,
 
     /// Number of products buyers choose from.
@@ -273,6 +289,15 @@ pub struct DbArgs {
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub connect_timeout: f64,
 
+    /// Set after parsing: `database_url` came from the environment
+    /// (`DATABASE_URL`), not from the flag.
+    #[arg(skip)]
+    pub url_from_env: bool,
+}
+
+/// Redis, for strategies with `\redis` commands (`run`, `compare`).
+#[derive(Debug, Args, Clone)]
+pub struct RedisArgs {
     /// Use this Redis server (redis://, rediss://, redis+unix://) for strategies with
     /// `\redis` commands instead of an embedded one; only keys under `<schema>:` are touched.
     #[arg(
@@ -342,21 +367,30 @@ pub struct OutputArgs {
     #[arg(long)]
     pub no_save: bool,
 
-    /// Print nothing but the result.
-    #[arg(long)]
+    /// Print nothing but the result: no progress, no notes.
+    #[arg(short, long)]
     pub quiet: bool,
 
     /// Write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
 
-    /// Record every statement (at most 50 buyers) and print the interleaving and its anomalies; with FILE also write the events as JSON lines.
+    /// Record what every buyer does (each statement; each request for `http`), at most 50 buyers, and print the interleaving and its anomalies; with FILE also write the events as JSON lines.
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     pub trace: Option<Option<PathBuf>>,
+}
 
+/// How the tables of a race are drawn (`run`, `compare`, `http`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct TableArgs {
     /// Draw the latency distribution per outcome as a terminal bar chart.
     #[arg(long)]
     pub histogram: bool,
+
+    /// Show every column of the tables, however wide (by default they fit
+    /// the terminal, or 100 columns without one: COLUMNS overrides).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -394,6 +428,9 @@ pub struct HttpArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub tables: TableArgs,
 
     /// Not a flag of `http`: the per-request limit is --request-timeout
     /// (`--timeout` is the per-statement limit of `run`). Accepted here only
@@ -617,7 +654,7 @@ pub struct ServeArgs {
     pub db: DbArgs,
 
     /// Print nothing but the address and the database URL.
-    #[arg(long)]
+    #[arg(short, long)]
     pub quiet: bool,
 }
 
@@ -683,12 +720,41 @@ pub enum DbCommand {
         #[arg(long, default_value_t = 1000)]
         max_connections: u32,
     },
-    /// Say whether a kept cluster is running.
-    Status,
+    /// Say whether a kept cluster is running (exit 1 when none is).
+    Status {
+        /// Print the status as JSON (docs/cli.schema.json).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the kept cluster's URL.
     Url,
     /// Stop the kept cluster and delete its data.
     Stop,
+    /// Remove racelab's schema (and its Redis keys) from a server racelab
+    /// did not start, listing what it removes; nothing else is touched.
+    Clean {
+        /// The server to clean (the embedded and kept clusters are racelab's
+        /// own: `racelab db stop` deletes the kept one).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+        database_url: Option<String>,
+
+        /// The schema racelab owns there.
+        #[arg(long, default_value = "racelab")]
+        schema: String,
+
+        /// Also delete racelab's keys (under `<schema>:`) from this Redis.
+        #[arg(
+            long,
+            env = "RACELAB_REDIS_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        redis_url: Option<String>,
+
+        /// Seconds to wait for a connection to the server.
+        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+        connect_timeout: f64,
+    },
 }
 
 /// `racelab explore`: K buyers, one attempt each, one product; a scheduler
@@ -709,7 +775,7 @@ pub struct ExploreArgs {
     pub stock: i64,
 
     /// Units each attempt tries to buy.
-    #[arg(short, long, default_value_t = 1, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub quantity: i64,
 
     /// Explore the schedules with at most P preemptions (switches away from

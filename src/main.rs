@@ -4,12 +4,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::CommandFactory;
 
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
-    let cli = racelab::cli::Cli::parse();
-    let outcome = racelab::commands::main(cli);
+    let matches = racelab::cli::Cli::command().get_matches();
+    let outcome = racelab::commands::main_matches(&matches);
     racelab::timings::report(started);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

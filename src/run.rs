@@ -10,13 +10,14 @@
 //! once.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::Audit;
 use crate::engine::{self, Control, Lanes, ProductPicker, RaceConfig, RaceOutput, Stop};
 use crate::error::Interrupted;
-use crate::report::progress::Progress;
+use crate::report::progress::{Display, Goal, Progress, Task};
 use crate::report::{save, Output};
 use crate::result::{
     DatabaseInfo, OpenLoopInfo, RaceRecord, RunResult, ScenarioInfo, Status, Subject,
@@ -196,16 +197,21 @@ pub async fn execute<T: Target>(
     control: &Arc<Control>,
 ) -> anyhow::Result<Vec<RunResult>> {
     let mut results = Vec::new();
+    let races = targets.len() as u64 * u64::from(pipeline.repeat);
+    let progress = Progress::start(Display::detect(output.quiet), Some(races));
     'targets: for target in targets {
         for repetition in 1..=pipeline.repeat {
             if control.is_stopped() {
                 break 'targets;
             }
-            match race_once(target, repetition, pipeline, output, control).await? {
+            match race_once(target, repetition, pipeline, control, &progress).await? {
                 Some(result) => {
+                    progress.step_done();
                     if let Some(dir) = &output.save_dir {
                         let path = save::save(dir, &result)?;
-                        output.note(&format!("saved {}", path.display()));
+                        if !output.quiet {
+                            progress.println(&format!("saved {}", path.display()));
+                        }
                     }
                     results.push(result);
                 }
@@ -227,13 +233,35 @@ async fn race_once<T: Target>(
     target: &T,
     repetition: u32,
     pipeline: &Pipeline,
-    output: &Output,
     control: &Arc<Control>,
+    progress: &Progress,
 ) -> anyhow::Result<Option<RunResult>> {
     let started_at = now_rfc3339();
     let seed = pipeline.seed_of(repetition);
     let config = pipeline.race_config(seed);
     let lanes = target.lanes();
+    let label = if pipeline.repeat > 1 {
+        format!("{} run {repetition}/{}", target.label(), pipeline.repeat)
+    } else {
+        target.label().to_string()
+    };
+    let c = control.clone();
+    progress.show(Task::new(
+        format!("connecting buyers for {label}"),
+        "connections",
+        move || {
+            let total = c.opening.load(Ordering::Relaxed);
+            let done = c.opened.load(Ordering::Relaxed);
+            (
+                done,
+                if total > 0 {
+                    Goal::Count(total)
+                } else {
+                    Goal::Open
+                },
+            )
+        },
+    ));
     // The buyers connect while the lab is readied where neither needs the
     // other.
     let (before, opened) = if target.connect_while_preparing() {
@@ -248,18 +276,20 @@ async fn race_once<T: Target>(
         Err(e) if e.is::<Interrupted>() => return Ok(None),
         Err(e) => return Err(e),
     };
-    let label = if pipeline.repeat > 1 {
-        format!("{} {repetition}/{}", target.label(), pipeline.repeat)
-    } else {
-        target.label().to_string()
-    };
     let sc = &pipeline.scenario;
-    let total = sc
-        .demand()
-        .map(|_| u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer));
-    let progress = Progress::start(!output.quiet, &label, total, control.clone());
+    let goal = match config.duration {
+        Some(d) => Goal::Time(d),
+        None => Goal::Count(u64::from(sc.buyers) * u64::from(sc.attempts_per_buyer)),
+    };
+    control.done.store(0, Ordering::Relaxed);
+    let c = control.clone();
+    progress.show(Task::new(
+        format!("racing {label}"),
+        "attempts",
+        move || (c.done.load(Ordering::Relaxed), goal),
+    ));
     let raced = engine::race_opened(lanes, opened, config, control.clone()).await;
-    progress.finish();
+    progress.clear();
     let (race, lanes) = match raced {
         Ok(raced) => raced,
         Err(e) if e.is::<Interrupted>() => return Ok(None),

@@ -1,15 +1,24 @@
-//! `racelab list` and `racelab show`: what strategies and scenarios exist,
-//! and a strategy's script, highlighted on a terminal.
+//! `racelab list` and `racelab show`: what strategies and scenarios exist
+//! (as text, or as JSON with `--json`: docs/cli.schema.json), and a
+//! strategy's script, highlighted on a terminal.
 
 use std::fmt::Write;
 use std::path::Path;
+
+use serde::Serialize;
 
 use crate::scenario::{self, Scenario};
 use crate::strategy;
 
 /// `racelab list`.
-pub fn list() -> anyhow::Result<()> {
-    crate::report::emit(&listing());
+pub fn list(json: bool) -> anyhow::Result<()> {
+    let catalog = catalog();
+    if json {
+        let text = serde_json::to_string_pretty(&catalog).expect("the catalog serializes");
+        crate::report::emit(&format!("{text}\n"));
+    } else {
+        crate::report::emit(&listing(&catalog, crate::report::columns(false)));
+    }
     Ok(())
 }
 
@@ -19,48 +28,141 @@ pub fn show(spec: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The catalog: built-ins, then files in ./strategies and ./scenarios that
-/// are not built-ins.
-pub fn listing() -> String {
-    let mut out = String::from("Strategies (racelab run --strategy NAME):\n");
-    for (name, source) in strategy::builtins() {
-        let _ = writeln!(
-            out,
-            "  {name:<18} {}",
-            first_sentence(&strategy::description(source))
-        );
+/// What `racelab list` shows (`--json`: docs/cli.schema.json).
+#[derive(Debug, Serialize)]
+pub struct Catalog {
+    pub strategies: Vec<Entry>,
+    pub scenarios: Vec<Entry>,
+}
+
+/// One strategy or scenario.
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    /// What `--strategy` or `--scenario` takes.
+    pub name: String,
+    /// `builtin`, or the path of the local file (./strategies, ./scenarios).
+    pub source: String,
+    /// The description's first sentence, whole.
+    pub summary: String,
+    /// The whole description.
+    pub description: String,
+    /// Why a local file cannot be used as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A scenario's workload (absent for strategies and invalid files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<Scenario>,
+}
+
+impl Entry {
+    fn new(name: &str, source: String, description: String) -> Entry {
+        Entry {
+            summary: summary(name, &description),
+            name: name.to_string(),
+            source,
+            description,
+            error: None,
+            scenario: None,
+        }
     }
+
+    fn broken(name: &str, source: String, error: String) -> Entry {
+        Entry {
+            error: Some(error),
+            ..Entry::new(name, source, String::new())
+        }
+    }
+}
+
+/// The catalog: built-ins, then files in ./strategies and ./scenarios that
+/// are not built-ins (a local strategy is run by its name, a local
+/// scenario by its path).
+pub fn catalog() -> Catalog {
+    let mut strategies: Vec<Entry> = strategy::builtins()
+        .iter()
+        .map(|(name, source)| Entry::new(name, "builtin".into(), strategy::description(source)))
+        .collect();
     let local = local_files("strategies", "sql", |stem| {
         strategy::builtins().iter().any(|(n, _)| *n == stem)
     });
-    if !local.is_empty() {
-        out.push_str("\nLocal strategies (./strategies):\n");
-        for (_, path) in local {
-            let desc = std::fs::read_to_string(&path)
-                .map(|s| first_sentence(&strategy::description(&s)))
-                .unwrap_or_else(|e| format!("(unreadable: {e})"));
-            let _ = writeln!(out, "  {:<18} {desc}", format!("./{}", path.display()));
-        }
+    for (stem, path) in local {
+        let shown = format!("./{}", path.display());
+        strategies.push(match strategy::load(&shown) {
+            Ok(s) => Entry::new(&stem, shown, s.description.clone()),
+            Err(e) => {
+                let first = format!("{e:#}").lines().next().unwrap_or("").to_string();
+                Entry::broken(&stem, shown, first)
+            }
+        });
     }
-    out.push_str("\nScenarios (racelab run --scenario NAME):\n");
+    let mut scenarios: Vec<Entry> = Vec::new();
     for (name, _) in scenario::builtins() {
-        let desc = Scenario::load(name)
-            .map(|s| s.description)
-            .unwrap_or_default();
-        let _ = writeln!(out, "  {name:<18} {desc}");
+        scenarios.push(match Scenario::load(name) {
+            Ok(s) => Entry {
+                scenario: Some(s.clone()),
+                ..Entry::new(name, "builtin".into(), s.description)
+            },
+            Err(e) => Entry::broken(name, "builtin".into(), e.to_string()),
+        });
     }
     let local = local_files("scenarios", "toml", |stem| {
         scenario::builtins().iter().any(|(n, _)| *n == stem)
     });
-    if !local.is_empty() {
-        out.push_str("\nLocal scenarios (./scenarios):\n");
-        for (_, path) in local {
-            let shown = format!("./{}", path.display());
-            let desc = match Scenario::load(&shown) {
-                Ok(s) => s.description,
-                Err(e) => format!("(invalid: {e})"),
+    for (_, path) in local {
+        let shown = format!("./{}", path.display());
+        scenarios.push(match Scenario::load(&shown) {
+            Ok(s) => Entry {
+                scenario: Some(s.clone()),
+                ..Entry::new(&shown, shown.clone(), s.description)
+            },
+            Err(e) => {
+                let e = e.to_string();
+                let why = e.strip_prefix(&format!("{shown}: ")).unwrap_or(&e);
+                Entry::broken(&shown, shown.clone(), why.to_string())
+            }
+        });
+    }
+    Catalog {
+        strategies,
+        scenarios,
+    }
+}
+
+/// The catalog as text, each summary wrapped to `columns` beside its name.
+pub fn listing(c: &Catalog, columns: Option<usize>) -> String {
+    let mut out = String::new();
+    let sections = [
+        (
+            "Strategies (racelab run --strategy NAME):",
+            "Local strategies (./strategies; racelab run --strategy NAME):",
+            &c.strategies,
+        ),
+        (
+            "Scenarios (racelab run --scenario NAME):",
+            "Local scenarios (./scenarios; racelab run --scenario PATH):",
+            &c.scenarios,
+        ),
+    ];
+    for (i, (builtin, local, entries)) in sections.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{builtin}");
+        let mut in_local = false;
+        for e in entries {
+            if e.source != "builtin" && !in_local {
+                in_local = true;
+                let _ = writeln!(out, "\n{local}");
+            }
+            let text = match &e.error {
+                Some(err) => format!("(cannot be used: {err})"),
+                None => e.summary.clone(),
             };
-            let _ = writeln!(out, "  {shown:<18} {desc}");
+            out.push_str(&crate::report::wrap_indent(
+                &format!("  {:<18} {text}\n", e.name),
+                columns,
+                21,
+            ));
         }
     }
     out
@@ -88,11 +190,36 @@ fn local_files(
     files
 }
 
-fn first_sentence(text: &str) -> String {
-    let line = text.lines().next().unwrap_or("").trim();
-    match line.find(". ") {
-        Some(i) => line[..=i].to_string(),
-        None => line.to_string(),
+/// The first sentence of a description, whole (it may span lines),
+/// without a leading "name: ".
+fn summary(name: &str, description: &str) -> String {
+    let paragraph: Vec<&str> = description
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let text = paragraph.join(" ");
+    let text = text.strip_prefix(&format!("{name}: ")).unwrap_or(&text);
+    let mut end = text.len();
+    for (i, c) in text.char_indices() {
+        if !matches!(c, '.' | '!' | '?') {
+            continue;
+        }
+        let after = &text[i + 1..];
+        let word = text[..i].rsplit(' ').next().unwrap_or("");
+        // "e.g.", "..." and the like end no sentence.
+        let abbreviation =
+            matches!(word, "e.g" | "i.e" | "etc" | "vs" | "cf") || word.ends_with('.');
+        if (after.is_empty() || after.starts_with(' ')) && !abbreviation {
+            end = i + 1;
+            break;
+        }
+    }
+    let sentence = &text[..end];
+    let mut chars = sentence.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -146,4 +273,22 @@ fn color_vars(line: &str, resume: &str) -> String {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_is_the_whole_first_sentence() {
+        let d = "for-update: the naive purchase, but the read takes a row lock (SELECT ...\n\
+                 FOR UPDATE), so the next buyer waits, e.g. on a hot row. Safe: no stale read.";
+        assert_eq!(
+            summary("for-update", d),
+            "The naive purchase, but the read takes a row lock (SELECT ... FOR UPDATE), so the \
+             next buyer waits, e.g. on a hot row."
+        );
+        assert_eq!(summary("x", "x: no full stop"), "No full stop");
+        assert_eq!(summary("x", ""), "");
+    }
 }

@@ -128,18 +128,10 @@ impl Results for Raced<'_> {
         if let Some(why) = verdict::failure(self.gate(), self.runs) {
             return Some(why);
         }
-        let regressed: Vec<String> = self
-            .deltas
-            .iter()
-            .filter(|d| !d.regressions.is_empty())
-            .map(|d| format!("{}: {}", d.name, d.regressions.join(", ")))
-            .collect();
-        (!regressed.is_empty()).then(|| {
-            format!(
-                "slower than the baseline by more than {}%: {}",
-                self.plan.max_regression,
-                regressed.join("; ")
-            )
-        })
+        baseline::failure(
+            &self.deltas,
+            self.plan.max_regression,
+            self.plan.allow_missing,
+        )
     }
 }

@@ -23,12 +23,15 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 /// The flags, validated before anything starts.
 fn plan(a: &ServeArgs) -> anyhow::Result<ShopPlan> {
     let strategy = strategy::load(&a.strategy)?;
-    let scenario = Scenario::load(&a.scenario)?.with_overrides(&Overrides {
-        stock: a.stock,
-        products: a.products,
-        think_ms: a.think_ms,
-        ..Default::default()
-    })?;
+    let scenario = Scenario::load_with(
+        &a.scenario,
+        &Overrides {
+            stock: a.stock,
+            products: a.products,
+            think_ms: a.think_ms,
+            ..Default::default()
+        },
+    )?;
     let ip: IpAddr = a.bind.trim().parse().map_err(|_| {
         bad_input(format!(
             "--bind {:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)",

@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection};
 pub mod audit;
 pub mod bins;
 pub mod capacity;
+pub mod clean;
 pub mod cluster;
 mod daemon;
 pub mod keepalive;

@@ -97,11 +97,12 @@ impl Redis {
         format!("{}stock:{product}", self.prefix)
     }
 
-    /// Delete every key under the prefix (and only those).
-    pub async fn clear(&self) -> anyhow::Result<()> {
+    /// Delete every key under the prefix (and only those); how many.
+    pub async fn clear(&self) -> anyhow::Result<u64> {
         let mut conn = self.admin.clone();
         let pattern = format!("{}*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
+        let mut deleted = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -118,14 +119,15 @@ impl Redis {
                 .filter(|k| k.starts_with(&*self.prefix))
                 .collect();
             if !mine.is_empty() {
-                let _: i64 = redis::cmd("DEL")
+                let n: u64 = redis::cmd("DEL")
                     .arg(mine)
                     .query_async(&mut conn)
                     .await
                     .context("deleting racelab's Redis keys")?;
+                deleted += n;
             }
             if next == 0 {
-                return Ok(());
+                return Ok(deleted);
             }
             cursor = next;
         }
@@ -175,7 +177,7 @@ impl Redis {
                 .await
                 .context("stopping redis-server")??;
         }
-        cleared
+        cleared.map(|_| ())
     }
 }
 

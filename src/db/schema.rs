@@ -104,7 +104,10 @@ pub async fn ownership(conn: &mut PgConnection, schema: &str) -> anyhow::Result<
 /// Objects outside the schema (oid `ns`) that depend on objects inside it:
 /// what `DROP SCHEMA ... CASCADE` would drop besides the lab. Descriptions,
 /// at most 5.
-async fn foreign_dependents(conn: &mut PgConnection, ns: i64) -> anyhow::Result<Vec<String>> {
+pub(super) async fn foreign_dependents(
+    conn: &mut PgConnection,
+    ns: i64,
+) -> anyhow::Result<Vec<String>> {
     let rows = sqlx::query(
         r#"
 WITH ours AS (
@@ -181,7 +184,10 @@ async fn run_migrations(conn: &mut PgConnection, schema: &str) -> anyhow::Result
 /// Lock the schema name for this transaction and check who owns it: the
 /// oid when it is racelab's, `None` when absent, and an error (touching
 /// nothing) when a schema of that name is someone else's.
-async fn ours_locked(conn: &mut PgConnection, schema: &str) -> anyhow::Result<Option<i64>> {
+pub(super) async fn ours_locked(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> anyhow::Result<Option<i64>> {
     lock_schema(&mut *conn, schema).await?;
     match ownership(conn, schema).await? {
         Ownership::Foreign => Err(SchemaError::NotOurs {

@@ -27,6 +27,10 @@ pub struct Control {
     notify: Notify,
     /// Attempts finished so far in the current race.
     pub done: AtomicU64,
+    /// Set-up tasks (buyers' connections) started before the current
+    /// race, and how many of them are done: progress while buyers connect.
+    pub opening: AtomicU64,
+    pub opened: AtomicU64,
     next_attempt: AtomicI64,
 }
 
@@ -88,6 +92,9 @@ pub async fn join_unless_stopped<T: 'static, U>(
     mut each: impl FnMut(T) -> anyhow::Result<U>,
 ) -> anyhow::Result<Vec<U>> {
     let mut out = Vec::with_capacity(set.len());
+    control
+        .opening
+        .fetch_add(set.len() as u64, Ordering::Relaxed);
     let stopped = control.stopped();
     tokio::pin!(stopped);
     loop {
@@ -99,7 +106,10 @@ pub async fn join_unless_stopped<T: 'static, U>(
             }
             joined = set.join_next() => match joined {
                 None => break,
-                Some(r) => out.push(each(r.context("a set-up task panicked")?)?),
+                Some(r) => {
+                    out.push(each(r.context("a set-up task panicked")?)?);
+                    control.opened.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

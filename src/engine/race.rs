@@ -3,6 +3,7 @@
 //! (a nemesis), and merge every buyer's tally, traces and contention
 //! counts once at the end.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,8 @@ pub async fn open<L: Lanes>(
     control: &Control,
 ) -> anyhow::Result<Opened<L>> {
     let connecting = Instant::now();
+    control.opening.store(0, Ordering::Relaxed);
+    control.opened.store(0, Ordering::Relaxed);
     let opened = lanes.open(config, control).await?;
     Ok(Opened {
         lanes: opened,

@@ -23,6 +23,7 @@ pub mod lab;
 pub mod monitor;
 pub mod schedule;
 pub mod scheduler;
+pub mod space;
 pub mod spec;
 pub mod step;
 
@@ -38,6 +39,7 @@ use crate::engine::Control;
 use crate::error::bad_input;
 use crate::outcome::Outcome;
 use crate::plan::explore::ExplorePlan;
+use crate::report::progress::{Display, Progress, Task};
 use crate::result::explore::{
     BuyerEnd, Counterexample, ExploreAnomaly, ExploreKind, ExploreResult, ExploreVerdict,
     Overtaken, Problem, ScheduleStep, StepRole,
@@ -214,6 +216,7 @@ async fn explore_loop(
     let mut retry = 0;
     // Where the time goes, for RACELAB_TIMINGS=1.
     let (mut t_reset, mut t_run, mut t_audit) = Default::default();
+    let (progress, meter) = progress(plan, replaying);
     loop {
         if control.is_stopped() {
             break;
@@ -295,6 +298,7 @@ async fn explore_loop(
             }
         }
         t_audit += t.elapsed();
+        meter.record(&exec.schedule(), totals.explored);
         if replaying {
             break;
         }
@@ -312,12 +316,36 @@ async fn explore_loop(
             }
         }
     }
+    drop(progress);
     timings::record("explore: reset the lab", t_reset);
     timings::record("explore: run the schedules", t_run);
     timings::record("explore: audit and record", t_audit);
     let status = crate::run::status_of(control);
     let complete = complete || (replaying && status.0 == Status::Completed);
     Ok(Some((totals, replay, status, complete)))
+}
+
+/// The progress display of the schedules (none for one schedule replayed
+/// or stepped through), and the meter it reads.
+fn progress(plan: &ExplorePlan, replaying: bool) -> (Progress, Arc<space::Meter>) {
+    let meter = Arc::new(space::Meter::new(plan.buyers, plan.bound));
+    if replaying {
+        return (Progress::off(), meter);
+    }
+    let progress = Progress::start(Display::detect(plan.output.quiet), None);
+    let m = meter.clone();
+    let bound = plan.bound.map_or("every schedule".to_string(), |p| {
+        format!("at most {p} preemptions")
+    });
+    progress.show(Task::new(
+        format!(
+            "explore {}, {} buyers, {bound}",
+            plan.strategy.name, plan.buyers
+        ),
+        "schedules",
+        move || m.read(),
+    ));
+    (progress, meter)
 }
 
 /// Whether `c` beats the shortest counterexample so far: fewer steps, then

@@ -251,12 +251,7 @@ impl Target for ServiceTarget<'_> {
         });
         let audit = raced.audited(audit, "reading the truth after the race")?;
         let l = &svc.lanes;
-        let audited = l
-            .flow
-            .race_steps()
-            .last()
-            .map(|(_, s)| s)
-            .expect("a flow has a race step");
+        let audited = l.flow.audited();
         let flow = l.flow.is_file().then(|| {
             Box::new(report::flow_info(
                 &l.flow,

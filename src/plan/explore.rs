@@ -102,12 +102,7 @@ impl ExplorePlan {
         }
         // The buyers, the monitor, and one for preparing the lab.
         let db = db_options(&args.db, args.buyers + 3)?;
-        if args.output.histogram {
-            return Err(bad_input(
-                "--histogram draws latency, and explore has none to draw (it runs one statement at a time); drop --histogram",
-            ));
-        }
-        let output = super::output_of(&args.output)?;
+        let output = super::output_of(&args.output, &Default::default())?;
         Ok(ExplorePlan {
             strategy,
             buyers: args.buyers,
@@ -157,8 +152,13 @@ pub fn parse_schedule(text: &str, buyers: u32) -> anyhow::Result<Vec<u32>> {
         })?;
         if b == 0 || b > buyers {
             return Err(bad_input(format!(
-                "--schedule: step {step} names buyer {b}, but there are only {buyers} buyers (1 to {buyers}); \
-                 add --buyers {b} or fix the schedule"
+                "--schedule: step {step} names buyer {b}, but there {} (1 to {buyers}); \
+                 add --buyers {b} or fix the schedule",
+                if buyers == 1 {
+                    "is only 1 buyer".to_string()
+                } else {
+                    format!("are only {buyers} buyers")
+                }
             )));
         }
         out.push(b);

@@ -8,7 +8,7 @@ use crate::db::pgbouncer::{self, PgBouncerOptions, PoolMode};
 use crate::error::bad_input;
 use crate::lab::{Faults, Lab};
 use crate::run::Pipeline;
-use crate::strategy::{self, Strategy};
+use crate::strategy::{self, Origin, Strategy};
 use crate::trace::MAX_TRACED_BUYERS;
 
 /// The strategies to race, loaded and parsed: the names given, or every
@@ -31,15 +31,41 @@ pub(super) fn strategies_of(specs: &[String]) -> anyhow::Result<Vec<Strategy>> {
             "--strategies is empty: name at least one strategy (see `racelab list`)",
         ));
     }
-    let mut strategies = Vec::with_capacity(specs.len());
+    let mut strategies: Vec<Strategy> = Vec::with_capacity(specs.len());
     for spec in &specs {
         let s = strategy::load(spec)?;
-        if strategies.iter().any(|o: &Strategy| o.name == s.name) {
-            return Err(bad_input(format!("strategy `{}` is named twice", s.name)));
+        if let Some(o) = strategies.iter().find(|o| same_script(o, &s)) {
+            return Err(bad_input(format!(
+                "strategy `{}` is given twice ({spec}); name each strategy once",
+                o.name
+            )));
         }
         strategies.push(s);
     }
+    // Different scripts of one name (two folders' purchase.sql, a file
+    // named like a built-in): the files are named by their paths.
+    let names: Vec<String> = strategies.iter().map(|s| s.name.clone()).collect();
+    for s in &mut strategies {
+        if names.iter().filter(|n| **n == s.name).count() > 1 {
+            if let Origin::File(path) = &s.origin {
+                s.name = path.display().to_string();
+            }
+        }
+    }
     Ok(strategies)
+}
+
+/// Whether two loaded strategies are the same script: the same built-in,
+/// or the same file by whatever path.
+fn same_script(a: &Strategy, b: &Strategy) -> bool {
+    match (&a.origin, &b.origin) {
+        (Origin::Builtin, Origin::Builtin) => a.name == b.name,
+        (Origin::File(x), Origin::File(y)) => match (x.canonicalize(), y.canonicalize()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => x == y,
+        },
+        _ => false,
+    }
 }
 
 /// The SQL lab: the server, the statement limit, `--watch`, `--trace`.
@@ -82,8 +108,8 @@ pub(super) fn lab_of(
         timeout_ms: a.sql.timeout.unwrap_or(0),
         watch_ms: a.watch,
         redis: crate::db::redis::RedisOptions {
-            url: a.db.redis_url.clone(),
-            bin: a.db.redis_bin.clone(),
+            url: a.redis.redis_url.clone(),
+            bin: a.redis.redis_bin.clone(),
         },
     })
 }

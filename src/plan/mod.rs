@@ -20,12 +20,16 @@ mod service;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs};
+use crate::cli::{
+    self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs, TableArgs,
+};
 use crate::db::DbOptions;
 use crate::error::{bad_input, Diagnostic};
 use crate::http;
 use crate::lab::Lab;
+use crate::report::group::Key;
 use crate::report::{Output, RunResult};
+use crate::result::Topology;
 use crate::run::Pipeline;
 use crate::scenario::{Overrides, Scenario, ScenarioError};
 use crate::strategy::{ParseError, Strategy};
@@ -48,6 +52,8 @@ pub struct Plan {
     /// Saved runs to compare latency and throughput with (`--baseline`).
     pub baseline: Vec<RunResult>,
     pub max_regression: f64,
+    /// `--allow-missing`: a strategy without a baseline run passes.
+    pub allow_missing: bool,
     pub output: Output,
     /// Print the side-by-side table: `compare`, or several repetitions.
     pub grouped: bool,
@@ -88,6 +94,13 @@ impl<'a> RaceArgs<'a> {
         match self {
             RaceArgs::Lab { args, .. } => &args.gate,
             RaceArgs::Http(a) => &a.gate,
+        }
+    }
+
+    fn tables(&self) -> &'a TableArgs {
+        match self {
+            RaceArgs::Lab { args, .. } => &args.tables,
+            RaceArgs::Http(a) => &a.tables,
         }
     }
 
@@ -140,7 +153,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         RaceArgs::Http(a) => Target::Http(Box::new(request_of(a)?), a),
     };
     let sargs = args.scenario();
-    let scenario = Scenario::load(&sargs.scenario)?.with_overrides(&overrides(&args))?;
+    let scenario = Scenario::load_with(&sargs.scenario, &overrides(&args))?;
     let gate = args.gate();
     if gate.repeat == 0 || gate.repeat > MAX_REPEAT {
         return Err(bad_input(format!(
@@ -154,7 +167,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
             gate.max_regression
         )));
     }
-    let output = output_of(args.output())?;
+    let output = output_of(args.output(), args.tables())?;
     let mut pipeline = Pipeline {
         scenario,
         max_tries: DEFAULT_MAX_TRIES,
@@ -179,7 +192,24 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
     let baseline = if gate.baseline.is_empty() {
         Vec::new()
     } else {
-        crate::report::baseline::load(&gate.baseline)?
+        let key = match &target {
+            TargetPlan::Lab(lab) => Key::new(
+                &pipeline.scenario,
+                pipeline.max_tries,
+                lab.via
+                    .as_ref()
+                    .map(|v| Topology::pgbouncer(v.pool_mode, v.pool_size)),
+                None,
+            ),
+            TargetPlan::Http(service) => Key::new(
+                &pipeline.scenario,
+                pipeline.max_tries,
+                None,
+                Some(service.lanes.flow.target()),
+            ),
+        };
+        let runs = crate::report::baseline::load(&gate.baseline)?;
+        crate::report::baseline::comparable(&gate.baseline, runs, &key)?
     };
     Ok(Plan {
         pipeline,
@@ -190,6 +220,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         },
         baseline,
         max_regression: gate.max_regression,
+        allow_missing: gate.allow_missing,
         output,
         grouped,
         backend,
@@ -263,7 +294,7 @@ pub fn db_options(db: &DbArgs, max_connections: u32) -> anyhow::Result<DbOptions
     })
 }
 
-pub(crate) fn connect_timeout(secs: f64) -> anyhow::Result<Duration> {
+pub fn connect_timeout(secs: f64) -> anyhow::Result<Duration> {
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
         return Err(bad_input(format!(
             "--connect-timeout must be between 0 and 3600 seconds, got {secs}"
@@ -274,7 +305,7 @@ pub(crate) fn connect_timeout(secs: f64) -> anyhow::Result<Duration> {
 
 /// Validate the output flags: the results directory is writable, the
 /// JUnit and trace files' directories exist.
-pub fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
+pub fn output_of(out: &OutputArgs, tables: &TableArgs) -> anyhow::Result<Output> {
     let save_dir = (!out.no_save).then(|| out.out.clone());
     if let Some(dir) = &save_dir {
         crate::report::save::check_writable(dir)?;
@@ -299,7 +330,8 @@ pub fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
         junit: out.junit.clone(),
         trace: out.trace.is_some(),
         trace_file: out.trace.clone().flatten(),
-        histogram: out.histogram,
+        histogram: tables.histogram,
+        wide: tables.wide,
     })
 }
 

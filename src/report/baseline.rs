@@ -3,15 +3,21 @@
 //! `--max-regression` percent, and the baseline's attempts/s may not exceed
 //! the current one by more than that percent.
 //! Baseline and current runs are folded per strategy exactly like the
-//! compare table (merged histograms), so repetitions compare like with like.
+//! compare table (merged histograms), so repetitions compare like with like;
+//! and only runs of the same target and workload (`group::Key`) are
+//! compared at all: a baseline of another scenario or other parameters is
+//! refused before anything runs. A strategy of the run that the baseline
+//! lacks fails the gate (a misspelt name must not pass), unless
+//! `--allow-missing`.
 
 use std::path::PathBuf;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Cell, CellAlignment, Color, Table};
+use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table};
 
 use super::compare::{summarize, StrategySummary};
-use super::{fmt_count, fmt_us};
+use super::group::Key;
+use super::{fmt_rate, fmt_us};
 use crate::error::bad_input;
 use crate::result::RunResult;
 
@@ -46,6 +52,31 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<RunResult>> {
         return Err(bad_input("--baseline: the files hold no runs"));
     }
     Ok(runs)
+}
+
+/// The baseline's runs of the workload `key` is about to run; bad input
+/// when it has none, naming where the workloads differ.
+pub fn comparable(
+    paths: &[PathBuf],
+    baseline: Vec<RunResult>,
+    key: &Key,
+) -> anyhow::Result<Vec<RunResult>> {
+    let first = baseline.first().map(Key::of);
+    let same: Vec<RunResult> = baseline
+        .into_iter()
+        .filter(|r| Key::of(r) == *key)
+        .collect();
+    if !same.is_empty() {
+        return Ok(same);
+    }
+    let files: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let differ = first.map(|f| key.differences(&f)).unwrap_or_default();
+    Err(bad_input(format!(
+        "--baseline {}: its runs are of another workload ({}); a baseline compares like \
+         with like: make it with the same scenario and flags",
+        files.join(", "),
+        differ.join(", ")
+    )))
 }
 
 /// One strategy measured against its baseline.
@@ -99,8 +130,8 @@ pub fn compare(baseline: &[RunResult], current: &[RunResult], max_pct: f64) -> V
                 if pct > max_pct {
                     regressions.push(format!(
                         "attempts/s {} -> {} (baseline {pct:.0}% faster)",
-                        fmt_count(b.attempts_per_sec().round() as u64),
-                        fmt_count(now.attempts_per_sec().round() as u64)
+                        fmt_rate(b.attempts_per_sec()),
+                        fmt_rate(now.attempts_per_sec())
                     ));
                 }
             }
@@ -114,13 +145,49 @@ pub fn compare(baseline: &[RunResult], current: &[RunResult], max_pct: f64) -> V
         .collect()
 }
 
+/// Why the gate fails against the baseline, if it does: what regressed
+/// beyond `max_pct`, and (unless `allow_missing`) the strategies the
+/// baseline has no run of.
+pub fn failure(deltas: &[Delta], max_pct: f64, allow_missing: bool) -> Option<String> {
+    let mut why = Vec::new();
+    let regressed: Vec<String> = deltas
+        .iter()
+        .filter(|d| !d.regressions.is_empty())
+        .map(|d| format!("{}: {}", d.name, d.regressions.join(", ")))
+        .collect();
+    if !regressed.is_empty() {
+        why.push(format!(
+            "slower than the baseline by more than {max_pct}%: {}",
+            regressed.join("; ")
+        ));
+    }
+    let missing: Vec<&str> = deltas
+        .iter()
+        .filter(|d| d.base.is_none())
+        .map(|d| d.name.as_str())
+        .collect();
+    if !missing.is_empty() && !allow_missing {
+        why.push(format!(
+            "the baseline has no run of {}: check the name, or pass --allow-missing to \
+             accept strategies the baseline lacks",
+            missing.join(", ")
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
 /// Print the deltas, if any: on stdout beside the table, on stderr when
 /// stdout carries the JSON.
 pub fn print(deltas: &[Delta], max_pct: f64, output: &super::Output) {
     if deltas.is_empty() {
         return;
     }
-    let table = render(deltas, max_pct, super::stdout_color());
+    let table = render(
+        deltas,
+        max_pct,
+        super::stdout_color(),
+        super::columns(output.wide),
+    );
     if output.json {
         eprint!("{table}");
     } else {
@@ -128,10 +195,14 @@ pub fn print(deltas: &[Delta], max_pct: f64, output: &super::Output) {
     }
 }
 
-/// The deltas as a table.
-pub fn render(deltas: &[Delta], max_pct: f64, color: bool) -> String {
+/// The deltas as a table, fitted to `columns` characters (None: no limit).
+pub fn render(deltas: &[Delta], max_pct: f64, color: bool, columns: Option<usize>) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
+    if let Some(w) = columns {
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        t.set_width(u16::try_from(w).unwrap_or(u16::MAX));
+    }
     t.set_header(vec![
         "strategy",
         "p50 (base -> now)",
@@ -161,8 +232,8 @@ pub fn render(deltas: &[Delta], max_pct: f64, color: bool) -> String {
         };
         let tput = format!(
             "{} -> {} ({:+.0}%)",
-            fmt_count(b.attempts_per_sec().round() as u64),
-            fmt_count(d.now.attempts_per_sec().round() as u64),
+            fmt_rate(b.attempts_per_sec()),
+            fmt_rate(d.now.attempts_per_sec()),
             change_pct(b.attempts_per_sec(), d.now.attempts_per_sec())
         );
         let mut verdict = Cell::new(if d.regressions.is_empty() {

@@ -5,13 +5,15 @@
 //! into the `{"runs": [...]}` JSON (`summary`).
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Attribute, Cell, CellAlignment, Table};
+use comfy_table::{
+    Attribute, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, TableComponent,
+};
 use serde::Serialize;
 
-use super::table::{headline, verdict_color};
-use super::{fmt_count, fmt_us};
+use super::table::{headline, verdict_color, watch_line, workload};
+use super::{fmt_count, fmt_rate, fmt_us, wrap};
 use crate::result::{RunResult, Summary};
-use crate::verdict::{self, Overall, Verdict};
+use crate::verdict::{self, counted, Overall, Verdict};
 
 /// One strategy (or target) over all its runs. In JSON: the `summary`
 /// rows of `{"runs": [...]}` (docs/result.schema.json).
@@ -134,68 +136,78 @@ fn share(part: u64, whole: u64) -> String {
     }
 }
 
-/// The compare table, with the scenario headline above it.
+/// The compare table, with the scenario headline above it, every column
+/// at its natural width (`--wide`).
 pub fn render(results: &[RunResult], color: bool) -> String {
+    render_within(results, color, None)
+}
+
+/// One column of the compare table: its header, a cell per strategy, and
+/// whether the compact layout keeps it.
+struct Column {
+    header: &'static str,
+    cells: Vec<Cell>,
+    essential: bool,
+}
+
+/// The compare table fitted to `columns` characters (None: no limit).
+/// When every column does not fit, the compact layout keeps the essential
+/// ones (the verdict, what was sold, latency, throughput, and any column
+/// that holds a failure) and names the rest, which `--wide` and `--json`
+/// show; prose lines wrap at the same width.
+pub fn render_within(results: &[RunResult], color: bool, columns: Option<usize>) -> String {
     let Some(first) = results.first() else {
         return "no runs finished\n".to_string();
     };
     let summaries = summarize(results);
-    let repeated = summaries.iter().any(|s| s.overall.runs > 1);
+    let all = table_columns(&summaries, color);
+    let natural = width(&all, false);
+    let (shown, hidden): (Vec<Column>, Vec<Column>) = match columns {
+        Some(w) if natural > w => all.into_iter().partition(|c| c.essential),
+        _ => (all, Vec::new()),
+    };
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    let mut header = vec!["strategy", "verdict", "sold / stock", "oversold", "drift"];
-    if repeated {
-        header.extend(["oversold runs", "max oversold"]);
+    t.set_header(shown.iter().map(|c| c.header).collect::<Vec<_>>());
+    for i in 0..summaries.len() {
+        t.add_row(shown.iter().map(|c| c.cells[i].clone()).collect::<Vec<_>>());
     }
-    header.extend([
-        "sold out",
-        "rejected",
-        "retries",
-        "gave up",
-        "errors",
-        "peak",
-        "overlapped",
-        "p50",
-        "p99",
-        "attempts/s",
-    ]);
-    t.set_header(header);
-    for s in &summaries {
-        let right = |v: String| Cell::new(v).set_alignment(CellAlignment::Right);
-        let mut verdict = Cell::new(s.overall.word());
-        if color {
-            verdict = verdict.fg(verdict_color(s.overall.verdict));
-            if s.overall.verdict != Some(Verdict::Safe) {
-                verdict = verdict.add_attribute(Attribute::Bold);
+    if !hidden.is_empty() {
+        compact(&mut t);
+    }
+    if let Some(w) = columns.filter(|&w| !hidden.is_empty() && width(&shown, true) > w) {
+        // Still too wide: only the verdict wraps; names and numbers stay whole.
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        t.set_width(u16::try_from(w).unwrap_or(u16::MAX));
+        for (column, c) in t.column_iter_mut().zip(&shown) {
+            if c.header != "verdict" {
+                column.set_constraint(ColumnConstraint::ContentWidth);
             }
         }
-        let mut row = vec![
-            Cell::new(&s.name),
-            verdict,
-            right(format!("{} / {}", s.units_sold, s.stock)),
-            right(s.total_oversold.to_string()),
-            right(s.total_drift.to_string()),
-        ];
-        if repeated {
-            row.push(right(format!("{}/{}", s.overall.oversold, s.overall.runs)));
-            row.push(right(s.max_oversold.to_string()));
-        }
-        row.extend([
-            right(fmt_count(s.sold_out)),
-            right(fmt_count(s.rejected)),
-            right(fmt_count(s.retries)),
-            right(fmt_count(s.gave_up)),
-            right(fmt_count(s.errors + s.unknown)),
-            right(s.peak_in_flight.to_string()),
-            right(share(s.overlapped_attempts, s.attempts)),
-            right(fmt_us(s.latency.p50)),
-            right(fmt_us(s.latency.p99)),
-            right(fmt_count(s.attempts_per_sec().round() as u64)),
-        ]);
-        t.add_row(row);
     }
-    let first_line = headline(first).replacen(&format!("strategy {} on ", first.name()), "", 1);
-    let mut out = format!("{first_line}\n{t}\n");
+    let mut out = wrap(&workload_lines(first), columns);
+    let text = t.to_string();
+    for line in text.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if !hidden.is_empty() {
+        let names: Vec<&str> = hidden.iter().map(|c| c.header).collect();
+        out.push_str(&wrap(
+            &format!(
+                "{} more with --wide or --json: {}\n",
+                counted(names.len() as u64, "column", "columns"),
+                names.join(", ")
+            ),
+            columns,
+        ));
+    }
+    for r in results {
+        if let Some(w) = &r.watch {
+            let line = format!("{} run {}: {}\n", r.name(), r.repetition, watch_line(w));
+            out.push_str(&wrap(&line, columns));
+        }
+    }
     let bad: Vec<&str> = summaries
         .iter()
         .filter(|s| s.overall.verdict != Some(Verdict::Safe))
@@ -204,7 +216,126 @@ pub fn render(results: &[RunResult], color: bool) -> String {
     if bad.is_empty() {
         out.push_str("every strategy was safe\n");
     } else {
-        out.push_str(&format!("not safe: {}\n", bad.join(", ")));
+        out.push_str(&wrap(&format!("not safe: {}\n", bad.join(", ")), columns));
     }
     out
+}
+
+/// The compact layout spends no width on borders: columns two spaces
+/// apart, a rule under the header.
+fn compact(t: &mut Table) {
+    t.load_preset(COMPACT);
+    for c in [
+        TableComponent::LeftBorder,
+        TableComponent::RightBorder,
+        TableComponent::VerticalLines,
+        TableComponent::MiddleHeaderIntersections,
+    ] {
+        t.remove_style(c);
+    }
+    let last = t.column_count().saturating_sub(1);
+    for (i, column) in t.column_iter_mut().enumerate() {
+        column.set_padding((0, if i == last { 0 } else { 2 }));
+    }
+}
+
+const COMPACT: &str = "     ──            ";
+
+/// The headline of a compare: the workload and the server, without the
+/// strategy.
+fn workload_lines(first: &RunResult) -> String {
+    let head = headline(first);
+    let rest = head.split_once('\n').map_or("", |(_, rest)| rest);
+    match &first.strategy {
+        Some(_) => format!("{}\n{rest}\n", workload(first)),
+        None => format!("{head}\n"),
+    }
+}
+
+/// The width of a table of these columns at their natural widths, boxed
+/// or `compact`.
+fn width(columns: &[Column], compact: bool) -> usize {
+    let content: usize = columns
+        .iter()
+        .map(|c| {
+            c.cells
+                .iter()
+                .map(|cell| cell.content().lines().map(display_width).max().unwrap_or(0))
+                .chain(std::iter::once(display_width(c.header)))
+                .max()
+                .unwrap_or(0)
+        })
+        .sum();
+    // A space each side of every cell, and unless compact a border between
+    // and around them.
+    if compact {
+        content + 2 * columns.len().saturating_sub(1)
+    } else {
+        content + 3 * columns.len() + 1
+    }
+}
+
+fn display_width(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Every column of the compare table, in order.
+fn table_columns(summaries: &[StrategySummary], color: bool) -> Vec<Column> {
+    let repeated = summaries.iter().any(|s| s.overall.runs > 1);
+    let right = |v: String| Cell::new(v).set_alignment(CellAlignment::Right);
+    let col = |header, essential, cell: &dyn Fn(&StrategySummary) -> Cell| Column {
+        header,
+        essential,
+        cells: summaries.iter().map(cell).collect(),
+    };
+    let any = |f: &dyn Fn(&StrategySummary) -> u64| summaries.iter().any(|s| f(s) > 0);
+    let mut columns = vec![
+        col("strategy", true, &|s| Cell::new(&s.name)),
+        col("verdict", true, &|s| {
+            let mut verdict = Cell::new(s.overall.word());
+            if color {
+                verdict = verdict.fg(verdict_color(s.overall.verdict));
+                if s.overall.verdict != Some(Verdict::Safe) {
+                    verdict = verdict.add_attribute(Attribute::Bold);
+                }
+            }
+            verdict
+        }),
+        col("sold / stock", true, &|s| {
+            right(format!("{} / {}", s.units_sold, s.stock))
+        }),
+        col("oversold", true, &|s| right(s.total_oversold.to_string())),
+        col("drift", any(&|s| s.total_drift.unsigned_abs()), &|s| {
+            right(s.total_drift.to_string())
+        }),
+    ];
+    if repeated {
+        columns.push(col("oversold runs", false, &|s| {
+            right(format!("{}/{}", s.overall.oversold, s.overall.runs))
+        }));
+        columns.push(col("max oversold", false, &|s| {
+            right(s.max_oversold.to_string())
+        }));
+    }
+    columns.extend([
+        col("sold out", false, &|s| right(fmt_count(s.sold_out))),
+        col("rejected", false, &|s| right(fmt_count(s.rejected))),
+        col("retries", false, &|s| right(fmt_count(s.retries))),
+        col("gave up", any(&|s| s.gave_up), &|s| {
+            right(fmt_count(s.gave_up))
+        }),
+        col("errors", any(&|s| s.errors + s.unknown), &|s| {
+            right(fmt_count(s.errors + s.unknown))
+        }),
+        col("peak", false, &|s| right(s.peak_in_flight.to_string())),
+        col("overlapped", false, &|s| {
+            right(share(s.overlapped_attempts, s.attempts))
+        }),
+        col("p50", true, &|s| right(fmt_us(s.latency.p50))),
+        col("p99", true, &|s| right(fmt_us(s.latency.p99))),
+        col("attempts/s", true, &|s| {
+            right(fmt_rate(s.attempts_per_sec()))
+        }),
+    ]);
+    columns
 }

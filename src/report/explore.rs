@@ -40,8 +40,11 @@ pub fn render(r: &ExploreResult) -> String {
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(
         out,
-        "  steps       {} statements, longest schedule {}, {} waited on a lock, {} deadlocks",
-        r.steps, r.longest_schedule, r.waits, r.deadlocks
+        "  steps       {}, longest schedule {}, {} waited on a lock, {}",
+        plural(r.steps, "statement", "statements"),
+        r.longest_schedule,
+        r.waits,
+        plural(r.deadlocks, "deadlock", "deadlocks")
     );
     let _ = writeln!(
         out,
@@ -149,8 +152,8 @@ pub fn render_schedule(title: &str, c: &Counterexample) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{title}: {} steps, {} — schedule \"{}\"",
-        c.steps.len(),
+        "{title}: {}, {} — schedule \"{}\"",
+        plural(c.steps.len() as u64, "step", "steps"),
         plural(u64::from(c.preemptions), "preemption", "preemptions"),
         schedule_arg(&c.schedule)
     );

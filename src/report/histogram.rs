@@ -79,7 +79,11 @@ pub fn render(groups: &[Group]) -> String {
     );
     for (label, hs) in groups {
         for (outcome, h) in hs {
-            let _ = writeln!(out, "\n{label} · {outcome} ({} attempts)", h.len());
+            let _ = writeln!(
+                out,
+                "\n{label} · {outcome} ({})",
+                crate::verdict::counted(h.len(), "attempt", "attempts")
+            );
             for (w, c) in edges.windows(2).zip(counts(h)) {
                 let len = if c == 0 {
                     0
@@ -135,7 +139,7 @@ mod tests {
             ("y".into(), vec![("sold_out".into(), b)]),
         ]);
         assert!(text.contains("x · succeeded (4 attempts)"), "{text}");
-        assert!(text.contains("y · sold_out (1 attempts)"), "{text}");
+        assert!(text.contains("y · sold_out (1 attempt)"), "{text}");
         // The fullest bucket (3 attempts) gets the full bar; 1 attempt a third.
         assert!(text.contains(&format!("│{} 3", "█".repeat(BAR))), "{text}");
         assert!(

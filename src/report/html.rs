@@ -15,7 +15,7 @@ use plotters::prelude::*;
 
 use super::compare::summarize;
 use super::markup::escape as esc;
-use super::{fmt_count, fmt_us, RunResult};
+use super::{fmt_count, fmt_rate, fmt_us, RunResult};
 use crate::error::bad_input;
 use crate::result::explore::ExploreResult;
 
@@ -80,24 +80,46 @@ pub fn render(results: &[RunResult], explores: &[ExploreResult]) -> anyhow::Resu
 
 const HEAD: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>racelab report</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}\ntable{border-collapse:collapse;margin:1em 0}\nth,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\nth:first-child,td:first-child{text-align:left}\n.oversold{color:#b00;font-weight:bold}.safe{color:#070}.unsure{color:#a60;font-weight:bold}\nfigure{margin:1.5em 0}figcaption{color:#555}\npre{background:#f6f6f6;padding:8px;overflow-x:auto}\n</style></head><body>\n<h1>racelab report</h1>\n";
 
-/// The runs' part: the comparison table and the charts.
+/// The runs' part: one section per group of comparable runs (the same
+/// target and workload, `group`), titled with its own workload, each with
+/// its comparison table and charts.
 fn render_runs(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
     h.push_str(HEAD);
+    let groups = super::group::groups(results);
+    if groups.len() > 1 {
+        let _ = writeln!(
+            h,
+            "<p>{} in {} groups of comparable runs (the same target and workload).</p>",
+            crate::verdict::counted(results.len() as u64, "run", "runs"),
+            groups.len()
+        );
+    }
+    for runs in groups {
+        let runs: Vec<RunResult> = runs.into_iter().cloned().collect();
+        render_group(h, &runs)?;
+    }
+    Ok(())
+}
+
+/// One group of comparable runs.
+fn render_group(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
     let first = &results[0];
     let _ = writeln!(
         h,
-        "<p>{} runs of {} strategies · scenario <b>{}</b> · {} buyers · stock {} · PostgreSQL {}</p>",
-        results.len(),
-        crate::verdict::names(results).len(),
-        esc(&first.scenario.name),
-        first.scenario.buyers,
-        first.scenario.stock,
+        "<h2>{}</h2>\n<p>{} of {} · PostgreSQL {}</p>",
+        esc(&super::group::title(first)),
+        crate::verdict::counted(results.len() as u64, "run", "runs"),
+        crate::verdict::counted(
+            crate::verdict::names(results).len() as u64,
+            "strategy",
+            "strategies"
+        ),
         esc(first
             .database
             .as_ref()
             .map_or("-", |d| d.server_version.as_str()))
     );
-    h.push_str("<h2>Comparison</h2>\n<table><tr><th>strategy</th><th>runs</th><th>verdict</th><th>max oversold</th><th>drift</th><th>units sold</th><th>retries</th><th>p50</th><th>p99</th><th>attempts/s</th></tr>\n");
+    h.push_str("<h3>Comparison</h3>\n<table><tr><th>strategy</th><th>runs</th><th>verdict</th><th>max oversold</th><th>drift</th><th>units sold</th><th>retries</th><th>p50</th><th>p99</th><th>attempts/s</th></tr>\n");
     let summaries = summarize(results);
     for s in &summaries {
         // Green only for safe: inconsistent, inconclusive and unaudited
@@ -119,12 +141,12 @@ fn render_runs(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
             fmt_count(s.retries),
             esc(&fmt_us(s.latency.p50)),
             esc(&fmt_us(s.latency.p99)),
-            fmt_count(s.attempts_per_sec().round() as u64)
+            fmt_rate(s.attempts_per_sec())
         );
     }
     h.push_str("</table>\n");
 
-    h.push_str("<h2>Oversold units per strategy</h2>\n<figure>");
+    h.push_str("<h3>Oversold units per strategy</h3>\n<figure>");
     h.push_str(&oversell_chart(
         &summaries
             .iter()
@@ -133,7 +155,7 @@ fn render_runs(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
     )?);
     h.push_str("<figcaption>The most units any run of the strategy sold beyond the stock.</figcaption></figure>\n");
 
-    h.push_str("<h2>Latency per strategy (CDF)</h2>\n<figure>");
+    h.push_str("<h3>Latency per strategy (CDF)</h3>\n<figure>");
     h.push_str(&cdf_chart(results)?);
     h.push_str("<figcaption>Share of attempts finished within a time (log scale), all runs of a strategy merged.</figcaption></figure>\n");
 
@@ -149,7 +171,7 @@ fn render_runs(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
 
     let watched: Vec<&RunResult> = results.iter().filter(|r| r.watch.is_some()).collect();
     if !watched.is_empty() {
-        h.push_str("<h2>Stock over time</h2>\n");
+        h.push_str("<h3>Stock over time</h3>\n");
         for r in watched {
             let w = r.watch.as_ref().expect("filtered");
             let _ = write!(h, "<figure>{}", stock_chart(r)?);
@@ -186,7 +208,7 @@ pub fn write(files: &[impl AsRef<Path>], out: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("writing {}", out.display()))?;
     let mut held = Vec::new();
     if !results.is_empty() {
-        held.push(format!("{} runs", results.len()));
+        held.push(crate::verdict::counted(results.len() as u64, "run", "runs"));
     }
     match explores.len() {
         0 => {}

@@ -63,9 +63,9 @@ pub fn explore(r: &ExploreResult, expect: Option<Expect>) -> anyhow::Result<Stri
     let time = seconds(r.wall_seconds);
     let failure = verdict::explore::failure(Some(expect.unwrap_or(Expect::Safe)), r);
     let name = format!(
-        "explore {} ({} buyers, {})",
+        "explore {} ({}, {})",
         r.name(),
-        r.buyers,
+        crate::verdict::explore::plural(u64::from(r.buyers), "buyer", "buyers"),
         match &r.replayed {
             Some(s) => format!("--schedule \"{}\"", schedule_arg(s)),
             None => bound_words(r.preemption_bound),
@@ -110,8 +110,8 @@ fn failure_message(r: &RunResult, gate: &Gate) -> String {
     // A safe verdict failed the gate by not being clean.
     let why = if verdict::is_safe(r) && gate.expect != Some(Expect::Oversold) {
         format!(
-            "{} attempts ended in error or unknown (--max-errors allows {}); {}",
-            verdict::unclean_attempts(r),
+            "{} ended in error or unknown (--max-errors allows {}); {}",
+            verdict::counted(verdict::unclean_attempts(r), "attempt", "attempts"),
             gate.max_errors,
             verdict::sentence(r)
         )

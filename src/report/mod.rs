@@ -9,6 +9,7 @@
 pub mod baseline;
 pub mod compare;
 pub mod explore;
+pub mod group;
 pub mod histogram;
 pub mod html;
 pub mod junit;
@@ -45,6 +46,8 @@ pub struct Output {
     pub trace_file: Option<PathBuf>,
     /// `--histogram`: latency bar charts in the terminal.
     pub histogram: bool,
+    /// `--wide`: every column of a table, however wide.
+    pub wide: bool,
 }
 
 impl Output {
@@ -90,7 +93,11 @@ pub fn render_runs(results: &[RunResult], output: &Output, grouped: bool, color:
     }
     let mut out = String::new();
     if grouped {
-        out.push_str(&compare::render(results, color));
+        out.push_str(&compare::render_within(
+            results,
+            color,
+            columns(output.wide),
+        ));
     } else {
         for r in results {
             out.push_str(&table::render_run(r, color));
@@ -107,6 +114,81 @@ pub fn render_runs(results: &[RunResult], output: &Output, grouped: bool, color:
     }
     if output.histogram {
         out.push_str(&histogram::render_runs(results));
+    }
+    out
+}
+
+/// How wide human output may be: `COLUMNS` when set, else the terminal's
+/// width, else (no terminal: a file, a CI log) 100 characters; None with
+/// `--wide`.
+pub fn columns(wide: bool) -> Option<usize> {
+    if wide {
+        return None;
+    }
+    // A width too small to hold anything (a pseudo-terminal of no size
+    // says 0) is no width at all.
+    let usable = |c: &usize| *c >= MIN_COLUMNS;
+    let from_env = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(usable);
+    let terminal = || {
+        comfy_table::Table::new()
+            .width()
+            .map(usize::from)
+            .filter(usable)
+    };
+    Some(from_env.or_else(terminal).unwrap_or(DEFAULT_COLUMNS))
+}
+
+/// The width of human output without a terminal.
+pub const DEFAULT_COLUMNS: usize = 100;
+
+/// Below this, a reported width is taken for none.
+const MIN_COLUMNS: usize = 20;
+
+/// Wrap each line of `text` longer than `columns` at spaces; the lines a
+/// long one breaks into are indented by two spaces. A word longer than
+/// the width stays whole.
+pub fn wrap(text: &str, columns: Option<usize>) -> String {
+    wrap_indent(text, columns, 2)
+}
+
+/// `wrap`, with the lines a long one breaks into indented by `indent`.
+pub fn wrap_indent(text: &str, columns: Option<usize>, indent: usize) -> String {
+    let Some(width) = columns else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        if body.chars().count() <= width {
+            out.push_str(line);
+            continue;
+        }
+        // Leading spaces (an indented line) stay; words wrap after them.
+        let rest = body.trim_start_matches(' ');
+        let mut current = body[..body.len() - rest.len()].to_string();
+        let mut lead = current.len();
+        for word in rest.split(' ') {
+            let len = current.chars().count();
+            if len > lead && len + 1 + word.chars().count() > width {
+                out.push_str(current.trim_end());
+                out.push('\n');
+                current = format!("{:indent$}{word}", "");
+                lead = indent;
+            } else {
+                if len > lead {
+                    current.push(' ');
+                }
+                current.push_str(word);
+            }
+        }
+        out.push_str(&current);
+        out.push_str(newline);
     }
     out
 }
@@ -131,6 +213,32 @@ pub fn fmt_us(us: u64) -> String {
         10_000..=999_999 => format!("{:.1} ms", us as f64 / 1e3),
         _ => format!("{:.2} s", us as f64 / 1e6),
     }
+}
+
+/// A rate with at most three significant digits, thousands separated:
+/// 12,429.556 reads "12,400", 3.2149 reads "3.21", 0.0412 reads "0.0412".
+pub fn fmt_rate(rate: f64) -> String {
+    if !rate.is_finite() || rate <= 0.0 {
+        return "0".to_string();
+    }
+    // Digits before the point once rounded to three significant ones.
+    let magnitude = |r: f64| r.log10().floor() as i32 + 1;
+    let round_to = |r: f64, m: i32| {
+        let scale = 10f64.powi(3 - m);
+        (r * scale).round() / scale
+    };
+    let mut m = magnitude(rate);
+    let mut rounded = round_to(rate, m);
+    if magnitude(rounded) > m {
+        m += 1;
+        rounded = round_to(rate, m);
+    }
+    if m >= 3 {
+        return fmt_count(rounded as u64);
+    }
+    let decimals = (3 - m) as usize;
+    let text = format!("{rounded:.decimals$}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A count with thousands separators.
@@ -158,5 +266,40 @@ mod tests {
         assert_eq!(fmt_us(2_500_000), "2.50 s");
         assert_eq!(fmt_count(1_234_567), "1,234,567");
         assert_eq!(fmt_count(999), "999");
+    }
+
+    #[test]
+    fn long_lines_wrap_at_spaces_with_an_indent() {
+        let text = "not safe: naive, repeatable-read, serializable\nshort\n";
+        assert_eq!(
+            wrap(text, Some(20)),
+            "not safe: naive,\n  repeatable-read,\n  serializable\nshort\n"
+        );
+        assert_eq!(wrap(text, None), text);
+        assert_eq!(
+            wrap_indent("  name  a b c d\n", Some(11), 8),
+            "  name  a b\n        c d\n"
+        );
+        for line in wrap(text, Some(20)).lines() {
+            assert!(line.chars().count() <= 20, "{line}");
+        }
+    }
+
+    #[test]
+    fn rates_keep_three_significant_digits() {
+        for (rate, shown) in [
+            (12_429.556, "12,400"),
+            (999.6, "1,000"),
+            (950.3, "950"),
+            (99.96, "100"),
+            (42.74, "42.7"),
+            (3.2149, "3.21"),
+            (1.0, "1"),
+            (0.0412, "0.0412"),
+            (1_234_567.0, "1,230,000"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(fmt_rate(rate), shown, "{rate}");
+        }
     }
 }

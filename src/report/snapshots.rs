@@ -359,6 +359,30 @@ fn compare_table_folds_repetitions() {
 }
 
 #[test]
+fn compare_table_fits_a_narrow_terminal() {
+    // The compact layout: the essential columns, the rest named.
+    for columns in [100, 80] {
+        let text = super::compare::render_within(&compared_twice(), false, Some(columns));
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= columns,
+                "wider than {columns}: {line}\n{text}"
+            );
+        }
+        assert!(
+            text.contains("more with --wide or --json: oversold runs, max oversold, sold out"),
+            "{text}"
+        );
+        if columns == 100 {
+            check("compare_compact", &text);
+        }
+    }
+    // Wide enough for every column: the full table.
+    let wide = super::compare::render_within(&compared_twice(), false, Some(300));
+    assert_eq!(wide, super::compare::render(&compared_twice(), false));
+}
+
+#[test]
 fn compare_table_of_safe_runs_only() {
     let text = super::compare::render(&[fixtures::for_update_safe(1)], false);
     assert!(text.ends_with("every strategy was safe\n"), "{text}");

@@ -4,10 +4,11 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Color, Table};
 
-use super::{fmt_count, fmt_us, RunResult};
+use super::{fmt_count, fmt_rate, fmt_us, RunResult};
 use crate::db::DbKind;
 use crate::outcome::Outcome;
-use crate::result::{FlowInfo, NemesisInfo, Summary, Truth};
+use crate::result::WatchInfo;
+use crate::result::{FlowInfo, NemesisInfo, ScenarioInfo, Summary, Truth};
 use crate::verdict::{self, Verdict};
 
 /// Render one run for a terminal (`color` adds ANSI colours to the verdict).
@@ -119,14 +120,15 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
 
     let tp = &r.throughput;
     let cpu = tp.client_cpu_us_per_attempt.map_or(String::new(), |c| {
-        format!(", racelab CPU {c:.1} us/attempt")
+        format!(", racelab CPU {} µs/attempt", fmt_rate(c))
     });
     out.push_str(&format!(
-        "throughput: {} attempts in {:.3} s = {} attempts/s, {} successes/s{cpu}\n",
+        "throughput: {} {} in {:.3} s = {} attempts/s, {} successes/s{cpu}\n",
         fmt_count(o.attempts),
+        verdict::noun(o.attempts as i64, "attempt", "attempts"),
         tp.wall_seconds,
-        fmt_count(tp.attempts_per_sec.round() as u64),
-        fmt_count(tp.successes_per_sec.round() as u64),
+        fmt_rate(tp.attempts_per_sec),
+        fmt_rate(tp.successes_per_sec),
     ));
     if let Some(ol) = &r.open_loop {
         out.push_str(&format!(
@@ -141,6 +143,9 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
         ));
     }
     out.push_str(&format!("contention: {}\n", contention(r)));
+    if let Some(w) = &r.watch {
+        out.push_str(&format!("{}\n", watch_line(w)));
+    }
     for e in &r.error_messages {
         out.push_str(&format!("error ({}x): {}\n", e.count, e.message));
     }
@@ -154,6 +159,23 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
     out.push_str(&paint(&verdict::sentence(r), r.verdict, color));
     out.push('\n');
     out
+}
+
+/// `--watch` in one line: "watch: 42 samples every 5 ms; units sold
+/// peaked at 50 against a stock of 10, first above it 12.3 ms after the
+/// release".
+pub fn watch_line(w: &WatchInfo) -> String {
+    let peak = w.samples.iter().map(|s| s.units_sold).max().unwrap_or(0);
+    let crossed = match w.first_oversold_ms {
+        Some(t) => format!("first above it {t:.1} ms after the release"),
+        None => "never above it".to_string(),
+    };
+    format!(
+        "watch: {} every {} ms; units sold peaked at {peak} against a stock of {}, {crossed}",
+        verdict::counted(w.samples.len() as u64, "sample", "samples"),
+        w.interval_ms,
+        w.initial_stock
+    )
 }
 
 /// The right-hand header: which truth the audit's numbers come from.
@@ -171,42 +193,74 @@ fn truth_header(r: &RunResult) -> &'static str {
 pub fn contention(r: &RunResult) -> String {
     let c = &r.contention;
     format!(
-        "released within {}, at most {} {} in flight on one product, {} of {} attempts \
+        "released within {}, at most {} {} in flight on one product, {} of {} {} \
          overlapped another",
         fmt_us(c.release_spread_us),
         c.peak_in_flight,
         verdict::noun(i64::from(c.peak_in_flight), "attempt", "attempts"),
         fmt_count(c.overlapped_attempts),
-        fmt_count(r.outcomes.attempts)
+        fmt_count(r.outcomes.attempts),
+        verdict::noun(r.outcomes.attempts as i64, "attempt", "attempts")
     )
+}
+
+/// What a scenario asks of the buyers: "100 buyers x 1 attempt" or "10
+/// buyers for 10 s".
+fn work(s: &ScenarioInfo) -> String {
+    let buyers = verdict::noun(i64::from(s.buyers), "buyer", "buyers");
+    if s.duration_s > 0.0 {
+        format!("{} {} for {} s", s.buyers, buyers, s.duration_s)
+    } else {
+        format!(
+            "{} {} x {} {}",
+            s.buyers,
+            buyers,
+            s.attempts_per_buyer,
+            verdict::noun(i64::from(s.attempts_per_buyer), "attempt", "attempts")
+        )
+    }
+}
+
+/// The workload in words: "scenario default: 100 buyers x 1 attempt,
+/// stock 10, quantity 1, think 5 ms" (the stock and think time of a SQL
+/// run; an HTTP target's quantity and request timeout are in its own
+/// headline).
+pub fn workload(r: &RunResult) -> String {
+    let s = &r.scenario;
+    let mut line = format!("scenario {}: {}", s.name, work(s));
+    if r.target.is_some() {
+        line.push_str(&format!(", stock {}, quantity {}", s.stock, s.quantity));
+        return line;
+    }
+    line.push_str(&format!(", stock {}", s.stock));
+    if s.products > 1 {
+        line.push_str(&format!(" across {} products", s.products));
+        if s.product_skew > 0.0 {
+            line.push_str(&format!(" (skew {})", s.product_skew));
+        }
+    }
+    line.push_str(&format!(
+        ", quantity {}, think {} ms",
+        s.quantity, s.think_ms
+    ));
+    if s.connections > 0 {
+        line.push_str(&format!(
+            ", pool of {} {}",
+            s.connections,
+            verdict::noun(i64::from(s.connections), "connection", "connections")
+        ));
+    }
+    if s.rate_per_s > 0.0 {
+        line.push_str(&format!(", open loop at {} attempts/s", s.rate_per_s));
+    }
+    line
 }
 
 /// "strategy naive on scenario default: 100 buyers x 1 attempt, stock 10,
 /// ..." and the server; for an HTTP run, the target and its truth.
 pub fn headline(r: &RunResult) -> String {
     let s = &r.scenario;
-    let buyers = verdict::noun(i64::from(s.buyers), "buyer", "buyers");
-    let work = if s.duration_s > 0.0 {
-        format!("{} {} for {} s", s.buyers, buyers, s.duration_s)
-    } else {
-        format!(
-            "{} {} x {} attempt{}",
-            s.buyers,
-            buyers,
-            s.attempts_per_buyer,
-            if s.attempts_per_buyer == 1 { "" } else { "s" }
-        )
-    };
-    let products = if s.products > 1 {
-        format!(" across {} products", s.products)
-    } else {
-        String::new()
-    };
-    let pool = if s.connections > 0 {
-        format!(", pool of {} connections", s.connections)
-    } else {
-        String::new()
-    };
+    let work = work(s);
     let (Some(db), Some(strategy)) = (&r.database, &r.strategy) else {
         return target_headline(r, &work);
     };
@@ -216,14 +270,17 @@ pub fn headline(r: &RunResult) -> String {
         DbKind::External => "external",
     };
     let durability = if db.durable { "durable" } else { "fsync off" };
+    // A script from a file says which file.
+    let from = match strategy.source.as_str() {
+        "builtin" => String::new(),
+        path if path == strategy.name => String::new(),
+        path => format!(" ({path})"),
+    };
     let mut line = format!(
-        "strategy {} on scenario {}: {work}, stock {}{products}, quantity {}, think {} ms{pool}\n\
+        "strategy {}{from} on {}\n\
          PostgreSQL {} ({kind}, {durability}){}, seed {}",
         strategy.name,
-        s.name,
-        s.stock,
-        s.quantity,
-        s.think_ms,
+        workload(r),
         db.server_version,
         topology(r),
         s.seed

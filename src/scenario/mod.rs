@@ -127,6 +127,13 @@ struct RawScenario {
 impl Scenario {
     /// Load by built-in name, or by path (contains `/` or ends in `.toml`).
     pub fn load(spec: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::load_with(spec, &Overrides::default())
+    }
+
+    /// Load a scenario and apply the flags: a flag may supply any field
+    /// (a file then needs neither `buyers` nor `stock` when the flags give
+    /// them), and the file and the flags are held to the same rules.
+    pub fn load_with(spec: &str, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
         if spec.contains('/') || spec.ends_with(".toml") {
             let path = Path::new(spec);
             let text = read_file(path)?;
@@ -134,10 +141,12 @@ impl Scenario {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| spec.to_string());
-            return Scenario::parse(spec, &stem, &text);
+            return Scenario::parse_with(spec, &stem, &text, overrides);
         }
         match builtins().iter().find(|(name, _)| *name == spec) {
-            Some((name, text)) => Scenario::parse(&format!("scenarios/{name}.toml"), name, text),
+            Some((name, text)) => {
+                Scenario::parse_with(&format!("scenarios/{name}.toml"), name, text, overrides)
+            }
             None => {
                 let names: Vec<&str> = builtins().iter().map(|(n, _)| *n).collect();
                 let hint = match crate::suggest::closest(spec, names.iter().copied()) {
@@ -154,6 +163,17 @@ impl Scenario {
 
     /// Parse and validate scenario TOML. `file` names it in errors.
     pub fn parse(file: &str, default_name: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_with(file, default_name, text, &Overrides::default())
+    }
+
+    /// Parse scenario TOML, apply the flags, validate the whole: each value
+    /// refused is named where it came from (the flag, or the file's key).
+    pub fn parse_with(
+        file: &str,
+        default_name: &str,
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<Scenario, ScenarioError> {
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             let msg = e.message().trim().replace('\n', " ");
@@ -164,94 +184,101 @@ impl Scenario {
                 .unwrap_or_default();
             err(format!("{file}:{line}:{col}: {msg}{key}"))
         })?;
+        Scenario::merge(file, default_name, raw, overrides)
+    }
+
+    /// Apply command-line overrides to a loaded scenario, then validate
+    /// again naming the flag.
+    pub fn with_overrides(self, args: &Overrides) -> Result<Scenario, ScenarioError> {
+        let name = self.name.clone();
+        Scenario::merge("command line", &name, RawScenario::from(self), args)
+    }
+
+    /// The file's keys under the flags, checked by one set of rules.
+    fn merge(
+        file: &str,
+        default_name: &str,
+        raw: RawScenario,
+        o: &Overrides,
+    ) -> Result<Scenario, ScenarioError> {
+        let place = Place { file, flags: o };
+        // A timed run loops until the time is up: attempts would be
+        // ignored, so a file and the flags alike may give only one of the
+        // two. A flag of either kind replaces the file's choice.
+        let file_timed = raw.duration_s.is_some_and(|d| d != 0.0);
+        if file_timed && raw.attempts_per_buyer.is_some() {
+            return Err(err(mode_conflict(
+                &format!("{file}: keys `duration_s` and `attempts_per_buyer`"),
+                "keep one of them",
+            )));
+        }
+        if o.duration.is_some() && o.attempts.is_some() {
+            return Err(err(mode_conflict(
+                "--duration and --attempts",
+                "pass one of them",
+            )));
+        }
+        let (attempts, duration) = match (o.attempts, o.duration) {
+            (Some(a), _) => (i64::from(a), 0.0),
+            (None, Some(d)) => (raw.attempts_per_buyer.unwrap_or(1), d),
+            (None, None) => (
+                raw.attempts_per_buyer.unwrap_or(1),
+                raw.duration_s.unwrap_or(0.0),
+            ),
+        };
+        let required = |key: &str, flag: &str, what: &str| {
+            err(format!(
+                "{file}: missing key `{key}` ({what}): add `{key} = N` to the file or pass --{flag} N"
+            ))
+        };
+        let stock = o
+            .stock
+            .or(raw.stock)
+            .ok_or_else(|| required("stock", "stock", "initial stock per product"))?;
+        let buyers = match o.buyers {
+            Some(b) => i64::from(b),
+            None => raw
+                .buyers
+                .ok_or_else(|| required("buyers", "buyers", "how many buyers race"))?,
+        };
         let s = Scenario {
             name: raw.name.unwrap_or_else(|| default_name.to_string()),
             description: raw.description.unwrap_or_default(),
-            stock: raw.stock.ok_or_else(|| {
-                err(format!(
-                    "{file}: missing key `stock` (initial stock per product)"
-                ))
-            })?,
-            buyers: to_u32(
-                file,
-                "buyers",
-                raw.buyers
-                    .ok_or_else(|| err(format!("{file}: missing key `buyers`")))?,
+            stock,
+            buyers: place.u32("buyers", buyers)?,
+            attempts_per_buyer: place.u32("attempts_per_buyer", attempts)?,
+            quantity: o.quantity.or(raw.quantity).unwrap_or(1),
+            think_ms: place.u64(
+                "think_ms",
+                o.think_ms.map_or(raw.think_ms.unwrap_or(0), |v| {
+                    v.try_into().unwrap_or(i64::MAX)
+                }),
             )?,
-            attempts_per_buyer: to_u32(
-                file,
-                "attempts_per_buyer",
-                raw.attempts_per_buyer.unwrap_or(1),
+            think_jitter_ms: place.u64("think_jitter_ms", raw.think_jitter_ms.unwrap_or(0))?,
+            products: place.u32(
+                "products",
+                o.products.map_or(raw.products.unwrap_or(1), i64::from),
             )?,
-            quantity: raw.quantity.unwrap_or(1),
-            think_ms: to_u64(file, "think_ms", raw.think_ms.unwrap_or(0))?,
-            think_jitter_ms: to_u64(file, "think_jitter_ms", raw.think_jitter_ms.unwrap_or(0))?,
-            products: to_u32(file, "products", raw.products.unwrap_or(1))?,
-            product_skew: raw.product_skew.unwrap_or(0.0),
-            connections: to_u32(file, "connections", raw.connections.unwrap_or(0))?,
-            duration_s: raw.duration_s.unwrap_or(0.0),
-            rate_per_s: raw.rate_per_s.unwrap_or(0.0),
+            product_skew: o.skew.or(raw.product_skew).unwrap_or(0.0),
+            connections: place.u32(
+                "connections",
+                o.connections
+                    .map_or(raw.connections.unwrap_or(0), i64::from),
+            )?,
+            duration_s: duration,
+            rate_per_s: o.rate.or(raw.rate_per_s).unwrap_or(0.0),
         };
-        s.validate(file)?;
+        s.validate(&place)?;
         Ok(s)
     }
 
-    /// Apply command-line overrides, then validate again naming the flag.
-    pub fn with_overrides(mut self, args: &Overrides) -> Result<Scenario, ScenarioError> {
-        if args.duration.is_some() && args.attempts.is_some() {
-            return Err(err(
-                "--duration and --attempts conflict: a timed run loops until the time is up; pass one of them",
-            ));
-        }
-        if let Some(v) = args.buyers {
-            self.buyers = v;
-        }
-        if let Some(v) = args.stock {
-            self.stock = v;
-        }
-        if let Some(v) = args.attempts {
-            self.attempts_per_buyer = v;
-            self.duration_s = 0.0;
-        }
-        if let Some(v) = args.quantity {
-            self.quantity = v;
-        }
-        if let Some(v) = args.think_ms {
-            self.think_ms = v;
-        }
-        if let Some(v) = args.products {
-            self.products = v;
-        }
-        if let Some(v) = args.skew {
-            self.product_skew = v;
-        }
-        if let Some(v) = args.connections {
-            self.connections = v;
-        }
-        if let Some(v) = args.duration {
-            self.duration_s = v;
-        }
-        if let Some(v) = args.rate {
-            self.rate_per_s = v;
-        }
-        self.validate("command line")?;
-        Ok(self)
-    }
-
-    fn validate(&self, file: &str) -> Result<(), ScenarioError> {
+    fn validate(&self, place: &Place) -> Result<(), ScenarioError> {
         use limits::*;
-        let flag = |key: &str| {
-            if file == "command line" {
-                format!("--{}", flag_for(key))
-            } else {
-                format!("{file}: key `{key}`")
-            }
-        };
         let check = |ok: bool, key: &str, what: String| {
             if ok {
                 Ok(())
             } else {
-                Err(err(format!("{}: {what}", flag(key))))
+                Err(err(format!("{}: {what}", place.of(key))))
             }
         };
         check(
@@ -289,8 +316,10 @@ impl Scenario {
             self.think_jitter_ms <= self.think_ms,
             "think_jitter_ms",
             format!(
-                "must not exceed think_ms ({}), got {}",
-                self.think_ms, self.think_jitter_ms
+                "must not exceed the think time ({} ms, {}), got {}",
+                self.think_ms,
+                place.of("think_ms"),
+                self.think_jitter_ms
             ),
         )?;
         check(
@@ -352,33 +381,79 @@ impl Scenario {
     }
 }
 
-fn flag_for(key: &str) -> &str {
-    match key {
-        "attempts_per_buyer" => "attempts",
-        "think_ms" => "think-ms",
-        "think_jitter_ms" => "think-ms",
-        "product_skew" => "skew",
-        "duration_s" => "duration",
-        "rate_per_s" => "rate",
-        other => other,
+/// "a timed run loops until the time is up": the one message for the
+/// duration and the attempts given together, by a file or by flags.
+fn mode_conflict(both: &str, fix: &str) -> String {
+    format!(
+        "{both} conflict: a timed run loops until the time is up and ignores the attempts; {fix}"
+    )
+}
+
+/// Where each value of a merged scenario came from, for its errors: the
+/// flag that set it, else the file's key.
+struct Place<'a> {
+    file: &'a str,
+    flags: &'a Overrides,
+}
+
+impl Place<'_> {
+    fn of(&self, key: &str) -> String {
+        let o = self.flags;
+        let (flag, set) = match key {
+            "buyers" => ("buyers", o.buyers.is_some()),
+            "stock" => ("stock", o.stock.is_some()),
+            "attempts_per_buyer" => ("attempts", o.attempts.is_some()),
+            "quantity" => ("quantity", o.quantity.is_some()),
+            "think_ms" => ("think-ms", o.think_ms.is_some()),
+            "products" => ("products", o.products.is_some()),
+            "product_skew" => ("skew", o.skew.is_some()),
+            "connections" => ("connections", o.connections.is_some()),
+            "duration_s" => ("duration", o.duration.is_some()),
+            "rate_per_s" => ("rate", o.rate.is_some()),
+            _ => ("", false),
+        };
+        if set || self.file == "command line" && !flag.is_empty() {
+            format!("--{flag}")
+        } else {
+            format!("{}: key `{key}`", self.file)
+        }
+    }
+
+    fn u32(&self, key: &str, v: i64) -> Result<u32, ScenarioError> {
+        u32::try_from(v).map_err(|_| {
+            err(format!(
+                "{}: must be a whole number from 0 to {}, got {v}",
+                self.of(key),
+                u32::MAX
+            ))
+        })
+    }
+
+    fn u64(&self, key: &str, v: i64) -> Result<u64, ScenarioError> {
+        u64::try_from(v)
+            .map_err(|_| err(format!("{}: must not be negative, got {v}", self.of(key))))
     }
 }
 
-fn to_u32(file: &str, key: &str, v: i64) -> Result<u32, ScenarioError> {
-    u32::try_from(v).map_err(|_| {
-        err(format!(
-            "{file}: key `{key}`: must be a whole number from 0 to {}, got {v}",
-            u32::MAX
-        ))
-    })
-}
-
-fn to_u64(file: &str, key: &str, v: i64) -> Result<u64, ScenarioError> {
-    u64::try_from(v).map_err(|_| {
-        err(format!(
-            "{file}: key `{key}`: must not be negative, got {v}"
-        ))
-    })
+impl From<Scenario> for RawScenario {
+    fn from(s: Scenario) -> RawScenario {
+        let timed = s.duration_s > 0.0;
+        RawScenario {
+            name: Some(s.name),
+            description: Some(s.description),
+            stock: Some(s.stock),
+            buyers: Some(i64::from(s.buyers)),
+            attempts_per_buyer: (!timed).then_some(i64::from(s.attempts_per_buyer)),
+            quantity: Some(s.quantity),
+            think_ms: Some(s.think_ms.try_into().unwrap_or(i64::MAX)),
+            think_jitter_ms: Some(s.think_jitter_ms.try_into().unwrap_or(i64::MAX)),
+            products: Some(i64::from(s.products)),
+            product_skew: Some(s.product_skew),
+            connections: Some(i64::from(s.connections)),
+            duration_s: Some(s.duration_s),
+            rate_per_s: Some(s.rate_per_s),
+        }
+    }
 }
 
 fn read_file(path: &Path) -> Result<String, ScenarioError> {
@@ -492,6 +567,74 @@ mod tests {
             .unwrap_err()
             .0
             .contains("conflict"));
+    }
+
+    #[test]
+    fn flags_may_supply_any_field() {
+        let flags = Overrides {
+            buyers: Some(7),
+            stock: Some(3),
+            ..Default::default()
+        };
+        let s = Scenario::parse_with("x.toml", "x", "quantity = 2\n", &flags).unwrap();
+        assert_eq!((s.buyers, s.stock, s.quantity), (7, 3, 2));
+        let e =
+            Scenario::parse_with("x.toml", "x", "stock = 1\n", &Overrides::default()).unwrap_err();
+        assert!(
+            e.0.starts_with("x.toml: missing key `buyers`") && e.0.contains("--buyers N"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_and_the_flags_follow_the_same_rules() {
+        // Duration and attempts together: refused from a file as from flags.
+        let e = Scenario::parse(
+            "x.toml",
+            "x",
+            "stock = 1\nbuyers = 2\nduration_s = 3\nattempts_per_buyer = 4\n",
+        )
+        .unwrap_err();
+        let flags = Overrides {
+            duration: Some(3.0),
+            attempts: Some(4),
+            ..Default::default()
+        };
+        let f = Scenario::parse_with("x.toml", "x", "stock = 1\nbuyers = 2\n", &flags).unwrap_err();
+        let rule = "conflict: a timed run loops until the time is up and ignores the attempts";
+        assert!(e.0.contains(rule) && e.0.contains("`duration_s`"), "{e}");
+        assert!(
+            f.0.contains(rule) && f.0.starts_with("--duration and --attempts"),
+            "{f}"
+        );
+        // A flag of one kind replaces the file's other kind.
+        let timed = Overrides {
+            duration: Some(2.0),
+            ..Default::default()
+        };
+        let s = Scenario::parse_with(
+            "x.toml",
+            "x",
+            "stock = 1\nbuyers = 2\nattempts_per_buyer = 4\n",
+            &timed,
+        )
+        .unwrap();
+        assert_eq!(s.duration_s, 2.0);
+        // A value is named where it came from.
+        let e = Scenario::parse_with(
+            "x.toml",
+            "x",
+            "stock = 1\nbuyers = 2\nthink_ms = 5\nthink_jitter_ms = 4\n",
+            &Overrides {
+                think_ms: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("x.toml: key `think_jitter_ms`") && e.0.contains("--think-ms"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -68,21 +68,57 @@ pub fn builtins() -> &'static [(&'static str, &'static str)] {
     &BUILTINS
 }
 
-/// Load a strategy by built-in name or by path (anything containing a `/`
-/// or ending in `.sql`).
+/// Load a strategy by path (anything containing a `/` or ending in
+/// `.sql`), by built-in name, or by the name of a file in ./strategies.
 pub fn load(spec: &str) -> anyhow::Result<Strategy> {
     if spec.contains('/') || spec.ends_with(".sql") {
         return load_file(Path::new(spec));
     }
-    let Some((name, source)) = BUILTINS.iter().find(|(n, _)| *n == spec) else {
-        let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
-        let hint = crate::suggest::did_you_mean("", spec, names.iter().copied());
-        return Err(bad_input(format!(
-            "unknown strategy `{spec}`{hint} (built-ins: {}; or give a path to a .sql file)",
-            names.join(", ")
-        )));
+    if let Some((name, source)) = BUILTINS.iter().find(|(n, _)| *n == spec) {
+        return build(name, Origin::Builtin, source, &format!("{name}.sql"));
+    }
+    // A name that is no built-in may be a file of ./strategies, as
+    // `racelab list` shows them.
+    let local = Path::new(".").join(LOCAL_DIR).join(format!("{spec}.sql"));
+    if local.is_file() {
+        return load_file(&local);
+    }
+    let locals = local_names();
+    let names: Vec<&str> = BUILTINS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(locals.iter().map(String::as_str))
+        .collect();
+    let hint = crate::suggest::did_you_mean("", spec, names.iter().copied());
+    let local_note = if locals.is_empty() {
+        String::new()
+    } else {
+        format!("; in ./{LOCAL_DIR}: {}", locals.join(", "))
     };
-    build(name, Origin::Builtin, source, &format!("{name}.sql"))
+    Err(bad_input(format!(
+        "unknown strategy `{spec}`{hint} (built-ins: {}{local_note}; or give a path to a .sql file)",
+        BUILTINS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// Where `--strategy NAME` also looks: `./strategies/NAME.sql`.
+pub const LOCAL_DIR: &str = "strategies";
+
+/// The names of the `.sql` files in ./strategies that are not built-ins,
+/// sorted.
+fn local_names() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(LOCAL_DIR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .filter_map(|p| Some(p.file_stem()?.to_str()?.to_string()))
+        .filter(|n| !BUILTINS.iter().any(|(b, _)| b == n))
+        .collect();
+    names.sort();
+    names
 }
 
 fn load_file(path: &Path) -> anyhow::Result<Strategy> {

@@ -37,25 +37,22 @@ pub fn decide(r: &ExploreResult, max_schedules: u64) -> (ExploreVerdict, Option<
         ));
     }
     if r.stuck_schedules > 0 {
-        why.push(format!("{} schedules got stuck", r.stuck_schedules));
+        why.push(format!(
+            "{} stuck",
+            plural(r.stuck_schedules, "schedule got", "schedules got")
+        ));
     }
     if r.error_schedules > 0 {
         why.push(format!(
-            "{} schedules had an attempt end in an error",
-            r.error_schedules
+            "{} an attempt end in an error",
+            plural(r.error_schedules, "schedule had", "schedules had")
         ));
     }
     (verdict, Some(why.join("; ")))
 }
 
 /// `n` and the noun it asks for: "1 schedule", "3 schedules".
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
-}
+pub use super::counted as plural;
 
 /// What the bound allowed, in words.
 pub fn bound_words(bound: Option<u32>) -> String {
@@ -140,9 +137,9 @@ pub fn failure(expect: Option<Expect>, r: &ExploreResult) -> Option<String> {
                     .map(|c| schedule_arg(&c.schedule))
                     .unwrap_or_default();
                 Some(format!(
-                    "expected safe: {name} was unsafe in {} of {} schedules ({}); the shortest: --schedule \"{schedule}\"",
+                    "expected safe: {name} was unsafe in {} of {} ({}); the shortest: --schedule \"{schedule}\"",
                     r.unsafe_schedules,
-                    r.schedules_explored,
+                    plural(r.schedules_explored, "schedule", "schedules"),
                     r.verdict.as_str()
                 ))
             }
@@ -155,8 +152,11 @@ pub fn failure(expect: Option<Expect>, r: &ExploreResult) -> Option<String> {
         },
         Expect::Oversold if r.oversold_schedules > 0 => None,
         Expect::Oversold => Some(format!(
-            "expected oversold: none of the {} schedules of {name} oversold",
-            r.schedules_explored
+            "expected oversold: {} of {name} oversold",
+            match r.schedules_explored {
+                1 => "the one schedule".to_string(),
+                n => format!("none of the {n} schedules"),
+            }
         )),
     }
 }
@@ -210,13 +210,13 @@ mod tests {
         assert_eq!(
             why.as_deref(),
             Some(
-                "it stopped at --max-schedules 34 before covering the space; 1 schedules got stuck"
+                "it stopped at --max-schedules 34 before covering the space; 1 schedule got stuck"
             )
         );
         cut.status = Status::Interrupted;
         assert_eq!(
             decide(&cut, 34).1.as_deref(),
-            Some("the run was interrupted; 1 schedules got stuck")
+            Some("the run was interrupted; 1 schedule got stuck")
         );
     }
 }

@@ -245,8 +245,8 @@ pub fn failure(gate: &Gate, results: &[RunResult]) -> Option<String> {
                 let bad = runs.iter().filter(|r| !is_oversold(r)).count();
                 if bad > 0 {
                     failed.push(format!(
-                        "{name} did not oversell in {bad} of {} runs",
-                        runs.len()
+                        "{name} did not oversell in {bad} of {}",
+                        counted(runs.len() as u64, "run", "runs")
                     ));
                 }
             }
@@ -283,9 +283,9 @@ fn not_safe(name: &str, runs: &[&RunResult]) -> Option<String> {
         kinds.push(format!("max oversold units {max}"));
     }
     let mut line = format!(
-        "{name} was not safe in {} of {} runs ({})",
+        "{name} was not safe in {} of {} ({})",
         o.not_safe,
-        o.runs,
+        counted(o.runs as u64, "run", "runs"),
         kinds.join(", ")
     );
     if let Some(why) = runs
@@ -298,16 +298,16 @@ fn not_safe(name: &str, runs: &[&RunResult]) -> Option<String> {
     Some(line)
 }
 
-/// "x had error or unknown attempts in 1 of 1 runs (100, --max-errors
+/// "x had error or unknown attempts in 1 of 1 run (100, --max-errors
 /// allows 0); commonest: `...` (100x)"; None when every run was clean.
 fn not_clean(gate: &Gate, name: &str, runs: &[&RunResult]) -> Option<String> {
     let dirty: Vec<&&RunResult> = runs.iter().filter(|r| !is_clean(gate, r)).collect();
     let most = dirty.iter().map(|r| unclean_attempts(r)).max()?;
     let mut line = format!(
-        "{name} had error or unknown attempts in {} of {} runs (up to {most} in a run; \
+        "{name} had error or unknown attempts in {} of {} (up to {most} in a run; \
          --max-errors allows {})",
         dirty.len(),
-        runs.len(),
+        counted(runs.len() as u64, "run", "runs"),
         gate.max_errors
     );
     let all: Vec<ErrorCount> = dirty
@@ -364,10 +364,15 @@ impl std::fmt::Display for Unmapped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} of {} attempts were answered HTTP {}, which racelab does not map to an \
+            "{} of {} {} answered HTTP {}, which racelab does not map to an \
              outcome: if it means sold out, add it with --sold-out {}; if it is a safe \
              refusal, --rejected {}",
-            self.count, self.attempts, self.status, self.sold_out, self.rejected
+            self.count,
+            counted(self.attempts, "attempt", "attempts"),
+            if self.count == 1 { "was" } else { "were" },
+            self.status,
+            self.sold_out,
+            self.rejected
         )
     }
 }
@@ -521,6 +526,11 @@ pub fn noun<'a>(n: i64, one: &'a str, many: &'a str) -> &'a str {
     }
 }
 
+/// `n` and its noun: "1 run", "3 runs".
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `n` units, in words.
 fn units(n: i64) -> String {
     format!("{n} {}", noun(n, "unit", "units"))
@@ -582,19 +592,24 @@ pub fn sentence(r: &RunResult) -> String {
     }
     if let Some(d) = a.cache_drift.filter(|d| *d != 0) {
         notes.push(format!(
-            "the Redis stock counter and the database disagree by {d} units (cache drift)"
+            "the Redis stock counter and the database disagree by {d} {} (cache drift)",
+            noun(d, "unit", "units")
         ));
     }
     if a.successes_without_order > 0 {
         notes.push(format!(
-            "{} successes left no order",
-            a.successes_without_order
+            "{} left no order",
+            counted(a.successes_without_order as u64, "success", "successes")
         ));
     }
     if a.orders_without_success > 0 {
         notes.push(format!(
-            "{} orders exist for attempts not reported as successes",
-            a.orders_without_success
+            "{} for attempts not reported as successes",
+            if a.orders_without_success == 1 {
+                "1 order exists".to_string()
+            } else {
+                format!("{} orders exist", a.orders_without_success)
+            }
         ));
     }
     if a.duplicate_orders > 0 {
@@ -619,8 +634,9 @@ pub fn sentence(r: &RunResult) -> String {
         // The bounds the buyers could know, then what the database says.
         let q = r.scenario.quantity;
         notes.push(format!(
-            "{unsure} attempts of unknown fate (buyers' view: {} to {} units sold): \
+            "{} of unknown fate (buyers' view: {} to {} units sold): \
              {} committed, {} did not",
+            counted(unsure as u64, "attempt", "attempts"),
             r.believed_units_sold,
             r.believed_units_sold
                 .saturating_add(unsure.saturating_mul(q)),
@@ -745,7 +761,7 @@ mod tests {
             "{s}"
         );
         let why = failure(&safe_gate(0), &[r]).unwrap();
-        assert!(why.starts_with("expected safe: for-update was not safe in 1 of 1 runs (1 inconclusive): 1 unit sold of 10 in stock, but no two attempts"), "{why}");
+        assert!(why.starts_with("expected safe: for-update was not safe in 1 of 1 run (1 inconclusive): 1 unit sold of 10 in stock, but no two attempts"), "{why}");
         let o = overall(&[fixtures::for_update_alone(), fixtures::for_update_safe(2)]);
         assert_eq!(
             (o.inconclusive, o.not_safe, o.verdict),
@@ -797,7 +813,7 @@ mod tests {
         assert!(meets(&safe_gate(3), &r));
         assert_eq!(
             failure(&safe_gate(2), std::slice::from_ref(&r)).unwrap(),
-            "expected safe: for-update had error or unknown attempts in 1 of 1 runs \
+            "expected safe: for-update had error or unknown attempts in 1 of 1 run \
              (up to 3 in a run; --max-errors allows 2); commonest: XX000: oops (2x)"
         );
         // --expect oversold does not ask for a clean run.
@@ -811,10 +827,10 @@ mod tests {
         // Both reasons are named, for each strategy.
         let why = failure(&safe_gate(0), &[all_errors()]).unwrap();
         assert!(
-            why.contains("broken was not safe in 1 of 1 runs (1 inconclusive)"),
+            why.contains("broken was not safe in 1 of 1 run (1 inconclusive)"),
             "{why}"
         );
-        assert!(why.contains("broken had error or unknown attempts in 1 of 1 runs (up to 100 in a run; --max-errors allows 0); commonest: 22012: division by zero (line 2) (100x)"), "{why}");
+        assert!(why.contains("broken had error or unknown attempts in 1 of 1 run (up to 100 in a run; --max-errors allows 0); commonest: 22012: division by zero (line 2) (100x)"), "{why}");
     }
 
     #[test]
@@ -943,7 +959,7 @@ mod tests {
         };
         assert_eq!(
             failure(&oversold, &runs).as_deref(),
-            Some("expected oversold: for-update did not oversell in 1 of 1 runs")
+            Some("expected oversold: for-update did not oversell in 1 of 1 run")
         );
         assert_eq!(failure(&safe, &runs[2..]), None);
         assert_eq!(failure(&oversold, &runs[..2]), None);

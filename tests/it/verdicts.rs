@@ -66,7 +66,7 @@ fn one_buyer() -> Result<(), Failed> {
     assert!(table.contains("INCONCLUSIVE: 1 unit sold of 10"), "{table}");
     assert!(!table.contains("SAFE"), "{table}");
     assert!(
-        table.contains("0 of 1 attempts overlapped another"),
+        table.contains("0 of 1 attempt overlapped another"),
         "{table}"
     );
     Ok(())
@@ -131,7 +131,7 @@ fn only_errors() -> Result<(), Failed> {
         "{err}"
     );
     assert!(
-        err.contains("broken had error or unknown attempts in 1 of 1 runs")
+        err.contains("broken had error or unknown attempts in 1 of 1 run")
             && err.contains("commonest: 22012: division by zero")
             && err.contains("(20x)"),
         "{err}"
@@ -178,7 +178,9 @@ fn max_errors() -> Result<(), Failed> {
     let strict = racelab_on("t_verdict_max_errors", &run_expect_safe(&path, "30", &[]));
     assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
     assert!(
-        stderr(&strict).contains("had error or unknown attempts in 1 of 1 runs (up to 1 in a run; --max-errors allows 0)"),
+        stderr(&strict).contains(
+            "had error or unknown attempts in 1 of 1 run (up to 1 in a run; --max-errors allows 0)"
+        ),
         "{}",
         stderr(&strict)
     );

@@ -425,6 +425,21 @@ impl Flow {
             .filter(|(_, s)| s.phase == Phase::Race)
     }
 
+    /// The step whose answers are audited: the last race step.
+    pub fn audited(&self) -> &Step {
+        self.race_steps()
+            .last()
+            .map(|(_, s)| s)
+            .expect("a flow has a race step")
+    }
+
+    /// What the run races against, as a result names it: the audited
+    /// step's method and URL (without any password).
+    pub fn target(&self) -> String {
+        let s = self.audited();
+        format!("{} {}", s.method, s.url.shown())
+    }
+
     /// Whether the flow is more than the one request of the flags.
     pub fn is_file(&self) -> bool {
         self.file.is_some()
