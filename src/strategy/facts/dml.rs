@@ -38,6 +38,7 @@ impl Reader<'_> {
             assigns: Vec::new(),
             rows: Rows::default(),
             returning: Vec::new(),
+            checks: Vec::new(),
             cte: None,
             on_conflict: false,
         });
@@ -343,8 +344,8 @@ mod tests {
                 vars: vec![102],
                 expr: Some(Expr::Bin(
                     BinOp::Mul,
-                    Box::new(Expr::Var(102)),
-                    Box::new(Expr::Int(2))
+                    Box::new(Expr::Int(2)),
+                    Box::new(Expr::Var(102))
                 ))
             }
         );

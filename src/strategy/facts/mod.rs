@@ -15,9 +15,19 @@
 //! its facts say `unreadable` with the parser's message and nothing else.
 
 mod dml;
+mod fold;
 mod operand;
+mod plpgsql;
 mod reader;
+mod rewrite;
+mod routine;
 mod scope;
+
+pub(crate) use fold::fold;
+pub(crate) use rewrite::map_expr;
+pub use routine::{
+    BodySlot, Exit, Routine, RoutineBody, RoutineStep, Slots, Trigger, TriggerEvent, TriggerTiming,
+};
 
 use super::expr::Expr;
 
@@ -38,6 +48,67 @@ impl Isolation {
             Isolation::Serializable => "SERIALIZABLE",
         }
     }
+
+    /// The level a setting's text names, as PostgreSQL reads it (any case,
+    /// READ UNCOMMITTED being READ COMMITTED).
+    pub fn parse(text: &str) -> Option<Isolation> {
+        let words: Vec<String> = text
+            .split_whitespace()
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
+        match words
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["read", "committed"] | ["read", "uncommitted"] => Some(Isolation::ReadCommitted),
+            ["repeatable", "read"] => Some(Isolation::RepeatableRead),
+            ["serializable"] => Some(Isolation::Serializable),
+            _ => None,
+        }
+    }
+}
+
+/// The value a statement gives an isolation setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsoValue {
+    Level(Isolation),
+    /// `DEFAULT` or `RESET`: the level `default_transaction_isolation` says
+    /// (for `default_transaction_isolation` itself: the server's default,
+    /// READ COMMITTED unless the server is configured otherwise).
+    Default,
+    /// A value racelab cannot evaluate (a variable, a function, a word
+    /// PostgreSQL would refuse).
+    Unknown,
+}
+
+/// Which isolation setting a statement changes, and so what it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsoTarget {
+    /// This transaction's level: `SET TRANSACTION ISOLATION LEVEL`, `SET
+    /// [LOCAL | SESSION] transaction_isolation`. PostgreSQL takes it only
+    /// before the transaction's first query (after it, a different level
+    /// fails with 25001); outside a transaction block it changes nothing.
+    Transaction,
+    /// The session's default for transactions that start later: `SET
+    /// SESSION CHARACTERISTICS AS TRANSACTION ...`, `SET
+    /// default_transaction_isolation`.
+    SessionDefault,
+    /// `SET LOCAL default_transaction_isolation`: the default of the
+    /// transactions that start later, until this one ends, so nothing.
+    LocalDefault,
+}
+
+/// A `set_config(name, value, is_local)` call inside a query on a setting
+/// that may be the isolation level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsoCall {
+    /// `None`: the setting's name is not a literal racelab can read.
+    pub target: Option<IsoTarget>,
+    pub value: IsoValue,
+    /// The call as written.
+    pub text: String,
 }
 
 /// What kind of statement it is.
@@ -45,11 +116,11 @@ impl Isolation {
 pub enum Kind {
     /// `BEGIN` / `START TRANSACTION`, with the isolation level it asks for.
     Begin(Option<Isolation>),
-    /// `SET TRANSACTION ISOLATION LEVEL ...`; `session` for `SET SESSION
-    /// CHARACTERISTICS AS TRANSACTION ...` (every later transaction).
+    /// A statement that sets an isolation level (see `IsoTarget` for which
+    /// and what that changes).
     SetIsolation {
-        level: Isolation,
-        session: bool,
+        value: IsoValue,
+        target: IsoTarget,
     },
     /// A query that returns rows (SELECT, VALUES, TABLE, set operations).
     Select,
@@ -89,7 +160,15 @@ pub enum Source {
     Write(usize),
     /// The result of `advisory[call]` (a `pg_try_advisory_*` call).
     Advisory(usize),
+    /// The result of `calls[call]` (a function `\setup` may have created).
+    Call(usize),
 }
+
+/// The first slot of a value a statement holds (`Facts::values`): the
+/// value of slot `VALUE_SLOT + k` is the column `Facts::values[k]` reads
+/// (a function's local variable that `SELECT ... INTO` filled, once the
+/// function is applied to the statement that calls it).
+pub const VALUE_SLOT: usize = usize::MAX / 8;
 
 /// The first slot `Operand::with_columns` gives a column: far above any
 /// variable's.
@@ -117,8 +196,19 @@ pub struct Operand {
     /// Something else is in it: a string or other literal, a subquery, a
     /// function racelab does not evaluate.
     pub opaque: bool,
+    /// It is a scalar subquery reading one column of one table's rows:
+    /// `(SELECT stock FROM products WHERE id = :product [FOR UPDATE])`.
+    pub subquery: Option<Subquery>,
     /// As written, with variables as `:name`.
     pub text: String,
+}
+
+/// A scalar subquery that reads one column of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subquery {
+    /// The read (`Facts::reads`) of its rows.
+    pub read: usize,
+    pub column: String,
 }
 
 /// A comparison operator.
@@ -153,6 +243,7 @@ impl Comparison {
             match o.cols.as_slice() {
                 [c] if o.vars.is_empty()
                     && !o.opaque
+                    && o.subquery.is_none()
                     && o.sources.len() <= 1
                     && c.table.as_deref().map_or(true, |t| t == table) =>
                 {
@@ -261,10 +352,51 @@ pub struct Write {
     pub rows: Rows,
     /// Columns of the written rows it returns (RETURNING).
     pub returning: Vec<String>,
+    /// Conditions under which the row is not written after all (a
+    /// trigger's RAISE or RETURN NULL), on the row as it would be written.
+    pub checks: Vec<RowCheck>,
     /// The CTE it is the body of (`WITH sold AS (UPDATE ...)`).
     pub cte: Option<String>,
     /// `INSERT ... ON CONFLICT`.
     pub on_conflict: bool,
+}
+
+/// A condition that stops a row from being written: a trigger that raises
+/// or skips the row when it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowCheck {
+    /// The condition, on the row's new values (a column is
+    /// `COLUMN_SLOT + i` for the `i`-th name), as `Operand::with_columns`.
+    pub refuses: (Expr, Vec<String>),
+    /// What happens when it holds.
+    pub effect: CheckEffect,
+    /// Who checks it, for explain: e.g. `the trigger no_negative_stock`.
+    pub by: String,
+    pub line: usize,
+}
+
+/// What a `RowCheck` does to a row it refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckEffect {
+    /// The statement fails with a class 23 error: the attempt is rejected.
+    Rejects,
+    /// The statement fails with another error: the attempt ends in error.
+    Fails,
+    /// The row is skipped (BEFORE trigger RETURN NULL): zero rows.
+    Skips,
+}
+
+/// A condition inside a function the statement calls, under which the
+/// function ends (RETURN or RAISE) before its later writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The condition (its variables are the script's, `VALUE_SLOT`s, or
+    /// unknown).
+    pub cond: Operand,
+    /// The writes at this index and after run only when it is false.
+    pub from_write: usize,
+    /// Where it is, for explain.
+    pub text: String,
 }
 
 /// The strength of a row lock (`FOR UPDATE` ...).
@@ -313,17 +445,116 @@ pub struct RowLock {
     pub reads: Vec<usize>,
 }
 
+/// A table lock mode, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LockMode {
+    /// Plain SELECT.
+    AccessShare,
+    /// SELECT ... FOR UPDATE / FOR SHARE.
+    RowShare,
+    /// UPDATE, DELETE, INSERT.
+    RowExclusive,
+    ShareUpdateExclusive,
+    Share,
+    ShareRowExclusive,
+    Exclusive,
+    AccessExclusive,
+}
+
+impl LockMode {
+    pub const ALL: [LockMode; 8] = [
+        LockMode::AccessShare,
+        LockMode::RowShare,
+        LockMode::RowExclusive,
+        LockMode::ShareUpdateExclusive,
+        LockMode::Share,
+        LockMode::ShareRowExclusive,
+        LockMode::Exclusive,
+        LockMode::AccessExclusive,
+    ];
+
+    /// As PostgreSQL names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::AccessShare => "ACCESS SHARE",
+            LockMode::RowShare => "ROW SHARE",
+            LockMode::RowExclusive => "ROW EXCLUSIVE",
+            LockMode::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            LockMode::Share => "SHARE",
+            LockMode::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            LockMode::Exclusive => "EXCLUSIVE",
+            LockMode::AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+
+    /// PostgreSQL's table of conflicting lock modes (the documentation's
+    /// "Conflicting Lock Modes"): whether a transaction holding `self`
+    /// makes one asking for `other` wait.
+    pub fn conflicts(self, other: LockMode) -> bool {
+        use LockMode as M;
+        let with: &[LockMode] = match self {
+            M::AccessShare => &[M::AccessExclusive],
+            M::RowShare => &[M::Exclusive, M::AccessExclusive],
+            M::RowExclusive => &[
+                M::Share,
+                M::ShareRowExclusive,
+                M::Exclusive,
+                M::AccessExclusive,
+            ],
+            M::ShareUpdateExclusive => &[
+                M::ShareUpdateExclusive,
+                M::Share,
+                M::ShareRowExclusive,
+                M::Exclusive,
+                M::AccessExclusive,
+            ],
+            M::Share => &[
+                M::RowExclusive,
+                M::ShareUpdateExclusive,
+                M::ShareRowExclusive,
+                M::Exclusive,
+                M::AccessExclusive,
+            ],
+            M::ShareRowExclusive => &[
+                M::RowExclusive,
+                M::ShareUpdateExclusive,
+                M::Share,
+                M::ShareRowExclusive,
+                M::Exclusive,
+                M::AccessExclusive,
+            ],
+            M::Exclusive => &[
+                M::RowShare,
+                M::RowExclusive,
+                M::ShareUpdateExclusive,
+                M::Share,
+                M::ShareRowExclusive,
+                M::Exclusive,
+                M::AccessExclusive,
+            ],
+            M::AccessExclusive => &LockMode::ALL,
+        };
+        with.contains(&other)
+    }
+
+    /// Whether it conflicts with ROW EXCLUSIVE, the lock every UPDATE,
+    /// DELETE and INSERT takes on its table.
+    pub fn blocks_writes(self) -> bool {
+        self.conflicts(LockMode::RowExclusive)
+    }
+
+    /// Whether two buyers taking it wait for each other.
+    pub fn self_conflicting(self) -> bool {
+        self.conflicts(self)
+    }
+}
+
 /// A `LOCK TABLE` statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableLock {
     pub tables: Vec<String>,
-    /// The mode as PostgreSQL names it (`ACCESS EXCLUSIVE` by default).
-    pub mode: &'static str,
-    /// Whether the mode conflicts with ROW EXCLUSIVE (what UPDATE takes):
-    /// SHARE and stronger.
-    pub blocks_writes: bool,
-    /// Whether two buyers taking it wait for each other.
-    pub self_conflicting: bool,
+    /// `ACCESS EXCLUSIVE` when the statement names none.
+    pub mode: LockMode,
     pub nowait: bool,
 }
 
@@ -368,6 +599,22 @@ pub struct Output {
     pub sources: Vec<Source>,
     /// Variable slots it is computed from.
     pub vars: Vec<usize>,
+    /// The value in terms of the row's columns and variables, as
+    /// `Operand::with_columns` (for RETURNING: the row as written).
+    pub with_columns: Option<(Expr, Vec<String>)>,
+}
+
+/// A call of a function that is neither one of PostgreSQL's own racelab
+/// knows to be harmless here (`count`, `coalesce`, `now`, ...) nor one it
+/// reads otherwise (advisory locks, `set_config`): a function `\setup`
+/// may have created, whose body the catalog of routines tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The name as called, lower case, without a schema.
+    pub name: String,
+    pub args: Vec<Operand>,
+    /// As written.
+    pub text: String,
 }
 
 /// A constraint a `\setup` statement adds or drops.
@@ -409,10 +656,27 @@ pub struct Facts {
     /// takes its rows from.
     pub rows_from: Option<usize>,
     pub constraints: Vec<Constraint>,
+    /// `set_config` calls on the isolation level.
+    pub iso_calls: Vec<IsoCall>,
+    /// Calls of functions racelab does not know by itself.
+    pub calls: Vec<Call>,
+    /// A function `CREATE FUNCTION` defines (in `\setup`).
+    pub routine: Option<Routine>,
+    /// A trigger `CREATE TRIGGER` defines (in `\setup`).
+    pub trigger: Option<Trigger>,
+    /// The columns `VALUE_SLOT + k` stands for.
+    pub values: Vec<Source>,
+    /// Conditions inside the functions it calls that end them before
+    /// their later writes.
+    pub guards: Vec<Guard>,
+    /// The statement is read, but what it does is not followed (a DO block,
+    /// CALL, EXECUTE, a rule, a setting of later connections, ROLLBACK TO
+    /// SAVEPOINT): what it is, for explain to name.
+    pub opaque: Option<String>,
 }
 
 impl Facts {
-    fn new(kind: Kind) -> Facts {
+    pub(crate) fn new(kind: Kind) -> Facts {
         Facts {
             kind,
             unreadable: None,
@@ -424,6 +688,13 @@ impl Facts {
             outputs: None,
             rows_from: None,
             constraints: Vec::new(),
+            iso_calls: Vec::new(),
+            calls: Vec::new(),
+            routine: None,
+            trigger: None,
+            values: Vec::new(),
+            guards: Vec::new(),
+            opaque: None,
         }
     }
 
@@ -459,5 +730,65 @@ pub fn read(sql_text: &str, param: &dyn Fn(usize) -> Option<usize>, names: Names
             f.unreadable = Some(message);
             f
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lock_conflict_table() {
+        use LockMode::*;
+        // PostgreSQL's documentation, "Conflicting Lock Modes": X marks.
+        let table: [(LockMode, [u8; 8]); 8] = [
+            (AccessShare, [0, 0, 0, 0, 0, 0, 0, 1]),
+            (RowShare, [0, 0, 0, 0, 0, 0, 1, 1]),
+            (RowExclusive, [0, 0, 0, 0, 1, 1, 1, 1]),
+            (ShareUpdateExclusive, [0, 0, 0, 1, 1, 1, 1, 1]),
+            (Share, [0, 0, 1, 1, 0, 1, 1, 1]),
+            (ShareRowExclusive, [0, 0, 1, 1, 1, 1, 1, 1]),
+            (Exclusive, [0, 1, 1, 1, 1, 1, 1, 1]),
+            (AccessExclusive, [1, 1, 1, 1, 1, 1, 1, 1]),
+        ];
+        for (m, row) in table {
+            for (o, x) in LockMode::ALL.iter().zip(row) {
+                assert_eq!(m.conflicts(*o), x == 1, "{} vs {}", m.as_str(), o.as_str());
+                assert_eq!(m.conflicts(*o), o.conflicts(m), "symmetric");
+            }
+        }
+        assert!(ShareUpdateExclusive.self_conflicting() && !ShareUpdateExclusive.blocks_writes());
+        assert!(Share.blocks_writes() && !Share.self_conflicting());
+        assert!(!RowExclusive.self_conflicting());
+    }
+
+    #[test]
+    fn isolation_words_as_postgresql_reads_them() {
+        assert_eq!(
+            Isolation::parse("Read  Committed"),
+            Some(Isolation::ReadCommitted)
+        );
+        assert_eq!(
+            Isolation::parse("read uncommitted"),
+            Some(Isolation::ReadCommitted)
+        );
+        assert_eq!(
+            Isolation::parse("SERIALIZABLE"),
+            Some(Isolation::Serializable)
+        );
+        assert_eq!(Isolation::parse("snapshot"), None);
+    }
+
+    #[test]
+    fn comparisons_name_keys_and_bounds() {
+        let f = read(
+            "UPDATE products SET stock = stock - $1 WHERE id = $2 AND 0 < stock",
+            &|n| Some(100 + n),
+            &|s| format!("v{}", s - 100),
+        );
+        let w = &f.writes[0];
+        assert_eq!(w.rows.key[0].0, "id");
+        assert!(w.rows.filter[1].bounds_below("products", "stock"));
+        assert!(w.rows.filter[1].key_of("products").is_none());
     }
 }

@@ -7,11 +7,99 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast as sql;
 
+use super::fold::{fold, folded_vars};
+use super::reader::setting_value;
 use super::scope::{ident, object_last, push_unique, strip, Binding, Reader};
 use super::{
-    Advisory, AdvisoryAction, AdvisoryScope, Cmp, Comparison, Operand, Rows, Source, COLUMN_SLOT,
+    Advisory, AdvisoryAction, AdvisoryScope, Call, Cmp, Col, Comparison, IsoCall, IsoTarget,
+    IsoValue, Operand, Rows, Source, Subquery, COLUMN_SLOT,
 };
 use crate::strategy::expr::{BinOp, Expr, Func};
+
+/// PostgreSQL functions racelab knows change nothing a race depends on:
+/// their calls are values, not effects. Any other function is recorded as
+/// a `Call` (a function `\setup` created, or one racelab does not know).
+const HARMLESS: &[&str] = &[
+    "abs",
+    "array_agg",
+    "array_length",
+    "avg",
+    "bool_and",
+    "bool_or",
+    "btrim",
+    "ceil",
+    "ceiling",
+    "char_length",
+    "clock_timestamp",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "count",
+    "current_date",
+    "current_setting",
+    "current_time",
+    "current_timestamp",
+    "currval",
+    "date_part",
+    "date_trunc",
+    "every",
+    "extract",
+    "floor",
+    "format",
+    "gen_random_uuid",
+    "generate_series",
+    "greatest",
+    "hashtext",
+    "hashtextextended",
+    "int4",
+    "int8",
+    "jsonb_build_object",
+    "json_build_object",
+    "least",
+    "left",
+    "length",
+    "localtime",
+    "localtimestamp",
+    "lower",
+    "lpad",
+    "ltrim",
+    "max",
+    "md5",
+    "min",
+    "mod",
+    "nextval",
+    "now",
+    "nullif",
+    "num_nonnulls",
+    "num_nulls",
+    "pg_backend_pid",
+    "pg_sleep",
+    "power",
+    "random",
+    "round",
+    "row_number",
+    "rpad",
+    "rtrim",
+    "setval",
+    "sign",
+    "sqrt",
+    "statement_timestamp",
+    "string_agg",
+    "substr",
+    "substring",
+    "sum",
+    "timeofday",
+    "to_char",
+    "to_number",
+    "to_timestamp",
+    "transaction_timestamp",
+    "trim",
+    "trunc",
+    "txid_current",
+    "unnest",
+    "upper",
+    "uuid_generate_v4",
+];
 
 pub(super) fn cmp_of(op: &sql::BinaryOperator) -> Option<Cmp> {
     use sql::BinaryOperator as B;
@@ -31,16 +119,64 @@ impl Reader<'_> {
         let mut o = Operand::default();
         self.walk(e, scope, &mut o);
         o.expr = if o.cols.is_empty() && !o.opaque {
-            self.compile(e)
+            self.compile(e).map(|x| fold(&x))
         } else {
             None
         };
         if !o.opaque {
             let mut names = Vec::new();
-            o.with_columns = self.compile_in(e, Some(&mut names)).map(|x| (x, names));
+            o.with_columns = self
+                .compile_in(e, Some(&mut names))
+                .map(|x| (fold(&x), names));
+            // The whole value is an expression: it depends on the
+            // variables that survive folding (`:product + 0 * :buyer`
+            // depends on :product alone).
+            if o.subquery.is_none() {
+                if let Some((x, _)) = &o.with_columns {
+                    let keep = folded_vars(x);
+                    o.vars.retain(|v| keep.contains(v));
+                }
+            }
         }
         o.text = self.show(e);
         o
+    }
+
+    /// A scalar subquery that reads one column of one table's rows, as
+    /// `Operand::subquery` records it.
+    fn scalar_subquery(
+        &mut self,
+        q: &sql::Query,
+        reads_before: usize,
+        outputs: &[super::Output],
+        o: &mut Operand,
+    ) -> bool {
+        let [one] = outputs else { return false };
+        let [Source::Read {
+            read,
+            column: Some(c),
+        }] = one.sources.as_slice()
+        else {
+            return false;
+        };
+        if *read < reads_before || !one.vars.is_empty() || o.subquery.is_some() {
+            return false;
+        }
+        let table = self.f.reads[*read].table.clone();
+        push_unique(
+            &mut o.cols,
+            Col {
+                table: Some(table),
+                column: c.clone(),
+            },
+        );
+        o.subquery = Some(Subquery {
+            read: *read,
+            column: c.clone(),
+        });
+        self.scalars
+            .push((q as *const sql::Query as usize, c.clone()));
+        true
     }
 
     pub(super) fn walk(&mut self, e: &sql::Expr, scope: &[Binding], o: &mut Operand) {
@@ -66,13 +202,33 @@ impl Reader<'_> {
                 _ => o.opaque = true,
             },
             E::Nested(x) | E::Cast { expr: x, .. } => self.walk(x, scope, o),
+            E::UnaryOp { .. } | E::BinaryOp { .. } if self.compile(e).is_some() => {
+                // Arithmetic on variables alone: what it depends on once
+                // folded.
+                let x = self.compile(e).expect("checked");
+                for v in folded_vars(&x) {
+                    push_unique(&mut o.vars, v);
+                }
+            }
             E::UnaryOp { expr, .. } => self.walk(expr, scope, o),
             E::BinaryOp { left, right, .. } => {
                 self.walk(left, scope, o);
                 self.walk(right, scope, o);
             }
             E::Function(f) => self.function(f, scope, o),
-            E::Subquery(q) | E::Exists { subquery: q, .. } => {
+            E::Subquery(q) => {
+                let reads_before = self.f.reads.len();
+                let (outputs, _) = self.query(q, scope);
+                let outputs = outputs.unwrap_or_default();
+                if !self.scalar_subquery(q, reads_before, &outputs, o) {
+                    o.opaque = true;
+                }
+                for out in outputs {
+                    o.sources.extend(out.sources);
+                    o.vars.extend(out.vars);
+                }
+            }
+            E::Exists { subquery: q, .. } => {
                 let (outputs, _) = self.query(q, scope);
                 for out in outputs.unwrap_or_default() {
                     o.sources.extend(out.sources);
@@ -189,7 +345,19 @@ impl Reader<'_> {
         if self.advisory_call(f, scope, o) {
             return;
         }
+        let name = object_last(&f.name);
         let (args, star) = Self::function_args(f);
+        if name == "set_config" {
+            self.set_config(f, &args);
+        } else if !HARMLESS.contains(&name.as_str()) {
+            let operands: Vec<Operand> = args.iter().map(|a| self.operand(a, scope)).collect();
+            o.sources.push(Source::Call(self.f.calls.len()));
+            self.f.calls.push(Call {
+                name: name.clone(),
+                args: operands,
+                text: self.show(&sql::Expr::Function(f.clone())),
+            });
+        }
         for a in args {
             self.walk(a, scope, o);
         }
@@ -207,6 +375,38 @@ impl Reader<'_> {
         if !matches!(object_last(&f.name).as_str(), "least" | "greatest" | "abs") {
             o.opaque = true;
         }
+    }
+
+    /// `set_config(name, value, is_local)` on an isolation setting (or on
+    /// a setting racelab cannot name).
+    fn set_config(&mut self, f: &sql::Function, args: &[&sql::Expr]) {
+        let lit = |e: &sql::Expr| match strip(e) {
+            sql::Expr::Value(v) => match &v.value {
+                sql::Value::SingleQuotedString(s) => Some(s.to_ascii_lowercase()),
+                sql::Value::Boolean(b) => Some(b.to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let [name, value, local] = args else { return };
+        let target = match (lit(name).as_deref(), lit(local).as_deref()) {
+            (Some("transaction_isolation"), _) => Some(IsoTarget::Transaction),
+            (Some("default_transaction_isolation"), Some("true")) => Some(IsoTarget::LocalDefault),
+            (Some("default_transaction_isolation"), Some("false")) => {
+                Some(IsoTarget::SessionDefault)
+            }
+            (Some("default_transaction_isolation"), _) | (None, _) => None,
+            (Some(_), _) => return,
+        };
+        let value = match strip(value) {
+            v @ sql::Expr::Value(_) => setting_value(v),
+            _ => IsoValue::Unknown,
+        };
+        self.f.iso_calls.push(IsoCall {
+            target,
+            value,
+            text: self.show(&sql::Expr::Function(f.clone())),
+        });
     }
 
     /// Register `f` when it is one of PostgreSQL's advisory-lock functions.
@@ -283,6 +483,11 @@ impl Reader<'_> {
             Expr::Var(COLUMN_SLOT + i)
         };
         Some(match e {
+            E::Subquery(q) => {
+                let at = q.as_ref() as *const sql::Query as usize;
+                let name = self.scalars.iter().find(|(a, _)| *a == at)?.1.clone();
+                column(&sql::Ident::new(name), columns?)
+            }
             E::Identifier(i) => column(i, columns?),
             E::CompoundIdentifier(parts) => column(parts.last()?, columns?),
             E::Nested(x) | E::Cast { expr: x, .. } => self.compile_in(x, columns)?,
@@ -489,5 +694,65 @@ mod tests {
             .any(|c| c.bounds_below("products", "stock")));
         let x = f("UPDATE products SET stock = stock - 1 WHERE id = $1 OR stock > 5");
         assert!(x.writes[0].rows.opaque);
+    }
+
+    #[test]
+    fn keys_and_guards_fold() {
+        let x = f("SELECT pg_advisory_xact_lock($1 + 0 * $2)");
+        assert_eq!(x.advisory[0].key[0].vars, vec![101]);
+        let x = f("SELECT pg_advisory_xact_lock(hashtext(($1 + $2 - $2)::text))");
+        assert_eq!(x.advisory[0].key[0].vars, vec![101]);
+        let x = f("SELECT pg_advisory_xact_lock($1 * 1000 + $2)");
+        assert_eq!(x.advisory[0].key[0].vars, vec![101, 102]);
+        let x = f("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 + 0 * $3");
+        let g = x.writes[0]
+            .rows
+            .filter
+            .iter()
+            .find(|c| c.bounds_below("products", "stock"))
+            .unwrap();
+        assert_eq!(g.right.vars, vec![101]);
+        assert_eq!(g.right.expr, Some(Expr::Var(101)));
+    }
+
+    #[test]
+    fn scalar_subqueries_of_one_column() {
+        let x = f("UPDATE products SET stock = stock - $1 WHERE id = $2 AND (SELECT stock FROM products WHERE id = $2 FOR UPDATE) >= $1");
+        let g = &x.writes[0].rows.filter[1];
+        let sub = g.left.subquery.as_ref().expect("a scalar subquery");
+        assert_eq!(sub.column, "stock");
+        assert!(x.reads[sub.read].lock.is_some());
+        assert!(g.bounds_below("products", "stock"));
+        assert!(g.left.with_columns.is_some());
+        // Not a key: a subquery compared with `=` names no row.
+        assert_eq!(x.writes[0].rows.key.len(), 1);
+        let x = f("SELECT (SELECT stock FROM products WHERE id = $1) AS stock");
+        assert_eq!(
+            x.outputs.unwrap()[0].sources,
+            vec![Source::Read {
+                read: 0,
+                column: Some("stock".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn calls_of_functions_racelab_does_not_know() {
+        let x = f("SELECT buy($1, $2) AS bought");
+        assert_eq!(x.calls[0].name, "buy");
+        assert_eq!(x.calls[0].args[1].vars, vec![102]);
+        assert_eq!(
+            x.outputs.as_ref().unwrap()[0].sources,
+            vec![Source::Call(0)]
+        );
+        let x = f("SELECT count(*) AS taken FROM take_units($1, $2)");
+        assert_eq!(x.calls[0].name, "take_units");
+        assert_eq!(
+            x.outputs.as_ref().unwrap()[0].sources,
+            vec![Source::Call(0)]
+        );
+        assert!(x.reads.is_empty(), "{:?}", x.reads);
+        let x = f("SELECT coalesce(max(stock), 0), now(), hashtext('a'), count(*) FROM products");
+        assert!(x.calls.is_empty(), "{:?}", x.calls);
     }
 }

@@ -18,9 +18,55 @@ use super::scope::{
     ident, next_level, object_last, push_unique, strip, Binding, Bound, Cte, Reader,
 };
 use super::{
-    Constraint, Facts, Isolation, Kind, LockStrength, Names, Operand, Output, Read, RowLock, Rows,
-    TableLock, Wait,
+    Constraint, Facts, IsoTarget, IsoValue, Isolation, Kind, LockMode, LockStrength, Names,
+    Operand, Output, Read, RowLock, Rows, Source, TableLock, Wait,
 };
+
+/// The value a `SET` or `set_config` gives an isolation setting.
+pub(super) fn setting_value(v: &sql::Expr) -> IsoValue {
+    match v {
+        sql::Expr::Value(v) => match &v.value {
+            sql::Value::SingleQuotedString(s) => {
+                Isolation::parse(s).map_or(IsoValue::Unknown, IsoValue::Level)
+            }
+            _ => IsoValue::Unknown,
+        },
+        sql::Expr::Identifier(i) if i.quote_style.is_none() => {
+            if i.value.eq_ignore_ascii_case("default") {
+                IsoValue::Default
+            } else {
+                Isolation::parse(&i.value).map_or(IsoValue::Unknown, IsoValue::Level)
+            }
+        }
+        _ => IsoValue::Unknown,
+    }
+}
+
+/// Read one value expression (a function body's `IF` condition or
+/// assignment): its operand, the rows it reads included.
+pub(super) fn read_operand(
+    text: &str,
+    param: &dyn Fn(usize) -> Option<usize>,
+    names: Names,
+) -> Result<Operand, String> {
+    let dialect = PostgreSqlDialect {};
+    let e = Parser::new(&dialect)
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| e.to_string())?;
+    let mut r = Reader {
+        f: Facts::new(Kind::Other),
+        ctes: Vec::new(),
+        aliases: Vec::new(),
+        strengths: Vec::new(),
+        next_lock: 0,
+        feeds: None,
+        param,
+        names,
+        scalars: Vec::new(),
+    };
+    Ok(r.operand(&e, &[]))
+}
 
 pub(super) fn read_inner(
     text: &str,
@@ -50,6 +96,7 @@ pub(super) fn read_inner(
         feeds: None,
         param,
         names,
+        scalars: Vec::new(),
     };
     r.statement(&stmt);
     if r.next_lock != r.strengths.len() {
@@ -136,12 +183,10 @@ impl Reader<'_> {
         use sql::Statement as S;
         match s {
             S::StartTransaction { modes, .. } => self.f.kind = Kind::Begin(isolation(modes)),
-            S::Set(sql::Set::SetTransaction { modes, session, .. }) => {
-                if let Some(level) = isolation(modes) {
-                    self.f.kind = Kind::SetIsolation {
-                        level,
-                        session: *session,
-                    };
+            S::Set(set) => self.set(set),
+            S::Reset(r) => {
+                if let sql::Reset::ConfigurationParameter(name) = &r.reset {
+                    self.setting(&object_last(name), None, IsoValue::Default);
                 }
             }
             S::Commit { chain, .. } => self.f.kind = Kind::Commit { chain: *chain },
@@ -149,6 +194,12 @@ impl Reader<'_> {
                 chain,
                 savepoint: None,
             } => self.f.kind = Kind::Rollback { chain: *chain },
+            S::Rollback {
+                savepoint: Some(_), ..
+            } => {
+                self.f.opaque =
+                    Some("ROLLBACK TO SAVEPOINT (which writes it undoes is not followed)".into())
+            }
             S::Query(_) | S::Insert(_) | S::Update(_) | S::Delete(_) => {
                 let (outputs, kind) = match s {
                     S::Query(q) => self.query(q, &[]),
@@ -165,35 +216,25 @@ impl Reader<'_> {
             }
             S::Lock(l) => {
                 use sql::LockTableMode as M;
-                let mode = l.lock_mode.clone().unwrap_or(M::AccessExclusive);
-                let name = match mode {
-                    M::AccessShare => "ACCESS SHARE",
-                    M::RowShare => "ROW SHARE",
-                    M::RowExclusive => "ROW EXCLUSIVE",
-                    M::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
-                    M::Share => "SHARE",
-                    M::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
-                    M::Exclusive => "EXCLUSIVE",
-                    M::AccessExclusive => "ACCESS EXCLUSIVE",
+                let mode = match l.lock_mode.clone().unwrap_or(M::AccessExclusive) {
+                    M::AccessShare => LockMode::AccessShare,
+                    M::RowShare => LockMode::RowShare,
+                    M::RowExclusive => LockMode::RowExclusive,
+                    M::ShareUpdateExclusive => LockMode::ShareUpdateExclusive,
+                    M::Share => LockMode::Share,
+                    M::ShareRowExclusive => LockMode::ShareRowExclusive,
+                    M::Exclusive => LockMode::Exclusive,
+                    M::AccessExclusive => LockMode::AccessExclusive,
                 };
                 self.f.kind = Kind::LockTable;
                 self.f.table_locks.push(TableLock {
                     tables: l.tables.iter().map(|t| object_last(&t.name)).collect(),
-                    mode: name,
-                    blocks_writes: matches!(
-                        mode,
-                        M::Share | M::ShareRowExclusive | M::Exclusive | M::AccessExclusive
-                    ),
-                    self_conflicting: matches!(
-                        mode,
-                        M::ShareUpdateExclusive
-                            | M::ShareRowExclusive
-                            | M::Exclusive
-                            | M::AccessExclusive
-                    ),
+                    mode,
                     nowait: l.nowait,
                 });
             }
+            S::CreateFunction(f) => self.f.routine = Some(super::routine::routine(f)),
+            S::CreateTrigger(t) => self.f.trigger = Some(super::routine::trigger(t)),
             S::AlterTable(a) => {
                 let table = object_last(&a.name);
                 for op in &a.operations {
@@ -239,8 +280,82 @@ impl Reader<'_> {
                     columns,
                 });
             }
+            S::CreateIndex(_)
+            | S::Drop { .. }
+            | S::Savepoint { .. }
+            | S::ReleaseSavepoint { .. }
+            | S::ShowVariable { .. }
+            | S::ShowVariables { .. }
+            | S::Discard { .. }
+            | S::NOTIFY { .. }
+            | S::LISTEN { .. }
+            | S::UNLISTEN { .. }
+            | S::Analyze(_)
+            | S::Comment { .. }
+            | S::Prepare { .. }
+            | S::Deallocate { .. }
+            | S::CreateSequence { .. }
+            | S::CreateType { .. }
+            | S::CreateExtension(_)
+            | S::CreateSchema { .. }
+            | S::Truncate(_)
+            | S::Grant(_)
+            | S::Revoke(_) => {}
+            other => {
+                let text = other.to_string();
+                let what: String = text
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                self.f.opaque = Some(format!("{what} ..."));
+            }
+        }
+    }
+
+    /// A `SET` statement: the isolation settings change the model, any
+    /// other setting nothing racelab follows.
+    fn set(&mut self, set: &sql::Set) {
+        match set {
+            sql::Set::SetTransaction { modes, session, .. } => {
+                if let Some(level) = isolation(modes) {
+                    self.f.kind = Kind::SetIsolation {
+                        value: IsoValue::Level(level),
+                        target: if *session {
+                            IsoTarget::SessionDefault
+                        } else {
+                            IsoTarget::Transaction
+                        },
+                    };
+                }
+            }
+            sql::Set::SingleAssignment {
+                scope,
+                variable,
+                values,
+                ..
+            } => {
+                let value = match values.as_slice() {
+                    [v] => setting_value(v),
+                    _ => IsoValue::Unknown,
+                };
+                let local = matches!(scope, Some(sql::ContextModifier::Local));
+                self.setting(&object_last(variable), Some(local), value);
+            }
             _ => {}
         }
+    }
+
+    /// `SET [LOCAL] name = value` (`local`: `None` for RESET) of an
+    /// isolation setting.
+    fn setting(&mut self, name: &str, local: Option<bool>, value: IsoValue) {
+        let target = match name {
+            "transaction_isolation" => IsoTarget::Transaction,
+            "default_transaction_isolation" if local == Some(true) => IsoTarget::LocalDefault,
+            "default_transaction_isolation" => IsoTarget::SessionDefault,
+            _ => return,
+        };
+        self.f.kind = Kind::SetIsolation { value, target };
     }
 
     pub(super) fn column_constraints(&mut self, table: &str, col: &sql::ColumnDef) {
@@ -435,6 +550,7 @@ impl Reader<'_> {
                                 name: None,
                                 sources: Vec::new(),
                                 vars: Vec::new(),
+                                with_columns: None,
                             });
                         }
                         outputs[k].sources.extend(o.sources);
@@ -454,6 +570,7 @@ impl Reader<'_> {
                         name: None,
                         sources,
                         vars: Vec::new(),
+                        with_columns: None,
                     }]),
                     Kind::Select,
                 )
@@ -503,6 +620,7 @@ impl Reader<'_> {
                 name,
                 sources: o.sources,
                 vars: o.vars,
+                with_columns: o.with_columns,
             }
         };
         match item {
@@ -518,6 +636,7 @@ impl Reader<'_> {
                     name: None,
                     sources: self.all_sources(scope),
                     vars: Vec::new(),
+                    with_columns: None,
                 }]
             }
         }
@@ -607,16 +726,49 @@ impl Reader<'_> {
             } => self.table_with_joins(table_with_joins, scope, level, conds),
             other => {
                 // A table function (generate_series(...)) and the like: its
-                // arguments may use variables; it reads no table rows.
+                // arguments may use variables; it reads no table rows, but
+                // a function racelab does not know by itself is a call.
                 let mut o = Operand::default();
-                let mut found: Vec<sql::Expr> = Vec::new();
-                let _ = sql::visit_expressions(other, |x: &sql::Expr| {
-                    found.push(x.clone());
-                    ControlFlow::<()>::Continue(())
-                });
-                for x in &found {
-                    if let sql::Expr::Value(_) = x {
-                        self.walk(x, scope, &mut o);
+                let call = match other {
+                    T::Table {
+                        name,
+                        args: Some(a),
+                        ..
+                    } => Some((name, a.args.as_slice())),
+                    T::Function { name, args, .. } => Some((name, args.as_slice())),
+                    _ => None,
+                };
+                let mut rows = Vec::new();
+                if let Some((name, args)) = call {
+                    let f = sql::Function {
+                        name: name.clone(),
+                        uses_odbc_syntax: false,
+                        parameters: sql::FunctionArguments::None,
+                        args: sql::FunctionArguments::List(sql::FunctionArgumentList {
+                            duplicate_treatment: None,
+                            args: args.to_vec(),
+                            clauses: Vec::new(),
+                        }),
+                        filter: None,
+                        null_treatment: None,
+                        over: None,
+                        within_group: Vec::new(),
+                    };
+                    let before = self.f.calls.len();
+                    self.function(&f, scope, &mut o);
+                    if self.f.calls.len() > before {
+                        rows.push(Source::Call(before));
+                    }
+                } else {
+                    let mut found: Vec<sql::Expr> = Vec::new();
+                    let _ = sql::visit_expressions(other, |x: &sql::Expr| {
+                        found.push(x.clone());
+                        ControlFlow::<()>::Continue(())
+                    });
+                    for x in &found {
+                        if let sql::Expr::Value(_) = x {
+                            self.walk(x, scope, &mut o);
+                        }
                     }
                 }
                 let alias = match other {
@@ -628,7 +780,7 @@ impl Reader<'_> {
                     name: alias.map(|a| ident(&a.name)).unwrap_or_default(),
                     bound: Bound::Derived {
                         outputs: Vec::new(),
-                        rows: Vec::new(),
+                        rows,
                     },
                     level,
                 });
@@ -660,6 +812,7 @@ impl Reader<'_> {
         for n in names {
             let known = self.f.reads.iter().any(|r| r.table == n)
                 || self.f.writes.iter().any(|w| w.table == n)
+                || self.f.calls.iter().any(|c| c.name == n)
                 || ctes.contains(&n);
             if !known {
                 self.f.reads.push(Read {
@@ -728,8 +881,8 @@ mod tests {
         assert_eq!(
             f("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").kind,
             Kind::SetIsolation {
-                level: Isolation::Serializable,
-                session: false
+                value: IsoValue::Level(Isolation::Serializable),
+                target: IsoTarget::Transaction
             }
         );
         assert_eq!(f("COMMIT").kind, Kind::Commit { chain: false });
@@ -771,9 +924,13 @@ mod tests {
         let x = f("SELECT stock /* FOR UPDATE */, 'FOR UPDATE' FROM products -- FOR UPDATE");
         assert!(x.row_locks.is_empty());
         let x = f("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE");
-        assert!(x.table_locks[0].blocks_writes && x.table_locks[0].self_conflicting);
+        assert_eq!(x.table_locks[0].mode, LockMode::ShareRowExclusive);
         let x = f("LOCK products IN ACCESS SHARE MODE");
-        assert!(!x.table_locks[0].blocks_writes);
+        assert_eq!(x.table_locks[0].mode, LockMode::AccessShare);
+        assert_eq!(
+            f("LOCK TABLE products").table_locks[0].mode,
+            LockMode::AccessExclusive
+        );
     }
 
     #[test]
@@ -841,5 +998,97 @@ mod tests {
         let x = f("PREPARE TRANSACTION 'x'");
         assert!(x.unreadable.is_some());
         assert!(f("SELECT 1; SELECT 2").unreadable.is_some());
+    }
+
+    #[test]
+    fn isolation_settings_and_what_they_target() {
+        use IsoTarget::*;
+        let set = |sql: &str| match f(sql).kind {
+            Kind::SetIsolation { value, target } => Some((value, target)),
+            _ => None,
+        };
+        let l = |i| IsoValue::Level(i);
+        for (sql, want) in [
+            (
+                "SET LOCAL transaction_isolation = 'read committed'",
+                (l(Isolation::ReadCommitted), Transaction),
+            ),
+            (
+                "SET transaction_isolation TO 'REPEATABLE READ'",
+                (l(Isolation::RepeatableRead), Transaction),
+            ),
+            (
+                "SET SESSION transaction_isolation = 'read uncommitted'",
+                (l(Isolation::ReadCommitted), Transaction),
+            ),
+            (
+                "SET transaction_isolation = DEFAULT",
+                (IsoValue::Default, Transaction),
+            ),
+            (
+                "RESET transaction_isolation",
+                (IsoValue::Default, Transaction),
+            ),
+            (
+                "SET LOCAL default_transaction_isolation = 'serializable'",
+                (l(Isolation::Serializable), LocalDefault),
+            ),
+            (
+                "SET default_transaction_isolation = 'serializable'",
+                (l(Isolation::Serializable), SessionDefault),
+            ),
+            (
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                (l(Isolation::Serializable), SessionDefault),
+            ),
+            (
+                "SET transaction_isolation = 'snapshot'",
+                (IsoValue::Unknown, Transaction),
+            ),
+        ] {
+            assert_eq!(set(sql), Some(want), "{sql}");
+        }
+        assert_eq!(set("SET lock_timeout = '1s'"), None);
+        assert!(f("SET lock_timeout = '1s'").opaque.is_none());
+        let x = f("SELECT set_config('transaction_isolation', 'serializable', true)");
+        assert_eq!(x.iso_calls[0].target, Some(Transaction));
+        assert_eq!(x.iso_calls[0].value, l(Isolation::Serializable));
+        let x = f("SELECT set_config('default_transaction_isolation', $1, false)");
+        assert_eq!(
+            (x.iso_calls[0].target, x.iso_calls[0].value),
+            (Some(SessionDefault), IsoValue::Unknown)
+        );
+        let x = f("SELECT set_config($1, 'serializable', true)");
+        assert_eq!(x.iso_calls[0].target, None);
+        assert!(f("SELECT set_config('work_mem', '8MB', true)")
+            .iso_calls
+            .is_empty());
+    }
+
+    #[test]
+    fn statements_racelab_does_not_follow_are_named() {
+        assert!(f("CALL restock($1)").opaque.is_some());
+        assert!(
+            f("DO $$ BEGIN NULL; END $$").opaque.is_some()
+                || f("DO $$ BEGIN NULL; END $$").unreadable.is_some()
+        );
+        assert!(f("ROLLBACK TO SAVEPOINT a").opaque.is_some());
+        assert!(f("CREATE VIEW v AS SELECT * FROM products")
+            .opaque
+            .is_some());
+        for harmless in [
+            "SAVEPOINT a",
+            "RELEASE SAVEPOINT a",
+            "SHOW transaction_isolation",
+            "NOTIFY x",
+            "CREATE TABLE t (a int)",
+            "ANALYZE products",
+        ] {
+            let x = f(harmless);
+            assert!(
+                x.opaque.is_none() && x.unreadable.is_none(),
+                "{harmless}: {x:?}"
+            );
+        }
     }
 }

@@ -68,6 +68,9 @@ pub(super) struct Reader<'a> {
     pub(super) feeds: Option<usize>,
     pub(super) param: &'a dyn Fn(usize) -> Option<usize>,
     pub(super) names: Names<'a>,
+    /// The scalar subqueries read as one column (`Operand::subquery`): the
+    /// address of their query in the statement's tree, and the column.
+    pub(super) scalars: Vec<(usize, String)>,
 }
 
 pub(super) fn strip(e: &sql::Expr) -> &sql::Expr {
