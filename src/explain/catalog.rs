@@ -18,10 +18,10 @@ use crate::strategy::facts::{
 };
 use crate::strategy::{Expr, Program};
 
-/// How deep triggers may nest, and how many calls one statement may make
-/// (its functions' included), before racelab gives up.
-const MAX_DEPTH: usize = 8;
+/// How many calls and writes one statement may make (its functions' and
+/// triggers' included) before racelab gives up.
 const MAX_CALLS: usize = 64;
+const MAX_WRITES: usize = 64;
 
 /// What the catalog made of a program.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +66,7 @@ pub fn effective(prog: &Program) -> Effective {
     for (i, st) in prog.stmts.iter().enumerate() {
         let mut f = st.facts.clone();
         let mut notes = Vec::new();
-        if let Err(why) = c.apply(&mut f, st.line, 0, &mut notes) {
+        if let Err(why) = c.apply(&mut f, st.line, &mut notes) {
             out.unsure.push((vec![st.line], why));
         }
         out.notes.extend(notes.into_iter().map(|n| (i, n)));
@@ -112,18 +112,7 @@ fn output_binding(f: &mut Facts, o: &crate::strategy::facts::Output) -> Operand 
 impl Catalog<'_> {
     /// Apply calls and triggers to `f` (the facts of the statement at
     /// `line`), recursively.
-    fn apply(
-        &self,
-        f: &mut Facts,
-        line: usize,
-        depth: usize,
-        notes: &mut Vec<String>,
-    ) -> Result<(), String> {
-        if depth > MAX_DEPTH {
-            return Err(format!(
-                "line {line}: functions and triggers nest more than {MAX_DEPTH} deep; racelab stops following them"
-            ));
-        }
+    fn apply(&self, f: &mut Facts, line: usize, notes: &mut Vec<String>) -> Result<(), String> {
         // Calls, in order (a body may add more, read in turn).
         let mut ci = 0;
         while ci < f.calls.len() {
@@ -178,9 +167,9 @@ impl Catalog<'_> {
                 .iter()
                 .filter(|(t, _)| t.table == w.table && t.events.contains(&event))
             {
-                if depth + 1 > MAX_DEPTH {
+                if wi >= MAX_WRITES {
                     return Err(format!(
-                        "line {line}: triggers fire triggers more than {MAX_DEPTH} deep; racelab stops following them"
+                        "line {line}: its triggers write more than {MAX_WRITES} times (recursion?); racelab stops following them"
                     ));
                 }
                 let why = if let Some(u) = &t.unsupported {
@@ -212,7 +201,7 @@ impl Catalog<'_> {
                         w.table, t.name
                     )
                 })?;
-                self.trigger(f, wi, t, at, r, steps, line, depth, notes)?;
+                self.trigger(f, wi, t, at, r, steps, line, notes)?;
             }
             wi += 1;
         }
@@ -353,7 +342,6 @@ impl Catalog<'_> {
         r: &Routine,
         steps: &[RoutineStep],
         line: usize,
-        depth: usize,
         notes: &mut Vec<String>,
     ) -> Result<(), String> {
         let w = f.writes[wi].clone();

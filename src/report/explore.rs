@@ -191,12 +191,17 @@ pub struct ScheduleStep {
 /// An anomaly, placed on the schedule's steps (1-based).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExploreAnomaly {
-    /// `P4 lost update`, `G-single read skew`, `G2-item write skew`.
+    /// `P4 lost update`, `G-single read skew`, `G2-item write skew`, `G2
+    /// anti-dependency cycle (predicate)`, `split transaction`.
     pub name: String,
-    /// The weakest PostgreSQL isolation level that prevents it.
-    pub prevented_at: String,
+    /// The weakest PostgreSQL isolation level that prevents it; `None`
+    /// for a split transaction, which no level prevents.
+    pub prevented_at: Option<String>,
     pub buyer: u32,
-    pub read_value: i64,
+    /// What the stale read read, e.g. `products.stock (id = 1)`.
+    pub item: String,
+    /// The value read, when the script kept an integer.
+    pub read_value: Option<i64>,
     pub read_step: Option<usize>,
     pub commit_step: Option<usize>,
     /// What this buyer committed, e.g. `stock := 0`.
@@ -633,17 +638,20 @@ pub fn render_schedule(title: &str, c: &Counterexample) -> String {
                 )
             })
             .collect();
+        let read = match an.read_value {
+            Some(v) => format!("{} = {v}", an.item),
+            None => an.item.clone(),
+        };
         let _ = writeln!(
             out,
-            "{}: buyer {} read stock = {} at step {} and committed {} at step {}, after {}. Prevented at {}.",
+            "{}: buyer {} read {read} at step {} and committed {} at step {}, after {}. {}",
             an.name,
             an.buyer,
-            an.read_value,
             an.read_step.map_or("?".to_string(), |s| s.to_string()),
             an.committed.as_deref().unwrap_or("its write"),
             an.commit_step.map_or("?".to_string(), |s| s.to_string()),
             others.join("; "),
-            an.prevented_at
+            crate::trace::prevention(an.prevented_at.as_deref())
         );
     }
     out
@@ -731,9 +739,10 @@ pub(crate) mod fixtures {
             verdict: Verdict::Oversold,
             anomalies: vec![ExploreAnomaly {
                 name: "P4 lost update".into(),
-                prevented_at: "REPEATABLE READ".into(),
+                prevented_at: Some("REPEATABLE READ".into()),
                 buyer: 2,
-                read_value: 1,
+                item: "products.stock (id = 1)".into(),
+                read_value: Some(1),
                 read_step: Some(6),
                 commit_step: Some(10),
                 committed: Some("stock := 0".into()),
