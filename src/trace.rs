@@ -410,7 +410,7 @@ pub fn analyze(
         let mut vars: Vec<(String, String)> = Vec::new();
         let mut from: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
         for ev in &t.events {
-            if cur_no != ev.try_no || sessions.last().is_none_or(|s| s.id != t.attempt) {
+            if cur_no != ev.try_no || sessions.last().map_or(true, |s| s.id != t.attempt) {
                 sessions.push(anomaly::Session {
                     id: t.attempt,
                     label: t.buyer,

@@ -138,10 +138,7 @@ impl Catalog<'_> {
                 }
             };
             let result = self.inline(f, r, steps, &call.args, &Binds::new())?;
-            let result = match result {
-                Some(r) => r,
-                None => Vec::new(),
-            };
+            let result = result.unwrap_or_default();
             f.map_sources(&|s| match s {
                 Source::Call(c) if *c == ci => result.clone(),
                 other => vec![other.clone()],

@@ -403,7 +403,7 @@ pub fn anomalies(sessions: &[Session]) -> Vec<Anomaly> {
                     n if n.starts_with("G-single") => 1,
                     _ => 2,
                 };
-                if kind.is_none_or(|(n, _)| rank(k.0) < rank(n)) {
+                if kind.map_or(true, |(n, _)| rank(k.0) < rank(n)) {
                     kind = Some(k);
                 }
             }

@@ -93,8 +93,10 @@ impl Exit {
     }
 }
 
-/// One step of a body, in order.
+/// One step of a body, in order. (Read once per function at load time, a
+/// handful per program: their size does not matter.)
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum RoutineStep {
     /// A SQL statement; `into`: the slots its row is stored in.
     Sql {
