@@ -30,9 +30,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             report::emit(&crate::catalog::show(&strategy, report::stdout_color())?);
             Ok(())
         }
-        Command::Explain { strategy } => {
-            report::emit(&crate::explain::explain(&strategy)?);
-            Ok(())
+        Command::Explain(args) => {
+            crate::explain::check::main(&crate::plan::explain::ExplainPlan::build(&args)?)
         }
         Command::Report(args) => {
             let held = report::html::write(&args.files, &args.output)?;

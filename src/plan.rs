@@ -6,6 +6,7 @@
 //! `cli` types of a race; what it builds (`run::Pipeline`, `lab::Lab`,
 //! `http::Service`, `scenario::Overrides`, `db::DbOptions`) is plain.
 
+pub mod explain;
 pub mod explore;
 
 use std::path::PathBuf;
