@@ -24,6 +24,7 @@ mod bounds;
 mod catalog;
 pub mod check;
 mod decrement;
+mod finding;
 pub(crate) mod paths;
 mod protect;
 mod redis;

@@ -24,6 +24,7 @@ pub mod cluster;
 mod daemon;
 pub mod keepalive;
 pub mod kept;
+mod owner;
 pub mod paths;
 pub mod pgbouncer;
 pub mod proc;

@@ -22,7 +22,8 @@ use crate::engine::Control;
 use crate::error::{ExpectationFailed, Unsure};
 use crate::plan::explain::ExplainPlan;
 use crate::plan::explore::ExplorePlan;
-use crate::report::explore::{self as explored, ExploreResult, ExploreVerdict};
+use crate::report::explore as explored;
+use crate::result::explore::{ExploreResult, ExploreVerdict};
 use crate::result::StrategyInfo;
 use crate::strategy::facts::{Isolation, Kind};
 use crate::strategy::{self, Origin, Strategy};
@@ -431,7 +432,7 @@ fn apply(s: &Strategy, changes: &[Change]) -> Option<Strategy> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::explore::fixtures;
+    use crate::fixtures::explore as fixtures;
 
     #[test]
     fn a_disagreement_is_printed_with_its_counterexample() {

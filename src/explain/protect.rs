@@ -16,8 +16,8 @@ use crate::strategy::facts::{
 };
 use crate::strategy::{Instr, Program, PRODUCT};
 
+use super::finding::{Finding, Level};
 use super::paths::{eval_with, source_dep, Decision, Dep, Origin, Path};
-use super::verdict::{Finding, Level};
 
 /// A key column and what it is compared with, for "same rows".
 pub type KeySig = Vec<(String, String)>;

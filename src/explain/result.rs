@@ -5,10 +5,10 @@
 
 use serde::Serialize;
 
-use crate::report::explore::ExploreResult;
+use crate::result::explore::ExploreResult;
 use crate::result::StrategyInfo;
 
-use super::verdict::{Finding, Level};
+use super::finding::{Finding, Level};
 
 /// What `explain --json` prints.
 #[derive(Debug, Clone, Serialize)]

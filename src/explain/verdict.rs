@@ -14,37 +14,11 @@ use serde::Serialize;
 use crate::strategy::facts::{Facts, Isolation};
 use crate::strategy::Program;
 
+pub use super::finding::{Finding, Level};
+
 use super::catalog::{self, Effective};
 use super::paths::{paths, MAX_PATHS};
 use super::protect::Analysis;
-
-/// How sure the verdict is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Safe,
-    Unsure,
-    Unsafe,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Safe => "SAFE",
-            Level::Unsure => "UNSURE",
-            Level::Unsafe => "UNSAFE",
-        }
-    }
-}
-
-/// One reason behind the verdict.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Finding {
-    pub level: Level,
-    /// Script lines involved, in order.
-    pub lines: Vec<usize>,
-    pub text: String,
-}
 
 /// The verdict and its reasons.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -7,166 +7,12 @@
 use std::collections::HashSet;
 
 use super::expr::{self, Expr};
-use super::facts::{self, Facts, Kind};
-use super::lex::{self, Command, GsetCmd, MetaCmd, Placeholder, SqlCmd, VarUse, META_COMMANDS};
+use super::facts::{self, Facts};
+use super::lex::{self, Command, GsetCmd, MetaCmd, SqlCmd, VarUse, META_COMMANDS};
+use super::program::{Gset, Instr, Program, SetupParam, SetupStmt, Stmt, TxKind};
 use super::redis::{self, RedisCmd};
+use super::vars::{BUILTIN_VARS, PRODUCT};
 use super::ParseError;
-
-/// The built-in variables, in slot order: slot `i` is `BUILTIN_VARS[i]`.
-pub(crate) const BUILTIN_VARS: [&str; 7] =
-    ["product", "qty", "buyer", "attempt", "try", "think", "rows"];
-pub(crate) const PRODUCT: usize = 0;
-pub(crate) const QTY: usize = 1;
-pub(crate) const BUYER: usize = 2;
-pub(crate) const ATTEMPT: usize = 3;
-pub(crate) const TRY: usize = 4;
-pub(crate) const THINK: usize = 5;
-pub(crate) const ROWS: usize = 6;
-
-/// A parsed script: what one attempt runs, and its `\setup` block.
-#[derive(Debug, Clone)]
-pub struct Program {
-    /// Variable names; a variable's slot is its index here.
-    pub(crate) vars: Vec<String>,
-    pub(crate) instrs: Vec<Instr>,
-    pub(crate) stmts: Vec<Stmt>,
-    pub(crate) setup: Vec<SetupStmt>,
-    /// The `\redis` commands, indexed by `Instr::Redis`.
-    pub(crate) redis: Vec<RedisCmd>,
-}
-
-/// How a statement changes the transaction state (from its facts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TxKind {
-    /// BEGIN, START TRANSACTION, ROLLBACK AND CHAIN.
-    Begin,
-    /// COMMIT, END: closes, and may have committed.
-    Commit,
-    /// COMMIT AND CHAIN: commits and opens a new transaction.
-    CommitChain,
-    /// ROLLBACK, ABORT.
-    Rollback,
-    Other,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Stmt {
-    pub line: usize,
-    /// The line it ends on.
-    pub end_line: usize,
-    /// The first line as written, for traces.
-    pub display: String,
-    /// The SQL sent, with `$n` placeholders; built once, never formatted
-    /// per attempt, so the connection's statement cache parses it once.
-    pub sql: String,
-    /// The slot bound to `$1`, `$2`, ...
-    pub params: Vec<usize>,
-    /// Where `sql` holds each `$n` (the lexer's record).
-    pub placeholders: Vec<Placeholder>,
-    pub kind: TxKind,
-    pub gset: Option<Gset>,
-    /// What the statement does, read once by sqlparser.
-    pub facts: Facts,
-}
-
-impl Stmt {
-    /// Whether it needs the extended query protocol: it has bind
-    /// parameters, or its row is read by `\gset` (typed columns). Through a
-    /// pooler that switches server connections such a statement takes two
-    /// round trips (parse, then bind and execute), which may land on two
-    /// server connections.
-    pub fn extended(&self) -> bool {
-        !self.params.is_empty() || self.gset.is_some()
-    }
-}
-
-impl TxKind {
-    /// The transaction effect of a statement of this kind. A statement
-    /// sqlparser cannot read is `Other`: it runs, but racelab does not
-    /// track a transaction it might open or close.
-    pub(crate) fn of(kind: Kind) -> TxKind {
-        match kind {
-            Kind::Begin(_) | Kind::Rollback { chain: true } => TxKind::Begin,
-            Kind::Commit { chain: false } => TxKind::Commit,
-            Kind::Commit { chain: true } => TxKind::CommitChain,
-            Kind::Rollback { chain: false } => TxKind::Rollback,
-            _ => TxKind::Other,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Gset {
-    pub prefix: String,
-    /// The output columns named by the statement's facts and their slots,
-    /// or `None` when a name is not certain or the statement is unreadable
-    /// (then names are matched at run time).
-    pub cols: Option<Vec<(String, usize)>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SetupParam {
-    Product,
-    InitialStock,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct SetupStmt {
-    pub line: usize,
-    pub end_line: usize,
-    pub sql: String,
-    /// Empty: the statement runs once; otherwise once per product.
-    pub params: Vec<SetupParam>,
-    /// Where `sql` holds each `$n` (the lexer's record).
-    pub placeholders: Vec<Placeholder>,
-    /// What the statement does (constraints it adds, tables it creates).
-    pub facts: Facts,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum Instr {
-    Sql(usize),
-    Set {
-        line: usize,
-        slot: usize,
-        expr: Expr,
-    },
-    /// `\if` / `\elif`: jump to `target` when `cond` is 0.
-    JumpUnless {
-        line: usize,
-        cond: Expr,
-        target: usize,
-    },
-    Jump(usize),
-    Sleep {
-        line: usize,
-        expr: Expr,
-        unit_us: i64,
-    },
-    SoldOut {
-        line: usize,
-    },
-    Retry {
-        line: usize,
-    },
-    /// A `\redis` command: an index into `Program::redis`.
-    Redis(usize),
-}
-
-impl Instr {
-    pub(crate) fn line(&self, prog: &Program) -> usize {
-        match self {
-            Instr::Sql(i) => prog.stmts[*i].line,
-            Instr::Redis(i) => prog.redis[*i].line,
-            Instr::Set { line, .. }
-            | Instr::JumpUnless { line, .. }
-            | Instr::Sleep { line, .. }
-            | Instr::SoldOut { line }
-            | Instr::Retry { line } => *line,
-            Instr::Jump(_) => 0,
-        }
-    }
-}
 
 const UNPATCHED: usize = usize::MAX;
 
@@ -610,7 +456,7 @@ impl Parser<'_> {
                     m.col,
                     format!(
                         "unknown meta-command `\\{name}`{}",
-                        super::builtin::did_you_mean("\\", name, META_COMMANDS.iter().copied())
+                        crate::suggest::did_you_mean("\\", name, META_COMMANDS.iter().copied())
                     ),
                 ))
             }
@@ -641,7 +487,7 @@ impl Parser<'_> {
                 .iter()
                 .copied()
                 .chain(self.defined.iter().map(String::as_str));
-            let s = super::builtin::did_you_mean(":", &u.name, candidates);
+            let s = crate::suggest::did_you_mean(":", &u.name, candidates);
             if s.is_empty() {
                 " (set it with `\\set` or `\\gset`)".to_string()
             } else {
@@ -706,7 +552,7 @@ pub(crate) mod tests {
             prog.stmts[0].sql,
             "SELECT $1::bigint, '1'::int, x::text FROM t"
         );
-        assert_eq!(prog.stmts[0].params, vec![QTY]);
+        assert_eq!(prog.stmts[0].params, vec![super::super::vars::QTY]);
     }
 
     #[test]

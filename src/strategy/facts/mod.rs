@@ -22,6 +22,7 @@ mod reader;
 mod rewrite;
 mod routine;
 mod scope;
+mod slots;
 
 pub(crate) use fold::fold;
 pub(crate) use rewrite::map_expr;

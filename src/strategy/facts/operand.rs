@@ -7,12 +7,14 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast as sql;
 
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
 use super::fold::{fold, folded_vars};
-use super::reader::setting_value;
-use super::scope::{ident, object_last, push_unique, strip, Binding, Reader};
+use super::scope::{object_last, push_unique, strip, Binding, Reader};
 use super::{
-    Advisory, AdvisoryAction, AdvisoryScope, Call, Cmp, Col, Comparison, IsoCall, IsoTarget,
-    IsoValue, Operand, Rows, Source, Subquery, COLUMN_SLOT,
+    Advisory, AdvisoryAction, AdvisoryScope, Call, Cmp, Col, Comparison, Facts, IsoCall, IsoTarget,
+    IsoValue, Isolation, Kind, Names, Operand, Rows, Source, Subquery, COLUMN_SLOT,
 };
 use crate::strategy::expr::{BinOp, Expr, Func};
 
@@ -619,21 +621,50 @@ impl Reader<'_> {
     }
 }
 
-/// The name PostgreSQL gives an unaliased output column, for the shapes
-/// where it is certain: a column, `t.col`, `f(...)`, a cast of those.
-pub(super) fn output_name(e: &sql::Expr) -> Option<String> {
-    match e {
-        sql::Expr::Identifier(i) => Some(ident(i)),
-        sql::Expr::CompoundIdentifier(p) => p.last().map(ident),
-        sql::Expr::Function(f) => Some(object_last(&f.name)),
-        sql::Expr::Cast { expr, .. } => match expr.as_ref() {
-            sql::Expr::Identifier(_)
-            | sql::Expr::CompoundIdentifier(_)
-            | sql::Expr::Function(_) => output_name(expr),
-            _ => None,
+/// The value a `SET` or `set_config` gives an isolation setting.
+pub(super) fn setting_value(v: &sql::Expr) -> IsoValue {
+    match v {
+        sql::Expr::Value(v) => match &v.value {
+            sql::Value::SingleQuotedString(s) => {
+                Isolation::parse(s).map_or(IsoValue::Unknown, IsoValue::Level)
+            }
+            _ => IsoValue::Unknown,
         },
-        _ => None,
+        sql::Expr::Identifier(i) if i.quote_style.is_none() => {
+            if i.value.eq_ignore_ascii_case("default") {
+                IsoValue::Default
+            } else {
+                Isolation::parse(&i.value).map_or(IsoValue::Unknown, IsoValue::Level)
+            }
+        }
+        _ => IsoValue::Unknown,
     }
+}
+
+/// Read one value expression (a function body's `IF` condition or
+/// assignment): its operand, the rows it reads included.
+pub(super) fn read_operand(
+    text: &str,
+    param: &dyn Fn(usize) -> Option<usize>,
+    names: Names,
+) -> Result<Operand, String> {
+    let dialect = PostgreSqlDialect {};
+    let e = Parser::new(&dialect)
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| e.to_string())?;
+    let mut r = Reader {
+        f: Facts::new(Kind::Other),
+        ctes: Vec::new(),
+        aliases: Vec::new(),
+        strengths: Vec::new(),
+        next_lock: 0,
+        feeds: None,
+        param,
+        names,
+        scalars: Vec::new(),
+    };
+    Ok(r.operand(&e, &[]))
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub(super) struct Names<'a> {
     pub locals: Vec<String>,
     /// Columns named as `NEW.x` or `OLD.x`, in order of first use.
     pub row_columns: Vec<String>,
-    pub slots: super::routine::Slots,
+    pub slots: super::slots::Slots,
 }
 
 impl Names<'_> {
@@ -615,7 +615,7 @@ fn strip_into(
 
 #[cfg(test)]
 mod tests {
-    use super::super::routine::Slots;
+    use super::super::slots::Slots;
     use super::*;
 
     fn names(params: &[String]) -> Names<'_> {

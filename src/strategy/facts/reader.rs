@@ -13,60 +13,14 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use super::operand::output_name;
+use super::operand::setting_value;
 use super::scope::{
-    ident, next_level, object_last, push_unique, strip, Binding, Bound, Cte, Reader,
+    ident, next_level, object_last, output_name, push_unique, strip, Binding, Bound, Cte, Reader,
 };
 use super::{
     Constraint, Facts, IsoTarget, IsoValue, Isolation, Kind, LockMode, LockStrength, Names,
     Operand, Output, Read, RowLock, Rows, Source, TableLock, Wait,
 };
-
-/// The value a `SET` or `set_config` gives an isolation setting.
-pub(super) fn setting_value(v: &sql::Expr) -> IsoValue {
-    match v {
-        sql::Expr::Value(v) => match &v.value {
-            sql::Value::SingleQuotedString(s) => {
-                Isolation::parse(s).map_or(IsoValue::Unknown, IsoValue::Level)
-            }
-            _ => IsoValue::Unknown,
-        },
-        sql::Expr::Identifier(i) if i.quote_style.is_none() => {
-            if i.value.eq_ignore_ascii_case("default") {
-                IsoValue::Default
-            } else {
-                Isolation::parse(&i.value).map_or(IsoValue::Unknown, IsoValue::Level)
-            }
-        }
-        _ => IsoValue::Unknown,
-    }
-}
-
-/// Read one value expression (a function body's `IF` condition or
-/// assignment): its operand, the rows it reads included.
-pub(super) fn read_operand(
-    text: &str,
-    param: &dyn Fn(usize) -> Option<usize>,
-    names: Names,
-) -> Result<Operand, String> {
-    let dialect = PostgreSqlDialect {};
-    let e = Parser::new(&dialect)
-        .try_with_sql(text)
-        .and_then(|mut p| p.parse_expr())
-        .map_err(|e| e.to_string())?;
-    let mut r = Reader {
-        f: Facts::new(Kind::Other),
-        ctes: Vec::new(),
-        aliases: Vec::new(),
-        strengths: Vec::new(),
-        next_lock: 0,
-        feeds: None,
-        param,
-        names,
-        scalars: Vec::new(),
-    };
-    Ok(r.operand(&e, &[]))
-}
 
 pub(super) fn read_inner(
     text: &str,

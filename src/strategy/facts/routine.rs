@@ -15,61 +15,8 @@ use sqlparser::ast as sql;
 
 use super::plpgsql::{self, RawExit, RawStep, Text};
 use super::scope::{ident, object_last};
+pub use super::slots::{BodySlot, Slots};
 use super::{Facts, Operand};
-
-/// Where a body's slots start (see the module docs).
-const BASE: usize = usize::MAX / 4;
-const LOCALS: usize = 10_000;
-const FOUND: usize = 20_000;
-const NEW: usize = 30_000;
-const OLD: usize = 40_000;
-const END: usize = 50_000;
-
-/// The slots of a body's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slots;
-
-impl Slots {
-    pub fn param(self, i: usize) -> usize {
-        BASE + i
-    }
-    pub fn local(self, j: usize) -> usize {
-        BASE + LOCALS + j
-    }
-    pub fn found(self) -> usize {
-        BASE + FOUND
-    }
-    pub fn new_col(self, k: usize) -> usize {
-        BASE + NEW + k
-    }
-    pub fn old_col(self, k: usize) -> usize {
-        BASE + OLD + k
-    }
-
-    /// What a body slot stands for.
-    pub fn of(self, slot: usize) -> Option<BodySlot> {
-        let off = slot.checked_sub(BASE)?;
-        Some(match off {
-            o if o < LOCALS => BodySlot::Param(o),
-            o if o < FOUND => BodySlot::Local(o - LOCALS),
-            o if o < NEW => BodySlot::Found,
-            o if o < OLD => BodySlot::New(o - NEW),
-            o if o < END => BodySlot::Old(o - OLD),
-            _ => return None,
-        })
-    }
-}
-
-/// What a body slot stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodySlot {
-    Param(usize),
-    Local(usize),
-    /// PL/pgSQL's `FOUND`: whether the last SQL statement touched a row.
-    Found,
-    New(usize),
-    Old(usize),
-}
 
 /// How a body ends, or a branch of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +142,7 @@ fn read_text(t: &Text, r: &Routine) -> Facts {
 
 fn read_value(t: &Text, r: &Routine) -> Result<Operand, String> {
     let names = slot_names(r);
-    super::reader::read_operand(&t.sql, &|k| t.slots.get(k.wrapping_sub(1)).copied(), &names)
+    super::operand::read_operand(&t.sql, &|k| t.slots.get(k.wrapping_sub(1)).copied(), &names)
 }
 
 fn exit_of(e: RawExit, r: &Routine) -> Result<Exit, String> {

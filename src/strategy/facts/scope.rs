@@ -244,6 +244,23 @@ impl Reader<'_> {
     }
 }
 
+/// The name PostgreSQL gives an unaliased output column, for the shapes
+/// where it is certain: a column, `t.col`, `f(...)`, a cast of those.
+pub(super) fn output_name(e: &sql::Expr) -> Option<String> {
+    match e {
+        sql::Expr::Identifier(i) => Some(ident(i)),
+        sql::Expr::CompoundIdentifier(p) => p.last().map(ident),
+        sql::Expr::Function(f) => Some(object_last(&f.name)),
+        sql::Expr::Cast { expr, .. } => match expr.as_ref() {
+            sql::Expr::Identifier(_)
+            | sql::Expr::CompoundIdentifier(_)
+            | sql::Expr::Function(_) => output_name(expr),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::*;
