@@ -27,6 +27,7 @@ mod run;
 mod strategy;
 mod teach;
 mod tricky;
+mod truth;
 mod verdicts;
 
 use std::process::ExitCode;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
     trials.extend(run::tests());
     trials.extend(teach::tests());
     trials.extend(tricky::tests());
+    trials.extend(truth::tests());
     trials.extend(http::tests());
     trials.extend(http2::tests());
     trials.extend(http_flows::tests());
