@@ -7,11 +7,12 @@
 //! `http::Service`, `scenario::Overrides`, `db::DbOptions`) is plain.
 //!
 //! - `lab`: the SQL lab's flags (`run`, `compare`).
-//! - `service`: `http`'s flags.
+//! - `service`: `http`'s flags; `backend`: its `--service` / `--db-proxy`.
 //! - `explore`: `explore`'s flags.
 //!
 //! A new target kind adds its file here and a `TargetPlan` variant.
 
+mod backend;
 pub mod explain;
 pub mod explore;
 mod lab;
@@ -51,6 +52,8 @@ pub struct Plan {
     pub output: Output,
     /// Print the side-by-side table: `compare`, or several repetitions.
     pub grouped: bool,
+    /// `http --service` / `--db-proxy`: the service behind the wire proxy.
+    pub backend: Option<crate::service::ServicePlan>,
 }
 
 /// What is raced.
@@ -161,6 +164,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         trace: output.trace,
         retry_unknown: 0,
     };
+    let mut backend = None;
     let (target, grouped) = match target {
         Target::Lab(strategies, a) => {
             let lab = lab_of(strategies, a, &mut pipeline)?;
@@ -168,7 +172,8 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
             (TargetPlan::Lab(Box::new(lab)), compare || gate.repeat > 1)
         }
         Target::Http(request, a) => {
-            let service = service_of(request, a, &output, &mut pipeline)?;
+            backend = backend::backend_of(a, &output)?;
+            let service = service_of(request, a, &output, &mut pipeline, backend.is_some())?;
             (TargetPlan::Http(Box::new(service)), gate.repeat > 1)
         }
     };
@@ -188,6 +193,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         max_regression: gate.max_regression,
         output,
         grouped,
+        backend,
     })
 }
 

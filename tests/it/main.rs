@@ -22,6 +22,7 @@ mod interp;
 mod nemesis;
 mod openloop;
 mod pgbouncer;
+mod proxy;
 mod redis;
 mod run;
 mod strategy;
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
     trials.extend(classroom::tests());
+    trials.extend(proxy::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
