@@ -39,11 +39,10 @@ pub enum Command {
         /// Strategy name or path to a .sql file.
         strategy: String,
     },
-    /// Explain a strategy: its script annotated with locks, waits and isolation.
-    Explain {
-        /// Strategy name or path to a .sql file.
-        strategy: String,
-    },
+    /// Explain a strategy: its script annotated with locks, waits and
+    /// isolation, and a verdict (exit 0 SAFE, 1 UNSAFE, 4 UNSURE);
+    /// `--check` holds the verdict against every schedule `explore` runs.
+    Explain(Box<ExplainArgs>),
     /// Turn saved result files into one self-contained HTML report with charts.
     Report(ReportArgs),
     /// Race concurrent purchase requests against an HTTP service and audit it.
@@ -755,6 +754,60 @@ pub enum DbCommand {
         #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
         connect_timeout: f64,
     },
+}
+
+/// `racelab explain`: a strategy annotated with what PostgreSQL does, a
+/// verdict, and with `--check` the verdict held against `explore`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Strategy name or path to a .sql file.
+    pub strategy: String,
+
+    /// Print the verdict and its findings as JSON (with --check, what
+    /// exploring found too) instead of the annotated script.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also explore the script on an embedded cluster (2 buyers, every
+    /// schedule) and print both verdicts; where they disagree, the
+    /// counterexample or the count of safe schedules. The exit code is then
+    /// the explored verdict where exploring decided.
+    #[arg(long)]
+    pub check: bool,
+
+    /// With --check: buyers to explore (2 runs every schedule; 3 or more
+    /// up to --preemptions, 2 by default).
+    #[arg(short, long)]
+    pub buyers: Option<u32>,
+
+    /// With --check: at most P preemptions, or `all` (the default for 2
+    /// buyers).
+    #[arg(short, long, value_name = "P|all")]
+    pub preemptions: Option<String>,
+
+    /// With --check: the one product's initial stock.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub stock: i64,
+
+    /// With --check: units each attempt tries to buy.
+    #[arg(short, long, default_value_t = 1, allow_negative_numbers = true)]
+    pub quantity: i64,
+
+    /// With --check: stop after this many schedules.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_schedules: u64,
+
+    /// With --check: tries per attempt (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_tries: Option<u32>,
+
+    /// With --check: do not try remedies on an unsafe script (each one
+    /// costs another exploration).
+    #[arg(long)]
+    pub no_remedy: bool,
+
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// `racelab explore`: K buyers, one attempt each, one product; a scheduler

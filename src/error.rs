@@ -20,6 +20,8 @@ pub enum Kind {
     Interrupted(i32),
     /// The database or the environment failed: exit 3.
     Environment,
+    /// `racelab explain` could not decide (UNSURE): exit 4.
+    Unsure,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::ExpectationFailed => 1,
             Kind::BadInput => 2,
             Kind::Environment => 3,
+            Kind::Unsure => 4,
             Kind::Interrupted(signal) if signal == libc::SIGTERM => 143,
             Kind::Interrupted(_) => 130,
         }
@@ -67,6 +70,12 @@ impl std::error::Error for Interrupted {}
 #[error("{0}")]
 pub struct ExpectationFailed(pub String);
 
+/// `racelab explain` is UNSURE: what it could not follow is in the
+/// findings it printed. Exit code 4.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsure(pub String);
+
 /// Bad input shown exactly as written, without the contexts above it: a
 /// parse error with its source line and a caret under the column. Exit
 /// code 2.
@@ -83,6 +92,9 @@ pub fn kind(err: &anyhow::Error) -> Kind {
         }
         if cause.is::<ExpectationFailed>() {
             return Kind::ExpectationFailed;
+        }
+        if cause.is::<Unsure>() {
+            return Kind::Unsure;
         }
         if cause.is::<BadInput>() || cause.is::<Diagnostic>() {
             return Kind::BadInput;
@@ -113,6 +125,7 @@ mod tests {
     fn kinds_map_to_the_documented_exit_codes() {
         assert_eq!(exit_code(&bad_input("no")), 2);
         assert_eq!(exit_code(&ExpectationFailed("x".into()).into()), 1);
+        assert_eq!(exit_code(&Unsure("x".into()).into()), 4);
         let int = anyhow::Error::new(Interrupted {
             signal: libc::SIGINT,
         });

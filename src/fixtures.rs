@@ -484,9 +484,10 @@ pub mod explore {
             verdict: Verdict::Oversold,
             anomalies: vec![ExploreAnomaly {
                 name: "P4 lost update".into(),
-                prevented_at: "REPEATABLE READ".into(),
+                prevented_at: Some("REPEATABLE READ".into()),
                 buyer: 2,
-                read_value: 1,
+                item: "products.stock (id = 1)".into(),
+                read_value: Some(1),
                 read_step: Some(6),
                 commit_step: Some(10),
                 committed: Some("stock := 0".into()),

@@ -1,22 +1,28 @@
 //! `--trace`: turn the engine's recorded events into a timeline and find the
 //! anomalies in it — from the events themselves, never from the strategy's
-//! name. A committed write of a product's stock that was computed from a
-//! read, when another buyer's write of that product committed after the read
-//! ended and before this commit, overwrote that buyer's update (P4 lost
-//! update). The same stale read behind a relative write is read skew
-//! (G-single); behind a commit that wrote no stock at all, write skew
-//! (G2-item). Waits are statements that ended only after another buyer's
-//! COMMIT or ROLLBACK released its locks.
+//! name. Each try of each attempt becomes a session of statements with the
+//! items they read and write, on any table and column, from the
+//! statements' facts (`strategy::facts`): the rows a SELECT reads (with the
+//! value `\gset` kept), the rows an UPDATE's SET or an INSERT writes (with
+//! their keys evaluated from the values the trace recorded), transaction
+//! boundaries and isolation levels. `anomaly` then names P4 lost updates,
+//! G-single read skew, G2-item and predicate write skew, and purchases
+//! split across transactions (see its docs: it is a clean function over
+//! such sessions, whatever recorded them). Waits are statements that ended
+//! only after another buyer's COMMIT or ROLLBACK released its locks.
 //!
-//! Reads, writes, commits and rollbacks are recognized from the statements'
-//! facts (`strategy::facts`): a read is a `\gset` of `products.stock`
-//! whatever the variable is called, a write is an UPDATE that assigns it.
-//! The value a write committed ("stock := 0") is not read back from the
-//! server: it is the script's own expression (`:stock - :qty`) evaluated by
-//! the script language's evaluator with the values the trace recorded
-//! (`\gset`, `\set`) and the attempt's built-ins. That keeps the traced
-//! path identical to the untraced one.
+//! The timeline's roles follow the column the audit counts,
+//! `products.stock`: a read is a `\gset` of it whatever the variable is
+//! called, a write an UPDATE that assigns it. The value a write committed
+//! ("stock := 0") is not read back from the server: it is the script's own
+//! expression (`:stock - :qty`) evaluated by the script language's
+//! evaluator with the values the trace recorded (`\gset`, `\set`) and the
+//! attempt's built-ins. That keeps the traced path identical to the
+//! untraced one.
 
+pub mod anomaly;
+
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -26,7 +32,10 @@ use serde::Serialize;
 
 use crate::engine::AttemptTrace;
 use crate::outcome::Outcome;
-use crate::strategy::facts::{Assign, Kind, Source, Value, WriteOp};
+use crate::strategy::facts::{
+    Assign, Facts, IsoTarget, IsoValue, Isolation, Kind, Operand, Rows as FactRows, Source, Value,
+    WriteOp,
+};
 use crate::strategy::{EvalError, Program, Stmt, TraceKind, ATTEMPT, BUYER, PRODUCT, QTY, TRY};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -85,14 +94,19 @@ pub struct Step {
 /// An anomaly found in the events.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Anomaly {
-    /// `P4 lost update`, `G-single read skew`, `G2-item write skew`.
+    /// `P4 lost update`, `G-single read skew`, `G2-item write skew`, `G2
+    /// anti-dependency cycle (predicate)`, `split transaction`.
     pub name: &'static str,
-    /// The weakest PostgreSQL isolation level that prevents it.
-    pub prevented_at: &'static str,
+    /// The weakest PostgreSQL isolation level that prevents it; `None` for
+    /// a split transaction, which no level prevents.
+    pub prevented_at: Option<&'static str>,
     pub product: i64,
     pub buyer: u32,
     pub attempt: i64,
-    pub read_value: i64,
+    /// What the stale read read, e.g. `products.stock (id = 1)`.
+    pub item: String,
+    /// The value read, when it is an integer the script kept.
+    pub read_value: Option<i64>,
     pub read_us: u64,
     /// When the COMMIT (or the autocommit write) was sent; like every time
     /// here, in µs since the release and as the timeline shows it.
@@ -130,19 +144,8 @@ fn kind_name(k: TraceKind) -> &'static str {
     }
 }
 
-/// One try of one attempt, as the analysis sees it.
-struct Try {
-    buyer: u32,
-    attempt: i64,
-    product: i64,
-    /// Index of the last stock read before the write (or commit).
-    read: Option<usize>,
-    write: Option<usize>,
-    commit: Option<usize>,
-}
-
-/// The column the audit counts (DESIGN §3): the timeline follows reads and
-/// writes of it, whatever the variables are called.
+/// The column the audit counts (DESIGN §3): the timeline's roles follow
+/// reads and writes of it, whatever the variables are called.
 const STOCK: (&str, &str) = ("products", "stock");
 
 /// What the facts of one statement say about the stock.
@@ -184,38 +187,204 @@ fn stock_facts(program: &Program, st: &Stmt) -> StockFacts {
     StockFacts { read, write }
 }
 
-/// The value an assignment wrote, from the values the trace recorded:
-/// evaluated by the script language's own evaluator.
-fn written_value(
-    program: &Program,
-    a: &Assign,
-    t: &AttemptTrace,
+/// What a try knows while it runs: its built-ins and the values the trace
+/// recorded so far (`\gset`, `\set`).
+struct Known<'a> {
+    program: &'a Program,
+    t: &'a AttemptTrace,
     try_no: u32,
     qty: i64,
-    vars: &[(String, String)],
-) -> Option<i64> {
-    let e = match &a.value {
-        Value::Variables { expr: Some(e), .. } | Value::Constant(Some(e)) => e,
-        _ => return None,
-    };
-    let get = |slot: usize| -> Result<i64, EvalError> {
-        match slot {
-            PRODUCT => Ok(t.product),
-            QTY => Ok(qty),
-            BUYER => Ok(i64::from(t.buyer)),
-            ATTEMPT => Ok(t.attempt),
-            TRY => Ok(i64::from(try_no)),
-            _ => {
-                let name = program.vars.get(slot).ok_or(EvalError::Unset(slot))?;
-                vars.iter()
-                    .rev()
-                    .find(|(n, _)| n == name)
-                    .and_then(|(_, v)| v.trim().parse().ok())
-                    .ok_or(EvalError::Unset(slot))
+    vars: &'a [(String, String)],
+}
+
+impl Known<'_> {
+    /// A script expression's value, by the script language's evaluator.
+    fn eval(&self, e: &crate::strategy::Expr) -> Option<i64> {
+        let get = |slot: usize| -> Result<i64, EvalError> {
+            match slot {
+                PRODUCT => Ok(self.t.product),
+                QTY => Ok(self.qty),
+                BUYER => Ok(i64::from(self.t.buyer)),
+                ATTEMPT => Ok(self.t.attempt),
+                TRY => Ok(i64::from(self.try_no)),
+                _ => {
+                    let name = self.program.vars.get(slot).ok_or(EvalError::Unset(slot))?;
+                    self.vars
+                        .iter()
+                        .rev()
+                        .find(|(n, _)| n == name)
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                        .ok_or(EvalError::Unset(slot))
+                }
             }
+        };
+        e.eval(&get, &mut SmallRng::seed_from_u64(0)).ok()
+    }
+
+    /// An operand's value as text: evaluated, or a literal as written.
+    fn value(&self, o: &Operand) -> Option<String> {
+        if let Some(e) = &o.expr {
+            return self.eval(e).map(|v| v.to_string());
         }
+        (o.vars.is_empty() && o.cols.is_empty() && o.sources.is_empty() && !o.text.is_empty())
+            .then(|| o.text.clone())
+    }
+
+    /// The rows a read or write picks: the key columns whose values are
+    /// known (an unknown one is left out, so the rows are wider).
+    fn rows(&self, rows: &FactRows) -> anomaly::Rows {
+        let mut pairs: Vec<(String, String)> = rows
+            .key
+            .iter()
+            .filter_map(|(c, o)| Some((c.clone(), self.value(o)?)))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        let exact =
+            !rows.opaque && rows.filter.len() == rows.key.len() && pairs.len() == rows.key.len();
+        if exact && !pairs.is_empty() {
+            anomaly::Rows::Row(pairs)
+        } else {
+            anomaly::Rows::Where(pairs)
+        }
+    }
+}
+
+/// The value an assignment wrote, from the values the trace recorded:
+/// evaluated by the script language's own evaluator.
+fn written_value(k: &Known, a: &Assign) -> Option<i64> {
+    match &a.value {
+        Value::Variables { expr: Some(e), .. } | Value::Constant(Some(e)) => k.eval(e),
+        _ => None,
+    }
+}
+
+fn level(l: Isolation) -> anomaly::Level {
+    match l {
+        Isolation::ReadCommitted => anomaly::Level::ReadCommitted,
+        Isolation::RepeatableRead => anomaly::Level::RepeatableRead,
+        Isolation::Serializable => anomaly::Level::Serializable,
+    }
+}
+
+/// What a statement does to the transaction, from its facts.
+fn tx_of(f: &Facts) -> anomaly::Tx {
+    use anomaly::Tx;
+    let mut tx = match f.kind {
+        Kind::Begin(l) => Tx::Begin(l.map(level)),
+        Kind::Commit { .. } => Tx::Commit,
+        Kind::Rollback { .. } => Tx::Rollback,
+        Kind::SetIsolation {
+            value: IsoValue::Level(l),
+            target: IsoTarget::Transaction,
+        } => Tx::SetLevel(level(l)),
+        Kind::SetIsolation {
+            value: IsoValue::Level(l),
+            target: IsoTarget::SessionDefault,
+        } => Tx::SetDefault(level(l)),
+        _ => Tx::None,
     };
-    e.eval(&get, &mut SmallRng::seed_from_u64(0)).ok()
+    for c in &f.iso_calls {
+        if let (Some(IsoTarget::SessionDefault), IsoValue::Level(l)) = (c.target, c.value) {
+            tx = Tx::SetDefault(level(l));
+        }
+    }
+    tx
+}
+
+/// The items a statement read and wrote, for the anomaly analysis. `from`
+/// maps a variable slot to the read (statement, read) it was `\gset` from
+/// in this session.
+fn items(
+    k: &Known,
+    st: &Stmt,
+    rows_affected: Option<u64>,
+    values: &[(String, String)],
+    from: &BTreeMap<usize, (usize, usize)>,
+) -> (Vec<anomaly::ItemRead>, Vec<anomaly::ItemWrite>) {
+    let f = &st.facts;
+    let mut reads = Vec::new();
+    for (ri, r) in f.reads.iter().enumerate() {
+        // The column `\gset` kept from it, and the value.
+        let kept = st
+            .gset
+            .as_ref()
+            .and_then(|g| g.cols.as_ref())
+            .zip(f.outputs.as_ref())
+            .and_then(|(cols, outputs)| {
+                cols.iter().zip(outputs).find_map(|((name, _), o)| {
+                    o.sources.iter().find_map(|s| match s {
+                        Source::Read {
+                            read,
+                            column: Some(c),
+                        } if *read == ri => {
+                            let v = values
+                                .iter()
+                                .find(|(n, _)| n == name)
+                                .map(|(_, v)| v.clone());
+                            Some((c.clone(), v))
+                        }
+                        _ => None,
+                    })
+                })
+            });
+        reads.push(anomaly::ItemRead {
+            table: r.table.clone(),
+            column: kept.as_ref().map(|(c, _)| c.clone()),
+            rows: k.rows(&r.rows),
+            locking: r.lock.is_some(),
+            value: kept.and_then(|(_, v)| v),
+        });
+    }
+    let mut writes = Vec::new();
+    for (wi, w) in f.writes.iter().enumerate() {
+        if f.rows_from == Some(wi) && rows_affected == Some(0) {
+            continue;
+        }
+        let insert = w.op == WriteOp::Insert;
+        let rows = if insert {
+            let mut pairs: Vec<(String, String)> = w
+                .assigns
+                .iter()
+                .filter_map(|a| {
+                    let v = match &a.value {
+                        Value::Constant(Some(e)) | Value::Variables { expr: Some(e), .. } => {
+                            k.eval(e)?.to_string()
+                        }
+                        _ => return None,
+                    };
+                    Some((a.column.clone(), v))
+                })
+                .collect();
+            pairs.sort();
+            anomaly::Rows::Row(pairs)
+        } else {
+            k.rows(&w.rows)
+        };
+        let from_read = w.assigns.iter().find_map(|a| match &a.value {
+            Value::Variables { vars, .. } | Value::Rows { vars, .. } => {
+                vars.iter().find_map(|v| from.get(v).copied())
+            }
+            _ => None,
+        });
+        let shown = w.assigns.first().map(|a| match written_value(k, a) {
+            Some(v) => format!("{} := {v}", a.column),
+            None => format!("{} := {}", a.column, a.text),
+        });
+        writes.push(anomaly::ItemWrite {
+            table: w.table.clone(),
+            columns: w.assigns.iter().map(|a| a.column.clone()).collect(),
+            rows,
+            insert,
+            relative: w
+                .assigns
+                .iter()
+                .any(|a| matches!(a.value, Value::Relative { .. })),
+            from_read,
+            shown: if insert { None } else { shown },
+        });
+    }
+    (reads, writes)
 }
 
 /// Analyse the traces of one run. `qty` is the run's `:qty`.
@@ -229,35 +398,30 @@ pub fn analyze(
     let stmt_at = |line: usize| program.stmts.iter().find(|s| s.line == line);
     let rel = |t: Instant| t.saturating_duration_since(released_at).as_micros() as u64;
     let mut steps: Vec<Step> = Vec::new();
-    // Beside each step: does it release locks (COMMIT, ROLLBACK), and was
-    // its stock write relative to the row?
+    // Beside each step: does it release locks (COMMIT, ROLLBACK)?
     let mut releases: Vec<bool> = Vec::new();
-    let mut relative: Vec<bool> = Vec::new();
-    let mut tries: Vec<Try> = Vec::new();
+    let mut sessions: Vec<anomaly::Session> = Vec::new();
+    // The product of each session, by its index.
+    let mut products: Vec<i64> = Vec::new();
     for t in traces {
-        let mut cur: Option<Try> = None;
         let mut cur_no = 0;
         let mut in_tx = false;
         let mut pending_write: Option<usize> = None;
         let mut vars: Vec<(String, String)> = Vec::new();
+        let mut from: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
         for ev in &t.events {
-            if cur.is_none() || ev.try_no != cur_no {
-                if let Some(done) = cur.take() {
-                    tries.push(done);
-                }
-                cur = Some(Try {
-                    buyer: t.buyer,
-                    attempt: t.attempt,
-                    product: t.product,
-                    read: None,
-                    write: None,
-                    commit: None,
+            if cur_no != ev.try_no || sessions.last().map_or(true, |s| s.id != t.attempt) {
+                sessions.push(anomaly::Session {
+                    id: t.attempt,
+                    label: t.buyer,
+                    statements: Vec::new(),
                 });
+                products.push(t.product);
                 cur_no = ev.try_no;
                 in_tx = false;
                 pending_write = None;
+                from.clear();
             }
-            let tr = cur.as_mut().expect("set above");
             let idx = steps.len();
             vars.extend(ev.values.iter().cloned());
             let st = (ev.kind == TraceKind::Sql)
@@ -266,7 +430,61 @@ pub fn analyze(
             let ok = ev.error.is_none();
             let mut role = Role::Other;
             let mut release = ev.kind == TraceKind::Rollback && ok;
-            let mut is_relative = false;
+            let known = Known {
+                program,
+                t,
+                try_no: ev.try_no,
+                qty,
+                vars: &vars,
+            };
+            let session = sessions.last_mut().expect("pushed above");
+            if ev.kind == TraceKind::Rollback {
+                session.statements.push(anomaly::Stmt {
+                    id: idx,
+                    start_us: rel(ev.start),
+                    end_us: rel(ev.end),
+                    ok,
+                    tx: anomaly::Tx::Rollback,
+                    reads: Vec::new(),
+                    writes: Vec::new(),
+                });
+            }
+            if let Some(st) = st {
+                let (reads, writes) = if ok {
+                    items(&known, st, ev.rows, &ev.values, &from)
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                let at = session.statements.len();
+                // What this statement's `\gset` kept, for later writes.
+                if let (Some(cols), Some(outputs)) = (
+                    st.gset.as_ref().and_then(|g| g.cols.as_ref()),
+                    &st.facts.outputs,
+                ) {
+                    for ((_, slot), o) in cols.iter().zip(outputs) {
+                        match o.sources.iter().find_map(|s| match s {
+                            Source::Read { read, .. } => Some(*read),
+                            _ => None,
+                        }) {
+                            Some(r) if ok => {
+                                from.insert(*slot, (at, r));
+                            }
+                            _ => {
+                                from.remove(slot);
+                            }
+                        }
+                    }
+                }
+                session.statements.push(anomaly::Stmt {
+                    id: idx,
+                    start_us: rel(ev.start),
+                    end_us: rel(ev.end),
+                    ok,
+                    tx: tx_of(&st.facts),
+                    reads,
+                    writes,
+                });
+            }
             if let (Some(st), true) = (st, ok) {
                 let kind = st.facts.kind;
                 if matches!(
@@ -288,9 +506,6 @@ pub fn analyze(
                             value: v,
                             locking: *locking,
                         };
-                        if pending_write.is_none() {
-                            tr.read = Some(idx);
-                        }
                     }
                 }
                 if let Some((wi, a)) = &sf.write {
@@ -300,21 +515,17 @@ pub fn analyze(
                     if counted && ev.rows.unwrap_or(0) == 0 {
                         role = Role::NoWrite;
                     } else {
-                        is_relative = matches!(a.value, Value::Relative { .. });
-                        let value = written_value(program, a, t, ev.try_no, qty, &vars);
-                        let expr = a.text.clone();
-                        role = Role::Write { value, expr };
+                        let value = written_value(&known, a);
+                        role = Role::Write {
+                            value,
+                            expr: a.text.clone(),
+                        };
                         pending_write = Some(idx);
-                        tr.write = Some(idx);
-                        if !in_tx {
-                            tr.commit = Some(idx);
-                        }
                     }
                 }
                 match kind {
                     Kind::Commit { chain } if in_tx => {
                         in_tx = chain;
-                        tr.commit = Some(idx);
                         release = true;
                         let stock = pending_write.map(|w| match &steps[w].role {
                             Role::Write { value: Some(v), .. } => format!("stock := {v}"),
@@ -350,10 +561,6 @@ pub fn analyze(
                 waited_for: None,
             });
             releases.push(release);
-            relative.push(is_relative);
-        }
-        if let Some(done) = cur.take() {
-            tries.push(done);
         }
     }
 
@@ -385,60 +592,39 @@ pub fn analyze(
         steps[i].waited_for = waited;
     }
 
-    // Anomalies: per committed try with a stock read, the other buyers'
-    // committed stock writes of that product between its read and its commit.
-    let committed_writes: Vec<(usize, &Try)> = tries
-        .iter()
-        .filter_map(|t| Some((t.commit?, t)))
-        .filter(|(_, t)| t.write.is_some())
+    // Anomalies, on any table, from the sessions.
+    let found = anomaly::anomalies(&sessions);
+    let mut anomalies: Vec<Anomaly> = found
+        .into_iter()
+        .map(|a| {
+            let product = sessions
+                .iter()
+                .zip(&products)
+                .find(|(s, _)| s.id == a.session)
+                .map_or(0, |(_, p)| *p);
+            let item = match &a.column {
+                Some(c) => format!("{}.{c} ({})", a.table, a.rows.text()),
+                None => format!("{} ({})", a.table, a.rows.text()),
+            };
+            Anomaly {
+                name: a.name,
+                prevented_at: a.prevented_at,
+                product,
+                buyer: a.label,
+                attempt: a.session,
+                item,
+                read_value: a.value.as_deref().and_then(|v| v.trim().parse().ok()),
+                read_us: a.read_us,
+                commit_us: a.commit_us,
+                committed: a.committed,
+                overtaken_by: a
+                    .missed
+                    .into_iter()
+                    .map(|m| (m.label, m.commit_us, m.shown))
+                    .collect(),
+            }
+        })
         .collect();
-    let mut anomalies = Vec::new();
-    for t in &tries {
-        let (Some(r), Some(c)) = (t.read, t.commit) else {
-            continue;
-        };
-        let Role::Read {
-            value: read_value, ..
-        } = steps[r].role
-        else {
-            continue;
-        };
-        let read_end = steps[r].end_us;
-        let commit_end = steps[c].end_us;
-        let overtaken_by: Vec<(u32, u64, Option<String>)> = committed_writes
-            .iter()
-            .filter(|(oc, o)| {
-                o.product == t.product
-                    && o.attempt != t.attempt
-                    && steps[*oc].start_us > read_end
-                    && steps[*oc].end_us <= commit_end
-                    && *oc != c
-            })
-            .map(|(oc, o)| (o.buyer, steps[*oc].start_us, committed_stock(&steps, *oc)))
-            .collect();
-        let mut overtaken_by = overtaken_by;
-        overtaken_by.sort_by_key(|o| o.1);
-        if overtaken_by.is_empty() {
-            continue;
-        }
-        let (name, prevented_at) = match t.write {
-            Some(w) if !relative[w] => ("P4 lost update", "REPEATABLE READ"),
-            Some(_) => ("G-single read skew", "REPEATABLE READ"),
-            None => ("G2-item write skew", "SERIALIZABLE"),
-        };
-        anomalies.push(Anomaly {
-            name,
-            prevented_at,
-            product: t.product,
-            buyer: t.buyer,
-            attempt: t.attempt,
-            read_value,
-            read_us: steps[r].start_us,
-            commit_us: steps[c].start_us,
-            committed: committed_stock(&steps, c),
-            overtaken_by,
-        });
-    }
     steps.sort_by_key(|s| (s.start_us, s.end_us));
     anomalies.sort_by_key(|a| a.commit_us);
     Timeline {
@@ -448,12 +634,14 @@ pub fn analyze(
     }
 }
 
-fn committed_stock(steps: &[Step], at: usize) -> Option<String> {
-    match &steps[at].role {
-        Role::Commit { stock } => stock.clone(),
-        Role::Write { value: Some(v), .. } => Some(format!("stock := {v}")),
-        Role::Write { expr, .. } => Some(format!("stock := {expr}")),
-        _ => None,
+/// What prevents an anomaly, in words: the level and how, or why no level
+/// does.
+pub fn prevention(prevented_at: Option<&str>) -> String {
+    match prevented_at {
+        Some("REPEATABLE READ") => "Prevented at REPEATABLE READ in PostgreSQL (the later writer fails with 40001 and retries), or by locking the read (SELECT ... FOR UPDATE).".into(),
+        Some("SERIALIZABLE") => "Prevented at SERIALIZABLE in PostgreSQL (serializable snapshot isolation aborts one of the two).".into(),
+        Some(level) => format!("Prevented at {level} in PostgreSQL."),
+        None => "No isolation level prevents it: each transaction is consistent on its own, the purchase spans two. Put the check and the write in one transaction, or guard the write itself (WHERE stock >= :qty).".into(),
     }
 }
 
@@ -590,7 +778,11 @@ mod tests {
         // Buyer 2 read before buyer 1 committed and wrote from that read.
         assert_eq!(tl.anomalies.len(), 1, "{:?}", tl.anomalies);
         let a = &tl.anomalies[0];
-        assert_eq!((a.name, a.buyer, a.read_value), ("P4 lost update", 2, 5));
+        assert_eq!(
+            (a.name, a.buyer, a.read_value),
+            ("P4 lost update", 2, Some(5))
+        );
+        assert_eq!(a.item, "products.stock (id = 1)");
         assert_eq!(a.committed.as_deref(), Some("stock := 3"));
         // A lower-case COMMIT is a commit, found from its kind.
         assert!(matches!(

@@ -226,8 +226,9 @@ fn counterexample(
                 .collect();
             Some(ExploreAnomaly {
                 name: a.name.to_string(),
-                prevented_at: a.prevented_at.to_string(),
+                prevented_at: a.prevented_at.map(str::to_string),
                 buyer,
+                item: a.item.clone(),
                 read_value: a.read_value,
                 read_step: row_at(a.buyer, a.read_us),
                 commit_step: row_at(a.buyer, a.commit_us),
@@ -336,29 +337,42 @@ fn anomaly_story(a: &Anomaly, names: &[String]) -> String {
         READ_SKEW => format!(
             "{who} then committed anyway: the decision to buy rested on a stale read (read skew)"
         ),
+        SPLIT => format!(
+            "{who} then wrote in a later transaction: the check and the purchase were not one transaction"
+        ),
         _ => format!(
             "{who} then committed, deciding on a stale read and writing other rows (write skew)"
         ),
     };
+    let read = match a.read_value {
+        Some(v) => format!("{} = {v}", a.item),
+        None => a.item.clone(),
+    };
+    let prevented = match a.prevented_at {
+        Some(level) => format!(
+            "It cannot happen at {level} or above, or when the read locks the row (SELECT ... FOR UPDATE)."
+        ),
+        None => "No isolation level prevents it: the check and the write are in two transactions; put them in one, or guard the write itself.".to_string(),
+    };
     format!(
-        "{} ({}): {who} read stock = {} at {}. Before {who} committed, {}. {what}. It cannot happen at {} or above, or when the read locks the row (SELECT ... FOR UPDATE).",
+        "{} ({}): {who} read {read} at {}. Before {who} committed, {}. {what}. {prevented}",
         title(a.name),
         a.name,
-        a.read_value,
         ms(a.read_us),
         others.join(", "),
-        a.prevented_at
     )
 }
 
 /// The names `crate::trace` gives its anomalies.
 const LOST_UPDATE: &str = "P4 lost update";
 const READ_SKEW: &str = "G-single read skew";
+const SPLIT: &str = "split transaction";
 
 fn title(name: &str) -> &'static str {
     match name {
         LOST_UPDATE => "Lost update",
         READ_SKEW => "Read skew",
+        SPLIT => "Split purchase",
         _ => "Write skew",
     }
 }
@@ -422,11 +436,12 @@ mod tests {
             steps,
             anomalies: vec![Anomaly {
                 name: LOST_UPDATE,
-                prevented_at: "REPEATABLE READ",
+                prevented_at: Some("REPEATABLE READ"),
                 product: 1,
                 buyer: 2,
                 attempt: 2,
-                read_value: 1,
+                item: "products.stock (id = 1)".into(),
+                read_value: Some(1),
                 read_us: 150,
                 commit_us: 700,
                 committed: Some("stock := 0".into()),
@@ -449,7 +464,7 @@ mod tests {
             .to_vec();
         let story = anomaly_story(&t.anomalies[0], &names);
         assert!(
-            story.starts_with("Lost update (P4 lost update): Bea read stock = 1"),
+            story.starts_with("Lost update (P4 lost update): Bea read products.stock (id = 1) = 1"),
             "{story}"
         );
         assert!(story.contains("Ada committed stock := 0"), "{story}");

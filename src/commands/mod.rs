@@ -9,7 +9,7 @@
 //! - `catalog`: `list` and `show`; `explain`; `report` (HTML).
 //! - `db`: the kept cluster; `serve`: the shop over HTTP; `classroom`: the
 //!   live classroom; `proxy`: the wire proxy alone.
-//! - `manual`: `man` and `completions`; `schema` (hidden) prints the
+//! - `manual`: `man` and `completions`; `schema` (hidden, the generator in `schema`) prints the
 //!   result schema generated from the result types.
 //! - `sink`: print, save, trace file, JUnit, interrupt, `--expect`.
 
@@ -22,6 +22,7 @@ pub mod manual;
 pub mod proxy;
 pub mod race;
 pub mod report;
+pub mod schema;
 pub mod serve;
 pub mod sink;
 
@@ -117,7 +118,7 @@ fn dispatch(cli: Cli, say: impl Fn()) -> anyhow::Result<()> {
         }
         Command::List { json } => catalog::list(json),
         Command::Show { strategy } => catalog::show(&strategy),
-        Command::Explain { strategy } => explain::explain(&strategy),
+        Command::Explain(args) => explain::explain(&args),
         Command::Report(args) => report::report(&args),
         Command::Db { command } => db::db(command),
         Command::Serve(args) => {
@@ -132,8 +133,8 @@ fn dispatch(cli: Cli, say: impl Fn()) -> anyhow::Result<()> {
     }
 }
 
-/// `racelab schema`: the result schema, generated (`report::schema`).
+/// `racelab schema`: the result schema, generated (`commands::schema`).
 fn schema() -> anyhow::Result<()> {
-    crate::report::emit(&crate::report::schema::json());
+    crate::report::emit(&schema::json());
     Ok(())
 }

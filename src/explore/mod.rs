@@ -495,8 +495,9 @@ fn record(plan: &ExplorePlan, exec: &Execution, audit: Audit) -> (Counterexample
         .iter()
         .map(|a| ExploreAnomaly {
             name: a.name.to_string(),
-            prevented_at: a.prevented_at.to_string(),
+            prevented_at: a.prevented_at.map(str::to_string),
             buyer: a.buyer,
+            item: a.item.clone(),
             read_value: a.read_value,
             read_step: step_at(a.buyer, a.read_us),
             commit_step: step_at(a.buyer, a.commit_us),

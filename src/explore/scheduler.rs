@@ -11,10 +11,19 @@
 //! `pg_isolation_test_session_is_blocked`, as PostgreSQL's isolation tester
 //! does. Only then are choices offered again, so that the set of buyers
 //! able to run depends on the schedule, not on timing. A deadlock among
-//! waiting buyers is left to PostgreSQL's detector (the buyers run with a
-//! short `deadlock_timeout`) and awaited before going on; a schedule in
-//! which nobody can run and no deadlock will be broken is stuck, reported
-//! after a grace period, never waited on for ever.
+//! waiting buyers is left to PostgreSQL's detector and awaited before going
+//! on; a schedule in which nobody can run and no deadlock will be broken is
+//! stuck, reported after a grace period, never waited on for ever.
+//!
+//! Which buyer PostgreSQL aborts in a deadlock is made a function of the
+//! schedule, so replays agree. A waiting backend checks for a deadlock once,
+//! when its `deadlock_timeout` runs out, and the first to find the cycle is
+//! the victim. So buyer `b` runs with its own timeout (`deadlock_timeout_of`,
+//! shorter for lower numbers), and before a statement is granted the
+//! scheduler lets the timer of every buyer already waiting run out (each
+//! checks and finds no cycle): a cycle the grant closes is then found by the
+//! buyers that started waiting during that step, the one with the shortest
+//! timeout first.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -35,13 +44,21 @@ use crate::engine::{AttemptTrace, Control};
 use crate::outcome::{AttemptReport, Outcome};
 use crate::strategy::{AttemptCtx, Boundary, Program, StepGate, TraceEvent, TraceKind, TxEffect};
 
-/// The buyers' deadlock_timeout while exploring. PostgreSQL breaks a
-/// deadlock in the first waiter whose timer fires after the cycle formed;
-/// with 1 s (the default) every deadlocked schedule would cost a second.
-/// It must stay well above the time between a buyer starting to wait and
-/// the schedule closing the cycle (a few ms here), or which buyer is the
-/// victim would depend on timing.
-pub const DEADLOCK_TIMEOUT_MS: u64 = 100;
+/// Buyer 1's deadlock_timeout while exploring; buyer `b`'s is `b` times
+/// it (see the module docs). PostgreSQL breaks a deadlock in the first
+/// waiter whose timer fires after the cycle formed; with 1 s (the default)
+/// every deadlocked schedule would cost a second. The steps between the
+/// buyers' timeouts must stay above the time between two buyers starting
+/// to wait within one step (well under a millisecond to a few here).
+pub const DEADLOCK_TIMEOUT_MS: u64 = 5;
+/// How long after a timer runs out a backend is given to have run its
+/// check, before the scheduler goes on.
+const TIMER_MARGIN: Duration = Duration::from_millis(15);
+
+/// Buyer `buyer`'s deadlock_timeout (1-based).
+pub fn deadlock_timeout_of(buyer: u32) -> Duration {
+    Duration::from_millis(DEADLOCK_TIMEOUT_MS * u64::from(buyer.max(1)))
+}
 /// The SQLSTATE of a deadlock PostgreSQL broke.
 const DEADLOCK: &str = "40P01";
 /// The first wait for a granted statement before asking the monitor.
@@ -268,8 +285,11 @@ pub struct Scheduler {
     connect_timeout: Duration,
     config: Config,
     lanes: Vec<Option<Lane>>,
-    /// The deadlock_timeout the buyers' sessions run with.
+    /// The deadlock_timeout buyer 1's session runs with.
     pub deadlock_timeout: Duration,
+    /// Whether each buyer runs with its own (`deadlock_timeout_of`), so
+    /// that which one PostgreSQL aborts in a deadlock is known.
+    pub staggered: bool,
 }
 
 impl Scheduler {
@@ -282,22 +302,20 @@ impl Scheduler {
         connect_timeout: Duration,
         config: Config,
     ) -> anyhow::Result<Scheduler> {
-        let short = connect
-            .clone()
-            .options([("deadlock_timeout", format!("{DEADLOCK_TIMEOUT_MS}ms"))]);
         let mut s = Scheduler {
             program,
-            connect: short,
+            connect,
             connect_timeout,
             lanes: (0..config.buyers).map(|_| None).collect(),
             config,
-            deadlock_timeout: Duration::from_millis(DEADLOCK_TIMEOUT_MS),
+            deadlock_timeout: deadlock_timeout_of(1),
+            staggered: true,
         };
-        match s.open_lane().await {
+        match s.open_lane(1).await {
             Ok(lane) => s.lanes[0] = Some(lane),
             Err(e) if is_permission_denied(&e) => {
-                s.connect = connect;
-                let mut lane = s.open_lane().await?;
+                s.staggered = false;
+                let mut lane = s.open_lane(1).await?;
                 let ms: i64 = sqlx::query_scalar(
                     "SELECT setting::int8 FROM pg_settings WHERE name = 'deadlock_timeout'",
                 )
@@ -311,8 +329,18 @@ impl Scheduler {
         Ok(s)
     }
 
-    async fn open_lane(&self) -> anyhow::Result<Lane> {
-        let mut conn = tokio::time::timeout(self.connect_timeout, self.connect.connect())
+    /// Buyer `buyer`'s connection (1-based), with its deadlock_timeout when
+    /// the server lets racelab set it (a superuser setting).
+    async fn open_lane(&self, buyer: u32) -> anyhow::Result<Lane> {
+        let options = if self.staggered {
+            self.connect.clone().options([(
+                "deadlock_timeout",
+                format!("{}ms", deadlock_timeout_of(buyer).as_millis()),
+            )])
+        } else {
+            self.connect.clone()
+        };
+        let mut conn = tokio::time::timeout(self.connect_timeout, options.connect())
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
@@ -335,7 +363,7 @@ impl Scheduler {
         for i in 0..self.lanes.len() {
             reused.push(self.lanes[i].is_some());
             if self.lanes[i].is_none() {
-                self.lanes[i] = Some(self.open_lane().await?);
+                self.lanes[i] = Some(self.open_lane(i as u32 + 1).await?);
             }
         }
         Ok(reused)
@@ -424,7 +452,20 @@ impl Scheduler {
             points: Vec::new(),
             events: vec![Vec::new(); self.config.buyers as usize],
             pids: pids.clone(),
-            deadlock_timeout: self.deadlock_timeout,
+            timeouts: (1..=self.config.buyers)
+                .map(|b| {
+                    if self.staggered {
+                        deadlock_timeout_of(b)
+                    } else {
+                        self.deadlock_timeout
+                    }
+                })
+                .collect(),
+            staggered: self.staggered,
+            wait_since: vec![None; self.config.buyers as usize],
+            fresh: Vec::new(),
+            granted_at: Instant::now(),
+            program: self.program.clone(),
             victims: Vec::new(),
             unexpected_victim: None,
         };
@@ -532,7 +573,18 @@ struct Run {
     points: Vec<ChoicePoint>,
     events: Vec<Vec<TraceEvent>>,
     pids: Vec<i32>,
-    deadlock_timeout: Duration,
+    /// Each buyer's deadlock_timeout.
+    timeouts: Vec<Duration>,
+    staggered: bool,
+    /// When each waiting buyer's current wait began, as far as the
+    /// scheduler can tell (its deadlock timer runs from then).
+    wait_since: Vec<Option<Instant>>,
+    /// The members of the last deadlock found whose timers had yet to run
+    /// out when it was found: the candidates PostgreSQL aborts.
+    fresh: Vec<u32>,
+    /// When the last statement was granted.
+    granted_at: Instant,
+    program: Arc<Program>,
     victims: Vec<u32>,
     unexpected_victim: Option<String>,
 }
@@ -643,11 +695,19 @@ impl Run {
             let preemption = point.preempts(chosen);
             self.points.push(point);
             let i = chosen as usize - 1;
+            if let State::Ready(at, _) = &self.states[i] {
+                if !matches!(at.tx, TxEffect::Commit | TxEffect::Rollback) {
+                    if let Settled::Interrupted = self.let_timers_run_out(chosen, control).await {
+                        return Ok(End::Interrupted);
+                    }
+                }
+            }
             let State::Ready(at, grant) = std::mem::replace(&mut self.states[i], State::Starting)
             else {
                 unreachable!("enabled buyers are ready");
             };
             self.inflight[i] = Some(index);
+            self.granted_at = Instant::now();
             self.steps.push(Step {
                 buyer: chosen,
                 at: at.clone(),
@@ -669,6 +729,75 @@ impl Run {
             }
             driver.stepped(index, &self.steps, &self.views());
         }
+    }
+
+    /// The waiting buyers that wait, directly or through others, on
+    /// `buyer`.
+    fn waiting_on(&self, buyer: u32) -> BTreeSet<u32> {
+        let mut found: BTreeSet<u32> = BTreeSet::new();
+        let mut todo = vec![buyer];
+        while let Some(b) = todo.pop() {
+            for (i, s) in self.states.iter().enumerate() {
+                if let State::Blocked(_, by) = s {
+                    let w = i as u32 + 1;
+                    if by.contains(&b) && found.insert(w) {
+                        todo.push(w);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Wait until the deadlock timer of every buyer that waits on `buyer`
+    /// has run out (see the module docs), so that none of them can be the
+    /// one to find a cycle `buyer`'s next statement closes. (A statement
+    /// of a buyer nobody waits on wakes nobody and closes no cycle.)
+    async fn let_timers_run_out(&self, buyer: u32, control: &Control) -> Settled {
+        if !self.staggered {
+            return Settled::Yes;
+        }
+        let until = self
+            .waiting_on(buyer)
+            .into_iter()
+            .filter_map(|b| {
+                let i = b as usize - 1;
+                Some(self.wait_since[i]? + self.timeouts[i] + TIMER_MARGIN)
+            })
+            .max();
+        if let Some(until) = until {
+            if until > Instant::now() {
+                tokio::select! {
+                    _ = control.stopped() => return Settled::Interrupted,
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                }
+            }
+        }
+        Settled::Yes
+    }
+
+    /// Whether the step `k`, now complete, may have released locks another
+    /// buyer waits on: it ended a transaction, failed (its transaction is
+    /// aborted), or released an advisory lock.
+    fn releases(&self, k: usize) -> bool {
+        let s = &self.steps[k];
+        if matches!(s.at.tx, TxEffect::Commit | TxEffect::Rollback) || s.at.rollback {
+            return true;
+        }
+        if s.event.as_ref().is_some_and(|e| e.error.is_some()) {
+            return true;
+        }
+        use crate::strategy::facts::AdvisoryAction;
+        self.program
+            .stmts
+            .iter()
+            .filter(|st| st.line == s.at.line)
+            .any(|st| {
+                st.facts
+                    .advisory
+                    .iter()
+                    .any(|a| a.action != AdvisoryAction::Lock)
+            })
     }
 
     fn describe_stuck(&self) -> String {
@@ -822,6 +951,19 @@ impl Run {
                     let was_in = self.cycle_through(from);
                     let (buyer, step) = self.handle(msg, during);
                     running.remove(&buyer);
+                    if step.is_some_and(|k| self.releases(k)) {
+                        // A waiter woken by the release may wait again: its
+                        // timer starts over.
+                        let now = Instant::now();
+                        for b in self.blocked() {
+                            self.wait_since[b as usize - 1] = Some(now);
+                        }
+                    }
+                    if self.wait_since.len() > buyer as usize - 1
+                        && !matches!(self.states[buyer as usize - 1], State::Blocked(..))
+                    {
+                        self.wait_since[buyer as usize - 1] = None;
+                    }
                     let event = step.and_then(|k| self.steps[k].event.as_ref());
                     let failed = event.is_some_and(|e| e.error.is_some());
                     if event.is_some_and(|e| e.sqlstate.as_deref() == Some(DEADLOCK)) {
@@ -882,13 +1024,17 @@ impl Run {
             }
             for (b, _, by) in seen {
                 let i = b as usize - 1;
-                let p = match std::mem::replace(&mut self.states[i], State::Starting) {
-                    State::Running(p) | State::Blocked(p, _) => p,
+                let (p, was) = match std::mem::replace(&mut self.states[i], State::Starting) {
+                    State::Running(p) => (p, None),
+                    State::Blocked(p, was) => (p, Some(was)),
                     other => {
                         self.states[i] = other;
                         continue;
                     }
                 };
+                if was.as_ref() != Some(&by) || self.wait_since[i].is_none() {
+                    self.wait_since[i] = Some(Instant::now());
+                }
                 if let Some(k) = self.inflight[i] {
                     if self.steps[k].waited_for.is_empty() {
                         self.steps[k].waited_for = by.clone();
@@ -901,9 +1047,18 @@ impl Run {
                 Some(c) => {
                     // PostgreSQL breaks it once a waiter's deadlock_timeout
                     // has passed; until then nothing else may run.
+                    // Its candidates: the members that began waiting in the
+                    // step that closed it (the others' timers have run out).
+                    self.fresh = c
+                        .iter()
+                        .copied()
+                        .filter(|b| {
+                            self.wait_since[*b as usize - 1].is_some_and(|t| t >= self.granted_at)
+                        })
+                        .collect();
                     cycle = Some(c);
                     breaking = true;
-                    poll = self.deadlock_timeout + STALL;
+                    poll = self.longest_timeout() + STALL;
                     limit = poll;
                     last_progress = Instant::now();
                 }
@@ -917,7 +1072,7 @@ impl Run {
             return format!(
                 "buyers {} deadlocked and PostgreSQL did not break the deadlock within {:.0} s",
                 who.join(", "),
-                (self.deadlock_timeout + STALL).as_secs_f64()
+                (self.longest_timeout() + STALL).as_secs_f64()
             );
         }
         let who: Vec<String> = running
@@ -971,30 +1126,44 @@ impl Run {
         monitor.idle(&pids).await
     }
 
+    fn longest_timeout(&self) -> Duration {
+        self.timeouts.iter().copied().max().unwrap_or_default()
+    }
+
     /// PostgreSQL breaks a deadlock in the first waiter whose
-    /// deadlock_timeout passes after the cycle formed: the member of the
-    /// cycle that started waiting first. Under a heavily loaded machine
-    /// another member's check can run first; the schedule is then not
-    /// what its replays will see, and `unexpected_victim` says so.
+    /// deadlock_timeout passes after the cycle formed. With staggered
+    /// timeouts and the timers of earlier waiters run out before each grant
+    /// (see the module docs), that is the member that started waiting in
+    /// the step that closed the cycle with the shortest timeout. Under a
+    /// heavily loaded machine a backend can still check late; the schedule
+    /// is then not what its replays will see, and `unexpected_victim` says
+    /// so.
     fn check_victim(&mut self, victim: u32, cycle: Option<&[u32]>) {
         let Some(cycle) = cycle else { return };
-        let first = cycle
-            .iter()
-            .filter_map(|b| self.inflight[*b as usize - 1].map(|k| (self.steps[k].granted, *b)))
-            .chain(
-                // The victim's own step has completed by now.
-                self.steps
-                    .iter()
-                    .rev()
-                    .find(|s| s.buyer == victim)
-                    .map(|s| (s.granted, victim)),
-            )
-            .min()
-            .map(|(_, b)| b);
-        if first.is_some_and(|f| f != victim) && self.unexpected_victim.is_none() {
+        let expected = if self.staggered {
+            self.fresh
+                .iter()
+                .copied()
+                .filter(|b| cycle.contains(b))
+                .min_by_key(|b| self.timeouts[*b as usize - 1])
+        } else {
+            cycle
+                .iter()
+                .filter_map(|b| self.inflight[*b as usize - 1].map(|k| (self.steps[k].granted, *b)))
+                .chain(
+                    self.steps
+                        .iter()
+                        .rev()
+                        .find(|s| s.buyer == victim)
+                        .map(|s| (s.granted, victim)),
+                )
+                .min()
+                .map(|(_, b)| b)
+        };
+        if expected.is_some_and(|f| f != victim) && self.unexpected_victim.is_none() {
             self.unexpected_victim = Some(format!(
-                "PostgreSQL broke a deadlock of buyers {cycle:?} in buyer {victim}, not in buyer {}, who had waited longer",
-                first.unwrap_or(0)
+                "PostgreSQL broke a deadlock of buyers {cycle:?} in buyer {victim}, not in buyer {}, whose timer was due first",
+                expected.unwrap_or(0)
             ));
         }
     }

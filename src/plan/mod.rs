@@ -13,6 +13,7 @@
 //! A new target kind adds its file here and a `TargetPlan` variant.
 
 mod backend;
+pub mod explain;
 pub mod explore;
 mod lab;
 mod service;

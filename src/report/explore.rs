@@ -237,17 +237,20 @@ pub fn render_schedule(title: &str, c: &Counterexample) -> String {
                 )
             })
             .collect();
+        let read = match an.read_value {
+            Some(v) => format!("{} = {v}", an.item),
+            None => an.item.clone(),
+        };
         let _ = writeln!(
             out,
-            "{}: buyer {} read stock = {} at step {} and committed {} at step {}, after {}. Prevented at {}.",
+            "{}: buyer {} read {read} at step {} and committed {} at step {}, after {}. {}",
             an.name,
             an.buyer,
-            an.read_value,
             an.read_step.map_or("?".to_string(), |s| s.to_string()),
             an.committed.as_deref().unwrap_or("its write"),
             an.commit_step.map_or("?".to_string(), |s| s.to_string()),
             others.join("; "),
-            an.prevented_at
+            crate::trace::prevention(an.prevented_at.as_deref())
         );
     }
     out

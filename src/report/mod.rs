@@ -16,7 +16,6 @@ pub mod junit;
 pub mod markup;
 pub mod progress;
 pub mod save;
-pub mod schema;
 pub mod service;
 pub mod swimlane;
 pub mod table;

@@ -141,14 +141,17 @@ pub fn render(t: &Timeline) -> String {
             .as_deref()
             .map(|c| format!(" and committed {c}"))
             .unwrap_or_else(|| " and committed".to_string());
+        let read = match a.read_value {
+            Some(v) => format!("{} = {v}", a.item),
+            None => a.item.clone(),
+        };
         let _ = writeln!(
             out,
-            "  {}: buyer {} (attempt {}, product {}) read stock = {} at {} ms{committed} at {} ms, after {}.",
+            "  {}: buyer {} (attempt {}, product {}) read {read} at {} ms{committed} at {} ms, after {}.",
             a.name,
             a.buyer,
             a.attempt,
             a.product,
-            a.read_value,
             ms(a.read_us),
             ms(a.commit_us),
             others.join("; ")
@@ -160,17 +163,18 @@ pub fn render(t: &Timeline) -> String {
             n if n.starts_with("G-single") => {
                 "its decision rested on the stale read, though its write was relative"
             }
+            n if n.starts_with("split") => {
+                "it checked in one transaction and wrote in a later one, with that commit in between"
+            }
+            n if n.starts_with("G2 ") => {
+                "it decided on what a predicate read missed (a row another buyer inserted) and wrote other rows"
+            }
             _ => "it decided on the stale read and wrote other rows than the one it read",
         };
         let _ = writeln!(
             out,
-            "    {why}. Prevented at {} in PostgreSQL{}.",
-            a.prevented_at,
-            if a.prevented_at == "REPEATABLE READ" {
-                " (the later writer fails with 40001 and retries), or by locking the read (SELECT ... FOR UPDATE)"
-            } else {
-                " (serializable snapshot isolation aborts one of the two)"
-            }
+            "    {why}. {}",
+            crate::trace::prevention(a.prevented_at)
         );
     }
     out
@@ -259,11 +263,12 @@ mod tests {
             ],
             anomalies: vec![Anomaly {
                 name: "P4 lost update",
-                prevented_at: "REPEATABLE READ",
+                prevented_at: Some("REPEATABLE READ"),
+                item: "products.stock (id = 1)".into(),
                 product: 1,
                 buyer: 2,
                 attempt: 2,
-                read_value: 1,
+                read_value: Some(1),
                 read_us: 10,
                 commit_us: 5_200,
                 committed: Some("stock := 0".into()),
@@ -288,7 +293,7 @@ Trace of naive: 9 steps; ms since the buyers were released
 
 Waits: 1 statements waited for another buyer's COMMIT or ROLLBACK (longest 3.500 ms).
 Anomalies: 1
-  P4 lost update: buyer 2 (attempt 2, product 1) read stock = 1 at 0.010 ms and committed stock := 0 at 5.200 ms, after buyer 1's stock := 0 committed at 4.200 ms.
+  P4 lost update: buyer 2 (attempt 2, product 1) read products.stock (id = 1) = 1 at 0.010 ms and committed stock := 0 at 5.200 ms, after buyer 1's stock := 0 committed at 4.200 ms.
     its write was computed from the stale read, so it overwrote that update. Prevented at REPEATABLE READ in PostgreSQL (the later writer fails with 40001 and retries), or by locking the read (SELECT ... FOR UPDATE).
 ";
         assert_eq!(render(&lost_update()), expected);

@@ -200,13 +200,18 @@ pub struct ScheduleStep {
 /// An anomaly, placed on the schedule's steps (1-based).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ExploreAnomaly {
-    /// `P4 lost update`, `G-single read skew`, `G2-item write skew`.
+    /// `P4 lost update`, `G-single read skew`, `G2-item write skew`, `G2
+    /// anti-dependency cycle (predicate)`, `split transaction`.
     pub name: String,
-    /// The weakest PostgreSQL isolation level that prevents it.
-    pub prevented_at: String,
+    /// The weakest PostgreSQL isolation level that prevents it; `None`
+    /// for a split transaction, which no level prevents.
+    pub prevented_at: Option<String>,
     #[schemars(range(min = 1))]
     pub buyer: u32,
-    pub read_value: i64,
+    /// What the stale read read, e.g. `products.stock (id = 1)`.
+    pub item: String,
+    /// The value read, when the script kept an integer.
+    pub read_value: Option<i64>,
     #[schemars(range(min = 1))]
     pub read_step: Option<usize>,
     #[schemars(range(min = 1))]

@@ -1,6 +1,6 @@
 //! The result contract (DESIGN §7) as serde structs: what one race of one
 //! target produced. `docs/result.schema.json` is generated from these
-//! types (`report::schema`, with the constraints serde cannot say as
+//! types (`commands::schema`, with the constraints serde cannot say as
 //! `schemars` attributes beside the fields); tests validate real output
 //! against it and fail when the committed file drifts. Data and its arithmetic only: the verdict is decided in
 //! `verdict`, words and tables are made in `report`.

@@ -27,7 +27,7 @@ pub(crate) use redis::RedisEffect;
 pub use crate::outcome::{AttemptCtx, TraceEvent, TraceKind};
 
 pub use builtin::{builtins, load};
-pub(crate) use expr::{EvalError, Expr};
+pub(crate) use expr::{BinOp, EvalError, Expr};
 pub use interp::{
     run_setup, setup_calls, Bound, Boundary, Injected, RedisConn, Session, SessionFaults,
     SetupCall, StepGate, TxEffect,

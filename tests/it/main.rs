@@ -40,6 +40,7 @@ mod serve;
 mod strategy;
 mod teach;
 mod tricky;
+mod truth;
 mod verdicts;
 
 use std::process::ExitCode;
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
     trials.extend(run::tests());
     trials.extend(teach::tests());
     trials.extend(tricky::tests());
+    trials.extend(truth::tests());
     trials.extend(http::tests());
     trials.extend(http2::tests());
     trials.extend(serve::tests());

@@ -242,7 +242,15 @@ fn explain_all() -> Result<(), Failed> {
     }
     for (name, needles) in expected {
         let out = racelab().args(["explain", name]).output_bounded()?;
-        assert!(out.status.success(), "{}", stderr(&out));
+        // The exit code is the verdict: 0 SAFE, 1 UNSAFE, 4 UNSURE.
+        let code = if needles.contains(&"UNSAFE") {
+            1
+        } else if needles.contains(&"UNSURE") {
+            4
+        } else {
+            0
+        };
+        assert_eq!(out.status.code(), Some(code), "{name}: {}", stderr(&out));
         let text = stdout(&out);
         assert!(text.contains("Isolation level: "), "{text}");
         assert!(text.contains("Locking: "), "{text}");

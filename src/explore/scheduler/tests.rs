@@ -323,7 +323,14 @@ fn run(scripts: Vec<Vec<Stmt>>, schedule: &[u32], session: &[&'static str]) -> R
             points: Vec::new(),
             events: vec![Vec::new(); n],
             pids: (1..=n as u32).map(pid).collect(),
-            deadlock_timeout,
+            timeouts: vec![deadlock_timeout; n],
+            staggered: false,
+            wait_since: vec![None; n],
+            fresh: Vec::new(),
+            granted_at: Instant::now(),
+            program: crate::strategy::load("naive")
+                .expect("the built-in loads")
+                .program,
             victims: Vec::new(),
             unexpected_victim: None,
         };

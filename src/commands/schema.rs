@@ -12,7 +12,7 @@ use schemars::transform::RecursiveTransform;
 use schemars::Schema;
 use serde_json::{json, Value};
 
-use super::Runs;
+use crate::report::Runs;
 use crate::result::explore::ExploreResult;
 use crate::result::RunResult;
 
@@ -28,6 +28,8 @@ pub fn schema() -> Value {
     let run = generator.subschema_for::<RunResult>();
     let runs = generator.subschema_for::<Runs>();
     let explore = generator.subschema_for::<ExploreResult>();
+    // `explain --json` prints a document of its own: a definition only.
+    generator.subschema_for::<crate::explain::result::ExplainResult>();
     // The definitions by snake_case name, as the fields are named.
     let defs: serde_json::Map<String, Value> = generator
         .take_definitions(true)
@@ -37,7 +39,7 @@ pub fn schema() -> Value {
     let mut document = json!({        "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": ID,
         "title": "racelab result",
-        "description": "What racelab writes: one race (`run`, `http`, and every saved result file), or, from `compare` and `--repeat`, {\"runs\": [...]} with the overall verdict and one summary per strategy. `racelab explore` prints and saves a different document, $defs/explore_result. Generated from racelab's result types (`racelab schema`).",
+        "description": "What racelab writes: one race (`run`, `http`, and every saved result file), or, from `compare` and `--repeat`, {\"runs\": [...]} with the overall verdict and one summary per strategy. `racelab explore` prints and saves a different document, $defs/explore_result; `racelab explain --json` prints $defs/explain_result. Generated from racelab's result types (`racelab schema`).",
         "oneOf": [run, runs, explore],
         "$defs": defs,
     });

@@ -1,0 +1,14 @@
+-- ACCESS SHARE is what a plain SELECT takes: it conflicts only with ACCESS
+-- EXCLUSIVE.
+BEGIN;
+LOCK TABLE products IN ACCESS SHARE MODE;
+SELECT stock FROM products WHERE id = :product \gset
+\if :stock < :qty
+  ROLLBACK;
+  \sold_out
+\endif
+\sleep :think ms
+UPDATE products SET stock = :stock - :qty WHERE id = :product;
+INSERT INTO orders (product_id, buyer_id, attempt_id, qty)
+  VALUES (:product, :buyer, :attempt, :qty);
+COMMIT;

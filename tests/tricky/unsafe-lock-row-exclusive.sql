@@ -1,0 +1,14 @@
+-- ROW EXCLUSIVE (what UPDATE takes anyway) conflicts with nobody's ROW
+-- EXCLUSIVE: no buyer waits.
+BEGIN;
+LOCK TABLE products IN ROW EXCLUSIVE MODE;
+SELECT stock FROM products WHERE id = :product \gset
+\if :stock < :qty
+  ROLLBACK;
+  \sold_out
+\endif
+\sleep :think ms
+UPDATE products SET stock = :stock - :qty WHERE id = :product;
+INSERT INTO orders (product_id, buyer_id, attempt_id, qty)
+  VALUES (:product, :buyer, :attempt, :qty);
+COMMIT;
