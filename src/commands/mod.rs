@@ -24,6 +24,7 @@ pub mod sink;
 
 use crate::cli::{Cli, Command};
 use crate::plan::explore::ExplorePlan;
+use crate::plan::explore_service::ServiceExplorePlan;
 use crate::plan::Plan;
 
 /// Run a command; errors come back classified (see `plan::classify`).
@@ -35,6 +36,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => race::race(Plan::run(&args)?),
         Command::Compare(args) => race::race(Plan::compare(&args)?),
+        Command::Http(args) if args.explore.explore => {
+            explore::explore_service(ServiceExplorePlan::build(&args)?)
+        }
         Command::Http(args) => race::race(Plan::http(&args)?),
         Command::Explore(args) => explore::explore(&ExplorePlan::build(&args)?),
         Command::List => catalog::list(),

@@ -14,6 +14,7 @@
 
 mod backend;
 pub mod explore;
+pub mod explore_service;
 mod lab;
 mod service;
 
