@@ -14,6 +14,7 @@ mod cli;
 mod common;
 mod db;
 mod explore;
+mod explore_service;
 mod faults;
 mod http;
 mod http2;
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
     trials.extend(pgbouncer::tests());
     trials.extend(classroom::tests());
     trials.extend(proxy::tests());
+    trials.extend(explore_service::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();

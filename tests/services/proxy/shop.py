@@ -13,6 +13,7 @@ DATABASE_URL is the database (racelab's proxy). At start-up it creates
   POST /split/buy      check the stock in one transaction, then decrement it
                        in another: the check is stale by then (scope-based)
   POST /safe/buy       one guarded decrement: safe
+  POST /crash/buy      read the stock, then the process exits (asyncpg only)
   POST /upgrade/buy    read the stock FOR SHARE, then decrement it in the
                        same transaction: two buyers deadlock (asyncpg only)
 Each buy answers 201 (bought) or 409 (sold out).
@@ -90,6 +91,12 @@ class Asyncpg:
                 await c.execute("INSERT INTO orders (product_id) VALUES ($1)", 1)
                 return True
 
+
+    async def crash(self):
+        async with self.pool.acquire() as c:
+            await c.fetchval("SELECT stock FROM products WHERE id = $1", 1)
+        print("the shop crashes on purpose", flush=True)
+        os._exit(7)
 
     async def upgrade(self):
         async with self.pool.acquire() as c:
@@ -297,6 +304,7 @@ async def app(scope, receive, send_):
         "/split/buy": SHOP.split,
         "/safe/buy": SHOP.safe,
         "/upgrade/buy": getattr(SHOP, "upgrade", None),
+        "/crash/buy": getattr(SHOP, "crash", None),
     }.get(path)
     if buy is None or method != "POST":
         return await send(send_, 404, {"error": "not found"})
