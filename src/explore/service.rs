@@ -73,7 +73,11 @@ pub async fn explore(
     };
     let outcome = match outcome {
         // A service that died is the reason, whatever the schedule saw.
-        Err(e) => Err(backend.check_alive().err().unwrap_or(e)),
+        Err(e) => Err(match (backend.check_alive(), backend.last_output()) {
+            (Err(died), _) => died,
+            (Ok(()), Some(tail)) => e.context(tail),
+            (Ok(()), None) => e,
+        }),
         Ok(r) => backend.check_alive().map(|()| r),
     };
     let stopped = backend.shutdown();

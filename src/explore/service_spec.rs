@@ -78,6 +78,8 @@ pub fn dump(pg_dump: &Path, url: &str, tables: &[String]) -> anyhow::Result<Stri
     let text = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with("--") && !l.trim().is_empty())
+        // psql meta-commands (`\restrict` of recent pg_dump): not SQL.
+        .filter(|l| !l.starts_with('\\'))
         .filter(|l| !l.starts_with("SELECT pg_catalog.set_config('search_path'"))
         .collect::<Vec<_>>()
         .join("\n");

@@ -243,6 +243,16 @@ impl Backend {
         Ok(())
     }
 
+    /// The service's last output, when racelab started it, for a failure.
+    pub fn last_output(&self) -> Option<String> {
+        let p = self.process.as_ref()?;
+        Some(format!(
+            "the service's last output ({}):\n{}",
+            p.log().display(),
+            p.last_lines(LAST_LINES)
+        ))
+    }
+
     /// Stop the service's process group, then the proxy, then the database.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop()
