@@ -468,12 +468,11 @@ fn parked_differs(
     expected: &[Vec<(u32, String)>],
     prefix: usize,
 ) -> Option<String> {
-    let n = prefix.min(expected.len()).min(served.parked.len());
-    for i in 0..n {
-        if served.parked[i] != expected[i] {
-            let (r, now, then) = served.parked[i]
+    for (i, (seen, was)) in served.parked.iter().zip(expected).take(prefix).enumerate() {
+        if seen != was {
+            let (r, now, then) = seen
                 .iter()
-                .zip(&expected[i])
+                .zip(was)
                 .find(|(a, b)| a != b)
                 .map(|(a, b)| (a.0, a.1.clone(), b.1.clone()))
                 .unwrap_or((0, String::new(), String::new()));
@@ -666,7 +665,7 @@ fn evaluate(
             preemption: s.preemption,
             role,
             value: None,
-            rows: mine.iter().filter_map(|&i| stmts[i].rows_affected).last(),
+            rows: mine.iter().rev().find_map(|&i| stmts[i].rows_affected),
             values: Vec::new(),
             error,
             waited_for: s.waited_for.clone(),
