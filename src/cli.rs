@@ -420,6 +420,9 @@ pub struct HttpArgs {
     pub service: ServiceArgs,
 
     #[command(flatten)]
+    pub explore: HttpExploreArgs,
+
+    #[command(flatten)]
     pub scenario: ScenarioArgs,
 
     #[command(flatten)]
@@ -436,6 +439,43 @@ pub struct HttpArgs {
     /// to say so.
     #[arg(long, hide = true, value_name = "MS")]
     pub timeout: Option<String>,
+}
+
+/// `racelab http --explore`: every interleaving of the buyers' requests,
+/// scheduled statement by statement through the wire proxy.
+#[derive(Debug, Args, Default)]
+pub struct HttpExploreArgs {
+    /// Explore instead of race: one request per buyer (--buyers, at most 4),
+    /// their SQL let through the proxy one batch at a time, every schedule
+    /// (within --preemptions) run from a reset service (--reset-url or
+    /// --reset-sql) and audited. Needs --service or --db-proxy.
+    #[arg(long)]
+    pub explore: bool,
+
+    /// With --explore: the schedules with at most P preemptions, or `all`.
+    #[arg(long, value_name = "P|all", requires = "explore")]
+    pub preemptions: Option<String>,
+
+    /// With --explore: replay one schedule (which request takes each step,
+    /// e.g. "1 1 2 2 1").
+    #[arg(long, value_name = "BUYERS", requires = "explore")]
+    pub schedule: Option<String>,
+
+    /// With --explore: stop after this many schedules (then not complete).
+    #[arg(long, value_name = "N", requires = "explore")]
+    pub max_schedules: Option<u64>,
+
+    /// With --explore: how long the service may work between statements
+    /// (neither sending its next one nor answering) before the schedule is
+    /// stuck [default: 500].
+    #[arg(long, value_name = "MS", requires = "explore")]
+    pub settle_ms: Option<u64>,
+
+    /// With --explore: write the counterexample as a PostgreSQL
+    /// isolation-tester spec to FILE (its setup recreates the tables the
+    /// statements touch, with the rows they read).
+    #[arg(long, value_name = "FILE", requires = "explore")]
+    pub spec: Option<PathBuf>,
 }
 
 /// Who the buyers are and what each does (`racelab http`).

@@ -5,6 +5,7 @@
 use crate::engine::Control;
 use crate::explore::{self, Ran};
 use crate::plan::explore::ExplorePlan;
+use crate::plan::explore_service::ServiceExplorePlan;
 use crate::report::{self, save, Output};
 use crate::trace::Timeline;
 
@@ -17,7 +18,10 @@ pub fn explore(plan: &ExplorePlan) -> anyhow::Result<()> {
         report::emit("stopped before the schedule ended: nothing was audited\n");
         return Ok(());
     };
-    let explored = Explored { ran: &ran, plan };
+    let explored = Explored {
+        ran: &ran,
+        expect: plan.expect,
+    };
     sink::write(&explored, &plan.output)?;
     if let Some(path) = &plan.spec {
         write_spec(plan, &ran, path)?;
@@ -48,9 +52,45 @@ fn write_spec(plan: &ExplorePlan, ran: &Ran, path: &std::path::Path) -> anyhow::
     Ok(())
 }
 
+/// `racelab http URL --explore`: the same, for a service's requests.
+pub fn explore_service(mut plan: ServiceExplorePlan) -> anyhow::Result<()> {
+    let control = Control::new();
+    let ran = crate::engine::until_signal(
+        &control,
+        explore::service::explore(&mut plan, control.clone()),
+    )?;
+    let Some((ran, spec)) = ran else {
+        report::emit("stopped before the schedule ended: nothing was audited\n");
+        return Ok(());
+    };
+    let explored = Explored {
+        ran: &ran,
+        expect: plan.expect,
+    };
+    let out = &plan.race.output;
+    sink::write(&explored, out)?;
+    if let Some(path) = &plan.spec {
+        match spec {
+            Some(text) => {
+                save::write_atomic(path, text.as_bytes())?;
+                out.note(&format!(
+                    "wrote the isolation-tester spec {} (isolationtester \"dbname=... host=...\" < {})",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            None => out.note(&format!(
+                "no unsafe schedule, so no spec written to {} (replay one with --schedule to export it)",
+                path.display()
+            )),
+        }
+    }
+    sink::conclude(&explored, &control)
+}
+
 struct Explored<'a> {
     ran: &'a Ran,
-    plan: &'a ExplorePlan,
+    expect: Option<crate::verdict::Expect>,
 }
 
 impl Results for Explored<'_> {
@@ -82,7 +122,7 @@ impl Results for Explored<'_> {
     }
 
     fn junit(&self) -> anyhow::Result<String> {
-        report::junit::explore(&self.ran.result, self.plan.expect)
+        report::junit::explore(&self.ran.result, self.expect)
     }
 
     fn aborted(&self) -> Option<String> {
@@ -95,6 +135,6 @@ impl Results for Explored<'_> {
     }
 
     fn failed(&self) -> Option<String> {
-        crate::verdict::explore::failure(self.plan.expect, &self.ran.result)
+        crate::verdict::explore::failure(self.expect, &self.ran.result)
     }
 }

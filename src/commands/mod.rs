@@ -31,6 +31,7 @@ use clap::{ArgMatches, FromArgMatches};
 
 use crate::cli::{Cli, Command, DbArgs};
 use crate::plan::explore::ExplorePlan;
+use crate::plan::explore_service::ServiceExplorePlan;
 use crate::plan::Plan;
 
 /// Run the command of parsed arguments, knowing where their values came
@@ -110,6 +111,9 @@ fn dispatch(cli: Cli, say: impl Fn()) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => race::race(planned(Plan::run(&args)?)),
         Command::Compare(args) => race::race(planned(Plan::compare(&args)?)),
+        Command::Http(args) if args.explore.explore => {
+            explore::explore_service(ServiceExplorePlan::build(&args)?)
+        }
         Command::Http(args) => race::race(Plan::http(&args)?),
         Command::Explore(args) => {
             let plan = ExplorePlan::build(&args)?;

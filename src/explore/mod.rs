@@ -14,15 +14,21 @@
 //! - `lab`: the lab prepared once and reset from a snapshot.
 //! - `spec`: a schedule as a PostgreSQL isolation-tester spec.
 //! - `step`: `--step`, a schedule run by hand in the terminal.
+//! - `gate`, `served`, `service`: `http URL --explore`, the same for the
+//!   requests of a real service, scheduled through the wire proxy.
 //!
 //! The result is `result::explore`; its verdict `verdict::explore`; its
 //! rendering `report::explore`; the command `commands::explore`.
 
+pub mod gate;
 pub mod lab;
 
 pub mod monitor;
 pub mod schedule;
 pub mod scheduler;
+pub mod served;
+pub mod service;
+pub mod service_spec;
 pub mod space;
 pub mod spec;
 pub mod step;

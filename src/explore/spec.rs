@@ -143,7 +143,7 @@ pub fn render(input: &SpecInput) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn indent(block: &str) -> String {
+pub(crate) fn indent(block: &str) -> String {
     block
         .lines()
         .map(|l| {
@@ -156,7 +156,7 @@ fn indent(block: &str) -> String {
         .collect()
 }
 
-fn check_block(what: &str, sql: &str) -> anyhow::Result<()> {
+pub(crate) fn check_block(what: &str, sql: &str) -> anyhow::Result<()> {
     if sql.contains('}') {
         return Err(bad_input(format!(
             "--spec: {what} contains `}}`, which ends a block in the isolation tester's spec format; \

@@ -119,7 +119,7 @@ impl Service {
         matches!(self.source, Source::Sql { .. })
     }
 
-    async fn reset(&self) -> anyhow::Result<()> {
+    pub async fn reset(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.reset_url {
             truth::reset_url(&self.lanes.client, url).await?;
         }
@@ -129,7 +129,7 @@ impl Service {
         Ok(())
     }
 
-    async fn read(&self) -> anyhow::Result<Reading> {
+    pub async fn read(&self) -> anyhow::Result<Reading> {
         match &self.source {
             Source::Sql { sql } => {
                 let db = self.db.as_ref().expect("--verify-sql has a database");
@@ -144,7 +144,7 @@ impl Service {
 
     /// One truth: a declared `--stock` that disagrees with the stock the
     /// measured truth reads before the race is bad input, naming both.
-    fn check_declared(&self, before: &Reading) -> anyhow::Result<()> {
+    pub fn check_declared(&self, before: &Reading) -> anyhow::Result<()> {
         let (Some(declared), Some(measured)) = (self.declared_stock, before.stock) else {
             return Ok(());
         };

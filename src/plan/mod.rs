@@ -15,6 +15,7 @@
 mod backend;
 pub mod explain;
 pub mod explore;
+pub mod explore_service;
 mod lab;
 mod service;
 

@@ -329,6 +329,8 @@ pub fn service_of(
         lane::Protocol::Http1
     };
     let sync = match a.request.sync {
+        // Explored requests leave one by one: nothing to release together.
+        _ if a.explore.explore => lane::Sync::None,
         cli::SyncMode::LastByte => lane::Sync::LastByte,
         cli::SyncMode::None => lane::Sync::None,
     };

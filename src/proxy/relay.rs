@@ -156,9 +156,12 @@ impl<'a> Batch<'a> {
 
 /// A scheduler's hook: every batch a client sends after its start-up is
 /// handed to `admit` before any of it reaches the server, and forwarded
-/// when the future completes. `closed` is called when a connection ends.
+/// when the future completes. `backend` is told the server's process id
+/// of a connection once the server has sent it (a scheduler watches that
+/// backend's locks); `closed` is called when a connection ends.
 pub trait Gate: Send + Sync + 'static {
     fn admit<'a>(&'a self, batch: Batch<'a>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    fn backend(&self, _conn: ConnId, _pid: i32) {}
     fn closed(&self, _conn: ConnId) {}
 }
 
@@ -566,6 +569,9 @@ fn scan_server(
                 let mut r = codec::Reader::new(framer.body());
                 if let (Ok(pid), Ok(secret)) = (r.i32(), r.i32()) {
                     *key = Some((pid, secret));
+                    if let Some(g) = &shared.gate {
+                        g.backend(conn, pid);
+                    }
                     shared
                         .keys
                         .lock()

@@ -77,7 +77,13 @@ pub fn render(r: &ExploreResult) -> String {
     if let Some(c) = &r.counterexample {
         out.push('\n');
         out.push_str(&render_schedule("Counterexample", c));
-        if r.replayed.is_none() {
+        if r.replayed.is_none() && r.strategy.source == crate::result::explore::SERVICE_SOURCE {
+            let _ = writeln!(
+                out,
+                "\nReplay it: the same racelab http command with --schedule \"{}\"",
+                schedule_arg(&c.schedule)
+            );
+        } else if r.replayed.is_none() {
             let _ = writeln!(
                 out,
                 "\nReplay it: racelab explore --strategy {} --buyers {} --stock {} --quantity {} --schedule \"{}\"",

@@ -16,6 +16,10 @@ use super::{DatabaseInfo, Status, StrategyInfo, Verdict};
 use crate::db::Audit;
 use crate::outcome::Outcome;
 
+/// `strategy.source` of a service's exploration (`http --explore`): the
+/// strategy's name is then the request explored.
+pub const SERVICE_SOURCE: &str = "service";
+
 /// Tags an explore result among racelab's result files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]

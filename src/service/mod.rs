@@ -75,6 +75,16 @@ impl Backend {
     /// Start the database, the proxy and the service, and wait until the
     /// service answers.
     pub async fn start(plan: &ServicePlan, control: &Arc<Control>) -> anyhow::Result<Backend> {
+        Backend::start_gated(plan, control, None).await
+    }
+
+    /// `start`, with a scheduler's gate on every batch the service sends
+    /// (it must let everything pass until the service is ready).
+    pub async fn start_gated(
+        plan: &ServicePlan,
+        control: &Arc<Control>,
+        gate: Option<Arc<dyn crate::proxy::relay::Gate>>,
+    ) -> anyhow::Result<Backend> {
         let (cluster, direct_url, upstream) = match &plan.database_url {
             Some(url) => (None, url.clone(), Upstream::parse(url)?),
             None => {
@@ -110,7 +120,7 @@ impl Backend {
             ProxyOptions {
                 upstream,
                 sink: Some(Box::new(Tee(sinks))),
-                gate: None,
+                gate,
             },
         )?;
         let service_url = through(&direct_url, proxy.addr())?;
@@ -219,6 +229,30 @@ impl Backend {
         })
     }
 
+    /// An error with the service's last output if its process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = &mut self.process {
+            if let Some(status) = p.exited() {
+                anyhow::bail!(
+                    "the service exited ({status}); its last output ({}):\n{}",
+                    p.log().display(),
+                    p.last_lines(LAST_LINES)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The service's last output, when racelab started it, for a failure.
+    pub fn last_output(&self) -> Option<String> {
+        let p = self.process.as_ref()?;
+        Some(format!(
+            "the service's last output ({}):\n{}",
+            p.log().display(),
+            p.last_lines(LAST_LINES)
+        ))
+    }
+
     /// Stop the service's process group, then the proxy, then the database.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop()
@@ -270,6 +304,31 @@ pub struct ProxyWatch {
     started: Instant,
     sync: Option<crate::proxy::Syncer>,
     info: ServiceInfo,
+}
+
+impl ProxyWatch {
+    /// Forget what was recorded so far.
+    pub fn clear(&self) {
+        let _ = self.memory.take();
+    }
+
+    /// Everything recorded since the last `clear`, once the relay's queued
+    /// events are in.
+    pub async fn records(&self) -> Vec<crate::proxy::record::Record> {
+        if let Some(s) = &self.sync {
+            s.sync().await;
+        }
+        self.memory.take().0
+    }
+
+    /// `t` in the records' time (µs since the proxy started).
+    pub fn us(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.started).as_micros() as u64
+    }
+
+    pub fn info(&self) -> &ServiceInfo {
+        &self.info
+    }
 }
 
 impl crate::http::Watch for ProxyWatch {

@@ -22,6 +22,7 @@ mod common;
 mod db;
 mod dbcmd;
 mod explore;
+mod explore_service;
 mod faults;
 mod harness;
 mod http;
@@ -89,6 +90,7 @@ fn main() -> ExitCode {
     trials.extend(cmd::tests());
     trials.extend(classroom::tests());
     trials.extend(proxy::tests());
+    trials.extend(explore_service::tests());
     trials.extend(harness::tests());
 
     let unwatched = harness::unwatched(&trials);

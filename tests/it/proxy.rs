@@ -67,7 +67,7 @@ fn bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn services() -> PathBuf {
+pub(crate) fn services() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/services/proxy")
 }
 
@@ -530,8 +530,9 @@ fn gate_holds() -> anyhow::Result<()> {
 }
 
 /// `racelab http URL --service CMD ...` on a port of its own, with
-/// `{port}` in the URL and CMD; tried again on a port conflict.
-fn service_race(
+/// `{port}` in the URL, CMD and the other arguments; tried again on a port
+/// conflict.
+pub(crate) fn service_race(
     path: &str,
     cmd: &str,
     extra: &[&str],
@@ -557,7 +558,7 @@ fn service_race(
                 "--out",
             ])
             .arg(&out_dir)
-            .args(extra)
+            .args(extra.iter().map(|a| a.replace("{port}", &port.to_string())))
             .output_bounded()?;
         let log_conflict = std::fs::read_dir(&out_dir)?.flatten().any(|e| {
             std::fs::read_to_string(e.path())

@@ -13,6 +13,9 @@ DATABASE_URL is the database (racelab's proxy). At start-up it creates
   POST /split/buy      check the stock in one transaction, then decrement it
                        in another: the check is stale by then (scope-based)
   POST /safe/buy       one guarded decrement: safe
+  POST /crash/buy      read the stock, then the process exits (asyncpg only)
+  POST /upgrade/buy    read the stock FOR SHARE, then decrement it in the
+                       same transaction: two buyers deadlock (asyncpg only)
 Each buy answers 201 (bought) or 409 (sold out).
 """
 
@@ -34,6 +37,7 @@ SETUP = [
 
 class Asyncpg:
     async def start(self):
+        global asyncpg
         import asyncpg
 
         self.pool = await asyncpg.create_pool(URL, min_size=2, max_size=POOL)
@@ -86,6 +90,26 @@ class Asyncpg:
                     return False
                 await c.execute("INSERT INTO orders (product_id) VALUES ($1)", 1)
                 return True
+
+
+    async def crash(self):
+        async with self.pool.acquire() as c:
+            await c.fetchval("SELECT stock FROM products WHERE id = $1", 1)
+        print("the shop crashes on purpose", flush=True)
+        os._exit(7)
+
+    async def upgrade(self):
+        async with self.pool.acquire() as c:
+            try:
+                async with c.transaction():
+                    stock = await c.fetchval("SELECT stock FROM products WHERE id = $1 FOR SHARE", 1)
+                    if stock < 1:
+                        return False
+                    await c.execute("UPDATE products SET stock = stock - 1 WHERE id = $1", 1)
+                    await c.execute("INSERT INTO orders (product_id) VALUES ($1)", 1)
+                    return True
+            except asyncpg.exceptions.DeadlockDetectedError:
+                return None
 
 
 class Psycopg:
@@ -275,8 +299,17 @@ async def app(scope, receive, send_):
     if path == "/reset" and method == "POST":
         await SHOP.reset()
         return await send(send_, 200, {"stock": STOCK})
-    buy = {"/unsafe/buy": SHOP.unsafe, "/split/buy": SHOP.split, "/safe/buy": SHOP.safe}.get(path)
+    buy = {
+        "/unsafe/buy": SHOP.unsafe,
+        "/split/buy": SHOP.split,
+        "/safe/buy": SHOP.safe,
+        "/upgrade/buy": getattr(SHOP, "upgrade", None),
+        "/crash/buy": getattr(SHOP, "crash", None),
+    }.get(path)
     if buy is None or method != "POST":
         return await send(send_, 404, {"error": "not found"})
     ok = await buy()
+    if ok is None:
+        # A deadlock victim: the client may try again.
+        return await send(send_, 503, {"bought": False, "error": "deadlock"})
     return await send(send_, 201 if ok else 409, {"bought": ok})

@@ -10,7 +10,8 @@ not (read, think, write back what was read: lost updates).
 Run: DATABASE_URL=postgresql://... python3 shop.py
 Prints "listening on http://127.0.0.1:PORT" once it serves; exits when its
 standard input closes (the test binary that started it is gone), dropping
-its schema.
+its schema. With SHOP_PORT set it listens there and serves until it is
+stopped (a service racelab starts).
 """
 
 import json
@@ -321,7 +322,12 @@ class Server(ThreadingHTTPServer):
 def main():
     global ENGINE
     ENGINE = make_engine()
-    server = Server(("127.0.0.1", 0), Handler)
+    port = int(os.environ.get("SHOP_PORT", "0"))
+    server = Server(("127.0.0.1", port), Handler)
+    if port:
+        print(f"listening on http://127.0.0.1:{port}", flush=True)
+        server.serve_forever()
+        return
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
     # Serve until whoever started us closes our standard input.
