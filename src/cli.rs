@@ -573,7 +573,11 @@ pub enum DbCommand {
     /// Print the kept cluster's URL.
     Url,
     /// Stop the kept cluster and delete its data.
-    Stop,
+    Stop {
+        /// Stop it even while racelab runs use it (they fail).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `racelab explore`: K buyers, one attempt each, one product; a scheduler

@@ -179,6 +179,11 @@ async fn execute_on(
     control: &Arc<Control>,
 ) -> anyhow::Result<Vec<RunResult>> {
     let sc = &pipeline.scenario;
+    // Before anything starts: on a server racelab did not start, a script
+    // that would leave the lab is refused at its line.
+    for s in &lab.strategies {
+        strategy::confine::check_on(s, db.own_server(), db.shown_as(), db.unconfined())?;
+    }
     // Before the lab is touched: never a half-started race. Through a
     // pooler the server only sees its pool (and racelab's own connections);
     // the buyers connect while one more connection readies the lab.
@@ -196,7 +201,9 @@ async fn execute_on(
             stock: sc.stock,
         })
         .collect();
-    let mut connect = db.connect_options().options(KEEPALIVE);
+    // The buyers log in as the lab's role on a server racelab did not
+    // start (see `db::lab_role`).
+    let mut connect = db.buyer_options().options(KEEPALIVE);
     if lab.timeout_ms > 0 {
         let ms = lab.timeout_ms.to_string();
         connect = connect.options([
@@ -336,7 +343,7 @@ impl Target for LabTarget<'_> {
         }
         if self.strategy.program.has_setup() {
             let products: Vec<(i64, i64)> = self.seeds.iter().map(|p| (p.id, p.stock)).collect();
-            let mut conn = self.db.connect().await?;
+            let mut conn = self.db.connect_buyer().await?;
             let setup = strategy::run_setup(&self.strategy.program, &mut conn, &products);
             self.db
                 .bounded(self.db.setup_limit(), "running the \\setup block", setup)

@@ -42,6 +42,7 @@ pub mod report;
 pub mod result;
 pub mod run;
 pub mod scenario;
+pub mod secret;
 pub mod serve;
 pub mod strategy;
 pub mod suggest;

@@ -409,6 +409,7 @@ pub fn db_options(db: &DbArgs, max_connections: u32) -> anyhow::Result<DbOptions
         durable: db.durable,
         connect_timeout,
         max_connections,
+        listen_tcp: false,
     })
 }
 

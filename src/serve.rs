@@ -85,6 +85,9 @@ impl ServePlan {
                 durable: a.db.durable,
                 connect_timeout: Duration::from_secs_f64(a.db.connect_timeout.clamp(0.1, 3600.0)),
                 max_connections: a.connections + 5,
+                // The "database:" line hands other programs (a service's
+                // --verify-sql) a TCP URL with the cluster's password.
+                listen_tcp: true,
             },
             quiet: a.quiet,
         })
@@ -181,6 +184,12 @@ impl Arrivals {
 
 async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
     let sc = &plan.scenario;
+    strategy::confine::check_on(
+        &plan.strategy,
+        db.own_server(),
+        db.shown_as(),
+        db.unconfined(),
+    )?;
     let seeds: Vec<ProductSeed> = (1..=i64::from(sc.products))
         .map(|id| ProductSeed {
             id,
@@ -210,7 +219,7 @@ async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
     {
         let mut slots = Vec::with_capacity(plan.connections as usize);
         for i in 0..plan.connections {
-            let conn = db.connect().await?;
+            let conn = db.connect_buyer().await?;
             slots.push(Slot {
                 conn: Some(conn),
                 session: program.session(rand::random::<u64>() ^ u64::from(i)),
@@ -233,8 +242,9 @@ async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
-        if let Some(c) = db.cluster() {
-            writeln!(out, "database: {}", c.url())?;
+        if let Some(url) = db.cluster().and_then(|c| c.url()) {
+            // The owner's own terminal or pipe: the URL that logs in.
+            writeln!(out, "database: {}", url.expose())?;
         }
         out.flush()?;
     }
@@ -313,7 +323,7 @@ impl Shop {
     async fn reset_lab(&self) -> anyhow::Result<()> {
         self.db.prepare_lab(&self.seeds).await?;
         if self.program.has_setup() {
-            let mut conn = self.db.connect().await?;
+            let mut conn = self.db.connect_buyer().await?;
             let products: Vec<(i64, i64)> = self.seeds.iter().map(|p| (p.id, p.stock)).collect();
             strategy::run_setup(self.program, &mut conn, &products)
                 .await
@@ -410,7 +420,7 @@ async fn purchase(State(shop): State<Arc<Shop>>, body: Bytes) -> (StatusCode, Js
     let mut slot = shop.take_slot();
     let conn = match slot.conn.take() {
         Some(c) => c,
-        None => match shop.db.connect().await {
+        None => match shop.db.connect_buyer().await {
             Ok(c) => c,
             Err(e) => {
                 shop.put_slot(slot);

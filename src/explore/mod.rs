@@ -201,6 +201,12 @@ pub async fn explore_on(
     plan: &ExplorePlan,
     control: &Arc<Control>,
 ) -> anyhow::Result<Option<Ran>> {
+    crate::strategy::confine::check_on(
+        &plan.strategy,
+        db.own_server(),
+        db.shown_as(),
+        db.unconfined(),
+    )?;
     db.check_room(plan.buyers + 2, plan.buyers).await?;
     let started_at = crate::run::now_rfc3339();
     let mut monitor = db.connect().await?;
@@ -219,7 +225,7 @@ pub async fn explore_on(
     };
     let mut sched = Scheduler::new(
         plan.strategy.program.clone(),
-        db.connect_options(),
+        db.buyer_options(),
         plan.db.connect_timeout,
         config,
     )

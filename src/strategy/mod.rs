@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 mod builtin;
+pub mod confine;
 mod expr;
 pub(crate) mod facts;
 mod interp;

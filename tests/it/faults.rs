@@ -117,7 +117,11 @@ impl Sandbox {
             }
             if let Some((dir, pm)) = self.cluster_of(child.id()) {
                 if let Some(port) = port_of(&dir) {
-                    let url = format!("postgresql://postgres@127.0.0.1:{port}/postgres");
+                    // The run's own cluster: its private socket, no TCP.
+                    let url = format!(
+                        "postgresql:///postgres?user=postgres&host={}&port={port}",
+                        dir.join("sock").display()
+                    );
                     if orders_in(&url, "racelab").unwrap_or(0) > 0 {
                         return Ok((dir, pm));
                     }
@@ -332,7 +336,7 @@ fn server_killed(pool: Option<&str>) -> anyhow::Result<()> {
 
 fn external_connections_terminated() -> anyhow::Result<()> {
     let server = Cluster::start(&common::cluster_options()?)?;
-    let url = server.url().to_string();
+    let url = common::cluster_url(&server);
     let result = (|| {
         let mut cmd = racelab();
         cmd.args(LONG_RACE).args([
@@ -489,7 +493,7 @@ fn too_many_connections() -> anyhow::Result<()> {
     let mut opts = common::cluster_options()?;
     opts.max_connections = 50;
     let server = Cluster::start(&opts)?;
-    let url = server.url().to_string();
+    let url = common::cluster_url(&server);
     let result = (|| {
         let race = |extra: &[&str]| {
             racelab()
@@ -740,7 +744,25 @@ fn exec(sql: &str) -> anyhow::Result<()> {
 
 fn password_never_shown() -> anyhow::Result<()> {
     const SECRET: &str = "Sup3r-s3cret-pw";
+    // A user of the shared server whose password is SECRET.
+    block_on(async {
+        let mut c = PgConnection::connect(common::server_url()).await?;
+        sqlx::raw_sql(
+            "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 't_secret_user') THEN \
+                 CREATE ROLE t_secret_user LOGIN SUPERUSER; \
+               END IF; \
+             END $$; \
+             ALTER ROLE t_secret_user PASSWORD 'Sup3r-s3cret-pw'",
+        )
+        .execute(&mut c)
+        .await?;
+        c.close().await?;
+        anyhow::Ok(())
+    })?;
     let mut url = url::Url::parse(common::server_url())?;
+    url.set_username("t_secret_user")
+        .map_err(|()| anyhow::anyhow!("cannot set a user name"))?;
     url.set_password(Some(SECRET))
         .map_err(|()| anyhow::anyhow!("cannot set a password"))?;
     let mut bad_db = url.clone();

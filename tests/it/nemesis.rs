@@ -148,8 +148,11 @@ impl Proxy {
         self.freeze_existing();
     }
 
+    /// The shared server's URL (its user and password), through the proxy.
     fn url(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+        let mut u = url::Url::parse(common::server_url()).expect("the server's URL");
+        u.set_port(Some(self.port)).expect("a port");
+        u.to_string()
     }
 
     /// The server's client ports of the connections forwarded so far.

@@ -90,7 +90,7 @@ fn rate_is_held() -> anyhow::Result<()> {
     let server = server()?;
     let result = (|| {
         let child = spawn(
-            server.url(),
+            &common::cluster_url(&server),
             "t_rate",
             &[&RACE[..], &["--rate", "200"]].concat(),
         )?;
@@ -156,7 +156,7 @@ fn a_stall_shows_in_p90() -> anyhow::Result<()> {
     let server = server()?;
     let result = (|| {
         let child = spawn(
-            server.url(),
+            &common::cluster_url(&server),
             "t_stall",
             &[&RACE[..], &["--rate", "500"]].concat(),
         )?;
