@@ -86,7 +86,8 @@ pub async fn execute(
     }
     let redis = if lab.strategies.iter().any(|s| s.program.uses_redis()) {
         let prefix = format!("{}:", lab.db.schema);
-        match timings::time("open Redis", Redis::open(&lab.redis, &prefix)).await {
+        let commands: Vec<String> = strategy::redis_command_names().collect();
+        match timings::time("open Redis", Redis::open(&lab.redis, &prefix, &commands)).await {
             Ok(r) => Some(r),
             Err(e) => {
                 let _ = db.shutdown().await;
@@ -183,6 +184,9 @@ async fn execute_on(
     // that would leave the lab is refused at its line.
     for s in &lab.strategies {
         strategy::confine::check_on(s, db.own_server(), db.shown_as(), db.unconfined())?;
+        if let Some(why) = redis.and_then(Redis::unconfined) {
+            strategy::confine::check_redis(s, "the Redis of --redis-url", why)?;
+        }
     }
     // Before the lab is touched: never a half-started race. Through a
     // pooler the server only sees its pool (and racelab's own connections);

@@ -154,10 +154,7 @@ pub fn check(
     let Some(e) = escape else {
         return Ok(());
     };
-    let file = match &strategy.origin {
-        Origin::File(p) => p.display().to_string(),
-        Origin::Builtin => format!("{} (built-in)", strategy.name),
-    };
+    let file = file_of(strategy);
     let source_line = strategy
         .source
         .lines()
@@ -185,6 +182,55 @@ pub fn check(
         message,
         source_line,
     })
+}
+
+/// Refuse `strategy` if it sends a Lua script (EVAL, EVALSHA) to a Redis
+/// that does not confine racelab to its key prefix (`why_unconfined`
+/// says why): a script names its keys as it likes, and racelab does not
+/// read Lua. The first such line, as a parse error.
+pub fn check_redis(
+    strategy: &Strategy,
+    server: &str,
+    why_unconfined: &str,
+) -> Result<(), ParseError> {
+    let Some(cmd) = strategy
+        .program
+        .redis
+        .iter()
+        .find(|c| c.effect() == super::RedisEffect::Script)
+    else {
+        return Ok(());
+    };
+    let source_line = strategy
+        .source
+        .lines()
+        .nth(cmd.line - 1)
+        .unwrap_or("")
+        .to_string();
+    let col = source_line
+        .chars()
+        .take_while(|c| c.is_whitespace())
+        .count()
+        + 1;
+    Err(ParseError {
+        file: file_of(strategy),
+        line: cmd.line,
+        col,
+        message: format!(
+            "{} runs a Lua script, which may touch keys outside racelab's prefix, and {server} \
+             does not confine racelab to its prefix ({why_unconfined}); connect as a Redis user \
+             that may run ACL SETUSER, or let racelab start its own Redis (without --redis-url)",
+            cmd.name
+        ),
+        source_line,
+    })
+}
+
+fn file_of(strategy: &Strategy) -> String {
+    match &strategy.origin {
+        Origin::File(p) => p.display().to_string(),
+        Origin::Builtin => format!("{} (built-in)", strategy.name),
+    }
 }
 
 /// `check`, where it applies: on a server racelab did not start

@@ -21,6 +21,7 @@ mod interp;
 mod lex;
 mod parse;
 mod redis;
+pub use redis::command_names as redis_command_names;
 pub(crate) use redis::RedisEffect;
 
 pub use builtin::{builtins, load};

@@ -21,6 +21,7 @@ mod openloop;
 mod pgbouncer;
 mod redis;
 mod run;
+mod safety;
 mod strategy;
 mod teach;
 mod tricky;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
     trials.extend(redis::tests());
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
+    trials.extend(safety::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
