@@ -198,7 +198,7 @@ async fn sql_race(track: bool, url: &str) -> anyhow::Result<Measured> {
     .await?;
     let strategy = racelab::strategy::load("conditional")?;
     let cpu = engine::process_cpu();
-    let (out, held) = engine::race(
+    let (out, held) = racelab::lab::race(
         strategy.program.clone(),
         db.connect_options(),
         config(1, SQL_POOL, track),

@@ -179,3 +179,177 @@ pub fn for_update_alone() -> RunResult {
     r.verdict = crate::verdict::decide(&r);
     r
 }
+
+/// Hand-made explore results.
+pub mod explore {
+    use crate::db::audit::ProductTally;
+    use crate::db::Audit;
+    use crate::db::DbKind;
+    use crate::outcome::Outcome;
+    use crate::result::explore::*;
+    use crate::result::{DatabaseInfo, Status, StrategyInfo, Verdict};
+
+    pub fn step(buyer: u32, sql: &str, role: StepRole, value: Option<i64>) -> ScheduleStep {
+        ScheduleStep {
+            buyer,
+            try_no: 1,
+            line: 1,
+            sql: sql.into(),
+            rollback_by_racelab: false,
+            preemption: false,
+            role,
+            value,
+            rows: Some(1),
+            values: Vec::new(),
+            error: None,
+            waited_for: Vec::new(),
+            completed_after: None,
+        }
+    }
+
+    /// naive's lost update, as `1 1 1 1 2 2 2 1 2 2` runs it.
+    pub fn lost_update() -> Counterexample {
+        let begin = |b| {
+            let mut s = step(b, "BEGIN", StepRole::Other, None);
+            s.rows = Some(0);
+            s
+        };
+        let read = |b| {
+            step(
+                b,
+                "SELECT stock FROM products WHERE id = 1",
+                StepRole::Read,
+                Some(1),
+            )
+        };
+        let write = |b| {
+            step(
+                b,
+                "UPDATE products SET stock = 1 - 1 WHERE id = 1",
+                StepRole::Write,
+                Some(0),
+            )
+        };
+        let order = |b: u32| {
+            step(
+                b,
+                &format!("INSERT INTO orders (product_id, buyer_id, attempt_id, qty) VALUES (1, {b}, {b}, 1)"),
+                StepRole::Other,
+                None,
+            )
+        };
+        let commit = |b| {
+            let mut s = step(b, "COMMIT", StepRole::Commit, None);
+            s.rows = Some(0);
+            s
+        };
+        let mut second = begin(2);
+        second.preemption = true;
+        let mut waits = write(2);
+        waits.waited_for = vec![1];
+        waits.completed_after = Some(8);
+        Counterexample {
+            schedule: vec![1, 1, 1, 1, 2, 2, 2, 1, 2, 2],
+            preemptions: 1,
+            audit: Audit::from_tallies(
+                &[ProductTally {
+                    id: 1,
+                    initial_stock: 1,
+                    units_sold: 2,
+                    final_stock: 0,
+                }],
+                0,
+                0,
+            ),
+            verdict: Verdict::Oversold,
+            anomalies: vec![ExploreAnomaly {
+                name: "P4 lost update".into(),
+                prevented_at: "REPEATABLE READ".into(),
+                buyer: 2,
+                read_value: 1,
+                read_step: Some(6),
+                commit_step: Some(10),
+                committed: Some("stock := 0".into()),
+                overtook: vec![Overtaken {
+                    buyer: 1,
+                    write_step: Some(3),
+                    commit_step: Some(8),
+                    committed: Some("stock := 0".into()),
+                }],
+            }],
+            steps: vec![
+                begin(1),
+                read(1),
+                write(1),
+                order(1),
+                second,
+                read(2),
+                waits,
+                commit(1),
+                order(2),
+                commit(2),
+            ],
+            buyers: (1..=2)
+                .map(|buyer| BuyerEnd {
+                    buyer,
+                    outcome: Outcome::Succeeded,
+                    tries: buyer,
+                    message: None,
+                })
+                .collect(),
+            deadlock_victims: vec![],
+        }
+    }
+
+    /// An exploration of naive that found `lost_update` among 34 schedules.
+    pub fn result() -> ExploreResult {
+        ExploreResult {
+            kind: ExploreKind::Explore,
+            racelab_version: "0.1.0".into(),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            strategy: StrategyInfo {
+                name: "naive".into(),
+                source: "builtin".into(),
+                sha256: "0".repeat(64),
+            },
+            database: DatabaseInfo {
+                kind: DbKind::Embedded,
+                server_version: "15.18".into(),
+                durable: false,
+            },
+            buyers: 2,
+            stock: 1,
+            quantity: 1,
+            attempts_per_buyer: 1,
+            max_tries: 10,
+            seed: 1,
+            preemption_bound: Some(2),
+            replayed: None,
+            verdict: ExploreVerdict::Oversold,
+            verdict_reason: None,
+            schedules_explored: 34,
+            unsafe_schedules: 22,
+            oversold_schedules: 22,
+            error_schedules: 0,
+            stuck_schedules: 0,
+            diverged_schedules: 0,
+            retried_schedules: 0,
+            complete: true,
+            status: Status::Completed,
+            status_reason: None,
+            steps: 316,
+            longest_schedule: 10,
+            waits: 12,
+            deadlocks: 0,
+            outcomes: [("succeeded".to_string(), 56), ("sold_out".to_string(), 12)]
+                .into_iter()
+                .collect(),
+            anomalies_seen: [("P4 lost update".to_string(), 22)].into_iter().collect(),
+            deadlock_timeout_ms: 100,
+            wall_seconds: 0.5,
+            counterexample: Some(lost_update()),
+            replay: None,
+            first_problem: None,
+        }
+    }
+}

@@ -9,7 +9,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let cli = racelab::cli::Cli::parse();
-    let outcome = racelab::app::main(cli);
+    let outcome = racelab::commands::main(cli);
     racelab::timings::report(started);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,9 @@
-//! What one purchase attempt came to. Shared by the script interpreter,
-//! which produces it, and the engine, which tallies it.
+//! One purchase attempt: the values it starts with (`AttemptCtx`), the
+//! events of a traced one (`TraceEvent`), and what it came to (`Outcome`,
+//! `AttemptReport`). Shared by the targets' lanes, which make attempts,
+//! and the engine, which hands them out and tallies them.
+
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,4 +63,63 @@ pub struct AttemptReport {
     /// The connection is unusable (lost, broken protocol): the engine stops
     /// using it and treats the server as failed.
     pub connection_lost: bool,
+}
+
+/// The values an attempt starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptCtx {
+    pub product: i64,
+    pub qty: i64,
+    pub buyer: i64,
+    pub attempt: i64,
+    pub think_ms: i64,
+    /// 0 = unlimited.
+    pub max_tries: u32,
+}
+
+/// What a trace event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceKind {
+    /// A SQL statement of the script.
+    Sql,
+    /// `\set`: `values` holds the name and the new value.
+    Set,
+    /// `\sleep`.
+    Sleep,
+    /// `\sold_out` or `\retry`.
+    Meta,
+    /// A ROLLBACK the interpreter sent (after an error, a conflict, `\retry`,
+    /// `\sold_out` or a script ending inside a transaction).
+    Rollback,
+    /// The pause between a conflict and the next try.
+    Backoff,
+    /// A `\redis` command: `values` holds the reply stored by `\gset`.
+    Redis,
+    /// The attempt's outcome; always the last event.
+    Outcome,
+}
+
+/// One event of a traced attempt (`--trace`).
+#[derive(Debug, Clone)]
+pub struct TraceEvent {
+    pub start: Instant,
+    pub end: Instant,
+    /// The try (1-based) the event belongs to.
+    pub try_no: u32,
+    /// The script line (0 for events with no line, like a backoff).
+    pub line: usize,
+    pub kind: TraceKind,
+    /// The first line of the SQL as written, the meta-command, or for
+    /// `Outcome` the outcome's name.
+    pub what: String,
+    /// Rows affected (SQL events).
+    pub rows: Option<u64>,
+    /// Values read by `\gset` or set by `\set`: (variable, value).
+    pub values: Vec<(String, String)>,
+    /// The error, if the step failed (for `Outcome`: the report's message).
+    pub error: Option<String>,
+    /// The SQLSTATE of a SQL statement the server failed, e.g. `40P01`.
+    pub sqlstate: Option<String>,
+    /// Set on the `Outcome` event.
+    pub outcome: Option<Outcome>,
 }

@@ -13,6 +13,18 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
+/// `"; did you mean `{prefix}{best}`?"` for the closest candidate, or `""`
+/// when none is close enough to be a plausible typo.
+pub fn did_you_mean<'a>(
+    prefix: &str,
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
+    closest(word, candidates)
+        .map(|c| format!("; did you mean `{prefix}{c}`?"))
+        .unwrap_or_default()
+}
+
 fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -39,5 +51,14 @@ mod tests {
         assert_eq!(super::closest("x", ["abcdef"]), None);
         assert_eq!(super::levenshtein("kitten", "sitting"), 3);
         assert_eq!(super::levenshtein("", "abc"), 3);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            super::did_you_mean("\\", "sleeep", ["set", "sleep"]),
+            "; did you mean `\\sleep`?"
+        );
+        assert_eq!(super::did_you_mean("", "x", ["abcdef"]), "");
     }
 }

@@ -31,6 +31,8 @@ use crate::secret::{Secret, SecretUrl};
 
 use super::auth;
 use super::bins::PgBins;
+use super::owner::is_young;
+pub use super::owner::OwnerMarker;
 use super::paths::{self, Dirs};
 use super::proc::{self, RunAs};
 
@@ -91,61 +93,6 @@ pub(crate) enum Mode {
     Owned,
     /// Own session, no death signal: `racelab db start`.
     Detached,
-}
-
-/// The owner marker of a cluster directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnerMarker {
-    pub racelab_pid: u32,
-    /// `/proc/<pid>/stat` start time of `racelab_pid`.
-    pub racelab_start: u64,
-    pub postmaster_pid: Option<u32>,
-}
-
-impl OwnerMarker {
-    /// The marker for this process.
-    pub fn current() -> anyhow::Result<OwnerMarker> {
-        let pid = std::process::id();
-        Ok(OwnerMarker {
-            racelab_pid: pid,
-            racelab_start: proc::start_time(pid).context("could not read /proc/self/stat")?,
-            postmaster_pid: None,
-        })
-    }
-
-    /// The marker file of a cluster directory.
-    pub fn path(cluster_dir: &Path) -> PathBuf {
-        cluster_dir.join("owner")
-    }
-
-    /// Write atomically (temp file + rename).
-    pub fn write(&self, cluster_dir: &Path) -> io::Result<()> {
-        let mut text = format!(
-            "racelab_pid={}\nracelab_start={}\n",
-            self.racelab_pid, self.racelab_start
-        );
-        if let Some(pm) = self.postmaster_pid {
-            text.push_str(&format!("postmaster_pid={pm}\n"));
-        }
-        let tmp = cluster_dir.join("owner.tmp");
-        fs::write(&tmp, text)?;
-        fs::rename(tmp, Self::path(cluster_dir))
-    }
-
-    /// Read a marker; `None` if missing or unreadable.
-    pub fn read(cluster_dir: &Path) -> Option<OwnerMarker> {
-        let text = fs::read_to_string(Self::path(cluster_dir)).ok()?;
-        let field = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
-                .map(str::trim)
-        };
-        Some(OwnerMarker {
-            racelab_pid: field("racelab_pid")?.parse().ok()?,
-            racelab_start: field("racelab_start")?.parse().ok()?,
-            postmaster_pid: field("postmaster_pid").and_then(|p| p.parse().ok()),
-        })
-    }
 }
 
 /// Where a start spent its time (for benchmarks and diagnostics).
@@ -991,7 +938,7 @@ pub fn cleanup_stale(temp_root: &Path) -> Vec<PathBuf> {
         let pm_pid = match OwnerMarker::read(&dir) {
             Some(m) if proc::same_process_alive(m.racelab_pid, m.racelab_start) => continue,
             Some(m) => m.postmaster_pid,
-            None if super::daemon::is_young(&entry) => continue,
+            None if is_young(&entry) => continue,
             None => None,
         };
         if kill_and_remove(&dir, &dir.join("data"), pm_pid).is_ok() {
@@ -1015,20 +962,6 @@ pub(crate) fn write_file_atomic(path: &Path, contents: &[u8]) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn marker_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = OwnerMarker {
-            racelab_pid: 42,
-            racelab_start: 123456,
-            postmaster_pid: Some(77),
-        };
-        m.write(dir.path()).unwrap();
-        assert_eq!(OwnerMarker::read(dir.path()), Some(m));
-        fs::write(OwnerMarker::path(dir.path()), "garbage").unwrap();
-        assert_eq!(OwnerMarker::read(dir.path()), None);
-    }
 
     #[test]
     fn small_wal_segments_where_supported() {

@@ -13,11 +13,11 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use super::cluster::OwnerMarker;
+use super::owner::{is_young, OwnerMarker};
 use super::paths;
 use super::proc::{self, RunAs};
 
@@ -236,17 +236,6 @@ pub(crate) fn find_program(
         }
     }
     bail!("{name} not found ({missing}); {hint}")
-}
-
-/// Whether a directory entry changed less than a minute ago (its owner
-/// may still be writing it).
-pub(crate) fn is_young(entry: &fs::DirEntry) -> bool {
-    entry
-        .metadata()
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .map_or(true, |age| age < Duration::from_secs(60))
 }
 
 /// SIGTERM, wait up to 5 s, then SIGKILL and wait up to 2 s. Whether the

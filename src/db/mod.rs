@@ -27,6 +27,7 @@ mod daemon;
 pub mod keepalive;
 pub mod kept;
 pub mod lab_role;
+mod owner;
 pub mod paths;
 pub mod pgbouncer;
 pub mod proc;

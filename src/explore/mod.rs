@@ -13,7 +13,8 @@
 //! - `spec`: a schedule as a PostgreSQL isolation-tester spec.
 //! - `step`: `--step`, a schedule run by hand in the terminal.
 //!
-//! The result and its rendering are `report::explore`'s.
+//! The result is `result::explore`; its verdict `verdict::explore`; its
+//! rendering `report::explore`; the command `commands::explore`.
 
 pub mod lab;
 
@@ -27,21 +28,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use sha2::{Digest, Sha256};
 use sqlx::{Connection as _, PgConnection};
 
 use crate::db::{Audit, Database, ProductSeed};
-use crate::engine::{Control, Stop};
-use crate::error::{bad_input, ExpectationFailed, Interrupted};
+use crate::engine::Control;
+use crate::error::bad_input;
 use crate::outcome::Outcome;
 use crate::plan::explore::ExplorePlan;
-use crate::report::explore::{
-    self as render, BuyerEnd, Counterexample, ExploreAnomaly, ExploreKind, ExploreResult,
-    ExploreVerdict, Overtaken, Problem, ScheduleStep, StepRole,
+use crate::result::explore::{
+    BuyerEnd, Counterexample, ExploreAnomaly, ExploreKind, ExploreResult, ExploreVerdict,
+    Overtaken, Problem, ScheduleStep, StepRole,
 };
-use crate::report::result::{DatabaseInfo, StrategyInfo};
-use crate::report::{save, Status};
-use crate::strategy::{Origin, TxEffect};
+use crate::result::{DatabaseInfo, Status, StrategyInfo};
+use crate::strategy::TxEffect;
 use crate::timings;
 use crate::trace::{self, Role, Timeline};
 use crate::verdict::Verdict;
@@ -55,104 +54,6 @@ pub const PRODUCT: i64 = 1;
 /// `scheduler::Execution::unexpected_victim`) is run again before it is
 /// counted as diverged.
 const RETRIES: u32 = 4;
-
-/// Explore, then report, save and check the expectation.
-pub fn main(plan: &ExplorePlan) -> anyhow::Result<()> {
-    let control = Control::new();
-    let ran = crate::engine::until_signal(&control, explore(plan, control.clone()))?;
-    let Some(ran) = ran else {
-        println!("stopped before the schedule ended: nothing was audited");
-        return Ok(());
-    };
-    let r = &ran.result;
-    let out = &plan.output;
-    if out.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(r).expect("results serialize")
-        );
-    } else {
-        print!("{}", render::render(r));
-        if let (Some(replay), None) = (&r.replay, &r.counterexample) {
-            print!("\n{}", render::render_schedule("Schedule", replay));
-        }
-        if let (true, Some(t)) = (out.trace, &ran.timeline) {
-            print!("{}", crate::report::timeline::render(t));
-        }
-    }
-    if let Some(dir) = &out.save_dir {
-        let path = dir.join(file_name(r));
-        let json = serde_json::to_vec_pretty(r).context("serializing the result")?;
-        save::write_atomic(&path, &json)?;
-        note(plan, &format!("saved {}", path.display()));
-    }
-    if let (Some(path), Some(t)) = (&out.trace_file, &ran.timeline) {
-        trace::write_jsonl(path, &[(t, 1)])?;
-        note(plan, &format!("wrote the trace to {}", path.display()));
-    }
-    if let Some(path) = &out.junit {
-        let xml = render::junit(r, plan.expect);
-        save::write_atomic(path, xml.as_bytes())?;
-        note(plan, &format!("wrote JUnit report {}", path.display()));
-    }
-    if let Some(path) = &plan.spec {
-        match r.counterexample.as_ref().or(r.replay.as_ref()) {
-            Some(c) => {
-                let text = spec_of(plan, c)?;
-                save::write_atomic(path, text.as_bytes())?;
-                note(
-                    plan,
-                    &format!(
-                        "wrote the isolation-tester spec {} (isolationtester \"dbname=... host=...\" < {})",
-                        path.display(),
-                        path.display()
-                    ),
-                );
-            }
-            None => note(
-                plan,
-                &format!(
-                    "no unsafe schedule, so no spec written to {} (replay one with --schedule to export it)",
-                    path.display()
-                ),
-            ),
-        }
-    }
-    if let Some(Stop::Interrupted(signal)) = control.reason() {
-        return Err(Interrupted { signal }.into());
-    }
-    match render::expectation_failure(plan.expect, r) {
-        Some(why) => Err(ExpectationFailed(why).into()),
-        None => Ok(()),
-    }
-}
-
-/// Messages for stderr, silenced by `--quiet`.
-fn note(plan: &ExplorePlan, msg: &str) {
-    if !plan.output.quiet {
-        eprintln!("{msg}");
-    }
-}
-
-fn file_name(r: &ExploreResult) -> String {
-    let stamp: String = r
-        .started_at
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
-        .collect();
-    let name: String = r
-        .name()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{stamp}-explore-{name}.json")
-}
 
 /// What an explore run produced.
 pub struct Ran {
@@ -239,43 +140,11 @@ pub async fn explore_on(
         None => return Ok(None),
     };
     let complete = complete && totals.diverged == 0;
-    let verdict = if totals.oversold > 0 {
-        ExploreVerdict::Oversold
-    } else if totals.unsafe_ > 0 {
-        ExploreVerdict::Inconsistent
-    } else if !complete || totals.stuck > 0 || totals.errors > 0 {
-        ExploreVerdict::Inconclusive
-    } else {
-        ExploreVerdict::Safe
-    };
-    let verdict_reason = (verdict == ExploreVerdict::Inconclusive).then(|| {
-        let mut why = Vec::new();
-        if status.0 == Status::Interrupted {
-            why.push("the run was interrupted".to_string());
-        } else if totals.diverged > 0 {
-            why.push(format!(
-                "{} replays did not reach the same state (the script depends on more than the interleaving)",
-                totals.diverged
-            ));
-        } else if !complete {
-            why.push(format!(
-                "it stopped at --max-schedules {} before covering the space",
-                plan.max_schedules
-            ));
-        }
-        if totals.stuck > 0 {
-            why.push(format!("{} schedules got stuck", totals.stuck));
-        }
-        if totals.errors > 0 {
-            why.push(format!("{} schedules had an attempt end in an error", totals.errors));
-        }
-        why.join("; ")
-    });
-    let result = ExploreResult {
+    let mut result = ExploreResult {
         kind: ExploreKind::Explore,
         racelab_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at,
-        strategy: strategy_info(&plan.strategy),
+        strategy: StrategyInfo::of(&plan.strategy),
         database: DatabaseInfo {
             kind: db.kind(),
             server_version: db.server_version().to_string(),
@@ -289,8 +158,9 @@ pub async fn explore_on(
         seed: plan.seed,
         preemption_bound: plan.bound,
         replayed: replay.as_ref().map(|r| r.0.schedule.clone()),
-        verdict,
-        verdict_reason,
+        // Decided below, from the counts.
+        verdict: ExploreVerdict::Inconclusive,
+        verdict_reason: None,
         schedules_explored: totals.explored,
         unsafe_schedules: totals.unsafe_,
         oversold_schedules: totals.oversold,
@@ -313,6 +183,8 @@ pub async fn explore_on(
         replay: replay.as_ref().map(|r| r.0.clone()),
         first_problem: totals.problem.take(),
     };
+    (result.verdict, result.verdict_reason) =
+        crate::verdict::explore::decide(&result, plan.max_schedules);
     // The trace of what the report shows: the counterexample, else the replay.
     let timeline = totals.best.take().or(replay).map(|b| b.1);
     Ok(Some(Ran { result, timeline }))
@@ -446,14 +318,7 @@ async fn explore_loop(
     timings::record("explore: reset the lab", t_reset);
     timings::record("explore: run the schedules", t_run);
     timings::record("explore: audit and record", t_audit);
-    let status = match control.reason() {
-        Some(Stop::Interrupted(sig)) => (
-            Status::Interrupted,
-            Some(Interrupted { signal: sig }.to_string()),
-        ),
-        Some(Stop::Aborted(why)) => (Status::Aborted, Some(why)),
-        None => (Status::Completed, None),
-    };
+    let status = crate::run::status_of(control);
     let complete = complete || (replaying && status.0 == Status::Completed);
     Ok(Some((totals, replay, status, complete)))
 }
@@ -658,22 +523,8 @@ fn record(plan: &ExplorePlan, exec: &Execution, audit: Audit) -> (Counterexample
     (c, timeline)
 }
 
-fn strategy_info(s: &crate::strategy::Strategy) -> StrategyInfo {
-    StrategyInfo {
-        name: s.name.clone(),
-        source: match &s.origin {
-            Origin::Builtin => "builtin".to_string(),
-            Origin::File(p) => p.display().to_string(),
-        },
-        sha256: Sha256::digest(s.source.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    }
-}
-
 /// The isolation-tester spec of a recorded schedule.
-fn spec_of(plan: &ExplorePlan, c: &Counterexample) -> anyhow::Result<String> {
+pub fn spec_of(plan: &ExplorePlan, c: &Counterexample) -> anyhow::Result<String> {
     let steps: Vec<spec::SpecStep> = c
         .steps
         .iter()

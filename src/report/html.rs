@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 
 use super::compare::summarize;
-use super::explore::ExploreResult;
+use super::markup::escape as esc;
 use super::{fmt_count, fmt_us, RunResult};
 use crate::error::bad_input;
+use crate::result::explore::ExploreResult;
 
 /// Read result files: a single run, `{"runs": [...]}` from `--json`, or
 /// the result of `racelab explore`.
@@ -60,13 +61,6 @@ pub fn load(files: &[impl AsRef<Path>]) -> anyhow::Result<(Vec<RunResult>, Vec<E
         }
     }
     Ok((out, explores))
-}
-
-pub(super) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The whole report: the runs, then each explore result.

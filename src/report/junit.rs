@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 
+use super::markup::escape as esc;
 use crate::result::RunResult;
 use crate::verdict::{self, Expect, Gate};
 
@@ -133,20 +134,4 @@ fn properties(r: &RunResult) -> String {
     }
     x.push_str("      </properties>\n");
     x
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
-            c => out.push(c),
-        }
-    }
-    out
 }

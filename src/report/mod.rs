@@ -12,6 +12,7 @@ pub mod explore;
 pub mod histogram;
 pub mod html;
 pub mod junit;
+pub mod markup;
 pub mod progress;
 pub mod save;
 pub mod swimlane;

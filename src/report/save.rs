@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::RunResult;
+use crate::result::explore::ExploreResult;
 
 /// Check before the race that results can be written there.
 pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
@@ -25,21 +26,26 @@ pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
 
 /// The file name of a run: time, scenario, strategy, repetition.
 pub fn file_name(r: &RunResult) -> String {
-    let stamp: String = r
-        .started_at
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
-        .collect();
     let rep = if r.repetition > 1 {
         format!("-r{}", r.repetition)
     } else {
         String::new()
     };
-    format!(
-        "{stamp}-{}-{}{rep}.json",
-        slug(&r.scenario.name),
-        slug(r.name())
-    )
+    stamped(&r.started_at, &r.scenario.name, r.name(), &rep)
+}
+
+/// The file name of an exploration: time, `explore`, strategy.
+pub fn explore_file_name(r: &ExploreResult) -> String {
+    stamped(&r.started_at, "explore", r.name(), "")
+}
+
+/// `STAMP-KIND-NAME[-rN].json`, safe as a file name whatever the parts.
+fn stamped(started_at: &str, kind: &str, name: &str, rep: &str) -> String {
+    let stamp: String = started_at
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .collect();
+    format!("{stamp}-{}-{}{rep}.json", slug(kind), slug(name))
 }
 
 fn slug(s: &str) -> String {
@@ -56,10 +62,14 @@ fn slug(s: &str) -> String {
 
 pub use crate::db::paths::write_atomic;
 
+/// A result as its file holds it.
+pub fn json(r: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(r).context("serializing the result")
+}
+
 /// Save one run's JSON in `dir`; returns the path written.
 pub fn save(dir: &Path, r: &RunResult) -> anyhow::Result<PathBuf> {
     let path = dir.join(file_name(r));
-    let json = serde_json::to_vec_pretty(r).context("serializing the result")?;
-    write_atomic(&path, &json)?;
+    write_atomic(&path, &json(r)?)?;
     Ok(path)
 }

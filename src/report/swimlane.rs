@@ -8,11 +8,12 @@
 
 use std::fmt::Write as _;
 
-use super::explore::{
-    bound_words, one_line, render_schedule, schedule_arg, verdict_sentence, Counterexample,
-    ExploreResult, ExploreVerdict, ScheduleStep, StepRole,
+use super::explore::{one_line, render_schedule};
+use super::markup::escape as esc;
+use crate::result::explore::{
+    schedule_arg, Counterexample, ExploreResult, ExploreVerdict, ScheduleStep, StepRole,
 };
-use super::html::esc;
+use crate::verdict::explore::{bound_words, sentence as verdict_sentence};
 
 const LANE_W: usize = 330;
 const ROW_H: usize = 46;
@@ -129,7 +130,7 @@ pub fn diagram(c: &Counterexample) -> String {
         let (x, y) = (x_of(s.buyer) + 4, y_of(n) + 3);
         let w = LANE_W - 34;
         let h = ROW_H - 6;
-        let overwrites: Vec<&super::explore::ExploreAnomaly> = c
+        let overwrites: Vec<&crate::result::explore::ExploreAnomaly> = c
             .anomalies
             .iter()
             .filter(|a| a.commit_step == Some(n))
@@ -280,7 +281,7 @@ pub fn section(r: &ExploreResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::explore::fixtures;
+    use crate::fixtures::explore as fixtures;
 
     #[test]
     fn lanes_waits_and_the_lost_update() {
@@ -294,7 +295,7 @@ mod tests {
             "{svg}"
         );
         assert!(
-            svg.contains("overwrites buyer 1's update (P4 lost update)"),
+            svg.contains("overwrites buyer 1&#39;s update (P4 lost update)"),
             "{svg}"
         );
         assert!(svg.contains("preempts buyer 1"), "{svg}");

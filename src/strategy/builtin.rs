@@ -76,7 +76,7 @@ pub fn load(spec: &str) -> anyhow::Result<Strategy> {
     }
     let Some((name, source)) = BUILTINS.iter().find(|(n, _)| *n == spec) else {
         let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
-        let hint = did_you_mean("", spec, names.iter().copied());
+        let hint = crate::suggest::did_you_mean("", spec, names.iter().copied());
         return Err(bad_input(format!(
             "unknown strategy `{spec}`{hint} (built-ins: {}; or give a path to a .sql file)",
             names.join(", ")
@@ -139,18 +139,6 @@ fn build(name: &str, origin: Origin, source: &str, file: &str) -> anyhow::Result
         description: description(source),
         program: std::sync::Arc::new(program),
     })
-}
-
-/// `"; did you mean `{prefix}{best}`?"` for the closest candidate, or `""`
-/// when none is close enough to be a plausible typo.
-pub(crate) fn did_you_mean<'a>(
-    prefix: &str,
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> String {
-    crate::suggest::closest(word, candidates)
-        .map(|c| format!("; did you mean `{prefix}{c}`?"))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -242,14 +230,5 @@ mod tests {
             .downcast_ref::<crate::strategy::ParseError>()
             .expect("a ParseError");
         assert_eq!((p.line, p.col), (2, 1));
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(
-            did_you_mean("\\", "sleeep", ["set", "sleep"]),
-            "; did you mean `\\sleep`?"
-        );
-        assert_eq!(did_you_mean("", "x", ["abcdef"]), "");
     }
 }

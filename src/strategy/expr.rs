@@ -427,7 +427,7 @@ impl ExprParser<'_, '_> {
                         {
                             format!(
                                 "unknown function `{w}`{}",
-                                super::builtin::did_you_mean("", &lower, FUNCS.iter().copied())
+                                crate::suggest::did_you_mean("", &lower, FUNCS.iter().copied())
                             )
                         } else {
                             format!("unexpected word `{w}` (variables are written `:{w}`)")

@@ -25,11 +25,9 @@ use sqlx::{
 };
 
 use super::expr::EvalError;
-use super::parse::{
-    Gset, Instr, Program, SetupParam, Stmt, TxKind, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY,
-    ROWS, THINK, TRY,
-};
+use super::parse::{Gset, Instr, Program, SetupParam, Stmt, TxKind};
 use super::redis::{Arg as RArg, Part, RedisCmd};
+use super::vars::{ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, THINK, TRY};
 use super::{AttemptCtx, Placeholder, TraceEvent, TraceKind};
 use crate::outcome::{AttemptReport, Outcome};
 

@@ -571,7 +571,7 @@ fn parse_gset(chars: &[char], i: usize, line: usize) -> Result<GsetCmd, LexError
         } else {
             format!(
                 "unknown meta-command `\\{word}`{}",
-                super::builtin::did_you_mean("\\", &word, META_COMMANDS.iter().copied())
+                crate::suggest::did_you_mean("\\", &word, META_COMMANDS.iter().copied())
             )
         };
         return Err(err(line, i + 1, msg));

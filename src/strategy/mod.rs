@@ -11,7 +11,6 @@
 //! - `builtin`: the embedded strategies and `load`.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 mod builtin;
 pub mod confine;
@@ -22,7 +21,11 @@ mod lex;
 mod parse;
 mod redis;
 pub use redis::command_names as redis_command_names;
+mod vars;
 pub(crate) use redis::RedisEffect;
+
+/// What one attempt starts with and what it did, shared with the engine.
+pub use crate::outcome::{AttemptCtx, TraceEvent, TraceKind};
 
 pub use builtin::{builtins, load};
 pub(crate) use expr::{EvalError, Expr};
@@ -32,9 +35,8 @@ pub use interp::{
 };
 pub use lex::Placeholder;
 pub use parse::{parse, Program};
-pub(crate) use parse::{Instr, Stmt, ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
-
-use crate::outcome::Outcome;
+pub(crate) use parse::{Instr, Stmt};
+pub(crate) use vars::{ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
 /// A parse or load error: file, line, column, the line itself and a caret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,65 +108,6 @@ pub fn description(source: &str) -> String {
         lines.pop();
     }
     lines.join("\n")
-}
-
-/// The values an attempt starts with.
-#[derive(Debug, Clone, Copy)]
-pub struct AttemptCtx {
-    pub product: i64,
-    pub qty: i64,
-    pub buyer: i64,
-    pub attempt: i64,
-    pub think_ms: i64,
-    /// 0 = unlimited.
-    pub max_tries: u32,
-}
-
-/// What a trace event records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TraceKind {
-    /// A SQL statement of the script.
-    Sql,
-    /// `\set`: `values` holds the name and the new value.
-    Set,
-    /// `\sleep`.
-    Sleep,
-    /// `\sold_out` or `\retry`.
-    Meta,
-    /// A ROLLBACK the interpreter sent (after an error, a conflict, `\retry`,
-    /// `\sold_out` or a script ending inside a transaction).
-    Rollback,
-    /// The pause between a conflict and the next try.
-    Backoff,
-    /// A `\redis` command: `values` holds the reply stored by `\gset`.
-    Redis,
-    /// The attempt's outcome; always the last event.
-    Outcome,
-}
-
-/// One event of a traced attempt (`--trace`).
-#[derive(Debug, Clone)]
-pub struct TraceEvent {
-    pub start: Instant,
-    pub end: Instant,
-    /// The try (1-based) the event belongs to.
-    pub try_no: u32,
-    /// The script line (0 for events with no line, like a backoff).
-    pub line: usize,
-    pub kind: TraceKind,
-    /// The first line of the SQL as written, the meta-command, or for
-    /// `Outcome` the outcome's name.
-    pub what: String,
-    /// Rows affected (SQL events).
-    pub rows: Option<u64>,
-    /// Values read by `\gset` or set by `\set`: (variable, value).
-    pub values: Vec<(String, String)>,
-    /// The error, if the step failed (for `Outcome`: the report's message).
-    pub error: Option<String>,
-    /// The SQLSTATE of a SQL statement the server failed, e.g. `40P01`.
-    pub sqlstate: Option<String>,
-    /// Set on the `Outcome` event.
-    pub outcome: Option<Outcome>,
 }
 
 #[cfg(test)]

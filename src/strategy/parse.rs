@@ -10,18 +10,8 @@ use super::expr::{self, Expr};
 use super::facts::{self, Facts, Kind};
 use super::lex::{self, Command, GsetCmd, MetaCmd, Placeholder, SqlCmd, VarUse, META_COMMANDS};
 use super::redis::{self, RedisCmd};
+use super::vars::{BUILTIN_VARS, PRODUCT};
 use super::ParseError;
-
-/// The built-in variables, in slot order: slot `i` is `BUILTIN_VARS[i]`.
-pub(crate) const BUILTIN_VARS: [&str; 7] =
-    ["product", "qty", "buyer", "attempt", "try", "think", "rows"];
-pub(crate) const PRODUCT: usize = 0;
-pub(crate) const QTY: usize = 1;
-pub(crate) const BUYER: usize = 2;
-pub(crate) const ATTEMPT: usize = 3;
-pub(crate) const TRY: usize = 4;
-pub(crate) const THINK: usize = 5;
-pub(crate) const ROWS: usize = 6;
 
 /// A parsed script: what one attempt runs, and its `\setup` block.
 #[derive(Debug, Clone)]
@@ -610,7 +600,7 @@ impl Parser<'_> {
                     m.col,
                     format!(
                         "unknown meta-command `\\{name}`{}",
-                        super::builtin::did_you_mean("\\", name, META_COMMANDS.iter().copied())
+                        crate::suggest::did_you_mean("\\", name, META_COMMANDS.iter().copied())
                     ),
                 ))
             }
@@ -641,7 +631,7 @@ impl Parser<'_> {
                 .iter()
                 .copied()
                 .chain(self.defined.iter().map(String::as_str));
-            let s = super::builtin::did_you_mean(":", &u.name, candidates);
+            let s = crate::suggest::did_you_mean(":", &u.name, candidates);
             if s.is_empty() {
                 " (set it with `\\set` or `\\gset`)".to_string()
             } else {
@@ -706,7 +696,7 @@ pub(crate) mod tests {
             prog.stmts[0].sql,
             "SELECT $1::bigint, '1'::int, x::text FROM t"
         );
-        assert_eq!(prog.stmts[0].params, vec![QTY]);
+        assert_eq!(prog.stmts[0].params, vec![super::super::vars::QTY]);
     }
 
     #[test]

@@ -303,7 +303,7 @@ pub(crate) fn parse(
     let name = first.text.to_ascii_uppercase();
     let Some(&(_, keys)) = COMMANDS.iter().find(|(n, _)| *n == name) else {
         let known = COMMANDS.iter().map(|(n, _)| *n);
-        let hint = super::builtin::did_you_mean("", &name, known);
+        let hint = crate::suggest::did_you_mean("", &name, known);
         return Err((
             first.col,
             format!(
@@ -467,7 +467,7 @@ impl RedisCmd {
     /// Whether every buyer of a product names the same key: no key part
     /// is the buyer's or the attempt's number.
     pub(crate) fn key_is_shared(&self) -> bool {
-        let own = [super::parse::BUYER, super::parse::ATTEMPT];
+        let own = [super::vars::BUYER, super::vars::ATTEMPT];
         self.key_args().all(|a| match a {
             Arg::Var(v) => !own.contains(v),
             Arg::Template(parts) => parts
@@ -481,7 +481,7 @@ impl RedisCmd {
     pub(crate) fn names_stock_key(&self) -> bool {
         let stock = Arg::Template(vec![
             Part::Lit("stock:".into()),
-            Part::Var(super::parse::PRODUCT),
+            Part::Var(super::vars::PRODUCT),
         ]);
         self.key_args().any(|a| *a == stock)
     }

@@ -7,7 +7,7 @@ use crate::cli::DbCommand;
 use crate::db::kept::{self, KeptOptions};
 use crate::error::bad_input;
 
-pub fn main(command: DbCommand) -> anyhow::Result<()> {
+pub fn db(command: DbCommand) -> anyhow::Result<()> {
     let rt = crate::engine::runtime()?;
     match command {
         DbCommand::Start {

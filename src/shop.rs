@@ -1,4 +1,4 @@
-//! `racelab serve`: a small shop over HTTP (axum), backed by racelab's
+//! The shop `racelab serve` runs: a small shop over HTTP (axum), backed by racelab's
 //! database layer (an embedded cluster by default), so that a class or a
 //! test can race a real web service. Every `POST /purchase` runs one
 //! attempt of a strategy on one of a pool of connections, each with its own
@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,95 +26,39 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::cli::ServeArgs;
 use crate::db::{Database, DbOptions, ProductSeed};
-use crate::error::bad_input;
 use crate::outcome::Outcome;
-use crate::plan::DEFAULT_MAX_TRIES;
-use crate::scenario::{Overrides, Scenario};
+use crate::scenario::Scenario;
 use crate::strategy::{self, AttemptCtx, Program, Session, Strategy};
 
-/// Most connections `--connections` may ask for.
-const MAX_CONNECTIONS: u32 = 1000;
-
-/// A validated `racelab serve`.
-struct ServePlan {
-    strategy: Strategy,
-    scenario: Scenario,
-    max_tries: u32,
-    addr: SocketAddr,
-    connections: u32,
-    db: DbOptions,
-    quiet: bool,
+/// What the shop serves, validated (`commands::serve` builds it).
+pub struct ShopPlan {
+    pub strategy: Strategy,
+    pub scenario: Scenario,
+    pub max_tries: u32,
+    pub addr: SocketAddr,
+    pub connections: u32,
+    pub db: DbOptions,
+    pub quiet: bool,
 }
 
-impl ServePlan {
-    fn build(a: &ServeArgs) -> anyhow::Result<ServePlan> {
-        let strategy = strategy::load(&a.strategy)?;
-        let scenario = Scenario::load(&a.scenario)?.with_overrides(&Overrides {
-            stock: a.stock,
-            products: a.products,
-            think_ms: a.think_ms,
-            ..Default::default()
-        })?;
-        let ip: IpAddr = a.bind.trim().parse().map_err(|_| {
-            bad_input(format!(
-                "--bind {:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)",
-                a.bind
-            ))
-        })?;
-        if !(1..=MAX_CONNECTIONS).contains(&a.connections) {
-            return Err(bad_input(format!(
-                "--connections must be between 1 and {MAX_CONNECTIONS}, got {}",
-                a.connections
-            )));
+/// Open the database, serve until Ctrl-C or SIGTERM, stop the database.
+pub async fn serve(plan: &ShopPlan) -> anyhow::Result<()> {
+    let db = Database::open(&plan.db).await?;
+    let db = Arc::new(db);
+    let served = serve_on(db.clone(), plan).await;
+    // Every handler is gone once the server has stopped: the database
+    // is ours again, and the embedded cluster stops here.
+    let stopped = match Arc::try_unwrap(db) {
+        Ok(db) => db.shutdown().await,
+        Err(db) => {
+            drop(db);
+            Ok(())
         }
-        if let Some(url) = &a.db.database_url {
-            crate::db::parse_external_url(url)?;
-        }
-        Ok(ServePlan {
-            strategy,
-            scenario,
-            max_tries: a.max_tries.unwrap_or(DEFAULT_MAX_TRIES),
-            addr: SocketAddr::new(ip, a.port),
-            connections: a.connections,
-            db: DbOptions {
-                database_url: a.db.database_url.clone(),
-                pg_bin: a.db.pg_bin.clone(),
-                schema: a.db.schema.clone(),
-                durable: a.db.durable,
-                connect_timeout: Duration::from_secs_f64(a.db.connect_timeout.clamp(0.1, 3600.0)),
-                max_connections: a.connections + 5,
-                // The "database:" line hands other programs (a service's
-                // --verify-sql) a TCP URL with the cluster's password.
-                listen_tcp: true,
-            },
-            quiet: a.quiet,
-        })
-    }
+    };
+    served?;
+    stopped.context("stopping the database")
 }
-
-pub fn main(args: &ServeArgs) -> anyhow::Result<()> {
-    let plan = ServePlan::build(args)?;
-    let rt = crate::engine::runtime()?;
-    rt.block_on(async {
-        let db = Database::open(&plan.db).await?;
-        let db = Arc::new(db);
-        let served = serve_on(db.clone(), &plan).await;
-        // Every handler is gone once the server has stopped: the database
-        // is ours again, and the embedded cluster stops here.
-        let stopped = match Arc::try_unwrap(db) {
-            Ok(db) => db.shutdown().await,
-            Err(db) => {
-                drop(db);
-                Ok(())
-            }
-        };
-        served?;
-        stopped.context("stopping the database")
-    })
-}
-
 /// One pooled connection and the strategy session that runs on it.
 struct Slot {
     conn: Option<PgConnection>,
@@ -182,7 +126,7 @@ impl Arrivals {
     }
 }
 
-async fn serve_on(db: Arc<Database>, plan: &ServePlan) -> anyhow::Result<()> {
+async fn serve_on(db: Arc<Database>, plan: &ShopPlan) -> anyhow::Result<()> {
     let sc = &plan.scenario;
     strategy::confine::check_on(
         &plan.strategy,

@@ -11,8 +11,9 @@
 //! `Verdict` variant placed in `rank`, `word` and `sentence`; a new
 //! condition of the gate is a field of `Gate` checked in `failure`.
 
+pub mod explore;
+
 use crate::db::Audit;
-use crate::error::ExpectationFailed;
 use crate::result::{ErrorCount, RunResult, Status, TargetInfo};
 
 pub use crate::result::Verdict;
@@ -204,14 +205,6 @@ pub fn meets(gate: &Gate, r: &RunResult) -> bool {
     match gate.expect {
         Some(Expect::Oversold) => is_oversold(r),
         Some(Expect::Safe) | None => is_safe(r) && is_clean(gate, r),
-    }
-}
-
-/// The gate over every run: Err names each strategy that broke it.
-pub fn check(gate: &Gate, results: &[RunResult]) -> Result<(), ExpectationFailed> {
-    match failure(gate, results) {
-        Some(why) => Err(ExpectationFailed(why)),
-        None => Ok(()),
     }
 }
 
@@ -912,14 +905,14 @@ mod tests {
             fixtures::for_update_safe(1),
         ];
         assert_eq!(names(&runs), ["naive", "for-update"]);
-        assert!(check(&Gate::default(), &runs).is_ok());
+        assert_eq!(failure(&Gate::default(), &runs), None);
         let safe = Gate {
             expect: Some(Expect::Safe),
             max_errors: 0,
         };
         assert_eq!(
-            check(&safe, &runs).unwrap_err().0,
-            "expected safe: naive was not safe in 2 of 2 runs (2 oversold, max oversold units 27)"
+            failure(&safe, &runs).as_deref(),
+            Some("expected safe: naive was not safe in 2 of 2 runs (2 oversold, max oversold units 27)")
         );
         let oversold = Gate {
             expect: Some(Expect::Oversold),
@@ -929,8 +922,8 @@ mod tests {
             failure(&oversold, &runs).as_deref(),
             Some("expected oversold: for-update did not oversell in 1 of 1 runs")
         );
-        assert!(check(&safe, &runs[2..]).is_ok());
-        assert!(check(&oversold, &runs[..2]).is_ok());
+        assert_eq!(failure(&safe, &runs[2..]), None);
+        assert_eq!(failure(&oversold, &runs[..2]), None);
     }
 
     #[test]

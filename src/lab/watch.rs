@@ -5,33 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::db::Database;
-
-/// The samples of one run (the `watch` field of the result).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct WatchInfo {
-    pub interval_ms: u64,
-    /// Stock of all products together at the start.
-    pub initial_stock: i64,
-    pub samples: Vec<Sample>,
-    /// Time of the first sample with units sold above the initial stock.
-    pub first_oversold_ms: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct Sample {
-    /// Milliseconds since the buyers were released.
-    pub t_ms: f64,
-    /// Sum of `products.stock`.
-    pub stock: i64,
-    /// Sum of `orders.qty`.
-    pub units_sold: i64,
-}
+use crate::result::{Sample, WatchInfo};
 
 /// A running sampler.
 pub struct Watcher {

@@ -10,6 +10,9 @@ use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub mod explore;
 
 use crate::db::pgbouncer::PoolMode;
 use crate::db::{Audit, DbKind};
@@ -17,6 +20,7 @@ pub use crate::engine::Contention;
 use crate::engine::{Latency, Tally};
 use crate::outcome::Outcome;
 use crate::scenario::Scenario;
+use crate::strategy::{Origin, Strategy};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunResult {
@@ -60,7 +64,7 @@ pub struct RunResult {
     pub throughput: Throughput,
     /// `--watch`: stock and units sold sampled during the race.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watch: Option<crate::watch::WatchInfo>,
+    pub watch: Option<WatchInfo>,
     /// `--rate`: the open loop's schedule and its lag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoopInfo>,
@@ -129,36 +133,6 @@ pub struct FaultInfo {
     pub rate: f64,
 }
 
-impl NemesisInfo {
-    pub fn of(
-        faults: &crate::engine::Faults,
-        done: crate::engine::nemesis::Done,
-        resubmitted: u64,
-    ) -> NemesisInfo {
-        let mut kinds = Vec::new();
-        if faults.terminate_per_s > 0.0 {
-            kinds.push(FaultInfo {
-                kind: "terminate".into(),
-                rate: faults.terminate_per_s,
-            });
-        }
-        if faults.drop_reply > 0.0 {
-            kinds.push(FaultInfo {
-                kind: "drop-reply".into(),
-                rate: faults.drop_reply,
-            });
-        }
-        NemesisInfo {
-            faults: kinds,
-            retry_unknown: faults.retry_unknown,
-            terminated: done.terminated,
-            dropped_replies: done.dropped_replies,
-            reconnects: done.reconnects,
-            resubmitted,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScenarioInfo {
     #[serde(flatten)]
@@ -183,6 +157,30 @@ pub struct StrategyInfo {
     pub source: String,
     /// SHA-256 of the script text, hex.
     pub sha256: String,
+}
+
+impl StrategyInfo {
+    /// What the result says about a strategy: its name, where it came
+    /// from, and a hash of its text.
+    pub fn of(strategy: &Strategy) -> StrategyInfo {
+        StrategyInfo {
+            name: strategy.name.clone(),
+            source: match &strategy.origin {
+                Origin::Builtin => "builtin".to_string(),
+                Origin::File(p) => p.display().to_string(),
+            },
+            sha256: crate::hex::hex(&Sha256::digest(strategy.source.as_bytes())),
+        }
+    }
+
+    /// How to name the strategy on the command line again.
+    pub fn source_arg(&self) -> &str {
+        if self.source == "builtin" {
+            &self.name
+        } else {
+            &self.source
+        }
+    }
 }
 
 /// The HTTP target of `racelab http`.
@@ -236,6 +234,27 @@ pub struct DatabaseInfo {
     pub kind: DbKind,
     pub server_version: String,
     pub durable: bool,
+}
+
+/// `--watch MS`: the samples of one run, taken while the buyers raced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WatchInfo {
+    pub interval_ms: u64,
+    /// Stock of all products together at the start.
+    pub initial_stock: i64,
+    pub samples: Vec<Sample>,
+    /// Time of the first sample with units sold above the initial stock.
+    pub first_oversold_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Sample {
+    /// Milliseconds since the buyers were released.
+    pub t_ms: f64,
+    /// Sum of `products.stock`.
+    pub stock: i64,
+    /// Sum of `orders.qty`.
+    pub units_sold: i64,
 }
 
 /// The buyers' path to the server when it was not direct.

@@ -13,6 +13,8 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
+use crate::result::{FaultInfo, NemesisInfo};
+
 /// Resubmissions of one unknown attempt with a bare `--retry-unknown`.
 pub const DEFAULT_RETRY_UNKNOWN: u32 = 3;
 
@@ -184,6 +186,31 @@ pub async fn terminator(
         }
     }
     let _ = tokio::time::timeout(limit, conn.close()).await;
+}
+
+/// What the result says about the faults of a race: as asked, and as done.
+pub fn info(faults: &Faults, done: Done, resubmitted: u64) -> NemesisInfo {
+    let mut kinds = Vec::new();
+    if faults.terminate_per_s > 0.0 {
+        kinds.push(FaultInfo {
+            kind: "terminate".into(),
+            rate: faults.terminate_per_s,
+        });
+    }
+    if faults.drop_reply > 0.0 {
+        kinds.push(FaultInfo {
+            kind: "drop-reply".into(),
+            rate: faults.drop_reply,
+        });
+    }
+    NemesisInfo {
+        faults: kinds,
+        retry_unknown: faults.retry_unknown,
+        terminated: done.terminated,
+        dropped_replies: done.dropped_replies,
+        reconnects: done.reconnects,
+        resubmitted,
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,21 @@ use std::path::Path;
 use crate::scenario::{self, Scenario};
 use crate::strategy;
 
+/// `racelab list`.
+pub fn list() -> anyhow::Result<()> {
+    crate::report::emit(&listing());
+    Ok(())
+}
+
+/// `racelab show STRATEGY`.
+pub fn show(spec: &str) -> anyhow::Result<()> {
+    crate::report::emit(&script(spec, crate::report::stdout_color())?);
+    Ok(())
+}
+
 /// The catalog: built-ins, then files in ./strategies and ./scenarios that
 /// are not built-ins.
-pub fn list() -> String {
+pub fn listing() -> String {
     let mut out = String::from("Strategies (racelab run --strategy NAME):\n");
     for (name, source) in strategy::builtins() {
         let _ = writeln!(
@@ -85,7 +97,7 @@ fn first_sentence(text: &str) -> String {
 }
 
 /// The script of a strategy; highlighted when `color`.
-pub fn show(spec: &str, color: bool) -> anyhow::Result<String> {
+pub fn script(spec: &str, color: bool) -> anyhow::Result<String> {
     let s = strategy::load(spec)?;
     let mut text = s.source.clone();
     if !text.ends_with('\n') {
