@@ -460,7 +460,12 @@ fn explore_admits_only_racelab() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let script = sleepy(dir.path(), false)?;
     let mut cmd = racelab();
-    cmd.args(["explore", "--strategy", script.to_str().unwrap()]);
+    cmd.args([
+        "explore",
+        "--strategy",
+        script.to_str().unwrap(),
+        "--no-save",
+    ]);
     let mut run = Running::spawn(cmd)?;
     let pid = run.0.id();
     wait_for(&mut run, Duration::from_secs(60), "a schedule", || {
