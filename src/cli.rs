@@ -129,6 +129,14 @@ pub struct GateArgs {
     /// percentage, or the baseline's attempts/s beat the current by more.
     #[arg(long, default_value_t = 25.0, value_name = "PCT")]
     pub max_regression: f64,
+
+    /// End a race in which no attempt finishes for SECONDS (a livelock, a
+    /// lock held outside the race, retries without end): it is aborted, its
+    /// partial result kept, never SAFE, with what the buyers wait on.
+    /// Default 10, longer with long think times, a slow --rate or a long
+    /// --timeout.
+    #[arg(long, value_name = "SECONDS")]
+    pub no_progress: Option<f64>,
 }
 
 /// `racelab report`.

@@ -84,6 +84,16 @@ impl<'a> RaceArgs<'a> {
         }
     }
 
+    /// The longest an attempt may wait for one reply without anything
+    /// being wrong: `--timeout` of the lab, `--request-timeout` of a
+    /// service (milliseconds; 0: none).
+    fn wait_limit_ms(&self) -> u64 {
+        match self {
+            RaceArgs::Lab { args, .. } => args.sql.timeout.unwrap_or(0),
+            RaceArgs::Http(a) => a.request.request_timeout,
+        }
+    }
+
     fn output(&self) -> &'a OutputArgs {
         match self {
             RaceArgs::Lab { args, .. } => &args.output,
@@ -148,6 +158,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         )));
     }
     let output = output_of(args.output())?;
+    let no_progress = no_progress_of(gate.no_progress, &scenario, args.wait_limit_ms())?;
     let mut pipeline = Pipeline {
         scenario,
         max_tries: DEFAULT_MAX_TRIES,
@@ -155,6 +166,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         repeat: gate.repeat,
         trace: output.trace,
         retry_unknown: 0,
+        no_progress,
     };
     let (target, grouped) = match target {
         Target::Lab(strategies, a) => {
@@ -184,6 +196,33 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         output,
         grouped,
     })
+}
+
+/// The default `--no-progress`: a race in which no attempt finishes for
+/// 10 s makes no progress.
+pub const NO_PROGRESS: Duration = Duration::from_secs(10);
+
+/// `--no-progress`, or its default: `NO_PROGRESS`, longer where an
+/// attempt may take longer without anything being wrong: three of the
+/// longest think times, three gaps of the open loop's schedule, twice the
+/// per-reply limit `wait_ms`.
+fn no_progress_of(flag: Option<f64>, sc: &Scenario, wait_ms: u64) -> anyhow::Result<Duration> {
+    if let Some(s) = flag {
+        if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+            return Err(bad_input(format!(
+                "--no-progress must be between 0 and 86400 seconds, got {s}"
+            )));
+        }
+        return Ok(Duration::from_secs_f64(s));
+    }
+    let think = Duration::from_millis(sc.think_ms.saturating_add(sc.think_jitter_ms)) * 3;
+    let gap = if sc.rate_per_s > 0.0 {
+        Duration::from_secs_f64((3.0 / sc.rate_per_s).min(86_400.0))
+    } else {
+        Duration::ZERO
+    };
+    let wait = Duration::from_millis(wait_ms.saturating_mul(2));
+    Ok(NO_PROGRESS.max(think).max(gap).max(wait))
 }
 
 /// The target's flags, validated before the shared ones.

@@ -56,6 +56,9 @@ pub struct RaceConfig {
     /// `--retry-unknown`: resubmit an attempt that ended `unknown`, under
     /// the same attempt id, up to this many times; 0 is off.
     pub retry_unknown: u32,
+    /// `--no-progress`: end the race (aborted) when no attempt finishes
+    /// for this long, saying what the buyers wait on; `None`: never.
+    pub no_progress: Option<Duration>,
 }
 
 /// One buyer, one attempt of one unit on one product, no think time, one
@@ -78,6 +81,7 @@ impl Default for RaceConfig {
             track_contention: true,
             rate: None,
             retry_unknown: 0,
+            no_progress: None,
         }
     }
 }
@@ -244,6 +248,14 @@ pub trait Lanes: Send + Sync + 'static {
     fn during(&self, config: &RaceConfig) -> impl Future<Output = ()> + Send {
         let _ = config;
         async {}
+    }
+
+    /// The race makes no progress (see `RaceConfig::no_progress`): what the
+    /// buyers are waiting on, as far as the target can tell, to go after
+    /// "the buyers make no progress" (e.g. "; on the server: 48 buyers wait
+    /// on a lock held outside the race by ..."). Nothing by default.
+    fn stalled(&self) -> impl Future<Output = String> + Send {
+        async { String::new() }
     }
 
     /// A buyer has finished: keep its lane for `race_with` to hand back, or
@@ -431,11 +443,18 @@ pub async fn race_opened<L: Lanes>(
     let beside = lanes.during(&config);
     tokio::pin!(beside);
     let mut beside_done = false;
+    let watchdog = watch_progress(&*lanes, &config, &control);
+    tokio::pin!(watchdog);
+    let mut watchdog_done = false;
     loop {
         let joined = tokio::select! {
             joined = set.join_next() => joined,
             () = &mut beside, if !beside_done => {
                 beside_done = true;
+                continue;
+            }
+            () = &mut watchdog, if !watchdog_done => {
+                watchdog_done = true;
                 continue;
             }
         };
@@ -524,6 +543,47 @@ impl Attempts {
             think_ms: think as i64,
             max_tries: config.max_tries,
         }
+    }
+}
+
+/// Stop the race (aborted, keeping what finished) once no attempt has
+/// finished for `config.no_progress`: a livelock, a lock held outside the
+/// race, a strategy that retries without end. The reason says so, with
+/// what the lanes can tell of what the buyers wait on. Never returns
+/// otherwise.
+async fn watch_progress<L: Lanes>(lanes: &L, config: &RaceConfig, control: &Control) {
+    let Some(limit) = config.no_progress else {
+        return std::future::pending().await;
+    };
+    let tick = (limit / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut seen = control.done.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        if control.is_stopped() {
+            return std::future::pending().await;
+        }
+        let done = control.done.load(Ordering::Relaxed);
+        if done != seen {
+            (seen, since) = (done, Instant::now());
+            continue;
+        }
+        if since.elapsed() < limit {
+            continue;
+        }
+        let waits = tokio::time::timeout(Duration::from_secs(5), lanes.stalled())
+            .await
+            .unwrap_or_default();
+        let endless = if config.max_tries == 0 {
+            "; with --max-tries 0 an attempt retries its conflicts and \\retry without end"
+        } else {
+            ""
+        };
+        control.stop(Stop::Aborted(format!(
+            "the buyers make no progress: no attempt finished in {} s (--no-progress){waits}{endless}",
+            limit.as_secs_f64()
+        )));
+        return std::future::pending().await;
     }
 }
 

@@ -31,7 +31,7 @@ use anyhow::Context as _;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::db::{Audit, Database, ProductSeed};
-use crate::engine::Control;
+use crate::engine::{Control, Stop};
 use crate::error::bad_input;
 use crate::outcome::Outcome;
 use crate::plan::explore::ExplorePlan;
@@ -276,6 +276,16 @@ async fn explore_loop(
                     schedule: exec.schedule(),
                     what: format!("stuck: {why}"),
                 });
+            }
+            End::Endless(why) => {
+                // Exploring on would run every longer schedule to the same
+                // end: stop here, aborted (never SAFE), saying why (its
+                // schedule of thousands of steps would tell nothing more).
+                totals.explored += 1;
+                totals.stuck += 1;
+                count_steps(&mut totals, &exec);
+                control.stop(Stop::Aborted(why.clone()));
+                break;
             }
             End::Finished => {
                 if replaying && prefix.len() > exec.steps.len() {

@@ -883,6 +883,7 @@ mod tests {
             track_contention: true,
             rate: None,
             retry_unknown: 0,
+            no_progress: None,
         }
     }
 

@@ -134,8 +134,15 @@ impl SqlLanes {
         self.session_faults = SessionFaults {
             deadline,
             drop_reply: faults.drop_reply,
+            sleep_limit: self.session_faults.sleep_limit,
         };
         self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// No `\sleep` of a buyer may be longer than `limit` (`--timeout`).
+    pub fn with_sleep_limit(mut self, limit: Option<Duration>) -> SqlLanes {
+        self.session_faults.sleep_limit = limit;
         self
     }
 
@@ -243,6 +250,11 @@ impl Lanes for SqlLanes {
             Lane::Own(_) if buyer != 1 => None,
             lane => Some(lane),
         }
+    }
+
+    fn stalled(&self) -> impl Future<Output = String> + Send {
+        let connect = self.connect.clone();
+        async move { super::stall::describe(&connect).await }
     }
 
     fn during(&self, config: &RaceConfig) -> impl Future<Output = ()> + Send {

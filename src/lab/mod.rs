@@ -15,6 +15,7 @@
 pub mod lanes;
 pub mod nemesis;
 pub mod pool;
+mod stall;
 mod target;
 pub mod watch;
 

@@ -124,10 +124,10 @@ pub fn why_inconclusive(r: &RunResult) -> Option<String> {
             r.scenario.quantity,
             r.scenario.quantity.max(1).saturating_mul(10)
         ),
-        Untested::Aborted => format!(
-            "the race was aborted before it finished ({}), so it proves nothing",
-            r.status_reason.as_deref().unwrap_or("no reason given")
-        ),
+        // The reason follows the sentence (`[aborted: ...]`).
+        Untested::Aborted => {
+            "the race was aborted before it finished, so it proves nothing".to_string()
+        }
         Untested::NothingSold => {
             let mut why = format!(
                 "nothing was sold though {} {} in stock ({}), so no purchase was raced",
