@@ -46,6 +46,9 @@ pub enum Command {
     Http(Box<HttpArgs>),
     /// Serve a small shop over HTTP that runs a strategy per purchase.
     Serve(ServeArgs),
+    /// A live classroom: students buy the last item from their phones, the
+    /// projector shows the race, its verdict and the lost update.
+    Classroom(ClassroomArgs),
     /// Run every interleaving of a few buyers, one SQL statement at a time,
     /// each from a fresh lab, audited: a proof for k buyers, not a sample.
     Explore(ExploreArgs),
@@ -355,11 +358,15 @@ pub enum Expect {
 /// `racelab http URL`: race concurrent purchase requests against a service.
 #[derive(Debug, Args)]
 pub struct HttpArgs {
-    /// The purchase endpoint, e.g. http://127.0.0.1:8080/purchase.
+    /// The purchase endpoint, e.g. http://127.0.0.1:8080/purchase; with
+    /// --flow, the base URL the steps' paths are joined to.
     pub url: String,
 
     #[command(flatten)]
     pub request: RequestArgs,
+
+    #[command(flatten)]
+    pub flow: FlowArgs,
 
     #[command(flatten)]
     pub truth: TruthArgs,
@@ -380,19 +387,56 @@ pub struct HttpArgs {
     pub timeout: Option<String>,
 }
 
+/// Who the buyers are and what each does (`racelab http`).
+#[derive(Debug, Args)]
+pub struct FlowArgs {
+    /// What each buyer does, as a flow of steps (TOML): steps before the
+    /// race (log in, fill a cart) run per buyer before the barrier, the
+    /// `race = true` step(s) are released together and audited, the steps
+    /// after run after. Paths join the positional URL.
+    #[arg(long, value_name = "FILE.toml")]
+    pub flow: Option<PathBuf>,
+
+    /// One row per buyer (buyer n takes row n): CSV with a header row, or
+    /// JSON Lines. Every column is a variable ({{user}}, {{password}}...);
+    /// the values are secrets, never written anywhere.
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<PathBuf>,
+
+    /// With fewer users than buyers, start again at the first row.
+    #[arg(long, requires = "users")]
+    pub users_cycle: bool,
+
+    /// No cookie jar: Set-Cookie is not stored, no Cookie is sent.
+    #[arg(long)]
+    pub no_cookies: bool,
+
+    /// Buyers a step before the race may fail for (they are out of the
+    /// race, counted) before the run is inconclusive.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_setup_failures: u64,
+
+    /// With --trace, also record request and response bodies (secrets from
+    /// --users and extracted values still replaced by ***).
+    #[arg(long, requires = "trace")]
+    pub trace_bodies: bool,
+}
+
 /// What `racelab http` sends, and what the answers mean.
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// HTTP method of the purchase request.
-    #[arg(long, default_value = "POST")]
-    pub method: String,
+    /// HTTP method of the purchase request [default: POST].
+    #[arg(long)]
+    pub method: Option<String>,
 
-    /// A request header `Name: value` (repeatable).
+    /// A request header `Name: value` (repeatable; with --flow, sent with
+    /// every step). Values may hold {{variables}}.
     #[arg(short = 'H', long = "header", value_name = "K:V")]
     pub headers: Vec<String>,
 
-    /// Request body; {{buyer}}, {{attempt}}, {{qty}} and {{product}} are
-    /// replaced (JSON-escaped) for each request.
+    /// Request body; {{buyer}}, {{attempt}}, {{qty}}, {{product}} and the
+    /// --users columns are replaced for each request (JSON-escaped inside
+    /// JSON strings). The URL and -H values take them too.
     #[arg(long, value_name = "TEMPLATE")]
     pub body: Option<String>,
 
@@ -560,6 +604,54 @@ pub struct ServeArgs {
     /// Print nothing but the address and the database URL.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `racelab classroom`: the whole room races for the last item.
+#[derive(Debug, Args)]
+pub struct ClassroomArgs {
+    /// Address to bind. Loopback by default: only this machine can join;
+    /// 0.0.0.0 lets anyone on the network join (students' phones).
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: String,
+
+    /// TCP port to listen on (0: any free port; the printed URLs say which).
+    #[arg(short, long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// Host name or address the printed URLs and the QR code use (default:
+    /// the bound address; with 0.0.0.0, this machine's first non-loopback
+    /// IPv4 address).
+    #[arg(long, value_name = "HOST")]
+    pub url_host: Option<String>,
+
+    /// A strategy file (.sql) to offer beside the built-ins; repeat for more.
+    #[arg(long = "strategy", value_name = "FILE")]
+    pub strategies: Vec<PathBuf>,
+
+    /// Most purchases in flight at once, students and bots together (each
+    /// has its own connection; the embedded server is sized for them).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub max_buyers: u32,
+
+    /// Seconds a round stays open after its countdown, unless the teacher
+    /// closes it sooner.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub open_seconds: u64,
+
+    /// Tries per purchase for serialization failures, deadlocks and \retry (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_tries: Option<u32>,
+
+    /// Directory each round's result JSON is written to.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Do not write result files.
+    #[arg(long)]
+    pub no_save: bool,
+
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,8 @@
 //!
 //! - `commands`: the commands `main` calls, one file per family, and the
 //!   results sink every command that produces results shares.
+//! - `classroom`: the live classroom (`racelab classroom`), a server over
+//!   the SQL lab, `explore` and the trace analysis.
 //! - `cli`: the clap argument types, read only by the command layer and
 //!   `plan`.
 //! - `plan`: one builder that validates any race's arguments into a plan.
@@ -26,6 +28,7 @@
 //! source and fail on any import cycle between these modules, or a layer
 //! that names one above it.
 
+pub mod classroom;
 pub mod cli;
 pub mod commands;
 pub mod db;

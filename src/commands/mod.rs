@@ -7,10 +7,12 @@
 //! - `race`: `run`, `compare`, `http`: one plan, one pipeline, one sink.
 //! - `explore`: every interleaving of a few buyers; the same sink.
 //! - `catalog`: `list` and `show`; `explain`; `report` (HTML).
-//! - `db`: the kept cluster; `serve`: the shop over HTTP.
+//! - `db`: the kept cluster; `serve`: the shop over HTTP; `classroom`: the
+//!   live classroom.
 //! - `sink`: print, save, trace file, JUnit, interrupt, `--expect`.
 
 pub mod catalog;
+pub mod classroom;
 pub mod db;
 pub mod explain;
 pub mod explore;
@@ -40,5 +42,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report::report(&args),
         Command::Db { command } => db::db(command),
         Command::Serve(args) => serve::serve(&args),
+        Command::Classroom(args) => classroom::classroom(&args),
     }
 }

@@ -17,192 +17,23 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{
-    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST,
-    TRANSFER_ENCODING, USER_AGENT,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING,
 };
-use hyper::{Method, Uri};
+use hyper::Method;
 use hyper_util::rt::TokioIo;
-use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
-use tokio_rustls::rustls::pki_types::CertificateDer;
 
-use super::lane::chain;
-use super::net::{Alpn, Endpoint, Stream, Tap, Tapped, Tls};
+use super::net::{Endpoint, Stream, Tap, Tapped};
+use super::text::{chain, Failure};
+use super::wire::Answer;
 
 /// Most bytes of a response head racelab reads.
 const MAX_HEAD: usize = 64 * 1024;
-
-/// What can be prepared once for every request to a target that racelab
-/// connects to itself.
-#[derive(Debug)]
-pub struct Target {
-    host: url::Host<String>,
-    port: u16,
-    pub method: Method,
-    /// Origin-form: path and query.
-    pub uri: Uri,
-    /// `scheme://authority` + path and query, for HTTP/2's pseudo-headers.
-    pub absolute: Uri,
-    /// The user's headers plus the `Host`, `User-Agent` and `Accept` that
-    /// reqwest would have added (and `Authorization` for credentials in the
-    /// URL), so the service sees the same request.
-    pub headers: HeaderMap,
-    https: bool,
-}
-
-impl Target {
-    /// The target for `url`, or None when reqwest must carry the requests:
-    /// a proxy configured in the environment (reqwest honours it).
-    pub fn of(url: &Url, method: &Method, headers: &HeaderMap) -> Option<Target> {
-        let proxied = [
-            "http_proxy",
-            "HTTP_PROXY",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-        ]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-        if proxied {
-            return None;
-        }
-        let https = match url.scheme() {
-            "http" => false,
-            "https" => true,
-            _ => return None,
-        };
-        let host = url.host()?.to_owned();
-        let port = url.port_or_known_default()?;
-        let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-        let uri = path.parse().ok()?;
-        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
-        let absolute = format!("{}://{authority}{path}", url.scheme())
-            .parse()
-            .ok()?;
-        let mut all = headers.clone();
-        if !all.contains_key(HOST) {
-            all.insert(HOST, HeaderValue::from_str(authority).ok()?);
-        }
-        if !all.contains_key(USER_AGENT) {
-            all.insert(
-                USER_AGENT,
-                HeaderValue::from_static(concat!("racelab/", env!("CARGO_PKG_VERSION"))),
-            );
-        }
-        if !all.contains_key(ACCEPT) {
-            all.insert(ACCEPT, HeaderValue::from_static("*/*"));
-        }
-        if !url.username().is_empty() && !all.contains_key(AUTHORIZATION) {
-            // As reqwest does: the URL's credentials as basic auth.
-            let decode = |s: &str| percent_decode(s).unwrap_or_else(|| s.to_string());
-            let pair = format!(
-                "{}:{}",
-                decode(url.username()),
-                decode(url.password().unwrap_or(""))
-            );
-            let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
-            let mut v = HeaderValue::from_str(&format!("Basic {b64}")).ok()?;
-            v.set_sensitive(true);
-            all.insert(AUTHORIZATION, v);
-        }
-        Some(Target {
-            host,
-            port,
-            method: method.clone(),
-            uri,
-            absolute,
-            headers: all,
-            https,
-        })
-    }
-
-    /// The target's addresses, looked up once for every buyer, and its TLS
-    /// settings offering `alpn`.
-    pub async fn resolve(
-        &self,
-        alpn: Alpn,
-        timeout: Option<std::time::Duration>,
-        roots: &[CertificateDer<'static>],
-    ) -> Result<Endpoint, String> {
-        let addrs: Vec<std::net::SocketAddr> = match &self.host {
-            url::Host::Ipv4(ip) => vec![(*ip, self.port).into()],
-            url::Host::Ipv6(ip) => vec![(*ip, self.port).into()],
-            url::Host::Domain(name) => tokio::net::lookup_host((name.as_str(), self.port))
-                .await
-                .map_err(|e| format!("dns error: {}", chain(&e)))?
-                .collect(),
-        };
-        if addrs.is_empty() {
-            return Err(format!("dns error: {} has no address", self.host));
-        }
-        let tls = if self.https {
-            let name = match &self.host {
-                url::Host::Domain(d) => d.clone(),
-                url::Host::Ipv4(ip) => ip.to_string(),
-                url::Host::Ipv6(ip) => ip.to_string(),
-            };
-            Some(Tls::new(&name, alpn, roots)?)
-        } else {
-            None
-        };
-        Ok(Endpoint {
-            addrs: addrs.into(),
-            tls,
-            timeout,
-        })
-    }
-
-    /// The request as bytes on the wire, as hyper would write it: the
-    /// request line, the headers, a `content-length` when there is a body
-    /// (or the method usually has one), and the body.
-    pub fn serialize(&self, body: &[u8], out: &mut Vec<u8>) {
-        out.clear();
-        out.extend_from_slice(self.method.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.uri.to_string().as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in &self.headers {
-            if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
-                continue;
-            }
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        let bodied = matches!(self.method, Method::POST | Method::PUT | Method::PATCH);
-        if !body.is_empty() || bodied {
-            out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body);
-    }
-}
-
-/// `%xx` escapes decoded, if they make UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 /// One open connection driven by hyper; its driver task ends with it.
 #[derive(Debug)]
@@ -363,20 +194,10 @@ pub struct Primed {
     early: Option<Vec<u8>>,
 }
 
-/// Why a hand-written request got no usable response.
+/// What the server answered to a primed request.
 #[derive(Debug)]
-pub enum Broke {
-    /// Nothing of it can have been acted on: the request never completed.
-    Unsent(String),
-    /// Completed and then no (readable) answer: it may have bought.
-    Sent(String),
-}
-
-/// What the server answered.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Vec<u8>,
+pub struct Completed {
+    pub answer: Answer,
     /// The connection, when it can carry the next request.
     pub reusable: Option<Stream>,
     /// Given before the request was complete (its final byte withheld).
@@ -423,8 +244,8 @@ pub async fn prime(
 }
 
 /// A server that would not wait for the end of a request.
-fn early(what: &str) -> Broke {
-    Broke::Unsent(early_note(what))
+fn early(what: &str) -> Failure {
+    Failure::Unsent(early_note(what))
 }
 
 /// What a server that answers or closes before the end of a request did.
@@ -440,7 +261,7 @@ impl Primed {
     /// `sent_at`), then read the answer. A server that answered or closed
     /// before the request was complete is reported as such: it does not
     /// take a request in parts.
-    pub async fn complete(mut self, sent_at: &mut Option<Instant>) -> Result<Answer, Broke> {
+    pub async fn complete(mut self, sent_at: &mut Option<Instant>) -> Result<Completed, Failure> {
         let mut buf = Vec::new();
         let early_answer = match (self.early.take(), self.swept.take()) {
             (Some(sent), _) if sent.is_empty() => return Err(early("closed the connection")),
@@ -457,7 +278,7 @@ impl Primed {
                     Swept::Early { closed: true } => return Err(early("closed the connection")),
                     Swept::Early { closed: false } => true,
                     Swept::Failed(e) => {
-                        return Err(Broke::Unsent(format!("the connection failed: {e}")))
+                        return Err(Failure::Unsent(format!("the connection failed: {e}")))
                     }
                 },
                 None => match self.stream.read_ready(&mut buf).await {
@@ -466,7 +287,7 @@ impl Primed {
                         *sent_at = Some(Instant::now());
                         if let Err(e) = wrote.and(self.stream.flush().await) {
                             // The byte may have left: the request may be complete.
-                            return Err(Broke::Sent(format!(
+                            return Err(Failure::Sent(format!(
                                 "the connection failed as the request was completed: {}",
                                 chain(&e)
                             )));
@@ -476,7 +297,7 @@ impl Primed {
                     Ok(Some(0)) => return Err(early("closed the connection")),
                     Ok(Some(_)) => true,
                     Err(e) => {
-                        return Err(Broke::Unsent(format!(
+                        return Err(Failure::Unsent(format!(
                             "the connection failed: {}",
                             chain(&e)
                         )))
@@ -490,9 +311,8 @@ impl Primed {
             // given (a handler that ignores the body may well have bought),
             // but the connection, one byte short, carries nothing more.
             return match read {
-                Ok(r) => Ok(Answer {
-                    status: r.status,
-                    body: r.body,
+                Ok(r) => Ok(Completed {
+                    answer: r.answer,
                     reusable: None,
                     early: true,
                 }),
@@ -500,13 +320,12 @@ impl Primed {
             };
         }
         match read {
-            Ok(r) => Ok(Answer {
-                status: r.status,
-                body: r.body,
+            Ok(r) => Ok(Completed {
+                answer: r.answer,
                 reusable: r.keep.then_some(self.stream),
                 early: false,
             }),
-            Err(e) => Err(Broke::Sent(format!(
+            Err(e) => Err(Failure::Sent(format!(
                 "the connection failed after the request was sent: {e}"
             ))),
         }
@@ -516,8 +335,7 @@ impl Primed {
 /// A response as read: its status, its body, and whether the connection
 /// may carry another request.
 struct Reply {
-    status: u16,
-    body: Vec<u8>,
+    answer: Answer,
     keep: bool,
 }
 
@@ -528,13 +346,22 @@ async fn read_answer(
     method: &Method,
 ) -> Result<Reply, String> {
     loop {
-        let (status, head_len, length, mut keep) = loop {
+        let (status, head_len, length, mut keep, headers) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(buf) {
                 Ok(httparse::Status::Complete(n)) => {
                     let (length, keep) = framing(&resp, method);
-                    break (resp.code.unwrap_or(0), n, length, keep);
+                    let mut map = HeaderMap::new();
+                    for h in resp.headers.iter() {
+                        if let (Ok(k), Ok(v)) = (
+                            HeaderName::from_bytes(h.name.as_bytes()),
+                            HeaderValue::from_bytes(h.value),
+                        ) {
+                            map.append(k, v);
+                        }
+                    }
+                    break (resp.code.unwrap_or(0), n, length, keep, map);
                 }
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
                     fill(stream, buf).await?;
@@ -566,7 +393,14 @@ async fn read_answer(
         };
         // Bytes past the answer belong to nothing racelab sent.
         keep &= buf.is_empty();
-        return Ok(Reply { status, body, keep });
+        return Ok(Reply {
+            answer: Answer {
+                status,
+                headers,
+                body,
+            },
+            keep,
+        });
     }
 }
 

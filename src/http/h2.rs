@@ -24,67 +24,14 @@ use std::time::{Duration, Instant};
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{Ping, Reason, SendStream};
 use hyper::body::Bytes;
-use hyper::header::{HeaderMap, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
-use hyper::{Method, Request, Uri};
 use tokio::task::JoinHandle;
 
-use super::h1::Target;
-use super::lane::{chain, truncate};
 use super::net::{Endpoint, Tap, Tapped};
+use super::text::{chain, truncate, Failure};
+use super::wire::{Answer, Wire};
 
 /// Streams per connection when the server sets no limit (h2's own default).
 const UNSTATED_LIMIT: usize = 100;
-
-/// What every HTTP/2 request of the race carries.
-#[derive(Debug)]
-pub struct Shape {
-    pub method: Method,
-    /// Absolute: HTTP/2 sends its scheme and authority as pseudo-headers.
-    pub uri: Uri,
-    /// The target's headers without the ones HTTP/2 forbids or replaces.
-    pub headers: HeaderMap,
-}
-
-impl Shape {
-    pub fn of(target: &Target) -> Shape {
-        let mut headers = target.headers.clone();
-        let mut uri = target.absolute.clone();
-        // A `Host` the user gave becomes the :authority.
-        if let Some(host) = headers.remove(HOST) {
-            if let Ok(host) = host.to_str() {
-                let mut parts = uri.clone().into_parts();
-                if let Ok(a) = host.parse() {
-                    parts.authority = Some(a);
-                    if let Ok(u) = Uri::from_parts(parts) {
-                        uri = u;
-                    }
-                }
-            }
-        }
-        for h in [CONNECTION, TRANSFER_ENCODING, UPGRADE, CONTENT_LENGTH] {
-            headers.remove(h);
-        }
-        headers.remove("keep-alive");
-        headers.remove("proxy-connection");
-        Shape {
-            method: target.method.clone(),
-            uri,
-            headers,
-        }
-    }
-
-    fn request(&self, body_len: usize) -> Request<()> {
-        let mut req = Request::new(());
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
-        let bodied = matches!(self.method, Method::POST | Method::PUT | Method::PATCH);
-        if body_len > 0 || bodied {
-            req.headers_mut().insert(CONTENT_LENGTH, body_len.into());
-        }
-        req
-    }
-}
 
 /// When each stream's END_STREAM was written, read from the frames
 /// themselves as they go out.
@@ -271,33 +218,17 @@ impl std::fmt::Debug for Primed {
     }
 }
 
-/// What the server answered on a stream.
-pub struct Answer {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-/// Why a stream got no usable response.
-pub enum Broke {
-    /// The request never completed, or the server refused the stream
-    /// unprocessed (REFUSED_STREAM): it did not buy.
-    Unsent(String),
-    /// Sent, then no (readable) answer: it may have bought.
-    Sent(String),
-}
-
 impl Group {
     /// Before the barrier: open the buyer's first stream and send all of
     /// it but its END_STREAM; the last buyer of the connection to do so
     /// warms it with a PING.
     pub async fn prime(
         &self,
-        shape: &Shape,
-        body: &[u8],
+        wire: &Wire,
         attempt: i64,
         timeout: Option<Duration>,
     ) -> Result<Primed, String> {
-        let opening = self.open_stream(shape, body);
+        let opening = self.open_stream(wire);
         let opened = match timeout {
             Some(t) => tokio::time::timeout(t, opening).await.unwrap_or_else(|_| {
                 Err(format!(
@@ -331,8 +262,7 @@ impl Group {
 
     async fn open_stream(
         &self,
-        shape: &Shape,
-        body: &[u8],
+        wire: &Wire,
     ) -> Result<(ResponseFuture, SendStream<Bytes>), String> {
         let mut send = self
             .send
@@ -341,11 +271,11 @@ impl Group {
             .await
             .map_err(|e| format!("HTTP/2 connection: {}", chain(&e)))?;
         let (response, mut stream) = send
-            .send_request(shape.request(body.len()), false)
+            .send_request(wire.h2(), false)
             .map_err(|e| format!("opening a stream: {}", chain(&e)))?;
-        if !body.is_empty() {
+        if !wire.body.is_empty() {
             stream
-                .send_data(Bytes::copy_from_slice(body), false)
+                .send_data(wire.body.clone(), false)
                 .map_err(|e| format!("sending the body: {}", chain(&e)))?;
         }
         Ok((response, stream))
@@ -373,49 +303,58 @@ impl Group {
     /// Complete a primed first request: release the connection's streams,
     /// then wait for this one's answer. Also returns when its END_STREAM
     /// was written.
-    pub async fn complete(&self, primed: Primed) -> (Result<Answer, Broke>, Option<Instant>) {
+    pub async fn complete(&self, primed: Primed) -> (Result<Answer, Failure>, Option<Instant>) {
         self.release();
         let answer = answer(primed.response.await).await;
-        (answer, self.ended(primed.stream))
+        (answer, self.ended_soon(primed.stream).await)
     }
 
     /// A request sent whole (every attempt but a primed first one), and
     /// when its last frame was written.
-    pub async fn send(
-        &self,
-        shape: &Shape,
-        body: &[u8],
-    ) -> (Result<Answer, Broke>, Option<Instant>) {
+    pub async fn send(&self, wire: &Wire) -> (Result<Answer, Failure>, Option<Instant>) {
         let mut send = match self.send.clone().ready().await {
             Ok(s) => s,
             Err(e) => {
                 return (
-                    Err(Broke::Unsent(format!("HTTP/2 connection: {}", chain(&e)))),
+                    Err(Failure::Unsent(format!("HTTP/2 connection: {}", chain(&e)))),
                     None,
                 )
             }
         };
-        let opened = send.send_request(shape.request(body.len()), body.is_empty());
+        let opened = send.send_request(wire.h2(), wire.body.is_empty());
         let (response, mut stream) = match opened {
             Ok(o) => o,
             Err(e) => {
                 return (
-                    Err(Broke::Unsent(format!("opening a stream: {}", chain(&e)))),
+                    Err(Failure::Unsent(format!("opening a stream: {}", chain(&e)))),
                     None,
                 )
             }
         };
-        if !body.is_empty() {
-            if let Err(e) = stream.send_data(Bytes::copy_from_slice(body), true) {
+        if !wire.body.is_empty() {
+            if let Err(e) = stream.send_data(wire.body.clone(), true) {
                 return (
-                    Err(Broke::Unsent(format!("sending the body: {}", chain(&e)))),
+                    Err(Failure::Unsent(format!("sending the body: {}", chain(&e)))),
                     None,
                 );
             }
         }
         let id = response.stream_id().as_u32();
         let answer = answer(response.await).await;
-        (answer, self.ended(id))
+        (answer, self.ended_soon(id).await)
+    }
+
+    /// When the END_STREAM of `stream` was written. A server may answer
+    /// on the HEADERS alone, before the connection task has written the
+    /// END_STREAM after them: give that task its turn first.
+    async fn ended_soon(&self, stream: u32) -> Option<Instant> {
+        for _ in 0..256 {
+            if let Some(at) = self.ended(stream) {
+                return Some(at);
+            }
+            tokio::task::yield_now().await;
+        }
+        None
     }
 
     /// Whether the connection can still open streams.
@@ -434,24 +373,24 @@ pub async fn reconnect(endpoint: &Endpoint) -> Result<Arc<Group>, String> {
 /// Read a response to its end.
 async fn answer(
     response: Result<hyper::Response<h2::RecvStream>, h2::Error>,
-) -> Result<Answer, Broke> {
+) -> Result<Answer, Failure> {
     let resp = match response {
         Ok(r) => r,
         Err(e) if e.reason() == Some(Reason::REFUSED_STREAM) => {
-            return Err(Broke::Unsent(format!(
+            return Err(Failure::Unsent(format!(
                 "the server refused the stream unprocessed ({})",
                 chain(&e)
             )))
         }
         Err(e) => {
-            return Err(Broke::Sent(format!(
+            return Err(Failure::Sent(format!(
                 "the stream failed after the request was sent: {}",
                 chain(&e)
             )))
         }
     };
     let status = resp.status().as_u16();
-    let mut recv = resp.into_body();
+    let (parts, mut recv) = resp.into_parts();
     let mut body = Vec::new();
     while let Some(chunk) = recv.data().await {
         match chunk {
@@ -460,12 +399,16 @@ async fn answer(
                 body.extend_from_slice(&b);
             }
             Err(e) => {
-                return Err(Broke::Sent(format!(
+                return Err(Failure::Sent(format!(
                     "HTTP {status}, then the body failed: {}",
                     truncate(&chain(&e))
                 )))
             }
         }
     }
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        headers: parts.headers,
+        body,
+    })
 }

@@ -3,20 +3,34 @@
 //! JUnit as the SQL lab, audited against the truest source the user gives
 //! (see `truth`). `plan` validates the flags into a `Service`.
 //!
-//! - `template`: the request body template.
-//! - `lane`: the engine's HTTP lane (one request per attempt).
-//! - `net`: where the target is, and a connection to it (TCP or TLS).
+//! What each buyer does is a flow of steps (`flow`); the request of the
+//! flags alone is a flow of one race step. Layers, each importing only
+//! those below it:
+//!
+//! - `lane`: the engine's HTTP lanes: a buyer's flow, attempt by attempt.
+//! - `flow`: the flow, validated (steps, users, cookie jars, extraction).
+//! - `template`: `{{name}}` placeholders in URLs, headers and bodies.
+//! - `link`: a buyer's connection for a race step, primed and released.
 //! - `h1`: a buyer's own HTTP/1.1 connection, and the hand-written first
 //!   request of last-byte synchronisation.
 //! - `h2`: HTTP/2 connections shared by buyers, and the single-packet release.
+//! - `wire`: a request as sent, where it goes, and what came back.
+//! - `net`: where the target is, and a connection to it (TCP or TLS).
+//! - `text`: messages, bounded waits, and whether a request left.
 //! - `truth`: readings, resets and the audit arithmetic.
+//! - `report`: per-step results and the trace of the buyers' requests.
 
+pub mod flow;
 pub mod h1;
 pub mod h2;
 pub mod lane;
+pub mod link;
 pub mod net;
+mod report;
 pub mod template;
+pub mod text;
 pub mod truth;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -42,6 +56,9 @@ pub struct Service {
     pub db: Option<ServiceDb>,
     pub reset_url: Option<Url>,
     pub reset_sql: Option<String>,
+    /// `--max-setup-failures`: buyers a step before the race may put out
+    /// before the run is inconclusive.
+    pub max_setup_failures: u64,
 }
 
 /// Race the service `pipeline.repeat` times; each race is reset, read,
@@ -132,6 +149,14 @@ pub fn shown(url: &Url) -> String {
     u.to_string()
 }
 
+/// A URL as given (it may hold placeholders) without any password.
+pub fn shown_text(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(u) if u.password().is_some() => shown(&u),
+        _ => text.to_string(),
+    }
+}
+
 struct ServiceTarget<'a> {
     service: &'a Service,
     database: Option<DatabaseInfo>,
@@ -164,6 +189,7 @@ impl Target for ServiceTarget<'_> {
     ) -> anyhow::Result<RunResult> {
         let svc = self.service;
         let after = svc.read().await;
+        report::recount(&mut raced);
         let outcomes = Outcomes::of(&raced.output.tally);
         // The measured truth when there is one (`check_declared` made sure
         // a declared stock agrees with it), else the declared stock.
@@ -189,14 +215,27 @@ impl Target for ServiceTarget<'_> {
         });
         let audit = raced.audited(audit, "reading the truth after the race")?;
         let l = &svc.lanes;
+        let audited = l
+            .flow
+            .race_steps()
+            .last()
+            .map(|(_, s)| s)
+            .expect("a flow has a race step");
+        let flow = l.flow.is_file().then(|| {
+            Box::new(report::flow_info(
+                &l.flow,
+                &raced.lanes,
+                svc.max_setup_failures,
+            ))
+        });
         let target = TargetInfo {
-            url: shown(&l.url),
-            method: l.method.to_string(),
+            url: audited.url.shown(),
+            method: audited.method.to_string(),
             truth: svc.source.kind(),
             timeout_ms: svc.timeout_ms(),
-            success_statuses: l.statuses.success.clone(),
-            sold_out_statuses: l.statuses.sold_out.clone(),
-            rejected_statuses: l.statuses.rejected.clone(),
+            success_statuses: audited.statuses.success.clone(),
+            sold_out_statuses: audited.statuses.sold_out.clone(),
+            rejected_statuses: audited.statuses.rejected.clone(),
             by_status: lane::by_status(&raced.lanes)
                 .iter()
                 .map(|(k, h)| (k.clone(), Summary::of(h)))
@@ -204,6 +243,7 @@ impl Target for ServiceTarget<'_> {
             protocol: l.protocol.as_str().into(),
             sync: l.effective_sync().as_str().into(),
             connections: l.opened.load(std::sync::atomic::Ordering::Relaxed) as u64,
+            flow,
         };
         // A service that answered nothing usefully tells nothing about its
         // safety: that is a failed run (exit 3), not a clean one.
@@ -226,6 +266,9 @@ impl Target for ServiceTarget<'_> {
         // The stock raced is what the truth said.
         raced.scenario.workload.stock = initial.max(0);
         raced.scenario.timeout_ms = svc.timeout_ms();
-        Ok(raced.result(audit, Subject::Target(target), self.database.clone()))
+        let timeline = report::timeline(&raced, &l.flow);
+        let mut result = raced.result(audit, Subject::Target(target), self.database.clone());
+        result.timeline = timeline;
+        Ok(result)
     }
 }

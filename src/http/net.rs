@@ -19,7 +19,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
-use super::lane::chain;
+use super::text::chain;
 
 /// What the connection carries, offered over TLS with ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

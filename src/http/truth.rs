@@ -198,16 +198,23 @@ enum Step {
 }
 
 impl JsonPath {
-    /// The integer at this path.
-    pub fn get(&self, doc: &serde_json::Value) -> Result<i64, String> {
+    /// The value at this path, if the document has it.
+    pub fn lookup<'a>(&self, doc: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
         let mut cur = doc;
         for step in &self.0 {
             cur = match step {
                 Step::Key(k) => cur.get(k),
                 Step::Index(i) => cur.get(i),
-            }
-            .ok_or_else(|| format!("{self} is missing in {}", short(doc)))?;
+            }?;
         }
+        Some(cur)
+    }
+
+    /// The integer at this path.
+    pub fn get(&self, doc: &serde_json::Value) -> Result<i64, String> {
+        let cur = self
+            .lookup(doc)
+            .ok_or_else(|| format!("{self} is missing in {}", short(doc)))?;
         match cur {
             serde_json::Value::Number(n) => n
                 .as_i64()
@@ -502,7 +509,7 @@ pub async fn read_stock_url(
         .get(url.clone())
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", what(), super::lane::chain(&e)))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", what(), super::text::chain(&e)))?;
     let status = resp.status();
     let body = resp.bytes().await.with_context(what)?;
     if !status.is_success() {
@@ -533,7 +540,7 @@ pub async fn reset_url(client: &reqwest::Client, url: &reqwest::Url) -> anyhow::
         .post(url.clone())
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("--reset-url {url}: {}", super::lane::chain(&e)))?;
+        .map_err(|e| anyhow::anyhow!("--reset-url {url}: {}", super::text::chain(&e)))?;
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_default();
     if !status.is_success() {

@@ -16,11 +16,7 @@ use super::{describe, find_cycle, rust_files, source, src, Graph};
 /// Folders whose circle is known and being taken apart on its own: each
 /// is reported, not failed. An entry whose circle is gone fails the test,
 /// so that it leaves this list as soon as it can.
-const KNOWN_CIRCLES: &[&str] = &[
-    // h1, h2 and net borrow helpers (`chain`, `truncate`) from lane, which
-    // drives them: they move down into a module of their own.
-    "src/http",
-];
+const KNOWN_CIRCLES: &[&str] = &[];
 
 /// The graph of each folder's children, by the folder's path from the
 /// crate (`src/report`); `root` is the crate's `src/`.

@@ -61,6 +61,7 @@ fn target(truth: Truth, timeout_ms: u64, by_status: BTreeMap<String, Summary>) -
         protocol: "h2".into(),
         sync: "last-byte".into(),
         connections: 1,
+        flow: None,
     }
 }
 

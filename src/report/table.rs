@@ -7,7 +7,7 @@ use comfy_table::{Cell, CellAlignment, Color, Table};
 use super::{fmt_count, fmt_us, RunResult};
 use crate::db::DbKind;
 use crate::outcome::Outcome;
-use crate::result::{NemesisInfo, Summary, Truth};
+use crate::result::{FlowInfo, NemesisInfo, Summary, Truth};
 use crate::verdict::{self, Verdict};
 
 /// Render one run for a terminal (`color` adds ANSI colours to the verdict).
@@ -113,6 +113,9 @@ pub fn render_run(r: &RunResult, color: bool) -> String {
     }
     out.push_str(&lat.to_string());
     out.push('\n');
+    if let Some(flow) = r.target.as_ref().and_then(|t| t.flow.as_ref()) {
+        out.push_str(&flow_steps(flow));
+    }
 
     let tp = &r.throughput;
     let cpu = tp.client_cpu_us_per_attempt.map_or(String::new(), |c| {
@@ -362,4 +365,60 @@ pub fn verdict_color(v: Option<Verdict>) -> Color {
         Some(Verdict::Inconclusive) => Color::Cyan,
         None => Color::Magenta,
     }
+}
+
+/// An HTTP flow's steps: requests by status, failures and latency, and
+/// the buyers a step before the race put out of it.
+fn flow_steps(f: &FlowInfo) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "step", "request", "phase", "requests", "statuses", "failed", "p50", "p99", "max",
+    ]);
+    for s in &f.steps {
+        let statuses: Vec<String> = s
+            .by_status
+            .iter()
+            .map(|(k, n)| format!("{k}: {}", fmt_count(*n)))
+            .collect();
+        let phase = if s.every {
+            format!("{} (every)", s.phase)
+        } else {
+            s.phase.clone()
+        };
+        let right = |v: String| Cell::new(v).set_alignment(CellAlignment::Right);
+        t.add_row(vec![
+            Cell::new(&s.name),
+            Cell::new(&s.request),
+            Cell::new(phase),
+            right(fmt_count(s.requests)),
+            Cell::new(statuses.join(", ")),
+            right(fmt_count(s.failed)),
+            right(fmt_us(s.latency_us.p50)),
+            right(fmt_us(s.latency_us.p99)),
+            right(fmt_us(s.latency_us.max)),
+        ]);
+    }
+    let mut out = format!("flow {}\n{t}\n", f.file);
+    if f.out_of_race > 0 {
+        out.push_str(&format!(
+            "out of the race: {} buyers (--max-setup-failures {})\n",
+            f.out_of_race, f.max_setup_failures
+        ));
+        for c in &f.setup_failures {
+            out.push_str(&format!(
+                "  step {:?}, HTTP {}: {} buyers: {}\n",
+                c.step, c.status, c.buyers, c.message
+            ));
+        }
+    }
+    for s in &f.steps {
+        for e in &s.failures {
+            out.push_str(&format!(
+                "step {:?} failed {} times: {}\n",
+                s.name, e.count, e.message
+            ));
+        }
+    }
+    out
 }

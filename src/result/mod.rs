@@ -211,6 +211,56 @@ pub struct TargetInfo {
     /// Connections racelab opened to the target before the barrier.
     #[serde(default)]
     pub connections: u64,
+    /// The flow each buyer ran (`--flow`): per-step counts and latency, and
+    /// the buyers a step before the race put out of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Box<FlowInfo>>,
+}
+
+/// What the buyers of a flow did, step by step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowInfo {
+    /// The flow file as given.
+    pub file: String,
+    pub steps: Vec<StepInfo>,
+    /// Buyers out of the race: a step before it failed for them.
+    pub out_of_race: u64,
+    /// `--max-setup-failures`: more buyers out than this and the run is
+    /// inconclusive.
+    pub max_setup_failures: u64,
+    /// What put buyers out of the race, commonest first.
+    pub setup_failures: Vec<SetupFailure>,
+}
+
+/// One step of a flow over every buyer and attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepInfo {
+    pub name: String,
+    /// `METHOD PATH` as written (placeholders, never values).
+    pub request: String,
+    /// `before`, `race` or `after`.
+    pub phase: String,
+    /// Run before each attempt rather than once per buyer.
+    pub every: bool,
+    pub requests: u64,
+    /// Requests that did not let the buyer go on (an unexpected status, no
+    /// response, an extraction that found nothing).
+    pub failed: u64,
+    /// Requests by status code (`none`: no response).
+    pub by_status: BTreeMap<String, u64>,
+    pub latency_us: Summary,
+    /// The first distinct failures, with how often each occurred.
+    pub failures: Vec<ErrorCount>,
+}
+
+/// Buyers one step put out of the race, by its status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SetupFailure {
+    pub step: String,
+    /// The status code, or `none` (no response, or nothing to extract).
+    pub status: String,
+    pub buyers: u64,
+    pub message: String,
 }
 
 fn http11() -> String {

@@ -109,8 +109,8 @@ pub fn escapes(strategy: &Strategy) -> Vec<Escape> {
             .params
             .iter()
             .map(|p| match p {
-                super::parse::SetupParam::Product => "product".to_string(),
-                super::parse::SetupParam::InitialStock => "initial_stock".to_string(),
+                super::program::SetupParam::Product => "product".to_string(),
+                super::program::SetupParam::InitialStock => "initial_stock".to_string(),
             })
             .collect();
         (s.line, &s.sql, &s.placeholders, names, true)

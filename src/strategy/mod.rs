@@ -19,6 +19,7 @@ pub(crate) mod facts;
 mod interp;
 mod lex;
 mod parse;
+mod program;
 mod redis;
 pub use redis::command_names as redis_command_names;
 mod vars;
@@ -34,8 +35,9 @@ pub use interp::{
     SetupCall, StepGate, TxEffect,
 };
 pub use lex::Placeholder;
-pub use parse::{parse, Program};
-pub(crate) use parse::{Instr, Stmt};
+pub use parse::parse;
+pub use program::Program;
+pub(crate) use program::{Instr, Stmt};
 pub(crate) use vars::{ATTEMPT, BUILTIN_VARS, BUYER, PRODUCT, QTY, ROWS, TRY};
 
 /// A parse or load error: file, line, column, the line itself and a caret.

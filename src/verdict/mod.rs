@@ -90,6 +90,9 @@ pub enum Untested {
     /// The race was aborted before it finished (the buyers made no
     /// progress, the network froze): a partial race proves no safety.
     Aborted,
+    /// More buyers than `--max-setup-failures` were put out of the race
+    /// by a step before it (an HTTP flow): the race was not the one asked for.
+    SetupFailed,
 }
 
 /// Whether (and why) a run's race tested nothing; None when it did, or
@@ -102,6 +105,10 @@ pub fn untested(r: &RunResult) -> Option<Untested> {
     }
     if r.status == Status::Aborted {
         return Some(Untested::Aborted);
+    }
+    let flow = r.target.as_ref().and_then(|t| t.flow.as_ref());
+    if flow.is_some_and(|f| f.out_of_race > f.max_setup_failures) {
+        return Some(Untested::SetupFailed);
     }
     if r.outcomes.attempts > 0 && a.units_sold == 0 {
         return Some(Untested::NothingSold);
@@ -127,6 +134,21 @@ pub fn why_inconclusive(r: &RunResult) -> Option<String> {
         // The reason follows the sentence (`[aborted: ...]`).
         Untested::Aborted => {
             "the race was aborted before it finished, so it proves nothing".to_string()
+        }
+        Untested::SetupFailed => {
+            let f = r.target.as_ref()?.flow.as_ref()?;
+            let first = f.setup_failures.first().map_or(String::new(), |c| {
+                format!(
+                    "; commonest: step {:?} for {} (HTTP {}: {})",
+                    c.step, c.buyers, c.status, c.message
+                )
+            });
+            format!(
+                "{} of {} buyers were out of the race, more than --max-setup-failures {}: \
+                 a step before the race failed for them{first}; fix that step (or allow \
+                 the failures with --max-setup-failures)",
+                f.out_of_race, r.scenario.buyers, f.max_setup_failures
+            )
         }
         Untested::NothingSold => {
             let mut why = format!(
@@ -872,6 +894,7 @@ mod tests {
             protocol: "http/1.1".into(),
             sync: "last-byte".into(),
             connections: 100,
+            flow: None,
         };
         let u = unmapped(&t, 100).unwrap();
         assert_eq!(

@@ -553,7 +553,7 @@ fn body_escaping() -> Result<(), Failed> {
     let bad = http(&[&url, "--stock", "1", "--body", "{{buyr}}"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
-        stderr(&bad).contains("unknown placeholder {{buyr}}"),
+        stderr(&bad).contains("unknown variable {{buyr}}; did you mean {{buyer}}?"),
         "{}",
         stderr(&bad)
     );

@@ -8,6 +8,8 @@
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
 mod badinput;
+mod browser;
+mod classroom;
 mod cli;
 mod common;
 mod db;
@@ -15,6 +17,7 @@ mod explore;
 mod faults;
 mod http;
 mod http2;
+mod http_flows;
 mod interp;
 mod nemesis;
 mod openloop;
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     trials.extend(tricky::tests());
     trials.extend(http::tests());
     trials.extend(http2::tests());
+    trials.extend(http_flows::tests());
     trials.extend(badinput::tests());
     trials.extend(faults::tests());
     trials.extend(nemesis::tests());
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
     trials.extend(safety::tests());
+    trials.extend(classroom::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
     };
     let after = libtest_mimic::run(&one_at_a_time, alone);
     conclusion.num_failed += after.num_failed;
+    http_flows::stop_shop();
     let stopped = server.shutdown();
     if let Err(e) = &stopped {
         eprintln!("error: could not stop the shared test server: {e:#}");
