@@ -16,7 +16,6 @@ pub mod explore;
 mod lab;
 mod service;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{self, CommonArgs, DbArgs, GateArgs, HttpArgs, OutputArgs, ScenarioArgs};
@@ -183,6 +182,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
             (TargetPlan::Http(Box::new(service)), gate.repeat > 1)
         }
     };
+    open_files_for(&pipeline.scenario, &target)?;
     let baseline = if gate.baseline.is_empty() {
         Vec::new()
     } else {
@@ -200,6 +200,64 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         output,
         grouped,
     })
+}
+
+/// The most connections of its own a race may open to a cluster racelab
+/// starts (no `--database-url`): each is a server process of a few
+/// megabytes, on the same machine as racelab; a kept cluster's default
+/// `max_connections` is the same.
+pub const MAX_EMBEDDED_CONNECTIONS: u32 = 1_000;
+
+/// Check (and raise, where it can) the process's limit on open files for
+/// the race's connections: one per buyer (or per pooled connection), and
+/// one more per buyer for Redis; refuse the race, before anything starts,
+/// when the hard limit is too low, or when a cluster racelab starts would
+/// need more server processes than `MAX_EMBEDDED_CONNECTIONS`.
+fn open_files_for(sc: &Scenario, target: &TargetPlan) -> anyhow::Result<()> {
+    use crate::engine::limits::{ensure_open_files, SPARE_FILES};
+    let (connections, redis, lab) = match target {
+        TargetPlan::Lab(lab) => {
+            let redis = lab.strategies.iter().any(|s| s.program.uses_redis());
+            (sc.connections_needed(), redis.then_some(sc.buyers), true)
+        }
+        TargetPlan::Http(_) => (sc.buyers, None, false),
+    };
+    let embedded = matches!(target, TargetPlan::Lab(l) if l.db.database_url.is_none());
+    if embedded && connections > MAX_EMBEDDED_CONNECTIONS {
+        return Err(bad_input(format!(
+            "--buyers {} would open {connections} connections, one per buyer, and a cluster \
+             racelab starts takes at most {MAX_EMBEDDED_CONNECTIONS} (each is a server \
+             process): share a pool with --connections {MAX_EMBEDDED_CONNECTIONS} (or fewer), \
+             or race a server of your own with --database-url",
+            sc.buyers
+        )));
+    }
+    let needed = u64::from(connections) + u64::from(redis.unwrap_or(0)) + SPARE_FILES;
+    let Err(lim) = ensure_open_files(needed) else {
+        return Ok(());
+    };
+    let per = if redis.is_some() { 2 } else { 1 };
+    let fit = lim.hard.saturating_sub(SPARE_FILES) / per;
+    let fix = if lab {
+        format!(
+            "share a pool of connections with --connections {}",
+            fit.max(1)
+        )
+    } else {
+        format!("race fewer buyers (--buyers {})", fit.max(1))
+    };
+    Err(bad_input(format!(
+        "this race needs about {} open files at once ({} connections{}), but this process may \
+         open at most {} (ulimit -Hn): {fix}, or raise the limit",
+        lim.needed,
+        connections,
+        if redis.is_some() {
+            " and one to Redis per buyer"
+        } else {
+            ""
+        },
+        lim.hard
+    )))
 }
 
 /// The default `--no-progress`: a race in which no attempt finishes for
@@ -318,13 +376,7 @@ pub fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
         ("--trace", out.trace.as_ref().and_then(|f| f.as_ref())),
     ] {
         let Some(file) = file else { continue };
-        if let Some(parent) = existing_parent_missing(file) {
-            return Err(bad_input(format!(
-                "{flag} {}: directory {} does not exist",
-                file.display(),
-                parent.display()
-            )));
-        }
+        crate::report::save::check_output_file(flag, file)?;
     }
     Ok(Output {
         json: out.json,
@@ -335,12 +387,6 @@ pub fn output_of(out: &OutputArgs) -> anyhow::Result<Output> {
         trace_file: out.trace.clone().flatten(),
         histogram: out.histogram,
     })
-}
-
-/// The directory a file would go into, when it is named and is missing.
-fn existing_parent_missing(file: &std::path::Path) -> Option<PathBuf> {
-    let parent = file.parent().filter(|p| !p.as_os_str().is_empty())?;
-    (!parent.is_dir()).then(|| parent.to_path_buf())
 }
 
 #[cfg(test)]
