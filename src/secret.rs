@@ -20,7 +20,7 @@ use url::Url;
 pub const REDACTED: &str = "***";
 
 /// A secret string: shown as `***` everywhere, read with `expose`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
 
 impl Secret {
@@ -181,6 +181,65 @@ pub fn redact_text(text: &str, public: &[&str], placeholder: &str) -> String {
     }
 }
 
+/// A URL as written, which may hold `{{placeholders}}` and so may not
+/// parse: the password of its user info and the value of every query
+/// parameter replaced by `***`, except a value that is one placeholder
+/// alone (a name, not a value); a fragment likewise.
+pub fn redact_written(text: &str) -> String {
+    let (before_fragment, fragment) = match text.split_once('#') {
+        Some((b, f)) if !f.is_empty() => (b, Some(f)),
+        Some((b, _)) => (b, None),
+        None => (text, None),
+    };
+    let (base, query) = match before_fragment.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (before_fragment, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(q) = query {
+        out.push('?');
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if !v.is_empty() && !is_placeholder(v) => format!("{k}={REDACTED}"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    if fragment.is_some() {
+        out.push('#');
+        out.push_str(REDACTED);
+    }
+    out
+}
+
+/// `scheme://user:password@host...` with the password replaced.
+fn redact_userinfo(base: &str) -> String {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((info, host)) => {
+            let user = info.split_once(':').map_or(info, |(u, _)| u);
+            let hidden = if info.contains(':') {
+                format!("{user}:{REDACTED}")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{hidden}@{host}{path}")
+        }
+        None => base.to_string(),
+    }
+}
+
+/// `{{name}}` and nothing else.
+fn is_placeholder(v: &str) -> bool {
+    v.starts_with("{{") && v.ends_with("}}") && v[2..v.len() - 2].chars().all(|c| c != '}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +277,16 @@ mod tests {
         );
         assert_eq!(redact_text("not a url :pw", &[], "<the URL>"), "<the URL>");
         assert_eq!(redact_text("http://h/p", &[], "<the URL>"), "http://h/p");
+    }
+
+    #[test]
+    fn written_urls_keep_placeholders_and_lose_values() {
+        assert_eq!(
+            redact_written("http://ann:pw@h:8/buy/{{product}}?api_key=s3cret&u={{user}}&x=#f"),
+            "http://ann:***@h:8/buy/{{product}}?api_key=***&u={{user}}&x=#***"
+        );
+        assert_eq!(redact_written("/buy?token=abc"), "/buy?token=***");
+        assert_eq!(redact_written("http://h/p"), "http://h/p");
+        assert_eq!(redact_written("http://ann@h/p?flag"), "http://ann@h/p?flag");
     }
 }

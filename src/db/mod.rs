@@ -602,33 +602,28 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
-/// A URL fit to print: any password (in the user info or a `password`
-/// query parameter) replaced by `***`.
+/// A URL fit to print: the password of its user info and every query
+/// value replaced by `***`, but for libpq's parameters that are known to
+/// hold no secret (`sslmode`, `application_name`, ...).
 pub fn redact_url(url: &str) -> String {
-    let Ok(mut u) = url::Url::parse(url) else {
-        return "<the database URL>".into();
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    if u.query_pairs()
-        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
-    {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k.eq_ignore_ascii_case("password") {
-                    "***".to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
+    crate::secret::redact_text(url, PUBLIC_PARAMS, "<the database URL>")
 }
+
+/// Connection URL parameters shown as they are.
+const PUBLIC_PARAMS: &[&str] = &[
+    "sslmode",
+    "application_name",
+    "connect_timeout",
+    "target_session_attrs",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "sslrootcert",
+    "channel_binding",
+    "gssencmode",
+];
 
 #[cfg(test)]
 mod tests {
@@ -643,6 +638,8 @@ mod tests {
         let r = redact_url("postgresql://bob@h/app?sslmode=require&password=s3cret");
         assert!(!r.contains("s3cret"), "{r}");
         assert!(r.contains("sslmode=require"), "{r}");
+        let r = redact_url("postgres://h/db?sslmode=disable&api_key=t0ken");
+        assert_eq!(r, "postgres://h/db?sslmode=disable&api_key=***");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact_url("postgres://a:s3cret@[bad"), "<the database URL>");
     }

@@ -19,7 +19,7 @@ fn lanes_for(url: &str, method: Method, protocol: Protocol, sync: Sync) -> Arc<H
     .unwrap();
     let step = Step {
         name: "request".into(),
-        request: format!("{method} {}", url.path_text()),
+        request: format!("{method} {}", url.shown_path()),
         method,
         url,
         headers: Vec::new(),
