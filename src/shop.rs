@@ -309,6 +309,49 @@ impl Shop {
     }
 }
 
+/// The largest quantity one purchase may ask for.
+const MAX_QTY: i64 = 1_000_000;
+
+impl Shop {
+    /// A purchase the shop can serve, or why not: a body that is not an
+    /// object (400), a quantity below 1 or above `MAX_QTY` (400: a
+    /// negative one would add stock), an attempt id below 1 (400), a
+    /// product the shop does not sell (404).
+    fn check_purchase(
+        &self,
+        body: &Value,
+        product: i64,
+        qty: i64,
+        attempt: Option<i64>,
+    ) -> Result<(), (StatusCode, String)> {
+        let bad = |e: String| Err((StatusCode::BAD_REQUEST, e));
+        if !body.is_object() {
+            return bad(format!(
+                "the body must be a JSON object like {{\"product\": 1, \"qty\": 1}}, got {body}"
+            ));
+        }
+        if !(1..=MAX_QTY).contains(&qty) {
+            return bad(format!("`qty` must be between 1 and {MAX_QTY}, got {qty}"));
+        }
+        if attempt.is_some_and(|a| a < 1) {
+            return bad(format!(
+                "`attempt` must be 1 or more, got {}",
+                attempt.unwrap_or_default()
+            ));
+        }
+        if !self.seeds.iter().any(|p| p.id == product) {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no product {product}: this shop sells products 1 to {}",
+                    self.seeds.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn reply(code: StatusCode, body: Value) -> (StatusCode, Json<Value>) {
     (code, Json(body))
 }
@@ -351,6 +394,9 @@ async fn purchase(State(shop): State<Arc<Shop>>, body: Bytes) -> (StatusCode, Js
         Ok(f) => f,
         Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "error": e })),
     };
+    if let Err((code, e)) = shop.check_purchase(&parsed, product, qty, attempt) {
+        return reply(code, json!({ "error": e }));
+    }
     if parsed.get("buyer").is_some() {
         shop.lock_arrivals().note(buyer, arrived);
     }
