@@ -8,6 +8,7 @@
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
 mod badinput;
+mod bounds;
 mod browser;
 mod classroom;
 mod cli;
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
     trials.extend(openloop::tests());
     trials.extend(pgbouncer::tests());
     trials.extend(safety::tests());
+    trials.extend(bounds::tests());
     trials.extend(classroom::tests());
 
     if args.list {
