@@ -358,6 +358,19 @@ pub fn render(s: &Strategy) -> String {
         }
     }
 
+    let leaving: Vec<(usize, String)> = strategy::confine::escapes(s)
+        .into_iter()
+        .filter_map(|e| match e.reach {
+            strategy::confine::Reach::Leaves(why) => Some((e.line, why)),
+            _ => None,
+        })
+        .collect();
+    for (line, why) in &leaving {
+        notes[at(*line)].push(format!(
+            "LEAVES THE LAB: {why}; racelab refuses it on a server it did not start"
+        ));
+    }
+
     let mut out = String::new();
     let _ = writeln!(out, "Strategy {} — annotated\n", s.name);
     let width = lines.len().to_string().len();
@@ -401,6 +414,22 @@ pub fn render(s: &Strategy) -> String {
         let _ = writeln!(
             out,
             "Setup: a \\setup block changes the lab before the race (see the notes above)"
+        );
+    }
+    if !leaving.is_empty() {
+        let lines: Vec<String> = leaving.iter().map(|(l, _)| l.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "Lab: {} {} outside racelab's schema: on a server racelab did not start \
+             the script is refused before anything runs (exit 2); the verdict below is about \
+             the purchase alone",
+            if lines.len() == 1 { "line" } else { "lines" },
+            lines.join(", ")
+                + if lines.len() == 1 {
+                    " reaches"
+                } else {
+                    " reach"
+                }
         );
     }
     let v = verdict(prog);
@@ -560,6 +589,35 @@ mod tests {
                 .any(|f| f.lines == vec![2] && f.text.contains("cannot read")),
             "{:?}",
             v.findings
+        );
+    }
+
+    #[test]
+    fn a_statement_that_leaves_the_lab_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("esc.sql");
+        std::fs::write(
+            &path,
+            "-- esc\n\\setup\nDROP SCHEMA public CASCADE;\n\\endsetup\nBEGIN;\n\
+             UPDATE products SET stock = stock - :qty WHERE id = :product AND stock >= :qty;\n\
+             COPY (SELECT 1) TO PROGRAM 'id';\nCOMMIT;\n",
+        )
+        .unwrap();
+        let out = render(&strategy::load(path.to_str().unwrap()).unwrap());
+        for line in [
+            "3 | DROP SCHEMA public CASCADE;",
+            "7 | COPY (SELECT 1) TO PROGRAM 'id';",
+        ] {
+            assert!(
+                out.contains(&format!("{line}\n  |     ▸ LEAVES THE LAB")),
+                "{out}"
+            );
+        }
+        assert!(out.contains("\nLab: lines 3, 7 reach outside"), "{out}");
+        let out = render(&strategy::load("conditional").unwrap());
+        assert!(
+            !out.contains("LEAVES THE LAB") && !out.contains("\nLab:"),
+            "{out}"
         );
     }
 
