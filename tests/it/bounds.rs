@@ -30,6 +30,10 @@ pub fn tests() -> Vec<Trial> {
             "bounds::buyers_blocked_outside_the_race_stop_it_naming_the_lock",
             blocked_outside,
         ),
+        trial(
+            "bounds::a_livelock_of_upgraded_share_locks_stops_the_race",
+            livelock,
+        ),
         trial("bounds::nothing_to_sell_is_inconclusive", nothing_to_sell),
         trial(
             "bounds::unwritable_outputs_are_refused_before_the_lab_is_touched",
@@ -174,6 +178,38 @@ fn blocked_outside() -> anyhow::Result<()> {
         ensure!(v["verdict"] == "inconclusive", "verdict {}", v["verdict"]);
         anyhow::Ok(())
     })
+}
+
+fn livelock() -> anyhow::Result<()> {
+    // Every buyer share-locks the row, then upgrades: each waits on the
+    // others' share locks; a deadlock victim retries (--max-tries 0) and
+    // takes its share lock again.
+    let dir = tempfile::tempdir()?;
+    let s = script(
+        dir.path(),
+        "livelock.sql",
+        "-- livelock\nBEGIN;\nSELECT stock FROM products WHERE id = :product FOR SHARE \\gset\n\
+         UPDATE products SET stock = :stock - :qty WHERE id = :product;\n\
+         INSERT INTO orders (product_id, buyer_id, attempt_id, qty) VALUES (:product, :buyer, :attempt, :qty);\n\
+         COMMIT;\n",
+    );
+    let out = racelab_cmd_on(
+        "bounds_livelock",
+        &["run", "--strategy", &s, "--buyers", "30", "--stock", "100"],
+    )
+    .args(["--max-tries", "0", "--no-progress", "3", "--json"])
+    .output()?;
+    says(
+        &out,
+        3,
+        &[
+            "the buyers make no progress",
+            "wait on locks other buyers hold",
+        ],
+    )?;
+    let v = json(&out)?;
+    ensure!(v["verdict"] == "inconclusive", "verdict {}", v["verdict"]);
+    Ok(())
 }
 
 fn nothing_to_sell() -> anyhow::Result<()> {
