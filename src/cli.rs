@@ -52,6 +52,9 @@ pub enum Command {
     /// Run every interleaving of a few buyers, one SQL statement at a time,
     /// each from a fresh lab, audited: a proof for k buyers, not a sample.
     Explore(ExploreArgs),
+    /// Relay a service's PostgreSQL connections to a server, recording what
+    /// each one did (statements, bound values, results, transactions).
+    Proxy(ProxyArgs),
     /// Manage a kept PostgreSQL cluster that later runs reuse.
     Db {
         #[command(subcommand)]
@@ -372,6 +375,9 @@ pub struct HttpArgs {
     pub truth: TruthArgs,
 
     #[command(flatten)]
+    pub service: ServiceArgs,
+
+    #[command(flatten)]
     pub scenario: ScenarioArgs,
 
     #[command(flatten)]
@@ -523,7 +529,7 @@ pub struct TruthArgs {
     /// Truth, most trusted: a read-only query on the service's database
     /// returning one row with a `stock` column (and optionally `units_sold`),
     /// run before and after each race.
-    #[arg(long, value_name = "SQL", requires = "database_url")]
+    #[arg(long, value_name = "SQL")]
     pub verify_sql: Option<String>,
 
     /// The service's database, for --verify-sql and --reset-sql.
@@ -551,7 +557,7 @@ pub struct TruthArgs {
     pub reset_url: Option<String>,
 
     /// Run this SQL on --database-url before each repetition (restore the stock).
-    #[arg(long, value_name = "SQL", requires = "database_url")]
+    #[arg(long, value_name = "SQL")]
     pub reset_sql: Option<String>,
 
     /// Seconds to wait for a connection to the database.
@@ -743,4 +749,65 @@ pub struct ExploreArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `racelab proxy`: a PostgreSQL wire-protocol proxy that records.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The server to relay to: a postgres:// URL or HOST:PORT. Only its
+    /// address is used: each client authenticates to the server itself,
+    /// through the proxy.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+
+    /// The address to listen on (port 0: any free port, printed at start).
+    /// Clients connect in plain text: the proxy answers SSLRequest with `N`.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Write every connection's statements, bound values, results, errors
+    /// and transactions to FILE as JSON Lines (never a password).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Print nothing but the listening address.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// A service racelab starts (or awaits) behind its wire proxy (`http`).
+#[derive(Debug, Args, Default)]
+pub struct ServiceArgs {
+    /// Start the service with this shell command (`sh -c`) before the race,
+    /// its database reached through racelab's wire proxy: `DATABASE_URL`
+    /// and any `{database_url}` in CMD are the proxy's URL. The database
+    /// is --database-url, else an embedded throwaway cluster. The service's
+    /// whole process group is stopped at the end; the result records its
+    /// statements, transactions and the anomalies they show.
+    #[arg(long, value_name = "CMD")]
+    pub service: Option<String>,
+
+    /// A URL that answers (any HTTP status) once the service is ready
+    /// (default: the target's origin).
+    #[arg(long, value_name = "URL")]
+    pub service_ready: Option<String>,
+
+    /// Seconds to wait for the service to answer before giving up.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub service_timeout: f64,
+
+    /// Where the service's output goes (default: service-TIME.log in --out).
+    #[arg(long, value_name = "FILE", requires = "service")]
+    pub service_log: Option<PathBuf>,
+
+    /// Listen on ADDR with racelab's wire proxy for a service you start
+    /// yourself, with its DATABASE_URL at ADDR (the database: --database-url,
+    /// else an embedded cluster).
+    #[arg(long, value_name = "ADDR", conflicts_with = "service")]
+    pub db_proxy: Option<String>,
+
+    /// Also write the proxy's record (every statement, as `racelab proxy
+    /// --record` does) to FILE as JSON Lines.
+    #[arg(long, value_name = "FILE")]
+    pub db_record: Option<PathBuf>,
 }

@@ -20,7 +20,8 @@
 //! - `trace`, `explain`: teaching aids over the strategy and the lab.
 //! - domain modules, which take no `cli` types: `engine` (barrier, buyers,
 //!   tallies, contention), `strategy` (the script language), `scenario`
-//!   (workloads), `db` (the server, the lab schema, the audit queries).
+//!   (workloads), `db` (the server, the lab schema, the audit queries),
+//!   `proxy` (the PostgreSQL wire proxy that records a service's SQL).
 //! - leaves: `error` (failure kinds and exit codes), `outcome`, `suggest`,
 //!   `timings`, `hex`.
 //!
@@ -41,11 +42,13 @@ pub mod http;
 pub mod lab;
 pub mod outcome;
 pub mod plan;
+pub mod proxy;
 pub mod report;
 pub mod result;
 pub mod run;
 pub mod scenario;
 pub mod secret;
+pub mod service;
 pub mod shop;
 pub mod strategy;
 pub mod suggest;

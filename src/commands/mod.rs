@@ -8,7 +8,7 @@
 //! - `explore`: every interleaving of a few buyers; the same sink.
 //! - `catalog`: `list` and `show`; `explain`; `report` (HTML).
 //! - `db`: the kept cluster; `serve`: the shop over HTTP; `classroom`: the
-//!   live classroom.
+//!   live classroom; `proxy`: the wire proxy alone.
 //! - `sink`: print, save, trace file, JUnit, interrupt, `--expect`.
 
 pub mod catalog;
@@ -16,6 +16,7 @@ pub mod classroom;
 pub mod db;
 pub mod explain;
 pub mod explore;
+pub mod proxy;
 pub mod race;
 pub mod report;
 pub mod serve;
@@ -43,5 +44,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Db { command } => db::db(command),
         Command::Serve(args) => serve::serve(&args),
         Command::Classroom(args) => classroom::classroom(&args),
+        Command::Proxy(args) => proxy::proxy(&args),
     }
 }

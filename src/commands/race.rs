@@ -11,17 +11,29 @@ use crate::verdict::{self, Gate};
 use super::sink::{self, Results};
 
 /// Carry out a race plan on its target, then hand the runs to the sink.
-pub fn race(plan: Plan) -> anyhow::Result<()> {
+pub fn race(mut plan: Plan) -> anyhow::Result<()> {
     let control = Control::new();
-    let (pipeline, output) = (&plan.pipeline, &plan.output);
-    let runs = crate::engine::until_signal(&control, async {
-        match &plan.target {
-            TargetPlan::Lab(lab) => crate::lab::execute(lab, pipeline, output, &control).await,
-            TargetPlan::Http(service) => {
-                crate::http::execute(service, pipeline, output, &control).await
+    let Plan {
+        pipeline,
+        output,
+        target,
+        backend,
+        ..
+    } = &mut plan;
+    let (pipeline, output) = (&*pipeline, &*output);
+    let ctl = &control;
+    let runs = crate::engine::until_signal(&control, async move {
+        match (target, backend) {
+            (TargetPlan::Lab(lab), _) => crate::lab::execute(lab, pipeline, output, ctl).await,
+            (TargetPlan::Http(service), None) => {
+                crate::http::execute(service, pipeline, output, ctl).await
+            }
+            (TargetPlan::Http(service), Some(backend)) => {
+                behind_proxy(service, backend, pipeline, output, ctl).await
             }
         }
     })?;
+    let output = &plan.output;
     let deltas = if plan.baseline.is_empty() {
         Vec::new()
     } else {
@@ -34,6 +46,39 @@ pub fn race(plan: Plan) -> anyhow::Result<()> {
     };
     sink::write(&raced, output)?;
     sink::conclude(&raced, &control)
+}
+
+/// Race a service started (or awaited) behind the wire proxy: the
+/// database, the proxy and the service up, the races, then all of it
+/// stopped, whatever the races did.
+async fn behind_proxy(
+    service: &mut crate::http::Service,
+    plan: &crate::service::ServicePlan,
+    pipeline: &crate::run::Pipeline,
+    output: &Output,
+    control: &std::sync::Arc<Control>,
+) -> anyhow::Result<Vec<RunResult>> {
+    let backend = crate::service::Backend::start(plan, control).await?;
+    if let Some(log) = &plan.command.as_ref().map(|_| &plan.log) {
+        output.note(&format!(
+            "racelab: the service runs behind the wire proxy at {} (its output: {})",
+            crate::db::redact_url(&backend.service_url),
+            log.display()
+        ));
+    }
+    if service.db.is_none() && (service.reset_sql.is_some() || service.needs_db()) {
+        service.db = Some(crate::http::truth::ServiceDb::new(
+            &backend.direct_url,
+            std::time::Duration::from_secs(10),
+        )?);
+    }
+    service.watch = Some(backend.watch());
+    let runs = crate::http::execute(service, pipeline, output, control).await;
+    service.watch = None;
+    let stopped = backend.shutdown();
+    let runs = runs?;
+    stopped?;
+    Ok(runs)
 }
 
 /// The runs of a race, with what they are held against.

@@ -95,6 +95,10 @@ impl Tap for Frames {
     }
 }
 
+/// How long `Group::ended_soon` waits for the connection task to write an
+/// END_STREAM after the answer came.
+const END_STREAM_WAIT: Duration = Duration::from_secs(1);
+
 /// One HTTP/2 connection and the buyers that share it.
 pub struct Group {
     send: SendRequest<Bytes>,
@@ -346,13 +350,23 @@ impl Group {
 
     /// When the END_STREAM of `stream` was written. A server may answer
     /// on the HEADERS alone, before the connection task has written the
-    /// END_STREAM after them: give that task its turn first.
+    /// END_STREAM after them: give that task its turn first, and on a busy
+    /// machine (the task on another worker, not yet scheduled) a little
+    /// time, bounded by `END_STREAM_WAIT` (a stream reset before its end
+    /// never has one).
     async fn ended_soon(&self, stream: u32) -> Option<Instant> {
-        for _ in 0..256 {
+        for _ in 0..64 {
             if let Some(at) = self.ended(stream) {
                 return Some(at);
             }
             tokio::task::yield_now().await;
+        }
+        let until = Instant::now() + END_STREAM_WAIT;
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if let Some(at) = self.ended(stream) {
+                return Some(at);
+            }
         }
         None
     }

@@ -59,6 +59,30 @@ pub struct Service {
     /// `--max-setup-failures`: buyers a step before the race may put out
     /// before the run is inconclusive.
     pub max_setup_failures: u64,
+    /// What watches the service during each race (the wire proxy of
+    /// `--service` / `--db-proxy`), if anything does.
+    pub watch: Option<Arc<dyn Watch>>,
+}
+
+/// Something that watches the service during each race: told when a race
+/// begins (after the reset and the first reading), and at its end given
+/// the requests' spans (one event per attempt, from the engine's trace) to
+/// say what the service did.
+pub trait Watch: Send + Sync {
+    fn begin(&self);
+    fn end<'a>(
+        &'a self,
+        attempts: &'a [crate::engine::AttemptTrace],
+        released_at: std::time::Instant,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Option<crate::result::ServiceInfo>> + Send + 'a>,
+    >;
+}
+
+impl std::fmt::Debug for dyn Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch")
+    }
 }
 
 /// Race the service `pipeline.repeat` times; each race is reset, read,
@@ -90,6 +114,11 @@ pub async fn execute(
 }
 
 impl Service {
+    /// Whether the truth is read from the service's database (`--verify-sql`).
+    pub fn needs_db(&self) -> bool {
+        matches!(self.source, Source::Sql { .. })
+    }
+
     async fn reset(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.reset_url {
             truth::reset_url(&self.lanes.client, url).await?;
@@ -169,6 +198,9 @@ impl Target for ServiceTarget<'_> {
         self.service.reset().await?;
         let before = self.service.read().await?;
         self.service.check_declared(&before)?;
+        if let Some(w) = &self.service.watch {
+            w.begin();
+        }
         Ok(before)
     }
 
@@ -182,6 +214,10 @@ impl Target for ServiceTarget<'_> {
         before: Reading,
     ) -> anyhow::Result<RunResult> {
         let svc = self.service;
+        let watched = match &svc.watch {
+            Some(w) => w.end(&raced.output.traces, raced.output.released_at).await,
+            None => None,
+        };
         let after = svc.read().await;
         report::recount(&mut raced);
         let outcomes = Outcomes::of(&raced.output.tally);
@@ -263,6 +299,7 @@ impl Target for ServiceTarget<'_> {
         let timeline = report::timeline(&raced, &l.flow);
         let mut result = raced.result(audit, Subject::Target(target), self.database.clone());
         result.timeline = timeline;
+        result.service = watched;
         Ok(result)
     }
 }

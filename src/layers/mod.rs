@@ -170,6 +170,7 @@ fn lower_layers_never_name_the_layers_above() {
         "watch",
         "explore",
         "classroom",
+        "service",
     ];
     let rules: &[(&str, &[&str])] = &[
         ("strategy", &above_domain),
@@ -184,6 +185,8 @@ fn lower_layers_never_name_the_layers_above() {
             ],
         ),
         ("db", &above_domain),
+        ("proxy", &above_domain),
+        ("service", &["commands", "cli", "plan"]),
         ("error", &["strategy", "scenario", "engine", "db", "cli"]),
         (
             "report",

@@ -7,11 +7,12 @@
 //! `http::Service`, `scenario::Overrides`, `db::DbOptions`) is plain.
 //!
 //! - `lab`: the SQL lab's flags (`run`, `compare`).
-//! - `service`: `http`'s flags.
+//! - `service`: `http`'s flags; `backend`: its `--service` / `--db-proxy`.
 //! - `explore`: `explore`'s flags.
 //!
 //! A new target kind adds its file here and a `TargetPlan` variant.
 
+mod backend;
 pub mod explore;
 mod lab;
 mod service;
@@ -49,6 +50,8 @@ pub struct Plan {
     pub output: Output,
     /// Print the side-by-side table: `compare`, or several repetitions.
     pub grouped: bool,
+    /// `http --service` / `--db-proxy`: the service behind the wire proxy.
+    pub backend: Option<crate::service::ServicePlan>,
 }
 
 /// What is raced.
@@ -171,6 +174,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         retry_unknown: 0,
         no_progress,
     };
+    let mut backend = None;
     let (target, grouped) = match target {
         Target::Lab(strategies, a) => {
             let lab = lab_of(strategies, a, &mut pipeline)?;
@@ -178,7 +182,8 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
             (TargetPlan::Lab(Box::new(lab)), compare || gate.repeat > 1)
         }
         Target::Http(request, a) => {
-            let service = service_of(request, a, &output, &mut pipeline)?;
+            backend = backend::backend_of(a, &output)?;
+            let service = service_of(request, a, &output, &mut pipeline, backend.is_some())?;
             (TargetPlan::Http(Box::new(service)), gate.repeat > 1)
         }
     };
@@ -199,6 +204,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         max_regression: gate.max_regression,
         output,
         grouped,
+        backend,
     })
 }
 

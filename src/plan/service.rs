@@ -204,12 +204,15 @@ pub fn service_of(
     a: &HttpArgs,
     output: &Output,
     pipeline: &mut Pipeline,
+    proxied: bool,
 ) -> anyhow::Result<http::Service> {
     let t = &a.truth;
     let connect_timeout = super::connect_timeout(t.connect_timeout)?;
     let db = match (&t.verify_sql, &t.reset_sql, &t.database_url) {
         (None, None, _) => None,
         (_, _, Some(url)) => Some(truth::ServiceDb::new(url, connect_timeout)?),
+        // The embedded cluster the service gets: known once it runs.
+        (_, _, None) if proxied => None,
         (_, _, None) => {
             return Err(bad_input(
                 "--verify-sql and --reset-sql need --database-url (or DATABASE_URL): the service's database",
@@ -248,6 +251,8 @@ pub fn service_of(
         .as_deref()
         .map(|u| parse_url("--reset-url", u))
         .transpose()?;
+    // The requests' spans, for the service's trace.
+    pipeline.trace |= proxied;
     let sc = &pipeline.scenario;
     if output.trace {
         if sc.buyers > MAX_TRACED_BUYERS {
@@ -366,6 +371,7 @@ pub fn service_of(
         reset_url,
         reset_sql: t.reset_sql.clone(),
         max_setup_failures: a.flow.max_setup_failures,
+        watch: None,
     })
 }
 

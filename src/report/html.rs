@@ -137,6 +137,16 @@ fn render_runs(h: &mut String, results: &[RunResult]) -> anyhow::Result<()> {
     h.push_str(&cdf_chart(results)?);
     h.push_str("<figcaption>Share of attempts finished within a time (log scale), all runs of a strategy merged.</figcaption></figure>\n");
 
+    let served: Vec<&RunResult> = results.iter().filter(|r| r.service.is_some()).collect();
+    if !served.is_empty() {
+        h.push_str("<h2>The service's SQL</h2>\n");
+        for r in served {
+            let name = format!("{} #{}", r.name(), r.repetition);
+            let info = r.service.as_ref().expect("filtered");
+            super::service::html(h, &name, info, esc);
+        }
+    }
+
     let watched: Vec<&RunResult> = results.iter().filter(|r| r.watch.is_some()).collect();
     if !watched.is_empty() {
         h.push_str("<h2>Stock over time</h2>\n");

@@ -15,6 +15,7 @@ pub mod junit;
 pub mod markup;
 pub mod progress;
 pub mod save;
+pub mod service;
 pub mod swimlane;
 pub mod table;
 pub mod timeline;
@@ -85,6 +86,12 @@ pub fn render_runs(results: &[RunResult], output: &Output, grouped: bool, color:
     }
     for t in results.iter().filter_map(|r| r.timeline.as_ref()) {
         out.push_str(&timeline::render(t));
+    }
+    for s in results.iter().filter_map(|r| r.service.as_ref()) {
+        out.push_str(&service::summary(s));
+        if let (true, Some(t)) = (output.trace, &s.trace) {
+            out.push_str(&service::render(t));
+        }
     }
     if output.histogram {
         out.push_str(&histogram::render_runs(results));

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub mod explore;
+pub mod service;
+
+pub use service::{ServiceAccess, ServiceAnomaly, ServiceInfo, ServiceStep, ServiceTrace};
 
 use crate::db::pgbouncer::PoolMode;
 use crate::db::{Audit, DbKind};
@@ -74,6 +77,10 @@ pub struct RunResult {
     /// `--trace`: the analysed timeline; printed, not part of the JSON.
     #[serde(skip)]
     pub timeline: Option<crate::trace::Timeline>,
+    /// `racelab http --service` or `--db-proxy`: the service behind the
+    /// wire proxy, and what its transactions did during this race.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceInfo>,
 }
 
 /// What a run's audit says about the strategy or service, as the result
@@ -501,6 +508,7 @@ impl RunResult {
             open_loop: record.open_loop,
             nemesis: None,
             timeline: None,
+            service: None,
         }
     }
 }

@@ -23,6 +23,7 @@ mod interp;
 mod nemesis;
 mod openloop;
 mod pgbouncer;
+mod proxy;
 mod redis;
 mod run;
 mod safety;
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
     trials.extend(safety::tests());
     trials.extend(bounds::tests());
     trials.extend(classroom::tests());
+    trials.extend(proxy::tests());
 
     if args.list {
         return libtest_mimic::run(&args, trials).exit_code();
