@@ -51,11 +51,14 @@ fn main() -> anyhow::Result<()> {
     let rt = engine::runtime()?;
     let db = rt.block_on(Database::open(&DbOptions {
         max_connections: SQL_POOL + 10,
+        // The child races reach it over TCP, with its password.
+        listen_tcp: true,
         ..DbOptions::default()
     }))?;
     let url = db
         .cluster()
-        .map(|c| c.url().to_string())
+        .and_then(|c| c.url())
+        .map(|u| u.expose().to_string())
         .ok_or_else(|| anyhow::anyhow!("expected an embedded cluster"))?;
 
     let n: u32 = 20_000_000;

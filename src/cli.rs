@@ -167,6 +167,13 @@ pub struct GateArgs {
     /// not pass).
     #[arg(long, requires = "baseline")]
     pub allow_missing: bool,
+    /// End a race in which no attempt finishes for SECONDS (a livelock, a
+    /// lock held outside the race, retries without end): it is aborted, its
+    /// partial result kept, never SAFE, with what the buyers wait on.
+    /// Default 10, longer with long think times, a slow --rate or a long
+    /// --timeout.
+    #[arg(long, value_name = "SECONDS")]
+    pub no_progress: Option<f64>,
 }
 
 /// `racelab report`.
@@ -768,7 +775,11 @@ pub enum DbCommand {
     /// Print the kept cluster's URL.
     Url,
     /// Stop the kept cluster and delete its data.
-    Stop,
+    Stop {
+        /// Stop it even while racelab runs use it (they fail).
+        #[arg(long)]
+        force: bool,
+    },
     /// Remove racelab's schema (and its Redis keys) from a server racelab
     /// did not start, listing what it removes; nothing else is touched.
     Clean {

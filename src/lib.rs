@@ -48,6 +48,7 @@ pub mod report;
 pub mod result;
 pub mod run;
 pub mod scenario;
+pub mod secret;
 pub mod service;
 pub mod shop;
 pub mod strategy;

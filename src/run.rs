@@ -42,6 +42,8 @@ pub struct Pipeline {
     pub trace: bool,
     /// `--retry-unknown`: resubmissions of an unknown attempt (0: none).
     pub retry_unknown: u32,
+    /// `--no-progress`: how long a race may go without an attempt finishing.
+    pub no_progress: Duration,
 }
 
 impl Pipeline {
@@ -68,6 +70,7 @@ impl Pipeline {
             track_contention: true,
             rate: (sc.rate_per_s > 0.0).then_some(sc.rate_per_s),
             retry_unknown: self.retry_unknown,
+            no_progress: Some(self.no_progress),
         }
     }
 }

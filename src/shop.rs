@@ -128,6 +128,12 @@ impl Arrivals {
 
 async fn serve_on(db: Arc<Database>, plan: &ShopPlan) -> anyhow::Result<()> {
     let sc = &plan.scenario;
+    strategy::confine::check_on(
+        &plan.strategy,
+        db.own_server(),
+        db.shown_as(),
+        db.unconfined(),
+    )?;
     let seeds: Vec<ProductSeed> = (1..=i64::from(sc.products))
         .map(|id| ProductSeed {
             id,
@@ -157,7 +163,7 @@ async fn serve_on(db: Arc<Database>, plan: &ShopPlan) -> anyhow::Result<()> {
     {
         let mut slots = Vec::with_capacity(plan.connections as usize);
         for i in 0..plan.connections {
-            let conn = db.connect().await?;
+            let conn = db.connect_buyer().await?;
             slots.push(Slot {
                 conn: Some(conn),
                 session: program.session(rand::random::<u64>() ^ u64::from(i)),
@@ -180,8 +186,9 @@ async fn serve_on(db: Arc<Database>, plan: &ShopPlan) -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}")?;
-        if let Some(c) = db.cluster() {
-            writeln!(out, "database: {}", c.url())?;
+        if let Some(url) = db.cluster().and_then(|c| c.url()) {
+            // The owner's own terminal or pipe: the URL that logs in.
+            writeln!(out, "database: {}", url.expose())?;
         }
         out.flush()?;
     }
@@ -260,7 +267,7 @@ impl Shop {
     async fn reset_lab(&self) -> anyhow::Result<()> {
         self.db.prepare_lab(&self.seeds).await?;
         if self.program.has_setup() {
-            let mut conn = self.db.connect().await?;
+            let mut conn = self.db.connect_buyer().await?;
             let products: Vec<(i64, i64)> = self.seeds.iter().map(|p| (p.id, p.stock)).collect();
             strategy::run_setup(self.program, &mut conn, &products)
                 .await
@@ -302,6 +309,43 @@ impl Shop {
     }
 }
 
+/// The largest quantity one purchase may ask for.
+const MAX_QTY: i64 = 1_000_000;
+
+impl Shop {
+    /// A purchase the shop can serve, or why not: a body that is not an
+    /// object (400), a quantity below 1 or above `MAX_QTY` (400: a
+    /// negative one would add stock), an attempt id below 1 (400), a
+    /// product the shop does not sell (404).
+    fn check_purchase(
+        &self,
+        product: i64,
+        qty: i64,
+        attempt: Option<i64>,
+    ) -> Result<(), (StatusCode, String)> {
+        let bad = |e: String| Err((StatusCode::BAD_REQUEST, e));
+        if !(1..=MAX_QTY).contains(&qty) {
+            return bad(format!("`qty` must be between 1 and {MAX_QTY}, got {qty}"));
+        }
+        if attempt.is_some_and(|a| a < 1) {
+            return bad(format!(
+                "`attempt` must be 1 or more, got {}",
+                attempt.unwrap_or_default()
+            ));
+        }
+        if !self.seeds.iter().any(|p| p.id == product) {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no product {product}: this shop sells products 1 to {}",
+                    self.seeds.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn reply(code: StatusCode, body: Value) -> (StatusCode, Json<Value>) {
     (code, Json(body))
 }
@@ -337,6 +381,11 @@ fn order_of(body: &[u8]) -> Result<Order, String> {
     } else {
         serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?
     };
+    if !parsed.is_object() {
+        return Err(format!(
+            "the body must be a JSON object like {{\"product\": 1, \"qty\": 1}}, got {parsed}"
+        ));
+    }
     Ok(Order {
         product: field(&parsed, "product")?.unwrap_or(1),
         qty: field(&parsed, "qty")?.unwrap_or(1),
@@ -358,6 +407,9 @@ async fn purchase(State(shop): State<Arc<Shop>>, body: Bytes) -> (StatusCode, Js
         Ok(o) => o,
         Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "error": e })),
     };
+    if let Err((code, e)) = shop.check_purchase(product, qty, attempt) {
+        return reply(code, json!({ "error": e }));
+    }
     if named {
         shop.lock_arrivals().note(buyer, arrived);
     }
@@ -371,7 +423,7 @@ async fn purchase(State(shop): State<Arc<Shop>>, body: Bytes) -> (StatusCode, Js
     let mut slot = shop.take_slot();
     let conn = match slot.conn.take() {
         Some(c) => c,
-        None => match shop.db.connect().await {
+        None => match shop.db.connect_buyer().await {
             Ok(c) => c,
             Err(e) => {
                 shop.put_slot(slot);

@@ -254,6 +254,7 @@ async fn search_and_step(
             )
         }
         End::Stuck(why) => format!("The schedule got stuck: {why}"),
+        End::Endless(why) => format!("The schedule never ended: {why}"),
         End::Stopped | End::Interrupted => "The replay was stopped.".to_string(),
     };
     room.replay

@@ -1,7 +1,9 @@
 //! `racelab db start|status|url|stop`: the kept cluster that later runs use
 //! (DESIGN §3). Output on stdout is the one thing a script wants (the URL,
 //! or with `status --json` the status as JSON). `racelab db clean`: remove
-//! racelab's schema and Redis keys from a server it did not start.
+//! racelab's schema and Redis keys from a server it did not start. `start` and
+//! `url` print the URL with the cluster's password, for the owner's
+//! programs; `status` shows it without.
 
 use std::path::PathBuf;
 
@@ -63,7 +65,7 @@ pub fn db(command: DbCommand) -> anyhow::Result<()> {
         } => {
             if let Some(info) = kept::status()? {
                 eprintln!("a kept cluster is already running (pid {})", info.pid);
-                println!("{}", info.url);
+                println!("{}", kept::url()?.expose());
                 return Ok(());
             }
             let mut opts = KeptOptions::from_env(pg_bin)?;
@@ -74,7 +76,7 @@ pub fn db(command: DbCommand) -> anyhow::Result<()> {
                 "started PostgreSQL {} (pid {}, max_connections {}); runs use it until `racelab db stop`",
                 info.server_version, info.pid, info.max_connections
             );
-            println!("{}", info.url);
+            println!("{}", kept::url_in(&opts.dirs.state_dir)?.expose());
         }
         DbCommand::Status { json } => {
             let info = kept::status()?;
@@ -104,7 +106,9 @@ pub fn db(command: DbCommand) -> anyhow::Result<()> {
                 .into());
             }
         }
-        DbCommand::Url => println!("{}", kept::url()?),
+        // The URL with the cluster's password: what the owner's programs
+        // need to log in over TCP (see `db::kept`).
+        DbCommand::Url => println!("{}", kept::url()?.expose()),
         DbCommand::Clean {
             database_url,
             schema,
@@ -127,7 +131,21 @@ pub fn db(command: DbCommand) -> anyhow::Result<()> {
             ))?;
             crate::report::emit(&cleaned_text(&url, &schema, &cleaned));
         }
-        DbCommand::Stop => {
+        DbCommand::Stop { force } => {
+            if !force {
+                let runs = rt.block_on(kept::runs_using())?;
+                if !runs.is_empty() {
+                    return Err(bad_input(format!(
+                        "the kept cluster is in use by {} racelab run{} ({}); stopping it would \
+                         fail {}: wait for {} to finish, or stop it anyway with `racelab db stop --force`",
+                        runs.len(),
+                        if runs.len() == 1 { "" } else { "s" },
+                        runs.join("; "),
+                        if runs.len() == 1 { "it" } else { "them" },
+                        if runs.len() == 1 { "it" } else { "them" },
+                    )));
+                }
+            }
             if rt.block_on(kept::stop())? {
                 eprintln!("stopped the kept cluster and deleted its data");
             } else {

@@ -4,6 +4,7 @@
 use crate::cli::ReportArgs;
 
 pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
+    crate::report::save::check_output_file("-o", &args.output)?;
     let held = crate::report::html::write(&args.files, &args.output)?;
     crate::report::emit(&format!("wrote {} ({held})\n", args.output.display()));
     Ok(())

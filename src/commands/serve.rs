@@ -60,6 +60,9 @@ fn plan(a: &ServeArgs) -> anyhow::Result<ShopPlan> {
             durable: a.db.durable,
             connect_timeout: Duration::from_secs_f64(a.db.connect_timeout.clamp(0.1, 3600.0)),
             max_connections: a.connections + 5,
+            // The "database:" line hands other programs (a service's
+            // --verify-sql) a TCP URL with the cluster's password.
+            listen_tcp: true,
         },
         quiet: a.quiet,
     })

@@ -87,7 +87,9 @@ impl Database {
             .ok()
             .and_then(|r| r.refuse(needed, buyers, &self.shown_as))
         {
-            Some(msg) => Err(anyhow::anyhow!(msg)),
+            // More buyers than the server takes is the run's request, not
+            // the server failing: the fix is a flag (exit 2).
+            Some(msg) => Err(crate::error::bad_input(msg)),
             None => Ok(()),
         }
     }

@@ -48,7 +48,8 @@ pub async fn clean(
                 url: Some(u.to_string()),
                 bin: None,
             };
-            let redis = Redis::open(&opts, &format!("{schema}:")).await?;
+            // No buyer sends anything: no confined user to make.
+            let redis = Redis::open(&opts, &format!("{schema}:"), &[]).await?;
             let removed = redis.clear().await;
             redis.shutdown().await?;
             Some(removed?)

@@ -5,13 +5,19 @@
 //! postmaster's pid), `data/` (a copy of a cached pristine `initdb`
 //! template), `sock/` (the private unix socket) and `server.log`; spawns
 //! `postgres` directly and polls `postmaster.pid` until it says "ready".
+//!
+//! Only racelab gets in (see `auth`): the socket's directory is private,
+//! and a cluster listens on TCP only when asked (`ClusterOptions::tcp`:
+//! the kept cluster, `serve`), on loopback, behind a password of its own
+//! that racelab sets right after the start; the cached template carries
+//! none.
 //! `shutdown()` (or, failing that, `Drop`) stops it with SIGINT and deletes
 //! the directory. Every start first removes clusters whose owner is dead.
 //!
 //! The kept cluster (`kept`) reuses this machinery in detached mode.
 
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write as _};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +27,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+use crate::secret::{Secret, SecretUrl};
+
+use super::auth;
 use super::bins::PgBins;
 use super::owner::is_young;
 pub use super::owner::OwnerMarker;
@@ -35,6 +44,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const PORT_TRIES: usize = 16;
 /// The database superuser created by `initdb -U`.
 pub const SUPERUSER: &str = "postgres";
+/// The port number of a cluster without TCP: only the unix socket's name
+/// (`.s.PGSQL.5432`) carries it, in a directory of its own, so it never
+/// collides with anything.
+const SOCKET_ONLY_PORT: u16 = 5432;
 
 /// What cluster to start.
 #[derive(Debug, Clone)]
@@ -51,6 +64,10 @@ pub struct ClusterOptions {
     /// The account to run `initdb`/`postgres` as; `None`: this process's
     /// user. `ClusterOptions::new` fills it in (the `postgres` user as root).
     pub run_as: Option<RunAs>,
+    /// Listen on TCP (127.0.0.1, a free port) as well, behind a password
+    /// of this cluster's own (`Cluster::url`); otherwise the private unix
+    /// socket is the only way in.
+    pub tcp: bool,
 }
 
 impl ClusterOptions {
@@ -64,6 +81,7 @@ impl ClusterOptions {
             durable: false,
             max_connections: 100,
             run_as: proc::server_user()?,
+            tcp: false,
         })
     }
 }
@@ -98,7 +116,8 @@ pub struct Cluster {
     data_dir: PathBuf,
     sock_dir: PathBuf,
     port: u16,
-    url: String,
+    /// The TCP URL with the cluster's password, when it listens on TCP.
+    url: Option<SecretUrl>,
     version: String,
     durable: bool,
     child: Option<Child>,
@@ -138,7 +157,7 @@ impl Cluster {
             sock_dir: dir.join("sock"),
             dir,
             port: 0,
-            url: String::new(),
+            url: None,
             version: String::new(),
             durable: opts.durable,
             child: None,
@@ -156,6 +175,7 @@ impl Cluster {
         cluster.version = opts.bins.version(Some(&opts.cache_dir))?;
         let t1 = Instant::now();
         cluster.timings.cold = cluster.make_data_dir(opts)?;
+        cluster.write_hba(opts)?;
         let t2 = Instant::now();
         fs::DirBuilder::new()
             .mode(0o700)
@@ -172,7 +192,9 @@ impl Cluster {
         let pid = child.id();
         cluster.child = Some(child);
         cluster.port = port;
-        cluster.url = format!("postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres");
+        if opts.tcp {
+            cluster.url = Some(cluster.set_password()?);
+        }
         if let Some(mut m) = marker {
             m.postmaster_pid = Some(pid);
             m.write(&cluster.dir)
@@ -181,9 +203,11 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// A TCP URL other programs can use: `postgresql://postgres@127.0.0.1:PORT/postgres`.
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The TCP URL other programs can use, with the cluster's password
+    /// (`postgresql://postgres:PASSWORD@127.0.0.1:PORT/postgres`; shown
+    /// redacted); `None` when the cluster does not listen on TCP.
+    pub fn url(&self) -> Option<&SecretUrl> {
+        self.url.as_ref()
     }
 
     /// The postmaster's pid.
@@ -242,6 +266,55 @@ impl Cluster {
         self.done = true;
         // Dropping a Child neither kills nor waits for it.
         self.child.take().map_or(0, |c| c.id())
+    }
+
+    /// Replace the data directory's `pg_hba.conf` with racelab's (see
+    /// `auth::PG_HBA`): whatever the template says, the socket is the only
+    /// way in without the cluster's password.
+    fn write_hba(&self, opts: &ClusterOptions) -> anyhow::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.data_dir.join("pg_hba.conf");
+        let what = || format!("could not write {}", path.display());
+        let _ = fs::remove_file(&path);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(what)?;
+        f.write_all(auth::PG_HBA.as_bytes()).with_context(what)?;
+        if let Some(u) = &opts.run_as {
+            std::os::unix::fs::fchown(&f, Some(u.uid), Some(u.gid)).with_context(what)?;
+        }
+        Ok(())
+    }
+
+    /// Give the superuser a fresh random password (as its SCRAM verifier:
+    /// the password itself never reaches the server), over the unix
+    /// socket, and return the TCP URL that carries it. Until this is done
+    /// no TCP login can succeed: the role has no password.
+    fn set_password(&self) -> anyhow::Result<SecretUrl> {
+        let password = Secret::random();
+        let sql = format!(
+            "ALTER ROLE {SUPERUSER} PASSWORD {}",
+            auth::sql_literal(&auth::scram_verifier(&password))
+        );
+        let options = self.connect_options();
+        run_on_own_runtime(|| async move {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+            sqlx::raw_sql(&sql).execute(&mut conn).await?;
+            conn.close().await?;
+            anyhow::Ok(())
+        })
+        .context("could not set the cluster's password")?;
+        let url = url::Url::parse(&format!(
+            "postgresql://{SUPERUSER}:{}@127.0.0.1:{}/postgres",
+            password.expose(),
+            self.port
+        ))
+        .context("the cluster's URL")?;
+        Ok(SecretUrl::new(url))
     }
 
     fn stop(&mut self) -> anyhow::Result<()> {
@@ -304,7 +377,8 @@ impl Cluster {
             .args([
                 "-U",
                 SUPERUSER,
-                "--auth=trust",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
                 "-E",
                 "UTF8",
                 "--no-sync",
@@ -336,7 +410,11 @@ impl Cluster {
         let log_path = self.dir.join("server.log");
         let mut last_err = None;
         for _ in 0..PORT_TRIES {
-            let port = pick_port()?;
+            let port = if opts.tcp {
+                pick_port()?
+            } else {
+                SOCKET_ONLY_PORT
+            };
             let socket = self.sock_dir.join(format!(".s.PGSQL.{port}"));
             if socket.as_os_str().len() >= 108 {
                 bail!(
@@ -438,7 +516,12 @@ fn wal_segsize_arg(version: &str) -> Option<&'static str> {
 /// memory file system.
 fn server_settings(opts: &ClusterOptions, memory: bool) -> Vec<String> {
     let mut s = vec![
-        "listen_addresses=127.0.0.1".to_string(),
+        // No TCP unless asked for: the private socket is all racelab needs.
+        format!(
+            "listen_addresses={}",
+            if opts.tcp { "127.0.0.1" } else { "" }
+        ),
+        "password_encryption=scram-sha-256".into(),
         format!("max_connections={}", opts.max_connections),
         // The log goes to server.log through stderr; keep it quiet: every
         // serialization failure would otherwise log an ERROR and its
@@ -555,6 +638,27 @@ fn stop_child(child: &mut Child) -> anyhow::Result<()> {
         }
     }
     bail!("the PostgreSQL server (pid {pid}) did not stop")
+}
+
+/// Run `work` to completion on a runtime of its own, on a thread of its
+/// own: the cluster guard is synchronous, and may be called from a
+/// blocking task of a runtime (where blocking on that runtime would panic)
+/// or from none at all.
+fn run_on_own_runtime<T: Send, F: std::future::Future<Output = anyhow::Result<T>>>(
+    work: impl FnOnce() -> F + Send,
+) -> anyhow::Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("could not start a runtime")?
+                    .block_on(work())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the thread panicked")))
+    })
 }
 
 /// A random port for the server to try. Nothing is bound here to see
@@ -869,8 +973,12 @@ mod tests {
             durable: false,
             max_connections: 42,
             run_as: None,
+            tcp: false,
         };
         let s = server_settings(&opts, true);
+        assert!(s.contains(&"listen_addresses=".to_string()));
+        opts.tcp = true;
+        assert!(server_settings(&opts, true).contains(&"listen_addresses=127.0.0.1".to_string()));
         assert!(s.contains(&"fsync=off".to_string()));
         assert!(s.contains(&"max_connections=42".to_string()));
         assert!(s.contains(&"dynamic_shared_memory_type=mmap".to_string()));

@@ -2,6 +2,10 @@
 //! of cluster as the throwaway one, but detached (own session, no death
 //! signal) and recorded in a state file (`<state_dir>/cluster.json`) so
 //! later racelabs, and other programs through its TCP URL, can use it.
+//! racelab itself goes through the private unix socket; the TCP URL needs
+//! the cluster's own password, kept beside the state file in
+//! `cluster.password`, which only its owner can read (mode 0600): `db url`
+//! adds it to the URL, and the state file never holds it.
 //!
 //! Its files live in `<state_dir>/cluster/`, except when racelab runs as
 //! root: the server then runs as an unprivileged user who usually cannot
@@ -24,6 +28,7 @@ use super::bins::find_server_bins;
 use super::cluster::{self, Cluster, ClusterOptions, Mode};
 use super::paths::{self, Dirs};
 use super::proc;
+use crate::secret::{Secret, SecretUrl};
 
 /// What `racelab db start` starts.
 #[derive(Debug, Clone)]
@@ -52,7 +57,9 @@ impl KeptOptions {
 /// The state file's contents: a running kept cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptInfo {
-    /// TCP URL for any program: `postgresql://postgres@127.0.0.1:PORT/postgres`.
+    /// The TCP URL without its password, to show:
+    /// `postgresql://postgres@127.0.0.1:PORT/postgres` (`url_in` gives
+    /// the one that logs in).
     pub url: String,
     pub pid: u32,
     pub port: u16,
@@ -75,9 +82,44 @@ impl KeptInfo {
 }
 
 const STATE_FILE: &str = "cluster.json";
+const PASSWORD_FILE: &str = "cluster.password";
 
 fn state_path(state_dir: &Path) -> PathBuf {
     state_dir.join(STATE_FILE)
+}
+
+fn password_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(PASSWORD_FILE)
+}
+
+/// Write the cluster's password where only this user can read it: a new
+/// file of mode 0600, renamed into place.
+fn write_password(state_dir: &Path, password: &Secret) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = password_path(state_dir);
+    let tmp = state_dir.join(format!(".{PASSWORD_FILE}.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(password.expose().as_bytes()))
+        .and_then(|()| fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("could not write {}", path.display()))
+}
+
+fn read_password(state_dir: &Path) -> anyhow::Result<Option<Secret>> {
+    let path = password_path(state_dir);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(Secret::new(text.trim()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
+    }
 }
 
 /// An exclusive lock on the state directory, held while reading and
@@ -86,12 +128,19 @@ struct StateLock(fs::File);
 
 impl StateLock {
     fn acquire(state_dir: &Path) -> anyhow::Result<StateLock> {
-        fs::create_dir_all(state_dir).with_context(|| {
-            format!(
-                "could not create the state directory {}",
-                state_dir.display()
-            )
-        })?;
+        use std::os::unix::fs::DirBuilderExt as _;
+        // Private: it holds the cluster's password (a directory someone
+        // made before keeps its mode; the password file is 0600 anyway).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .with_context(|| {
+                format!(
+                    "could not create the state directory {}",
+                    state_dir.display()
+                )
+            })?;
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -131,12 +180,16 @@ fn clear_stale(state_dir: &Path, info: Option<&KeptInfo>) -> anyhow::Result<()> 
     if let Some(info) = info {
         cluster::kill_and_remove(&info.cluster_dir, &info.data_dir, None)?;
     }
-    match fs::remove_file(state_path(state_dir)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(e).context("could not remove the stale state file")
+    for path in [password_path(state_dir), state_path(state_dir)] {
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("could not remove the stale {}", path.display()))
+            }
+            _ => {}
         }
-        _ => Ok(()),
     }
+    Ok(())
 }
 
 fn status_locked(state_dir: &Path) -> anyhow::Result<Option<KeptInfo>> {
@@ -165,17 +218,29 @@ pub fn status() -> anyhow::Result<Option<KeptInfo>> {
     status_in(&paths::default_state_dir()?)
 }
 
-/// The URL of the running kept cluster, or an error saying how to start one.
-pub fn url_in(state_dir: &Path) -> anyhow::Result<String> {
+/// The URL of the running kept cluster with its password (the one that
+/// logs in; shown redacted), or an error saying how to start one.
+pub fn url_in(state_dir: &Path) -> anyhow::Result<SecretUrl> {
     match status_in(state_dir)? {
-        Some(info) => Ok(info.url),
+        Some(info) => login_url(state_dir, &info),
         None => anyhow::bail!("no kept cluster is running; start one with `racelab db start`"),
     }
 }
 
 /// `url_in` the default state directory.
-pub fn url() -> anyhow::Result<String> {
+pub fn url() -> anyhow::Result<SecretUrl> {
     url_in(&paths::default_state_dir()?)
+}
+
+/// `info.url` with the password of `state_dir` in it.
+fn login_url(state_dir: &Path, info: &KeptInfo) -> anyhow::Result<SecretUrl> {
+    let mut url = url::Url::parse(&info.url)
+        .with_context(|| format!("the state file in {} is damaged", state_dir.display()))?;
+    if let Some(pw) = read_password(state_dir)? {
+        url.set_password(Some(pw.expose()))
+            .map_err(|()| anyhow::anyhow!("could not put the password in {}", info.url))?;
+    }
+    Ok(SecretUrl::new(url))
 }
 
 /// Start a kept cluster and record it. If one is already running, returns
@@ -197,6 +262,8 @@ fn start_blocking(opts: &KeptOptions) -> anyhow::Result<KeptInfo> {
     let mut copts = ClusterOptions::new(bins, &opts.dirs)?;
     copts.durable = opts.durable;
     copts.max_connections = opts.max_connections;
+    // Other programs reach it through TCP, with its password.
+    copts.tcp = true;
     let dir = kept_cluster_dir(opts, copts.run_as.is_some())?;
     // Leftovers of a kept cluster whose state file was lost.
     cluster::kill_and_remove(&dir, &dir.join("data"), None)?;
@@ -204,8 +271,16 @@ fn start_blocking(opts: &KeptOptions) -> anyhow::Result<KeptInfo> {
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    let login = cluster
+        .url()
+        .context("the kept cluster listens on no TCP port")?
+        .expose()
+        .clone();
+    let password = Secret::new(login.password().unwrap_or_default());
+    let mut shown = login;
+    let _ = shown.set_password(None);
     let mut info = KeptInfo {
-        url: cluster.url().to_string(),
+        url: shown.to_string(),
         pid: cluster.pid(),
         port: cluster.port(),
         data_dir: cluster.data_dir().to_path_buf(),
@@ -218,6 +293,7 @@ fn start_blocking(opts: &KeptOptions) -> anyhow::Result<KeptInfo> {
     };
     let json = serde_json::to_vec_pretty(&info)?;
     // If recording fails, the guard (still armed) stops the server.
+    write_password(state_dir, &password)?;
     cluster::write_file_atomic(&state_path(state_dir), &json)
         .with_context(|| format!("could not write the state file in {}", state_dir.display()))?;
     info.pid = cluster.detach();
@@ -264,6 +340,29 @@ fn stop_blocking(state_dir: &Path) -> anyhow::Result<bool> {
     }
     clear_stale(state_dir, Some(&info))?;
     Ok(was_running)
+}
+
+/// The racelab runs using the kept cluster of `state_dir` now (each as
+/// it names itself, see `claim`); none when no cluster is running.
+pub async fn runs_using_in(state_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let Some(info) = status_in(state_dir)? else {
+        return Ok(Vec::new());
+    };
+    let ask = async {
+        let mut conn = sqlx::PgConnection::connect_with(&info.connect_options()).await?;
+        let runs = super::claim::holders(&mut conn).await;
+        let _ = conn.close().await;
+        runs
+    };
+    tokio::time::timeout(Duration::from_secs(10), ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("the kept cluster did not answer within 10 s"))?
+        .context("could not ask the kept cluster which runs use it")
+}
+
+/// `runs_using_in` the default state directory.
+pub async fn runs_using() -> anyhow::Result<Vec<String>> {
+    runs_using_in(&paths::default_state_dir()?).await
 }
 
 /// The kept cluster of `state_dir` if it is up: state file, live pid, and

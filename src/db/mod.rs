@@ -18,13 +18,16 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 pub mod audit;
+pub mod auth;
 pub mod bins;
 pub mod capacity;
+pub mod claim;
 pub mod clean;
 pub mod cluster;
 mod daemon;
 pub mod keepalive;
 pub mod kept;
+pub mod lab_role;
 mod owner;
 pub mod paths;
 pub mod pgbouncer;
@@ -48,6 +51,9 @@ pub struct DbOptions {
     pub durable: bool,
     pub connect_timeout: Duration,
     pub max_connections: u32,
+    /// An embedded cluster listens on TCP too (behind its own password),
+    /// for other programs (`serve`); otherwise only on its private socket.
+    pub listen_tcp: bool,
 }
 
 impl std::fmt::Debug for DbOptions {
@@ -62,6 +68,7 @@ impl std::fmt::Debug for DbOptions {
             .field("durable", &self.durable)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_connections", &self.max_connections)
+            .field("listen_tcp", &self.listen_tcp)
             .finish()
     }
 }
@@ -75,6 +82,7 @@ impl Default for DbOptions {
             durable: false,
             connect_timeout: Duration::from_secs(10),
             max_connections: 100,
+            listen_tcp: false,
         }
     }
 }
@@ -114,6 +122,12 @@ pub struct Database {
     /// racelab's deadline on a reply (`--timeout` plus a grace), if any:
     /// bounds the audit's queries (see `bounded`).
     deadline: Option<Duration>,
+    /// This run's claim on the lab schema of a server others may use too
+    /// (kept, external; see `claim`).
+    claim: Option<claim::Claim>,
+    /// On an external server: the role the buyers log in as (see
+    /// `lab_role`), or why there is none.
+    confinement: Option<Result<lab_role::LabRole, String>>,
 }
 
 /// How long preparing the lab, its `\setup` or the audit may take at most
@@ -142,19 +156,15 @@ impl Database {
         }
         let probe = opts.connect_timeout.min(Duration::from_secs(2));
         if let Some(info) = kept::find_live(&dirs.state_dir, probe).await {
-            let mut db = Database {
-                kind: DbKind::Kept,
-                server_version: info.server_version.clone(),
-                durable: info.durable,
-                schema: opts.schema.clone(),
-                connect_timeout: opts.connect_timeout,
-                base: info.connect_options(),
-                shown_as: format!("the kept cluster at {}", info.url),
-                password: None,
-                cluster: None,
-                deadline: None,
-            };
-            db.server_version = db.query_version().await?;
+            let shown_as = format!("the kept cluster at {}", info.url);
+            let mut db = Database::bare(DbKind::Kept, opts, info.connect_options(), shown_as);
+            db.durable = info.durable;
+            let mut conn = db.claim_connection().await?;
+            let limit = db.connect_timeout;
+            db.server_version = db
+                .bounded(limit, "reading the server version", version_of(&mut conn))
+                .await?;
+            db.take_claim(conn).await?;
             return Ok(db);
         }
         Database::open_embedded(opts, dirs).await
@@ -168,40 +178,45 @@ impl Database {
             copts.temp_root = paths::disk_temp_root();
         }
         copts.max_connections = opts.max_connections.saturating_add(10).max(20);
+        copts.tcp = opts.listen_tcp;
         let cluster = tokio::task::spawn_blocking(move || Cluster::start(&copts))
             .await
             .context("the cluster start task failed")?
             .context("could not start the embedded PostgreSQL cluster")?;
+        let cluster_options = cluster.connect_options();
+        // A private cluster: no other racelab can reach it, so no claim.
+        let shown_as = format!("the embedded cluster in {}", cluster.dir().display());
         Ok(Database {
-            kind: DbKind::Embedded,
             server_version: cluster.version().to_string(),
+            cluster: Some(cluster),
+            ..Database::bare(DbKind::Embedded, opts, cluster_options, shown_as)
+        })
+    }
+
+    /// A `Database` of `kind` at `base`, before anything was asked of it.
+    fn bare(kind: DbKind, opts: &DbOptions, base: PgConnectOptions, shown_as: String) -> Database {
+        Database {
+            kind,
+            server_version: String::new(),
             durable: opts.durable,
             schema: opts.schema.clone(),
             connect_timeout: opts.connect_timeout,
-            base: cluster.connect_options(),
-            shown_as: format!("the embedded cluster in {}", cluster.dir().display()),
+            base,
+            shown_as,
             password: None,
-            cluster: Some(cluster),
+            cluster: None,
             deadline: None,
-        })
+            claim: None,
+            confinement: None,
+        }
     }
 
     async fn open_external(opts: &DbOptions) -> anyhow::Result<Database> {
         let url = opts.database_url.as_deref().unwrap_or_default();
         let base = parse_external_url(url)?;
-        let mut db = Database {
-            kind: DbKind::External,
-            server_version: String::new(),
-            durable: true,
-            schema: opts.schema.clone(),
-            connect_timeout: opts.connect_timeout,
-            base,
-            shown_as: redact_url(url),
-            password: url_password(url),
-            cluster: None,
-            deadline: None,
-        };
-        let mut conn = db.connect().await?;
+        let mut db = Database::bare(DbKind::External, opts, base, redact_url(url));
+        db.password = url_password(url);
+        let mut conn = db.claim_connection().await?;
         // Two trivial queries right after connecting: a server that does
         // not answer them within --connect-timeout is not answering.
         let limit = db.connect_timeout;
@@ -219,18 +234,78 @@ impl Database {
             .ok()
             .and_then(Result::ok)
             .unwrap_or(true);
-        let _ = tokio::time::timeout(limit, conn.close()).await;
+        db.take_claim(conn).await?;
+        db.confine().await?;
         Ok(db)
     }
 
-    async fn query_version(&self) -> anyhow::Result<String> {
-        let mut conn = self.connect().await?;
-        let limit = self.connect_timeout;
-        let v = self
-            .bounded(limit, "reading the server version", version_of(&mut conn))
-            .await;
-        let _ = tokio::time::timeout(limit, conn.close()).await;
-        v
+    /// On a server racelab did not start: make the lab's role, which the
+    /// buyers and `\setup` log in as (see `lab_role`), or note why not.
+    async fn confine(&mut self) -> anyhow::Result<()> {
+        let limit = self.setup_limit();
+        let Some(claim) = self.claim.as_mut() else {
+            return Ok(());
+        };
+        let work = lab_role::establish(claim.conn(), &self.base, &self.schema);
+        let confinement = match tokio::time::timeout(limit, work).await {
+            Ok(r) => r.context("making the lab's role")?,
+            Err(_) => Err(format!("it did not answer within {} s", limit.as_secs())),
+        };
+        self.confinement = Some(confinement);
+        Ok(())
+    }
+
+    /// Why the buyers of this external server run without a role of their
+    /// own (see `lab_role`); `None` on racelab's own clusters, and where
+    /// they have one.
+    pub fn unconfined(&self) -> Option<&str> {
+        match &self.confinement {
+            Some(Err(why)) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// The role the buyers log in as, on an external server that has one.
+    pub fn lab_role(&self) -> Option<&str> {
+        match &self.confinement {
+            Some(Ok(role)) => Some(&role.name),
+            _ => None,
+        }
+    }
+
+    /// Whether racelab started this server (embedded or kept): nobody
+    /// else's data is on it.
+    pub fn own_server(&self) -> bool {
+        self.kind != DbKind::External
+    }
+
+    /// How messages name the server (never with a password).
+    pub fn shown_as(&self) -> &str {
+        &self.shown_as
+    }
+
+    /// The connection that will hold this run's claim: named after the run
+    /// (`claim::this_run`), so that another racelab's refusal can say who
+    /// holds the lab. It asks the first questions too (the version), so
+    /// that claiming costs no connection of its own.
+    async fn claim_connection(&self) -> anyhow::Result<PgConnection> {
+        let options = self
+            .base
+            .clone()
+            .application_name(&claim::this_run())
+            .options([("search_path", self.schema.as_str())]);
+        self.connect_with(&options).await
+    }
+
+    /// Claim the lab schema on `conn` for as long as this `Database` lives,
+    /// or fail (exit 2) naming the racelab that holds it.
+    async fn take_claim(&mut self, conn: PgConnection) -> anyhow::Result<()> {
+        let claimed = claim::claim(conn, &self.schema, &self.shown_as);
+        let claim = self
+            .bounded(self.connect_timeout, "claiming the lab schema", claimed)
+            .await?;
+        self.claim = Some(claim);
+        Ok(())
     }
 
     pub fn kind(&self) -> DbKind {
@@ -263,6 +338,25 @@ impl Database {
             .clone()
             .application_name("racelab")
             .options([("search_path", self.schema.as_str())])
+    }
+
+    /// Options for the connections that run the strategy (the buyers and
+    /// `\setup`): `connect_options`, logged in as the lab's role where
+    /// there is one.
+    pub fn buyer_options(&self) -> PgConnectOptions {
+        match &self.confinement {
+            Some(Ok(role)) => role
+                .options
+                .clone()
+                .application_name("racelab")
+                .options([("search_path", self.schema.as_str())]),
+            _ => self.connect_options(),
+        }
+    }
+
+    /// One connection that runs the strategy (`buyer_options`).
+    pub async fn connect_buyer(&self) -> anyhow::Result<PgConnection> {
+        self.connect_with(&self.buyer_options()).await
     }
 
     /// Bound the audit's queries by `deadline` (racelab's side of
@@ -307,21 +401,31 @@ impl Database {
     /// `connect_query` first.
     pub fn upstream(&self, connect_query: String) -> pgbouncer::Upstream {
         let b = &self.base;
+        // The buyers log in as the lab's role where there is one.
+        let (user, password) = match &self.confinement {
+            Some(Ok(role)) => (role.name.clone(), Some(role.password.expose().to_string())),
+            _ => (b.get_username().to_string(), self.password.clone()),
+        };
         pgbouncer::Upstream {
             host: match b.get_socket() {
                 Some(dir) => dir.display().to_string(),
                 None => b.get_host().to_string(),
             },
             port: b.get_port(),
-            user: b.get_username().to_string(),
             dbname: b.get_database().unwrap_or(b.get_username()).to_string(),
-            password: self.password.clone(),
+            user,
+            password,
             connect_query,
         }
     }
 
     /// One connection, within `connect_timeout`.
     pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+        self.connect_with(&self.connect_options()).await
+    }
+
+    /// One connection with `options`, within `connect_timeout`.
+    async fn connect_with(&self, options: &PgConnectOptions) -> anyhow::Result<PgConnection> {
         let hint = match self.kind {
             DbKind::External => {
                 "check that the server is running and the URL (--database-url / DATABASE_URL) is right, \
@@ -338,11 +442,7 @@ impl Database {
             },
         };
         let secs = self.connect_timeout.as_secs_f64();
-        match tokio::time::timeout(
-            self.connect_timeout,
-            PgConnection::connect_with(&self.connect_options()),
-        )
-        .await
+        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(options)).await
         {
             Ok(Ok(conn)) => {
                 keepalive::enable_for(&self.base);
@@ -368,7 +468,7 @@ impl Database {
             .bounded(
                 limit,
                 "preparing the lab",
-                schema::prepare(&mut conn, &self.schema, products),
+                schema::prepare(&mut conn, &self.schema, self.lab_role(), products),
             )
             .await;
         let _ = tokio::time::timeout(limit, conn.close()).await;
@@ -439,8 +539,14 @@ impl Database {
         .await
     }
 
-    /// Stop an embedded cluster and remove its directory (no-op otherwise).
+    /// End this run's claim on the lab, stop an embedded cluster and
+    /// remove its directory.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(claim) = self.claim.take() {
+            // Closing politely; a server that does not answer lets the
+            // claim go when the connection drops anyway.
+            let _ = tokio::time::timeout(Duration::from_secs(2), claim.release()).await;
+        }
         match self.cluster.take() {
             Some(cluster) => tokio::task::spawn_blocking(move || cluster.shutdown())
                 .await
@@ -499,33 +605,28 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
-/// A URL fit to print: any password (in the user info or a `password`
-/// query parameter) replaced by `***`.
+/// A URL fit to print: the password of its user info and every query
+/// value replaced by `***`, but for libpq's parameters that are known to
+/// hold no secret (`sslmode`, `application_name`, ...).
 pub fn redact_url(url: &str) -> String {
-    let Ok(mut u) = url::Url::parse(url) else {
-        return "<the database URL>".into();
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    if u.query_pairs()
-        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
-    {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k.eq_ignore_ascii_case("password") {
-                    "***".to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
+    crate::secret::redact_text(url, PUBLIC_PARAMS, "<the database URL>")
 }
+
+/// Connection URL parameters shown as they are.
+const PUBLIC_PARAMS: &[&str] = &[
+    "sslmode",
+    "application_name",
+    "connect_timeout",
+    "target_session_attrs",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "sslrootcert",
+    "channel_binding",
+    "gssencmode",
+];
 
 #[cfg(test)]
 mod tests {
@@ -540,6 +641,8 @@ mod tests {
         let r = redact_url("postgresql://bob@h/app?sslmode=require&password=s3cret");
         assert!(!r.contains("s3cret"), "{r}");
         assert!(r.contains("sslmode=require"), "{r}");
+        let r = redact_url("postgres://h/db?sslmode=disable&api_key=t0ken");
+        assert_eq!(r, "postgres://h/db?sslmode=disable&api_key=***");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact_url("postgres://a:s3cret@[bad"), "<the database URL>");
     }

@@ -162,10 +162,19 @@ async fn lock_schema(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()
     Ok(())
 }
 
-async fn create_marked(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
+/// Create the schema with racelab's marker, owned by `owner` when given
+/// (the lab's role: see `lab_role`).
+async fn create_marked(
+    conn: &mut PgConnection,
+    schema: &str,
+    owner: Option<&str>,
+) -> anyhow::Result<()> {
     let q = quote_ident(schema);
+    let authorization = owner.map_or(String::new(), |o| {
+        format!(" AUTHORIZATION {}", quote_ident(o))
+    });
     sqlx::raw_sql(&format!(
-        "CREATE SCHEMA {q}; COMMENT ON SCHEMA {q} IS '{MARKER_COMMENT}';"
+        "CREATE SCHEMA {q}{authorization}; COMMENT ON SCHEMA {q} IS '{MARKER_COMMENT}';"
     ))
     .execute(&mut *conn)
     .await?;
@@ -205,7 +214,7 @@ pub async fn migrate(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()
     validate_name(schema)?;
     let mut tx = conn.begin().await?;
     if ours_locked(&mut tx, schema).await?.is_none() {
-        create_marked(&mut tx, schema).await?;
+        create_marked(&mut tx, schema, None).await?;
     }
     run_migrations(&mut tx, schema).await?;
     tx.commit().await?;
@@ -214,10 +223,12 @@ pub async fn migrate(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()
 
 /// A fresh lab in one transaction: verify the marker, drop the schema,
 /// recreate it with the marker, migrate, seed (`stock = initial_stock`).
-/// Nothing outside the schema is read or written.
+/// With an `owner` (the lab's role), the schema and everything in it are
+/// that role's. Nothing outside the schema is read or written.
 pub async fn prepare(
     conn: &mut PgConnection,
     schema: &str,
+    owner: Option<&str>,
     products: &[ProductSeed],
 ) -> anyhow::Result<()> {
     validate_name(schema)?;
@@ -238,7 +249,13 @@ pub async fn prepare(
             .execute(&mut *tx)
             .await?;
     }
-    create_marked(&mut tx, schema).await?;
+    create_marked(&mut tx, schema, owner).await?;
+    if let Some(o) = owner {
+        // The tables are the role's, so that its `\setup` may alter them.
+        sqlx::raw_sql(&format!("SET LOCAL ROLE {}", quote_ident(o)))
+            .execute(&mut *tx)
+            .await?;
+    }
     run_migrations(&mut tx, schema).await?;
     seed(&mut tx, products).await?;
     tx.commit().await?;

@@ -33,6 +33,9 @@ pub struct RaceConfig {
     /// `--retry-unknown`: resubmit an attempt that ended `unknown`, under
     /// the same attempt id, up to this many times; 0 is off.
     pub retry_unknown: u32,
+    /// `--no-progress`: end the race (aborted) when no attempt finishes
+    /// for this long, saying what the buyers wait on; `None`: never.
+    pub no_progress: Option<Duration>,
 }
 
 /// One buyer, one attempt of one unit on one product, no think time, one
@@ -55,6 +58,7 @@ impl Default for RaceConfig {
             track_contention: true,
             rate: None,
             retry_unknown: 0,
+            no_progress: None,
         }
     }
 }

@@ -43,6 +43,14 @@ pub trait Lanes: Send + Sync + 'static {
         async {}
     }
 
+    /// The race makes no progress (see `RaceConfig::no_progress`): what the
+    /// buyers are waiting on, as far as the target can tell, to go after
+    /// "the buyers make no progress" (e.g. "; on the server: 48 buyers wait
+    /// on a lock held outside the race by ..."). Nothing by default.
+    fn stalled(&self) -> impl Future<Output = String> + Send {
+        async { String::new() }
+    }
+
     /// A buyer has finished: keep its lane for `race_with` to hand back, or
     /// let it go now (`None`).
     fn finished(&self, buyer: u32, lane: Self::Lane) -> Option<Self::Lane> {

@@ -21,6 +21,7 @@ mod config;
 pub mod contention;
 mod control;
 mod lanes;
+pub mod limits;
 pub mod pick;
 mod race;
 mod runtime;

@@ -15,7 +15,7 @@ use super::arrivals::{Arrivals, Lag, OpenLoop};
 use super::buyer::{self, AttemptTrace, Shared};
 use super::config::RaceConfig;
 use super::contention::{Contention, Merged, Tracker};
-use super::control::Control;
+use super::control::{Control, Stop};
 use super::lanes::Lanes;
 use super::runtime::process_cpu;
 use super::tally::Tally;
@@ -133,11 +133,18 @@ pub async fn race_opened<L: Lanes>(
     let beside = lanes.during(&config);
     tokio::pin!(beside);
     let mut beside_done = false;
+    let watchdog = watch_progress(&*lanes, &config, &control);
+    tokio::pin!(watchdog);
+    let mut watchdog_done = false;
     loop {
         let joined = tokio::select! {
             joined = set.join_next() => joined,
             () = &mut beside, if !beside_done => {
                 beside_done = true;
+                continue;
+            }
+            () = &mut watchdog, if !watchdog_done => {
+                watchdog_done = true;
                 continue;
             }
         };
@@ -174,6 +181,47 @@ pub async fn race_opened<L: Lanes>(
         },
         done,
     ))
+}
+
+/// Stop the race (aborted, keeping what finished) once no attempt has
+/// finished for `config.no_progress`: a livelock, a lock held outside the
+/// race, a strategy that retries without end. The reason says so, with
+/// what the lanes can tell of what the buyers wait on. Never returns
+/// otherwise.
+async fn watch_progress<L: Lanes>(lanes: &L, config: &RaceConfig, control: &Control) {
+    let Some(limit) = config.no_progress else {
+        return std::future::pending().await;
+    };
+    let tick = (limit / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut seen = control.done.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        if control.is_stopped() {
+            return std::future::pending().await;
+        }
+        let done = control.done.load(Ordering::Relaxed);
+        if done != seen {
+            (seen, since) = (done, Instant::now());
+            continue;
+        }
+        if since.elapsed() < limit {
+            continue;
+        }
+        let waits = tokio::time::timeout(Duration::from_secs(5), lanes.stalled())
+            .await
+            .unwrap_or_default();
+        let endless = if config.max_tries == 0 {
+            "; with --max-tries 0 an attempt retries its conflicts and \\retry without end"
+        } else {
+            ""
+        };
+        control.stop(Stop::Aborted(format!(
+            "the buyers make no progress: no attempt finished in {} s (--no-progress){waits}{endless}",
+            limit.as_secs_f64()
+        )));
+        return std::future::pending().await;
+    }
 }
 
 #[cfg(test)]

@@ -45,11 +45,15 @@ impl Lab {
             .await
             .context("preparing the lab")?;
         let setup: Vec<(i64, i64)> = products.iter().map(|p| (p.id, p.stock)).collect();
-        strategy::run_setup(&strategy.program, conn, &setup)
-            .await
-            .with_context(|| {
+        if strategy.program.has_setup() {
+            // As the buyers run it: as the lab's role, where there is one.
+            let mut buyer = db.connect_buyer().await?;
+            let ran = strategy::run_setup(&strategy.program, &mut buyer, &setup).await;
+            let _ = sqlx::Connection::close(buyer).await;
+            ran.with_context(|| {
                 format!("running the \\setup block of strategy `{}`", strategy.name)
             })?;
+        }
         Lab::snapshot(conn, db.schema())
             .await
             .context("taking a snapshot of the lab")

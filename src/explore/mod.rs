@@ -41,7 +41,7 @@ use anyhow::Context as _;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::db::{Audit, Database, ProductSeed};
-use crate::engine::Control;
+use crate::engine::{Control, Stop};
 use crate::error::bad_input;
 use crate::outcome::Outcome;
 use crate::plan::explore::ExplorePlan;
@@ -113,6 +113,12 @@ pub async fn explore_on(
     plan: &ExplorePlan,
     control: &Arc<Control>,
 ) -> anyhow::Result<Option<Ran>> {
+    crate::strategy::confine::check_on(
+        &plan.strategy,
+        db.own_server(),
+        db.shown_as(),
+        db.unconfined(),
+    )?;
     db.check_room(plan.buyers + 2, plan.buyers).await?;
     let started_at = crate::run::now_rfc3339();
     let mut monitor = db.connect().await?;
@@ -131,7 +137,7 @@ pub async fn explore_on(
     };
     let mut sched = Scheduler::new(
         plan.strategy.program.clone(),
-        db.connect_options(),
+        db.buyer_options(),
         plan.db.connect_timeout,
         config,
     )
@@ -282,6 +288,16 @@ async fn explore_loop(
                     schedule: exec.schedule(),
                     what: format!("stuck: {why}"),
                 });
+            }
+            End::Endless(why) => {
+                // Exploring on would run every longer schedule to the same
+                // end: stop here, aborted (never SAFE), saying why (its
+                // schedule of thousands of steps would tell nothing more).
+                totals.explored += 1;
+                totals.stuck += 1;
+                count_steps(&mut totals, &exec);
+                control.stop(Stop::Aborted(why.clone()));
+                break;
             }
             End::Finished => {
                 if replaying && prefix.len() > exec.steps.len() {

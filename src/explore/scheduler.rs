@@ -155,6 +155,11 @@ pub enum End {
     Finished,
     /// It could not go on (the reason, in words).
     Stuck(String),
+    /// It ran `MAX_STEPS` statements without every buyer finishing: a
+    /// buyer retries without end (`--max-tries 0` with `\\retry`, or a
+    /// conflict every try). Every longer schedule would too, so the
+    /// exploration ends here.
+    Endless(String),
     /// The driver stopped it.
     Stopped,
     /// A signal stopped the run.
@@ -669,8 +674,9 @@ impl Run {
                 }
             }
             if self.steps.len() >= MAX_STEPS {
-                return Ok(End::Stuck(format!(
-                    "the schedule ran {MAX_STEPS} statements without every buyer finishing (retries without end? lower --max-tries)"
+                return Ok(End::Endless(format!(
+                    "a schedule ran {MAX_STEPS} statements without every buyer finishing: the \
+                     buyers make no progress (retries without end; give --max-tries a limit)"
                 )));
             }
             let views = self.views();

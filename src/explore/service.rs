@@ -222,7 +222,7 @@ async fn explore_on(
         let records = cx.watch.records().await;
         match &served.end {
             End::Interrupted | End::Stopped => break,
-            End::Stuck(why) => {
+            End::Stuck(why) | End::Endless(why) => {
                 totals.explored += 1;
                 totals.stuck += 1;
                 count(&mut totals, &served, &records);

@@ -19,7 +19,7 @@ fn lanes_for(url: &str, method: Method, protocol: Protocol, sync: Sync) -> Arc<H
     .unwrap();
     let step = Step {
         name: "request".into(),
-        request: format!("{method} {}", url.path_text()),
+        request: format!("{method} {}", url.shown_path()),
         method,
         url,
         headers: Vec::new(),
@@ -75,6 +75,7 @@ fn config(buyers: u32, attempts: u32) -> RaceConfig {
         track_contention: true,
         rate: None,
         retry_unknown: 0,
+        no_progress: None,
     }
 }
 

@@ -169,21 +169,15 @@ impl Service {
     }
 }
 
-/// The URL to show: without any password.
+/// The URL to show: without any password or query value.
 pub fn shown(url: &Url) -> String {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    u.to_string()
+    crate::secret::redact(url, &[])
 }
 
-/// A URL as given (it may hold placeholders) without any password.
+/// A URL as given (it may hold placeholders) without any password or
+/// query value.
 pub fn shown_text(text: &str) -> String {
-    match Url::parse(text) {
-        Ok(u) if u.password().is_some() => shown(&u),
-        _ => text.to_string(),
-    }
+    crate::secret::redact_written(text)
 }
 
 struct ServiceTarget<'a> {

@@ -504,12 +504,12 @@ pub async fn read_stock_url(
     stock: &JsonExpr,
     sold: Option<&JsonExpr>,
 ) -> anyhow::Result<Reading> {
-    let what = || format!("reading the stock from {url} (--stock-url)");
+    let what = || format!("reading the stock from {} (--stock-url)", super::shown(url));
     let resp = client
         .get(url.clone())
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", what(), super::text::chain(&e)))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", what(), super::text::chain(&e.without_url())))?;
     let status = resp.status();
     let body = resp.bytes().await.with_context(what)?;
     if !status.is_success() {
@@ -536,16 +536,19 @@ pub async fn read_stock_url(
 
 /// POST the reset endpoint; anything but a 2xx is a failure.
 pub async fn reset_url(client: &reqwest::Client, url: &reqwest::Url) -> anyhow::Result<()> {
-    let resp = client
-        .post(url.clone())
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("--reset-url {url}: {}", super::text::chain(&e)))?;
+    let resp = client.post(url.clone()).send().await.map_err(|e| {
+        anyhow::anyhow!(
+            "--reset-url {}: {}",
+            super::shown(url),
+            super::text::chain(&e.without_url())
+        )
+    })?;
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_default();
     if !status.is_success() {
         anyhow::bail!(
-            "--reset-url {url} answered HTTP {status}: {}",
+            "--reset-url {} answered HTTP {status}: {}",
+            super::shown(url),
             String::from_utf8_lossy(&body[..body.len().min(200)])
         );
     }

@@ -134,8 +134,15 @@ impl SqlLanes {
         self.session_faults = SessionFaults {
             deadline,
             drop_reply: faults.drop_reply,
+            sleep_limit: self.session_faults.sleep_limit,
         };
         self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// No `\sleep` of a buyer may be longer than `limit` (`--timeout`).
+    pub fn with_sleep_limit(mut self, limit: Option<Duration>) -> SqlLanes {
+        self.session_faults.sleep_limit = limit;
         self
     }
 
@@ -218,9 +225,14 @@ impl Lanes for SqlLanes {
         }
         if let Some((client, _)) = &self.redis {
             let mut set = JoinSet::new();
+            let at_once = Arc::new(tokio::sync::Semaphore::new(CONNECTS_AT_ONCE));
             for _ in 0..config.buyers {
                 let client = client.clone();
-                set.spawn(async move { client.get_multiplexed_tokio_connection().await });
+                let at_once = at_once.clone();
+                set.spawn(async move {
+                    let _permit = at_once.acquire().await;
+                    client.get_multiplexed_tokio_connection().await
+                });
             }
             let mut conns = Vec::with_capacity(config.buyers as usize);
             while let Some(c) = set.join_next().await {
@@ -243,6 +255,11 @@ impl Lanes for SqlLanes {
             Lane::Own(_) if buyer != 1 => None,
             lane => Some(lane),
         }
+    }
+
+    fn stalled(&self) -> impl Future<Output = String> + Send {
+        let connect = self.connect.clone();
+        async move { super::stall::describe(&connect).await }
     }
 
     fn during(&self, config: &RaceConfig) -> impl Future<Output = ()> + Send {
@@ -366,6 +383,9 @@ impl Attempt for SqlBuyer<'_> {
 
 /// Open every buyer's connection (or the pool's) before the barrier, so
 /// the race starts with everyone ready. Connections open concurrently.
+/// Connections being opened at once, at most (see `open_lanes`).
+const CONNECTS_AT_ONCE: usize = 200;
+
 async fn open_lanes(
     connect: &PgConnectOptions,
     config: &RaceConfig,
@@ -374,9 +394,16 @@ async fn open_lanes(
     let buyers = config.buyers as usize;
     let pool_size = (config.connections > 0).then(|| config.connections.min(config.buyers));
     let mut set = JoinSet::new();
+    // Thousands of connects at once overflow the server's listen backlog
+    // (a unix socket answers EAGAIN): a few hundred in flight at a time.
+    let at_once = Arc::new(tokio::sync::Semaphore::new(CONNECTS_AT_ONCE));
     for _ in 0..pool_size.map_or(buyers, |n| n as usize) {
         let opts = connect.clone();
-        set.spawn(async move { opts.connect().await });
+        let at_once = at_once.clone();
+        set.spawn(async move {
+            let _permit = at_once.acquire().await;
+            opts.connect().await
+        });
     }
     let conns = join_unless_stopped(set, control, |r| r.map_err(connect_error)).await?;
     if pool_size.is_some() {

@@ -15,6 +15,7 @@
 pub mod lanes;
 pub mod nemesis;
 pub mod pool;
+mod stall;
 mod target;
 pub mod watch;
 
@@ -29,7 +30,7 @@ use crate::engine::{Control, ProductPicker};
 use crate::report::{Output, RunResult};
 use crate::result::{DatabaseInfo, Topology};
 use crate::run::{self, Pipeline};
-use crate::strategy::Strategy;
+use crate::strategy::{self, Strategy};
 use crate::timings;
 pub use lanes::{race, Held, Lane, SqlLanes};
 pub use nemesis::Faults;
@@ -100,7 +101,8 @@ pub async fn execute(
     }
     let redis = if lab.strategies.iter().any(|s| s.program.uses_redis()) {
         let prefix = format!("{}:", lab.db.schema);
-        match timings::time("open Redis", Redis::open(&lab.redis, &prefix)).await {
+        let commands: Vec<String> = strategy::redis_command_names().collect();
+        match timings::time("open Redis", Redis::open(&lab.redis, &prefix, &commands)).await {
             Ok(r) => Some(r),
             Err(e) => {
                 let _ = db.shutdown().await;
@@ -193,6 +195,14 @@ async fn execute_on(
     control: &Arc<Control>,
 ) -> anyhow::Result<Vec<RunResult>> {
     let sc = &pipeline.scenario;
+    // Before anything starts: on a server racelab did not start, a script
+    // that would leave the lab is refused at its line.
+    for s in &lab.strategies {
+        strategy::confine::check_on(s, db.own_server(), db.shown_as(), db.unconfined())?;
+        if let Some(why) = redis.and_then(Redis::unconfined) {
+            strategy::confine::check_redis(s, "the Redis of --redis-url", why)?;
+        }
+    }
     // Before the lab is touched: never a half-started race. Through a
     // pooler the server only sees its pool (and racelab's own connections);
     // the buyers connect while one more connection readies the lab.
@@ -210,7 +220,9 @@ async fn execute_on(
             stock: sc.stock,
         })
         .collect();
-    let mut connect = db.connect_options().options(KEEPALIVE);
+    // The buyers log in as the lab's role on a server racelab did not
+    // start (see `db::lab_role`).
+    let mut connect = db.buyer_options().options(KEEPALIVE);
     if lab.timeout_ms > 0 {
         let ms = lab.timeout_ms.to_string();
         connect = connect.options([

@@ -57,11 +57,15 @@ impl<'a> LabTarget<'a> {
         redis: Option<&'a Redis>,
         via: Option<&'a Via<'a>>,
     ) -> LabTarget<'a> {
-        let mut lanes = SqlLanes::new(strategy.program.clone(), connect.clone()).with_faults(
-            lab.faults,
-            client_deadline(lab.timeout_ms),
-            lab.db.connect_timeout,
-        );
+        let mut lanes = SqlLanes::new(strategy.program.clone(), connect.clone())
+            .with_sleep_limit(
+                (lab.timeout_ms > 0).then(|| std::time::Duration::from_millis(lab.timeout_ms)),
+            )
+            .with_faults(
+                lab.faults,
+                client_deadline(lab.timeout_ms),
+                lab.db.connect_timeout,
+            );
         if let Some(v) = via.filter(|v| v.opts.pool_mode.switches_connections()) {
             lanes = lanes.with_unnamed_statements(v.opts.pool_mode == PoolMode::Transaction);
         }
@@ -113,7 +117,7 @@ impl Target for LabTarget<'_> {
         }
         if self.strategy.program.has_setup() {
             let products: Vec<(i64, i64)> = self.seeds.iter().map(|p| (p.id, p.stock)).collect();
-            let mut conn = self.db.connect().await?;
+            let mut conn = self.db.connect_buyer().await?;
             let setup = strategy::run_setup(&self.strategy.program, &mut conn, &products);
             self.db
                 .bounded(self.db.setup_limit(), "running the \\setup block", setup)

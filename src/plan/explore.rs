@@ -92,13 +92,7 @@ impl ExplorePlan {
             }
         }
         if let Some(spec) = &args.spec {
-            let parent = spec.parent().filter(|p| !p.as_os_str().is_empty());
-            if parent.is_some_and(|p| !p.is_dir()) {
-                return Err(bad_input(format!(
-                    "--spec {}: the directory does not exist",
-                    spec.display()
-                )));
-            }
+            crate::report::save::check_output_file("--spec", spec)?;
         }
         // The buyers, the monitor, and one for preparing the lab.
         let db = db_options(&args.db, args.buyers + 3)?;

@@ -19,7 +19,6 @@ pub mod explore_service;
 mod lab;
 mod service;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{
@@ -106,6 +105,16 @@ impl<'a> RaceArgs<'a> {
         }
     }
 
+    /// The longest an attempt may wait for one reply without anything
+    /// being wrong: `--timeout` of the lab, `--request-timeout` of a
+    /// service (milliseconds; 0: none).
+    fn wait_limit_ms(&self) -> u64 {
+        match self {
+            RaceArgs::Lab { args, .. } => args.sql.timeout.unwrap_or(0),
+            RaceArgs::Http(a) => a.request.request_timeout,
+        }
+    }
+
     fn output(&self) -> &'a OutputArgs {
         match self {
             RaceArgs::Lab { args, .. } => &args.output,
@@ -170,6 +179,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         )));
     }
     let output = output_of(args.output(), args.tables())?;
+    let no_progress = no_progress_of(gate.no_progress, &scenario, args.wait_limit_ms())?;
     let mut pipeline = Pipeline {
         scenario,
         max_tries: DEFAULT_MAX_TRIES,
@@ -177,6 +187,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         repeat: gate.repeat,
         trace: output.trace,
         retry_unknown: 0,
+        no_progress,
     };
     let mut backend = None;
     let (target, grouped) = match target {
@@ -191,6 +202,7 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
             (TargetPlan::Http(Box::new(service)), gate.repeat > 1)
         }
     };
+    open_files_for(&pipeline.scenario, &target)?;
     let baseline = if gate.baseline.is_empty() {
         Vec::new()
     } else {
@@ -227,6 +239,91 @@ fn build(args: RaceArgs) -> anyhow::Result<Plan> {
         grouped,
         backend,
     })
+}
+
+/// The most connections of its own a race may open to a cluster racelab
+/// starts (no `--database-url`): each is a server process of a few
+/// megabytes, on the same machine as racelab; a kept cluster's default
+/// `max_connections` is the same.
+pub const MAX_EMBEDDED_CONNECTIONS: u32 = 1_000;
+
+/// Check (and raise, where it can) the process's limit on open files for
+/// the race's connections: one per buyer (or per pooled connection), and
+/// one more per buyer for Redis; refuse the race, before anything starts,
+/// when the hard limit is too low, or when a cluster racelab starts would
+/// need more server processes than `MAX_EMBEDDED_CONNECTIONS`.
+fn open_files_for(sc: &Scenario, target: &TargetPlan) -> anyhow::Result<()> {
+    use crate::engine::limits::{ensure_open_files, SPARE_FILES};
+    let (connections, redis, lab) = match target {
+        TargetPlan::Lab(lab) => {
+            let redis = lab.strategies.iter().any(|s| s.program.uses_redis());
+            (sc.connections_needed(), redis.then_some(sc.buyers), true)
+        }
+        TargetPlan::Http(_) => (sc.buyers, None, false),
+    };
+    let embedded = matches!(target, TargetPlan::Lab(l) if l.db.database_url.is_none());
+    if embedded && connections > MAX_EMBEDDED_CONNECTIONS {
+        return Err(bad_input(format!(
+            "--buyers {} would open {connections} connections, one per buyer, and a cluster \
+             racelab starts takes at most {MAX_EMBEDDED_CONNECTIONS} (each is a server \
+             process): share a pool with --connections {MAX_EMBEDDED_CONNECTIONS} (or fewer), \
+             or race a server of your own with --database-url",
+            sc.buyers
+        )));
+    }
+    let needed = u64::from(connections) + u64::from(redis.unwrap_or(0)) + SPARE_FILES;
+    let Err(lim) = ensure_open_files(needed) else {
+        return Ok(());
+    };
+    let per = if redis.is_some() { 2 } else { 1 };
+    let fit = lim.hard.saturating_sub(SPARE_FILES) / per;
+    let fix = if lab {
+        format!(
+            "share a pool of connections with --connections {}",
+            fit.max(1)
+        )
+    } else {
+        format!("race fewer buyers (--buyers {})", fit.max(1))
+    };
+    Err(bad_input(format!(
+        "this race needs about {} open files at once ({} connections{}), but this process may \
+         open at most {} (ulimit -Hn): {fix}, or raise the limit",
+        lim.needed,
+        connections,
+        if redis.is_some() {
+            " and one to Redis per buyer"
+        } else {
+            ""
+        },
+        lim.hard
+    )))
+}
+
+/// The default `--no-progress`: a race in which no attempt finishes for
+/// 10 s makes no progress.
+pub const NO_PROGRESS: Duration = Duration::from_secs(10);
+
+/// `--no-progress`, or its default: `NO_PROGRESS`, longer where an
+/// attempt may take longer without anything being wrong: three of the
+/// longest think times, three gaps of the open loop's schedule, twice the
+/// per-reply limit `wait_ms`.
+fn no_progress_of(flag: Option<f64>, sc: &Scenario, wait_ms: u64) -> anyhow::Result<Duration> {
+    if let Some(s) = flag {
+        if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+            return Err(bad_input(format!(
+                "--no-progress must be between 0 and 86400 seconds, got {s}"
+            )));
+        }
+        return Ok(Duration::from_secs_f64(s));
+    }
+    let think = Duration::from_millis(sc.think_ms.saturating_add(sc.think_jitter_ms)) * 3;
+    let gap = if sc.rate_per_s > 0.0 {
+        Duration::from_secs_f64((3.0 / sc.rate_per_s).min(86_400.0))
+    } else {
+        Duration::ZERO
+    };
+    let wait = Duration::from_millis(wait_ms.saturating_mul(2));
+    Ok(NO_PROGRESS.max(think).max(gap).max(wait))
 }
 
 /// The target's flags, validated before the shared ones.
@@ -293,6 +390,7 @@ pub fn db_options(db: &DbArgs, max_connections: u32) -> anyhow::Result<DbOptions
         durable: db.durable,
         connect_timeout,
         max_connections,
+        listen_tcp: false,
     })
 }
 
@@ -317,13 +415,7 @@ pub fn output_of(out: &OutputArgs, tables: &TableArgs) -> anyhow::Result<Output>
         ("--trace", out.trace.as_ref().and_then(|f| f.as_ref())),
     ] {
         let Some(file) = file else { continue };
-        if let Some(parent) = existing_parent_missing(file) {
-            return Err(bad_input(format!(
-                "{flag} {}: directory {} does not exist",
-                file.display(),
-                parent.display()
-            )));
-        }
+        crate::report::save::check_output_file(flag, file)?;
     }
     Ok(Output {
         json: out.json,
@@ -335,12 +427,6 @@ pub fn output_of(out: &OutputArgs, tables: &TableArgs) -> anyhow::Result<Output>
         histogram: tables.histogram,
         wide: tables.wide,
     })
-}
-
-/// The directory a file would go into, when it is named and is missing.
-fn existing_parent_missing(file: &std::path::Path) -> Option<PathBuf> {
-    let parent = file.parent().filter(|p| !p.as_os_str().is_empty())?;
-    (!parent.is_dir()).then(|| parent.to_path_buf())
 }
 
 #[cfg(test)]

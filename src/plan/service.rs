@@ -176,7 +176,7 @@ fn flags_flow(a: &HttpArgs, req: &Request, columns: &[String]) -> anyhow::Result
     };
     let step = Step {
         name: "request".into(),
-        request: format!("{method} {}", url.path_text()),
+        request: format!("{method} {}", url.shown_path()),
         method,
         url,
         headers,

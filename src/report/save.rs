@@ -24,6 +24,58 @@ pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Check before anything runs that `flag`'s `file` can be written: not a
+/// directory, in a directory that exists and that racelab may create files
+/// in (a file that exists must be writable). Bad input, naming the flag:
+/// a race is never run only to lose its result at the end.
+pub fn check_output_file(flag: &str, file: &Path) -> anyhow::Result<()> {
+    let shown = file.display();
+    let refuse = |why: String| crate::error::bad_input(format!("{flag} {shown}: {why}"));
+    if file.is_dir() {
+        return Err(refuse(format!(
+            "is a directory; name a file in it, e.g. {flag} {}",
+            file.join(default_name(flag)).display()
+        )));
+    }
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        let what = if parent.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return Err(refuse(format!("{} {what}", parent.display())));
+    }
+    if file.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .map(drop)
+            .map_err(|e| refuse(format!("cannot be written: {e}")));
+    }
+    let probe = parent.join(format!(".racelab-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| refuse(format!("cannot create a file in {}: {e}", parent.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// A file name to suggest for `flag` when it was given a directory.
+fn default_name(flag: &str) -> &'static str {
+    match flag {
+        "--junit" => "racelab.xml",
+        "--trace" => "trace.jsonl",
+        "--spec" => "counterexample.spec",
+        _ => "report.html",
+    }
+}
+
 /// The file name of a run: time, scenario, strategy, repetition.
 pub fn file_name(r: &RunResult) -> String {
     let rep = if r.repetition > 1 {

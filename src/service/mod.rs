@@ -88,16 +88,24 @@ impl Backend {
         let (cluster, direct_url, upstream) = match &plan.database_url {
             Some(url) => (None, url.clone(), Upstream::parse(url)?),
             None => {
-                let opts = ClusterOptions::new(bins::find_server_bins(None)?, &Dirs::from_env()?)?;
+                let mut opts =
+                    ClusterOptions::new(bins::find_server_bins(None)?, &Dirs::from_env()?)?;
+                // The proxy listens on TCP, and the service logs in through
+                // it: the cluster takes that login on TCP with its own
+                // password (SCRAM), so the proxy's port is no open door to
+                // a session (its unix socket trusts whoever reaches it).
+                opts.tcp = true;
                 let cluster = tokio::task::spawn_blocking(move || Cluster::start(&opts))
                     .await
                     .context("the cluster start task failed")?
                     .context("could not start the embedded PostgreSQL cluster for the service")?;
-                let socket = cluster
-                    .socket_dir()
-                    .join(format!(".s.PGSQL.{}", cluster.port()));
-                let url = cluster.url().to_string();
-                (Some(cluster), url, Upstream::Unix(socket))
+                let url = cluster
+                    .url()
+                    .context("a cluster started with tcp has a URL")?
+                    .expose()
+                    .to_string();
+                let upstream = Upstream::parse(&url)?;
+                (Some(cluster), url, upstream)
             }
         };
         let listener = std::net::TcpListener::bind(plan.listen).map_err(|e| {

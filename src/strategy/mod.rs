@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 
 mod builtin;
+pub mod confine;
 mod expr;
 pub(crate) mod facts;
 mod interp;
@@ -20,6 +21,7 @@ mod lex;
 mod parse;
 mod program;
 mod redis;
+pub use redis::command_names as redis_command_names;
 mod vars;
 pub(crate) use redis::RedisEffect;
 

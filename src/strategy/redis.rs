@@ -128,6 +128,12 @@ const COMMANDS: &[(&str, Keys)] = &[
     ("EVALSHA", Keys::Eval),
 ];
 
+/// The names of the commands a strategy may send (lower case), for a
+/// server that confines racelab to them (an ACL user: see `db::redis`).
+pub fn command_names() -> impl Iterator<Item = String> {
+    COMMANDS.iter().map(|(name, _)| name.to_lowercase())
+}
+
 /// A token of a `\redis` line with its 1-based column.
 struct Tok {
     col: usize,

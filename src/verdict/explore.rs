@@ -11,11 +11,20 @@ use crate::result::Status;
 /// The verdict of an exploration from its counts, and why when it is
 /// `inconclusive`. `max_schedules` is the `--max-schedules` it ran under.
 pub fn decide(r: &ExploreResult, max_schedules: u64) -> (ExploreVerdict, Option<String>) {
+    // Nothing to sell, or nobody to race: no schedule can test anything.
+    let nothing_to_sell = r.stock < r.quantity.max(1);
+    let alone = r.buyers < 2;
     let verdict = if r.oversold_schedules > 0 {
         ExploreVerdict::Oversold
     } else if r.unsafe_schedules > 0 {
         ExploreVerdict::Inconsistent
-    } else if !r.complete || r.stuck_schedules > 0 || r.error_schedules > 0 {
+    } else if !r.complete
+        || r.stuck_schedules > 0
+        || r.error_schedules > 0
+        || nothing_to_sell
+        || alone
+        || r.status == Status::Aborted
+    {
         ExploreVerdict::Inconclusive
     } else {
         ExploreVerdict::Safe
@@ -24,7 +33,21 @@ pub fn decide(r: &ExploreResult, max_schedules: u64) -> (ExploreVerdict, Option<
         return (verdict, None);
     }
     let mut why = Vec::new();
-    if r.status == Status::Interrupted {
+    if nothing_to_sell {
+        why.push(format!(
+            "nothing could be sold: stock {} is less than one attempt's quantity {} (--stock)",
+            r.stock, r.quantity
+        ));
+    }
+    if alone {
+        why.push("one buyer races nobody (--buyers 2 or more)".to_string());
+    }
+    if r.status == Status::Aborted {
+        why.push(format!(
+            "the exploration was aborted ({})",
+            r.status_reason.as_deref().unwrap_or("no reason given")
+        ));
+    } else if r.status == Status::Interrupted {
         why.push("the run was interrupted".to_string());
     } else if r.diverged_schedules > 0 {
         why.push(format!(

@@ -79,11 +79,17 @@ pub fn decide(r: &RunResult) -> Option<Verdict> {
 /// Why a run with clean books tested nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Untested {
+    /// No product had stock for one attempt's quantity: nothing could be
+    /// sold, so no purchase was raced, whatever the strategy does.
+    NothingToSell,
     /// Nothing was sold though the stock could serve a purchase: no
     /// attempt got as far as its write, so no write was raced.
     NothingSold,
     /// No two attempts on a product were in flight at once.
     NoOverlap,
+    /// The race was aborted before it finished (the buyers made no
+    /// progress, the network froze): a partial race proves no safety.
+    Aborted,
     /// More buyers than `--max-setup-failures` were put out of the race
     /// by a step before it (an HTTP flow): the race was not the one asked for.
     SetupFailed,
@@ -94,11 +100,17 @@ pub enum Untested {
 pub fn untested(r: &RunResult) -> Option<Untested> {
     let a = r.audit.as_ref()?;
     let sc = &r.scenario;
+    if sc.stock < sc.quantity.max(1) {
+        return Some(Untested::NothingToSell);
+    }
+    if r.status == Status::Aborted {
+        return Some(Untested::Aborted);
+    }
     let flow = r.target.as_ref().and_then(|t| t.flow.as_ref());
     if flow.is_some_and(|f| f.out_of_race > f.max_setup_failures) {
         return Some(Untested::SetupFailed);
     }
-    if r.outcomes.attempts > 0 && a.units_sold == 0 && sc.stock >= sc.quantity.max(1) {
+    if r.outcomes.attempts > 0 && a.units_sold == 0 {
         return Some(Untested::NothingSold);
     }
     if r.contention.overlapped_attempts == 0 {
@@ -112,6 +124,17 @@ pub fn why_inconclusive(r: &RunResult) -> Option<String> {
     let a = r.audit.as_ref()?;
     let http = r.target.is_some();
     Some(match untested(r)? {
+        Untested::NothingToSell => format!(
+            "nothing could be sold: {} in stock per product is less than one attempt's \
+             quantity {}, so no purchase was raced: give the lab stock (--stock {})",
+            units(r.scenario.stock),
+            r.scenario.quantity,
+            r.scenario.quantity.max(1).saturating_mul(10)
+        ),
+        // The reason follows the sentence (`[aborted: ...]`).
+        Untested::Aborted => {
+            "the race was aborted before it finished, so it proves nothing".to_string()
+        }
         Untested::SetupFailed => {
             let f = r.target.as_ref()?.flow.as_ref()?;
             let first = f.setup_failures.first().map_or(String::new(), |c| {
@@ -781,7 +804,8 @@ mod tests {
              purchase was raced: fix what stops the strategy's attempts from buying \
              (commonest error: 22012: division by zero (line 2))"
         );
-        // Sold out at stock 0 is not "nothing sold while stock remained".
+        // Sold out at stock 0 is not "nothing sold while stock remained":
+        // nothing could be sold at all, which tests nothing either.
         let mut empty = fixtures::run(
             "for-update",
             fixtures::scenario(100, 0),
@@ -789,9 +813,21 @@ mod tests {
             Some(audit(0, 0, 0)),
             1,
         );
-        assert_eq!(untested(&empty), None);
+        assert_eq!(untested(&empty), Some(Untested::NothingToSell));
         empty.verdict = decide(&empty);
-        assert!(is_safe(&empty));
+        assert!(!is_safe(&empty) && !meets(&safe_gate(0), &empty));
+        assert_eq!(
+            sentence(&empty),
+            "INCONCLUSIVE: nothing could be sold: 0 units in stock per product is less than one \
+             attempt's quantity 1, so no purchase was raced: give the lab stock (--stock 10)"
+        );
+        // An aborted race proves nothing either, however clean its books.
+        let mut aborted = fixtures::for_update_safe(1);
+        aborted.status = Status::Aborted;
+        aborted.status_reason = Some("the buyers make no progress".into());
+        aborted.verdict = decide(&aborted);
+        assert_eq!(untested(&aborted), Some(Untested::Aborted));
+        assert!(!is_safe(&aborted));
     }
 
     #[test]

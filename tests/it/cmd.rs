@@ -6,7 +6,7 @@
 use libtest_mimic::Trial;
 
 pub fn tests() -> Vec<Trial> {
-    vec![Trial::test("cmd::cases", || {
+    vec![crate::common::test("cmd::cases", || {
         let cases = std::panic::catch_unwind(|| {
             trycmd::TestCases::new()
                 .register_bin(

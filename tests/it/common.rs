@@ -24,12 +24,16 @@ pub fn start_shared_server() -> anyhow::Result<Cluster> {
     let mut opts = ClusterOptions::new(bins, &Dirs::from_env()?)?;
     // Room for a 500-buyer race beside other tests running at once.
     opts.max_connections = 1200;
+    // The tests reach it as an external server: over TCP, with its password.
+    opts.tcp = true;
     let cluster = Cluster::start(&opts)?;
-    let _ = SERVER_URL.set(cluster.url().to_string());
+    let url = cluster.url().expect("a cluster started with tcp has a URL");
+    let _ = SERVER_URL.set(url.expose().to_string());
     Ok(cluster)
 }
 
-/// The shared server's URL (TCP, superuser `postgres`, database `postgres`).
+/// The shared server's URL (TCP, superuser `postgres` with the cluster's
+/// password, database `postgres`).
 pub fn server_url() -> &'static str {
     SERVER_URL
         .get()
@@ -74,11 +78,21 @@ pub fn dirs_with_private_state() -> anyhow::Result<(Dirs, tempfile::TempDir)> {
     Ok((dirs, state))
 }
 
-/// Cluster options for a test's own throwaway cluster.
+/// Cluster options for a test's own throwaway cluster, which tests reach
+/// as an external server (over TCP, with its password: `cluster_url`).
 pub fn cluster_options() -> anyhow::Result<ClusterOptions> {
     let mut o = ClusterOptions::new(bins::find_server_bins(None)?, &Dirs::from_env()?)?;
     o.max_connections = 20;
+    o.tcp = true;
     Ok(o)
+}
+
+/// The TCP URL (with its password) of a test's own cluster.
+pub fn cluster_url(c: &Cluster) -> String {
+    c.url()
+        .expect("test clusters listen on TCP")
+        .expose()
+        .to_string()
 }
 
 /// The environment variable that turns this binary into a helper process.

@@ -110,7 +110,7 @@ fn embedded_shutdown_leaves_nothing() -> anyhow::Result<()> {
         let mut conn = PgConnection::connect_with(&c.connect_options()).await?;
         select_42(&mut conn).await?;
         conn.close().await?;
-        let mut tcp = PgConnection::connect(c.url()).await?;
+        let mut tcp = PgConnection::connect(&common::cluster_url(&c)).await?;
         select_42(&mut tcp).await?;
         tcp.close().await?;
         anyhow::Ok(())
@@ -225,13 +225,31 @@ fn kept_cluster_lifecycle() -> anyhow::Result<()> {
             .contains("racelab db start"));
         let info = kept::start(&opts).await?;
         let result = async {
+            // The state file shows the URL without the password; `db url`
+            // gives the one that logs in, with the cluster's own password.
             ensure!(info.url == format!("postgresql://postgres@127.0.0.1:{}/postgres", info.port));
             ensure!(kept::status_in(&dirs.state_dir)?.as_ref() == Some(&info));
-            ensure!(kept::url_in(&dirs.state_dir)? == info.url);
+            let login = kept::url_in(&dirs.state_dir)?;
+            let password = login.expose().password().unwrap_or_default().to_string();
+            ensure!(password.len() == 64, "no password in {login}");
+            ensure!(login.to_string().contains("postgres:***@"), "{login}");
+            let state_json = std::fs::read_to_string(dirs.state_dir.join("cluster.json"))?;
+            ensure!(
+                !state_json.contains(&password),
+                "the state file holds the password"
+            );
             // Starting again is idempotent.
             ensure!(kept::start(&opts).await?.pid == info.pid);
-            // Another program's view: the TCP URL.
-            let mut conn = PgConnection::connect(&info.url).await?;
+            // Another program's view: the TCP URL; without the password it
+            // is refused.
+            let refused = PgConnection::connect(&info.url).await.err();
+            ensure!(
+                refused
+                    .as_ref()
+                    .is_some_and(|e| e.to_string().contains("password")),
+                "a TCP login without the password: {refused:?}"
+            );
+            let mut conn = PgConnection::connect(login.expose().as_str()).await?;
             select_42(&mut conn).await?;
             let max: String = sqlx::query_scalar("SHOW max_connections")
                 .fetch_one(&mut conn)

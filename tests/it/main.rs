@@ -14,6 +14,7 @@
 //! Adding a module: `mod foo;` below and one `trials.extend(foo::tests());`.
 
 mod badinput;
+mod bounds;
 mod browser;
 mod classroom;
 mod cli;
@@ -37,6 +38,7 @@ mod pgbouncer;
 mod proxy;
 mod redis;
 mod run;
+mod safety;
 mod serve;
 mod strategy;
 mod teach;
@@ -88,6 +90,8 @@ fn main() -> ExitCode {
     trials.extend(pgbouncer::tests());
     trials.extend(output::tests());
     trials.extend(cmd::tests());
+    trials.extend(safety::tests());
+    trials.extend(bounds::tests());
     trials.extend(classroom::tests());
     trials.extend(proxy::tests());
     trials.extend(explore_service::tests());

@@ -11,14 +11,14 @@ use crate::cli::{racelab, stderr, stdout};
 
 pub fn tests() -> Vec<Trial> {
     vec![
-        Trial::test("manual::man_renders_with_man_l", man_renders),
-        Trial::test("manual::man_of_a_subcommand", man_of_a_subcommand),
-        Trial::test("manual::man_of_no_such_command", man_of_no_such_command),
-        Trial::test(
+        crate::common::test("manual::man_renders_with_man_l", man_renders),
+        crate::common::test("manual::man_of_a_subcommand", man_of_a_subcommand),
+        crate::common::test("manual::man_of_no_such_command", man_of_no_such_command),
+        crate::common::test(
             "manual::bash_completes_subcommands_and_flags",
             bash_completes,
         ),
-        Trial::test("manual::completions_for_every_shell", every_shell),
+        crate::common::test("manual::completions_for_every_shell", every_shell),
     ]
 }
 

@@ -94,7 +94,7 @@ fn rate_is_held() -> anyhow::Result<()> {
     let server = server()?;
     let result = (|| {
         let child = spawn(
-            server.url(),
+            &common::cluster_url(&server),
             "t_rate",
             &[&RACE[..], &["--rate", "200"]].concat(),
         )?;
@@ -169,11 +169,11 @@ fn a_stall_shows_in_p90() -> anyhow::Result<()> {
     let server = server()?;
     let result = (|| {
         let mut child = spawn(
-            server.url(),
+            &common::cluster_url(&server),
             "t_stall",
             &[&RACE[..], &["--rate", "500"]].concat(),
         )?;
-        let url = server.url().to_string();
+        let url = common::cluster_url(&server);
         common::wait_until(
             "the first orders of the race in t_stall",
             Duration::from_secs(60),

@@ -377,9 +377,10 @@ fn auth_passthrough() -> anyhow::Result<()> {
     let sql = "SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'md5-s3cret';\
                SET password_encryption = 'scram-sha-256'; CREATE ROLE scram_user LOGIN PASSWORD 'scram-s3cret';\
                SELECT pg_reload_conf();";
-    run(Command::new(bin("psql")).args([cluster.url(), "-X", "-q", "-c", sql]))?;
+    let url = crate::common::cluster_url(&cluster);
+    run(Command::new(bin("psql")).args([url.as_str(), "-X", "-q", "-c", sql]))?;
     let dir = tempfile::tempdir()?;
-    let p = ProxyChild::start(cluster.url(), &dir.path().join("r.jsonl"))?;
+    let p = ProxyChild::start(&url, &dir.path().join("r.jsonl"))?;
     for (user, pw, method) in [
         ("md5_user", "md5-s3cret", "md5"),
         ("scram_user", "scram-s3cret", "scram-sha-256"),
@@ -715,8 +716,9 @@ fn service_node_safe() -> anyhow::Result<()> {
 
 fn matches_server_log() -> anyhow::Result<()> {
     let cluster = racelab::db::Cluster::start(&crate::common::cluster_options()?)?;
+    let url = crate::common::cluster_url(&cluster);
     run(Command::new(bin("psql")).args([
-        cluster.url(),
+        url.as_str(),
         "-X",
         "-q",
         "-c",
@@ -733,7 +735,7 @@ fn matches_server_log() -> anyhow::Result<()> {
         "PORT={port} exec node shop.js",
         &[
             VERIFY,
-            &["--database-url", cluster.url(), "--db-record", &record_arg],
+            &["--database-url", url.as_str(), "--db-record", &record_arg],
         ]
         .concat(),
     )?;

@@ -203,7 +203,7 @@ fn user_script() -> Result<(), Failed> {
 }
 
 /// A redis-server of the test's own on a unix socket in `dir`.
-fn start_redis(dir: &Path) -> (Child, PathBuf) {
+pub(crate) fn start_redis(dir: &Path) -> (Child, PathBuf) {
     let sock = dir.join("r.sock");
     let child = Command::new("redis-server")
         .args([
@@ -230,7 +230,7 @@ fn start_redis(dir: &Path) -> (Child, PathBuf) {
     (child, sock)
 }
 
-fn cli(sock: &Path, args: &[&str]) -> String {
+pub(crate) fn cli(sock: &Path, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .arg("-s")
         .arg(sock)

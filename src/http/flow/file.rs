@@ -481,7 +481,7 @@ fn step(
     }
     Ok(Step {
         name: name.to_string(),
-        request: format!("{method} {}", url.path_text()),
+        request: format!("{method} {}", url.shown_path()),
         method,
         url,
         headers,

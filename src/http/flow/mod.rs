@@ -325,14 +325,16 @@ impl UrlTemplate {
         Url::parse(&text).map_err(|e| format!("the URL {} is not valid: {e}", self.shown()))
     }
 
-    /// The URL as written, with its placeholders (never a value).
+    /// The URL as written, with its placeholders (never a value): any
+    /// query value written in it is a secret as often as not.
     pub fn shown(&self) -> String {
-        format!("{}{}", self.origin_shown, self.path_text)
+        format!("{}{}", self.origin_shown, self.shown_path())
     }
 
-    /// The path and query as written, with placeholders.
-    pub fn path_text(&self) -> &str {
-        &self.path_text
+    /// The path and query as written, with placeholders, and any value
+    /// written in the query redacted.
+    pub fn shown_path(&self) -> String {
+        crate::secret::redact_written(&self.path_text)
     }
 
     pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {

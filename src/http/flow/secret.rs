@@ -1,33 +1,9 @@
 //! Secrets as data with a type (STYLE 22): a value from `--users`, what a
-//! step extracted, a buyer's variables. `Debug` and `Display` show `***`;
-//! the value is reached only by `expose`, where a request is rendered.
+//! step extracted, a buyer's variables. `Debug` and `Display` show `***`
+//! (`crate::secret::Secret`); the value is reached only by `expose`, where
+//! a request is rendered.
 
-/// One secret value.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    /// The value, for the request it goes into and nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// A buyer's variables by slot (built-ins, users' columns, the flow's own,
 /// what steps extracted): rendered into requests, shown as a count only.
@@ -59,7 +35,7 @@ mod tests {
 
     #[test]
     fn secrets_never_show() {
-        let s = Secret::new("hunter2".into());
+        let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "*** ***");
         assert_eq!(s.expose(), "hunter2");
         let v = Values(vec!["hunter2".into()]);

@@ -26,7 +26,14 @@ pub struct SessionFaults {
     pub deadline: Option<Duration>,
     /// The probability (0..1) of dropping the reply of a statement that commits.
     pub drop_reply: f64,
+    /// No `\sleep` may be longer than this (`--timeout`); without it,
+    /// `SLEEP_LIMIT`.
+    pub sleep_limit: Option<Duration>,
 }
+
+/// The longest `\sleep` without `--timeout`: think time is milliseconds,
+/// and a sleep of hours is a typo that would hang the race silently.
+pub const SLEEP_LIMIT: Duration = Duration::from_secs(60);
 
 /// Poll `send` once and leave it: its first poll writes the message to
 /// the socket (and flushes it); the reply is never read. Unconstrained:

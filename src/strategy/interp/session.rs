@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use sqlx::{Executor as _, PgConnection};
 
 use super::end::{classify, event, fail_message, lost, Fail, TryEnd};
-use super::faults::{bounded, is_deadline, Injected, SessionFaults};
+use super::faults::{bounded, is_deadline, Injected, SessionFaults, SLEEP_LIMIT};
 use super::gate::{Boundary, StepGate, TxEffect};
 use crate::outcome::{AttemptCtx, AttemptReport, Outcome, TraceEvent, TraceKind};
 use crate::strategy::expr::EvalError;
@@ -47,6 +47,8 @@ pub struct Session<'p> {
     pub(super) redis_open: bool,
     /// racelab's own limit on every statement's reply (see `Faults`).
     pub(super) deadline: Option<Duration>,
+    /// The longest `\sleep` (`--timeout`); `SLEEP_LIMIT` without one.
+    pub(super) sleep_limit: Option<Duration>,
     /// `--nemesis drop-reply`: the probability of dropping the connection
     /// right after sending a statement that commits; 0 is off.
     pub(super) drop_reply: f64,
@@ -87,6 +89,7 @@ impl Program {
             redis: None,
             redis_open: false,
             deadline: None,
+            sleep_limit: None,
             drop_reply: 0.0,
             fault: None,
             named: true,
@@ -110,7 +113,35 @@ impl<'p> Session<'p> {
     pub fn with_faults(mut self, faults: SessionFaults) -> Self {
         self.deadline = faults.deadline;
         self.drop_reply = faults.drop_reply.clamp(0.0, 1.0);
+        self.sleep_limit = faults.sleep_limit;
         self
+    }
+
+    /// Why a `\sleep` of `us` microseconds may not run: longer than
+    /// `--timeout` (or `SLEEP_LIMIT` without one). Under a gate a sleep is
+    /// skipped, so any length goes.
+    fn sleep_too_long(&self, us: i64) -> Option<String> {
+        let limit = self.sleep_limit.unwrap_or(SLEEP_LIMIT);
+        if self.gate.is_some() || us <= 0 || (us as u128) <= limit.as_micros() {
+            return None;
+        }
+        let shown = if us % 1_000_000 == 0 {
+            format!("{} s", us / 1_000_000)
+        } else if us % 1_000 == 0 {
+            format!("{} ms", us / 1_000)
+        } else {
+            format!("{us} us")
+        };
+        Some(match self.sleep_limit {
+            Some(t) => format!(
+                "\\sleep {shown} is longer than --timeout {} ms: no wait of a buyer may outlast it",
+                t.as_millis()
+            ),
+            None => format!(
+                "\\sleep {shown} is longer than racelab's limit of {} s on one \\sleep without --timeout",
+                SLEEP_LIMIT.as_secs()
+            ),
+        })
     }
 
     /// The injected fault (or expired deadline) that lost the connection in
@@ -353,6 +384,10 @@ impl<'p> Session<'p> {
                     expr,
                     unit_us,
                 } => match self.eval(expr, *line) {
+                    Ok(v) if self.sleep_too_long(v.saturating_mul(*unit_us)).is_some() => {
+                        let why = self.sleep_too_long(v.saturating_mul(*unit_us));
+                        Err((Fail::Error(why.unwrap_or_default()), *line, false))
+                    }
                     Ok(v) => {
                         let us = v.saturating_mul(*unit_us);
                         if us > 0 {

@@ -350,6 +350,7 @@ mod tests {
         let faults = |p| SessionFaults {
             deadline: None,
             drop_reply: p,
+            sleep_limit: None,
         };
         let mut always = prog.session(1).with_faults(faults(1.0));
         assert!((0..100).all(|_| always.drops_reply()));
