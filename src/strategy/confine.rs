@@ -318,7 +318,6 @@ fn folded(i: &Ident) -> String {
 /// server's files and configuration, large objects (shared by the whole
 /// database), and queries or tables named by a string.
 const OUTSIDE_FUNCTIONS: &[&str] = &[
-    "set_config",
     "pg_terminate_backend",
     "pg_cancel_backend",
     "pg_reload_conf",
@@ -435,6 +434,11 @@ impl Walker {
         let Some(last) = n.0.iter().rev().find_map(|p| p.as_ident()) else {
             return;
         };
+        self.setting_named(last, at(last), verb);
+    }
+
+    /// A setting changed by name (`SET`, `RESET`, `set_config`).
+    fn setting_named(&mut self, last: &Ident, place: Option<(usize, usize)>, verb: &str) {
         let name = folded(last);
         if ESCAPE_SETTINGS.contains(&name.as_str()) {
             let why = match name.as_str() {
@@ -447,7 +451,7 @@ impl Walker {
                 }
                 _ => format!("{verb} {name} loads code into the server"),
             };
-            self.leave(why, at(last));
+            self.leave(why, place);
         }
     }
 
@@ -700,6 +704,21 @@ impl Visitor for Walker {
                             format!("{name}() reaches outside the lab (other sessions, the server's files, or tables named by a string)"),
                             at(last),
                         );
+                    }
+                    if name == "set_config" {
+                        // Judged as `SET` of the setting it names; a name
+                        // computed at run time could be any of them.
+                        match first_string_arg(&f.args) {
+                            Some(setting) => {
+                                let setting = Ident::new(setting.to_lowercase());
+                                self.setting_named(&setting, at(last), "set_config of");
+                            }
+                            None => self.leave(
+                                "set_config() with a setting named at run time could change \
+                                 where names resolve or who the statements run as",
+                                at(last),
+                            ),
+                        }
                     }
                     if NAMES_BY_STRING.contains(&name.as_str()) {
                         if let Some(text) = first_string_arg(&f.args) {

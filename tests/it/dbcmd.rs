@@ -60,6 +60,20 @@ impl Private {
         );
         Ok((stdout, stderr))
     }
+
+    /// `racelab db status` with no kept cluster: it says so, and exits 1
+    /// (a script's check fails).
+    fn not_running(&self) -> anyhow::Result<()> {
+        let out = self.racelab(&["db", "status"])?;
+        let stdout = text(&out.stdout);
+        ensure!(stdout == "not running", "{stdout}");
+        ensure!(
+            out.status.code() == Some(1),
+            "racelab db status with none running: exit {:?}",
+            out.status.code()
+        );
+        Ok(())
+    }
 }
 
 impl Drop for Private {
@@ -76,8 +90,7 @@ fn text(b: &[u8]) -> String {
 fn start_status_url_stop() -> anyhow::Result<()> {
     let p = Private::new()?;
     // Nothing kept yet: status says so, url fails saying how to start one.
-    let (status, _) = p.db("status")?;
-    ensure!(status == "not running", "{status}");
+    p.not_running()?;
     let url = p.racelab(&["db", "url"])?;
     ensure!(
         !url.status.success(),
@@ -105,7 +118,19 @@ fn start_status_url_stop() -> anyhow::Result<()> {
     );
     let (status, _) = p.db("status")?;
     ensure!(status.starts_with("running: PostgreSQL"), "{status}");
-    ensure!(status.contains(&url), "{status} does not name {url}");
+    // The URL printed by `start` and `url` carries the cluster's password,
+    // for the owner's programs; status names the server without it.
+    let (credentials, server) = url
+        .trim_start_matches("postgresql://")
+        .split_once('@')
+        .with_context(|| format!("no user in {url}"))?;
+    let password = credentials.split_once(':').map(|(_, p)| p).unwrap_or("");
+    ensure!(!password.is_empty(), "{url} has no password");
+    ensure!(status.contains(server), "{status} does not name {server}");
+    ensure!(
+        !status.contains(password),
+        "status shows the password: {status}"
+    );
     let pid: u32 = status
         .split_whitespace()
         .skip_while(|w| *w != "pid")
@@ -172,8 +197,7 @@ fn start_status_url_stop() -> anyhow::Result<()> {
         proc::wait_gone(pid, Duration::from_secs(30)),
         "the kept cluster (pid {pid}) still runs after stop"
     );
-    let (status, _) = p.db("status")?;
-    ensure!(status == "not running", "{status}");
+    p.not_running()?;
     ensure!(
         !data.exists(),
         "stop left the data directory {}",

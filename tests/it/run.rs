@@ -486,7 +486,10 @@ fn compare_all() -> Result<(), Failed> {
         // The table says the same as the saved result.
         let line = table
             .lines()
-            .find(|l| l.contains(&format!(" {name} ")))
+            .find(|l| {
+                l.split(|c: char| c.is_whitespace() || c == '│')
+                    .any(|w| w == name)
+            })
             .unwrap_or_else(|| panic!("{name} missing:\n{table}"));
         let word = match text(r, "verdict").as_str() {
             "oversold" => "OVERSOLD",

@@ -241,6 +241,10 @@ fn race(name: &str, path: &str, truth: Truth) -> Result<(), Failed> {
                 "5",
                 "--max-tries",
                 "0",
+                // Share locks upgraded by 15 buyers make progress one
+                // deadlock at a time: slow, not stuck.
+                "--no-progress",
+                "60",
             ],
         );
         if !(out.status.success() || out.status.code() == Some(1)) {

@@ -1,6 +1,7 @@
 -- A Redis lock (SET NX PX 100) around a read-think-write body: it looks like
 -- SELECT ... FOR UPDATE, but the lock expires after 100 ms whether or not
 -- its holder has finished.
+-- truth: safe
 \redis SET lock:{:product} :attempt NX PX 100 \gset got
 \if is_null(:got)
   \sleep 5 ms

@@ -1,4 +1,5 @@
 -- FOR UPDATE OF two tables: valid PostgreSQL that racelab's SQL parser cannot read.
+-- truth: safe
 BEGIN;
 SELECT p.stock FROM products p JOIN products q ON q.id = p.id
   WHERE p.id = :product FOR UPDATE OF p, q \gset
