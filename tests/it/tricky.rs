@@ -224,8 +224,24 @@ fn explored_truth(name: &str, c: &Value, truth: Truth) -> Result<(), Failed> {
 
 /// Race the script: a safe one sells cleanly, an unsafe one shows itself
 /// within `RACES` races.
+/// The buyers a script's race takes: 15, or its `-- race buyers: N` line
+/// (a shape that livelocks a crowd, such as share locks upgraded by every
+/// buyer, is raced by as many as make progress; racelab calls the crowd's
+/// race INCONCLUSIVE, `bounds::` tests that).
+fn race_buyers(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.trim().strip_prefix("-- race buyers:"))
+                .map(|n| n.trim().to_string())
+        })
+        .unwrap_or_else(|| "15".to_string())
+}
+
 fn race(name: &str, path: &str, truth: Truth) -> Result<(), Failed> {
     let schema = schema_of("tr", name);
+    let buyers = race_buyers(path);
     for attempt in 1..=RACES {
         let (out, json) = json_on(
             &schema,
@@ -234,17 +250,13 @@ fn race(name: &str, path: &str, truth: Truth) -> Result<(), Failed> {
                 "--strategy",
                 path,
                 "--buyers",
-                "15",
+                &buyers,
                 "--stock",
                 "5",
                 "--think-ms",
                 "5",
                 "--max-tries",
                 "0",
-                // Share locks upgraded by 15 buyers make progress one
-                // deadlock at a time: slow, not stuck.
-                "--no-progress",
-                "60",
             ],
         );
         if !(out.status.success() || out.status.code() == Some(1)) {
@@ -270,7 +282,7 @@ fn race(name: &str, path: &str, truth: Truth) -> Result<(), Failed> {
             Truth::Unsafe if oversold > 0 || drift != 0 => return Ok(()),
             Truth::Unsafe if attempt == RACES => {
                 return Err(format!(
-                    "{name} is unsafe but {RACES} races of 15 buyers neither oversold nor drifted (verdict {verdict})"
+                    "{name} is unsafe but {RACES} races of {buyers} buyers neither oversold nor drifted (verdict {verdict})"
                 )
                 .into())
             }

@@ -1,5 +1,6 @@
 -- FOR SHARE, then a write of the same row: two holders of the share lock
 -- deadlock at the write; PostgreSQL aborts one and racelab retries it.
+-- race buyers: 2
 BEGIN;
 SELECT stock FROM products WHERE id = :product FOR SHARE \gset
 \if :stock < :qty
