@@ -76,6 +76,17 @@ pub fn next_prefix(points: &[ChoicePoint], bound: Option<u32>) -> Option<Vec<u32
     None
 }
 
+/// The buyers (1-based) whose state satisfies `is`: those a scheduler may
+/// grant next, or those waiting on a lock.
+pub fn buyers_where<S>(states: &[S], is: impl Fn(&S) -> bool) -> Vec<u32> {
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| is(s))
+        .map(|(i, _)| i as u32 + 1)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::monitor::Monitor;
-use super::schedule::ChoicePoint;
+use super::schedule::{buyers_where, ChoicePoint};
 use super::spec::inline;
 use crate::engine::{AttemptTrace, Control};
 use crate::outcome::{AttemptReport, Outcome};
@@ -621,21 +621,11 @@ impl Run {
     }
 
     fn enabled(&self) -> Vec<u32> {
-        self.states
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, State::Ready(..)))
-            .map(|(i, _)| i as u32 + 1)
-            .collect()
+        buyers_where(&self.states, |s| matches!(s, State::Ready(..)))
     }
 
     fn blocked(&self) -> Vec<u32> {
-        self.states
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, State::Blocked(..)))
-            .map(|(i, _)| i as u32 + 1)
-            .collect()
+        buyers_where(&self.states, |s| matches!(s, State::Blocked(..)))
     }
 
     async fn drive(

@@ -21,7 +21,7 @@ use sqlx::PgConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::gate::{Event, Parked, ServiceGate};
-use super::schedule::ChoicePoint;
+use super::schedule::{buyers_where, ChoicePoint};
 use super::scheduler::{BuyerView, Choice, Driver, End, Pending, STUCK_GRACE};
 use crate::engine::Control;
 use crate::outcome::AttemptReport;
@@ -548,21 +548,11 @@ impl Sched {
     }
 
     fn enabled(&self) -> Vec<u32> {
-        self.states
-            .iter()
-            .enumerate()
-            .filter(|(_, st)| matches!(st, State::Parked(..)))
-            .map(|(i, _)| i as u32 + 1)
-            .collect()
+        buyers_where(&self.states, |s| matches!(s, State::Parked(..)))
     }
 
     fn blocked(&self) -> Vec<u32> {
-        self.states
-            .iter()
-            .enumerate()
-            .filter(|(_, st)| matches!(st, State::Blocked(..)))
-            .map(|(i, _)| i as u32 + 1)
-            .collect()
+        buyers_where(&self.states, |s| matches!(s, State::Blocked(..)))
     }
 
     /// Note an event; returns the request it was about.
